@@ -1,0 +1,27 @@
+"""A neural network in NumPy alone, in matrix form: whole batches, no per-sample loops.
+
+Read it in this order: activations.py (f and f'), losses.py (L and dL/dP), layers.py (Dense forward and
+backward), model.py (Sequential: the chain rule across layers), gradcheck.py (the numerical witness).
+"""
+
+from from_scratch.activations import ACTIVATIONS
+from from_scratch.arch import Architecture, LayerSpec
+from from_scratch.errors import BadInputError
+from from_scratch.gradcheck import gradcheck, numerical_gradient
+from from_scratch.layers import LAYERS, Dense
+from from_scratch.losses import LOSSES, get_loss
+from from_scratch.model import Sequential
+
+__all__ = [
+    "ACTIVATIONS",
+    "LAYERS",
+    "LOSSES",
+    "Architecture",
+    "BadInputError",
+    "Dense",
+    "LayerSpec",
+    "Sequential",
+    "get_loss",
+    "gradcheck",
+    "numerical_gradient",
+]

@@ -1,0 +1,23 @@
+"""Exceptions raised on bad input.
+
+Every error the project raises for a user's mistake is a `BadInputError` (a `ValueError`), so the command
+line can turn it into one line on stderr and exit code 2, and the Python API can catch one type.
+"""
+
+from __future__ import annotations
+
+
+class BadInputError(ValueError):
+    """A user-supplied value (shape, name, number, file) that the project refuses, with the reason."""
+
+
+class UnknownNameError(BadInputError, KeyError):
+    """An activation, loss, layer or optimizer name that no registry knows; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def unknown_name(kind: str, name: object, known: object) -> UnknownNameError:
+    """Build the error for `name` missing from a registry of `kind`s, listing the `known` names."""
+    return UnknownNameError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")

@@ -1,0 +1,183 @@
+"""Loss functions with their gradients, reduced as Keras reduces them by default.
+
+Each loss computes one value per sample, l_i, and the Keras default reduction `sum_over_batch_size`:
+
+    L = (1/N) sum_i w_i l_i          (w_i = 1 without sample weights; N = batch size, not sum(w))
+
+so every gradient carries the factor w_i / N:  dL/dY_pred[i] = (w_i / N) dl_i/dY_pred[i].
+
+Keras's hidden-logits path: a tensor produced by Keras's `softmax` (or `sigmoid`) activation carries its logits,
+and the cross-entropy losses then compute from those logits, with no clipping, even with from_logits=False. A
+loss whose `fuses_with` names the output layer's activation is therefore evaluated on the logits Z by
+`Sequential.loss_and_gradients`: `per_sample_from_logits(Y, Z)` and `grad_from_logits(Y, Z)`.
+
+The registry `LOSSES` maps Keras's string identifiers to classes; keras_impl/losses.py holds the twins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from from_scratch.activations import log_softmax, softmax
+from from_scratch.errors import BadInputError, unknown_name
+
+Array = np.ndarray
+
+#: keras.config.epsilon(): the clip applied to probabilities on the probability path.
+EPSILON = 1e-7
+
+
+class Loss:
+    """Base class: subclasses give `per_sample(Y, P) -> (N,)` and `per_sample_grad(Y, P) -> (N, K)`.
+
+    `fuses_with`: the output activation whose logits Keras uses instead of the probabilities (or None).
+    """
+
+    name: str = ""
+    fuses_with: str | None = None
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        """l_i for each sample.  Y (N, K), P (N, K) -> (N,)."""
+        raise NotImplementedError
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        """dl_i/dP_i for each sample (unreduced).  Y (N, K), P (N, K) -> (N, K)."""
+        raise NotImplementedError
+
+    def per_sample_from_logits(self, y_true: Array, z: Array) -> Array:
+        """l_i computed from the output layer's logits Z (the fused path).  Y (N, K), Z (N, K) -> (N,)."""
+        raise NotImplementedError
+
+    def grad_from_logits(self, y_true: Array, z: Array) -> Array:
+        """dl_i/dZ_i on the fused path (unreduced).  Y (N, K), Z (N, K) -> (N, K)."""
+        raise NotImplementedError
+
+    def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
+        """Targets as the loss uses them (e.g. after label smoothing).  Y (N, K) -> (N, K)."""
+        return y_true
+
+    def reduce(self, values: Array, sample_weight: Array | None) -> float:
+        """L = sum_i w_i l_i / N (Keras's `sum_over_batch_size`).  values (N,) -> scalar."""
+        if sample_weight is not None:
+            values = values * sample_weight
+        return values.sum() / values.shape[0]
+
+    def reduce_grad(self, grad: Array, sample_weight: Array | None) -> Array:
+        """dL/dP = (w_i / N) dl_i/dP_i.  grad (N, K) -> (N, K)."""
+        n = grad.shape[0]
+        if sample_weight is not None:
+            grad = grad * sample_weight[:, None]
+        return grad / n
+
+    def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None) -> float:
+        """The reduced loss L on probabilities/outputs P.  Y (N, K), P (N, K) -> scalar."""
+        return self.reduce(self.per_sample(self.prepare_targets(y_true, y_pred), y_pred), sample_weight)
+
+    def gradient(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None) -> Array:
+        """dL/dP for the reduced loss.  Y (N, K), P (N, K) -> (N, K)."""
+        return self.reduce_grad(self.per_sample_grad(self.prepare_targets(y_true, y_pred), y_pred), sample_weight)
+
+    def from_logits_value(self, y_true: Array, z: Array, sample_weight: Array | None = None) -> float:
+        """The reduced loss computed on the logits (fused path).  Y (N, K), Z (N, K) -> scalar."""
+        return self.reduce(self.per_sample_from_logits(self.prepare_targets(y_true, z), z), sample_weight)
+
+    def gradient_from_logits(self, y_true: Array, z: Array, sample_weight: Array | None = None) -> Array:
+        """dL/dZ for the reduced loss on the fused path.  Y (N, K), Z (N, K) -> (N, K)."""
+        return self.reduce_grad(self.grad_from_logits(self.prepare_targets(y_true, z), z), sample_weight)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, so the Keras twin can be built with the same ones."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class CategoricalCrossentropy(Loss):
+    """l_i = -sum_k Y_ik log P_ik, with one-hot (or probability) targets Y (N, K).
+
+    - from_logits=True, or the output layer is a softmax (Keras's hidden-logits path):
+      l_i = -sum_k Y_ik log_softmax(Z)_ik, and dl_i/dZ_i = P_i - Y_i. This is TensorFlow's
+      softmax_cross_entropy_with_logits gradient; it equals the exact (sum_k Y_ik) P_i - Y_i when rows of Y sum to 1.
+    - from_logits=False on a plain probability tensor P: P <- P / sum_k P_k, clip to [eps, 1 - eps],
+      l_i = -sum_k Y_ik log P_ik (no renormalising after the clip); the gradient is 0 where the clip is active.
+    - label_smoothing s: Y <- Y (1 - s) + s / K before everything else.
+    """
+
+    name = "categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        self.from_logits = from_logits
+        self.label_smoothing = float(label_smoothing)
+
+    def config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
+        if self.label_smoothing:
+            k = y_true.shape[-1]
+            return y_true * (1 - self.label_smoothing) + self.label_smoothing / k
+        return y_true
+
+    def per_sample_from_logits(self, y_true: Array, z: Array) -> Array:
+        return -(y_true * log_softmax(z)).sum(axis=-1)
+
+    def grad_from_logits(self, y_true: Array, z: Array) -> Array:
+        return softmax(z) - y_true
+
+    def _clipped(self, y_pred: Array) -> tuple[Array, Array, Array]:
+        """(q, c, inside): q = P / sum P, c = clip(q, eps, 1 - eps), inside = where the clip passes gradient."""
+        q = y_pred / y_pred.sum(axis=-1, keepdims=True)
+        eps = np.asarray(EPSILON, dtype=y_pred.dtype)
+        c = np.clip(q, eps, 1 - eps)
+        inside = (q >= eps) & (q <= 1 - eps)  # tf.clip_by_value passes the gradient on the boundary
+        return q, c, inside
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        if self.from_logits:
+            return self.per_sample_from_logits(y_true, y_pred)
+        _, c, _ = self._clipped(y_pred)
+        return -(y_true * np.log(c)).sum(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        """Probability path: with s = sum_k P_k, q = P / s, c = clip(q) and g = dl/dq = -Y / c (0 where clipped),
+        the chain through the renormalisation gives dl/dP_k = (g_k - sum_j g_j q_j) / s."""
+        if self.from_logits:
+            return self.grad_from_logits(y_true, y_pred)
+        q, c, inside = self._clipped(y_pred)
+        g = np.where(inside, -y_true / c, 0)
+        s = y_pred.sum(axis=-1, keepdims=True)
+        return (g - (g * q).sum(axis=-1, keepdims=True)) / s
+
+
+class MeanSquaredError(Loss):
+    """l_i = (1/K) sum_k (Y_ik - P_ik)^2, dl_i/dP_i = (2/K) (P_i - Y_i).  Y (N, K), P (N, K)."""
+
+    name = "mean_squared_error"
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        return ((y_true - y_pred) ** 2).mean(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        return 2 * (y_pred - y_true) / y_pred.shape[-1]
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get_loss(loss: str | Loss, **kwargs: Any) -> Loss:
+    """A loss object from a Keras string identifier (with constructor arguments) or an existing object."""
+    if isinstance(loss, Loss):
+        if kwargs:
+            raise BadInputError(f"loss arguments {sorted(kwargs)} given with a loss object; pass them to its class")
+        return loss
+    if loss not in LOSSES:
+        raise unknown_name("loss", loss, LOSSES)
+    return LOSSES[loss](**kwargs)
