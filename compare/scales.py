@@ -1,0 +1,69 @@
+"""Term magnitudes for the float32 bound: the backward pass run again on absolute values.
+
+For every gradient entry, the magnitude M of the terms that floating-point arithmetic summed to produce it:
+
+    |dZ| = |dA| * |f'(Z)|                     (softmax: P * (|dA| + sum_k |dA_k| P_k))
+    M_W  = |X|^T |dZ|,   M_b = sum_n |dZ|,   |dX| = |dZ| |W|^T   (passed on as the next layer's |dA|)
+
+started from the loss gradient's own terms: (|P| + |Y|) |w| / N on the fused softmax + cross-entropy path,
+|dL/dP| otherwise. The rounding error of a computed sum is bounded by a multiple of u times the sum of its terms'
+magnitudes, so ||error|| / ||M|| is the quantity that a float32 tolerance can bound without knowing the data.
+Computed in float64 from the scratch model's caches after `backward_pass`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def _dz_magnitude(layer: Any, dA_abs: Array) -> Array:
+    z = layer.Z.astype(np.float64)
+    if layer.activation.grad is None:  # softmax: |P * (dA - sum dA P)| <= P * (|dA| + sum |dA| P)
+        p = layer.A.astype(np.float64)
+        return p * (dA_abs + (dA_abs * p).sum(axis=-1, keepdims=True))
+    return dA_abs * np.abs(layer.activation.grad(z))
+
+
+def dense_scales(layer: Any, dA_abs: Array | None, dZ_abs: Array | None = None) -> tuple[list[Array], Array]:
+    """([M_W, M_b], |dX|) for a Dense layer, from |dA| (or directly from |dZ| on the fused path)."""
+    if dZ_abs is None:
+        dZ_abs = _dz_magnitude(layer, dA_abs)
+    x_abs = np.abs(layer.X.astype(np.float64))
+    w_abs = np.abs(layer.W.astype(np.float64))
+    return [x_abs.T @ dZ_abs, dZ_abs.sum(axis=0)], dZ_abs @ w_abs.T
+
+
+#: One entry per scratch layer kind (keys as in from_scratch.layers.LAYERS).
+SCALES: dict[str, Callable[..., tuple[list[Array], Array]]] = {
+    "dense": dense_scales,
+}
+
+
+def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight: Array | None = None) -> tuple[
+    list[Array], Array
+]:
+    """Term magnitudes for every gradient of `model` (aligned with get_weights()) and for dL/dX.
+
+    Call right after `model.backward_pass(x, y, loss)`, whose caches it reads.
+    """
+    n = y.shape[0]
+    w = np.ones(n) if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
+    last = model.layers[-1]
+    y64 = np.asarray(y, np.float64)
+    per_layer: list[list[Array]] = []
+    if fused:
+        p = np.abs(last.A.astype(np.float64))
+        dZ_abs = (p + np.abs(y64)) * w[:, None] / n
+        params, d_abs = SCALES[last.kind](last, None, dZ_abs)
+    else:
+        grad = loss.gradient(y64, last.A.astype(np.float64), sample_weight)
+        params, d_abs = SCALES[last.kind](last, np.abs(grad))
+    per_layer.append(params)
+    for layer in reversed(model.layers[:-1]):
+        params, d_abs = SCALES[layer.kind](layer, d_abs)
+        per_layer.append(params)
+    return [m for params in reversed(per_layer) for m in params], d_abs
