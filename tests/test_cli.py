@@ -1,0 +1,112 @@
+"""The command line and the proof that the harness can fail."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compare import cli
+from compare.tolerances import F64_TOL
+from from_scratch.model import Sequential
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_default_compare_passes(capsys):
+    code, out, _ = run(capsys, "compare")
+    assert code == 0
+    assert "FAIL" not in out
+    assert out.strip().splitlines()[-1].startswith("PASS: all 11 quantities")
+
+
+def test_json_carries_every_row(capsys):
+    code, out, _ = run(capsys, "compare", "--json", "--dtype", "float32", "--batch", "5")
+    report = json.loads(out)
+    assert code == 0 and report["passed"]
+    names = [row["name"] for row in report["rows"]]
+    assert names[:3] == ["weights round trip", "loss", "output"]
+    assert "grad dense_2/bias" in names and "grad input" in names
+    assert report["settings"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert report["config"]["batch"] == 5
+
+
+def test_digits_batch(capsys):
+    pytest.importorskip("sklearn")
+    code, out, _ = run(capsys, "compare", "--data", "digits", "--batch", "64")
+    assert code == 0 and "data=digits" in out
+
+
+@pytest.mark.parametrize("relative_size", [1e-3, 1e-10])
+def test_one_perturbed_gradient_entry_fails_exactly_its_row(capsys, monkeypatch, relative_size):
+    """Add relative_size x ||g|| to one entry of the scratch dL/d(dense_1/kernel): that row alone fails, exit 1.
+
+    1e-10 is two orders above the float64 tolerance (1e-12) and six below the size of a real formula error.
+    """
+    original = Sequential.backward_pass
+
+    def tampered(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        g = result.grads[2]
+        g[0, 0] += relative_size * np.linalg.norm(g)
+        return result
+
+    monkeypatch.setattr(Sequential, "backward_pass", tampered)
+    code, out, _ = run(capsys, "compare", "--json")
+    report = json.loads(out)
+    assert code == 1
+    failed = [row["name"] for row in report["rows"] if row["status"] == "FAIL"]
+    assert failed == ["grad dense_1/kernel"]
+    row = next(r for r in report["rows"] if r["name"] == "grad dense_1/kernel")
+    assert row["checked"] == pytest.approx(relative_size, rel=1e-3)
+    assert row["checked"] > F64_TOL
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["compare", "--arch", "64-x-10"], "malformed architecture '64-x-10': layer 1 width 'x' is not a positive integer"),
+        (["compare", "--arch", "64"], "malformed architecture '64'"),
+        (["compare", "--arch", "4-0-3"], "layer 1 width '0' is not a positive integer"),
+        (["compare", "--arch", "4-3:swish"], "unknown activation 'swish'; known: linear, relu"),
+        (["compare", "--loss", "hinge"], "unknown loss 'hinge'; known: categorical_crossentropy"),
+        (["compare", "--data", "mnist"], "unknown data set 'mnist'"),
+        (["compare", "--data", "digits", "--arch", "64-10-3"], "digits has 64 features and 10 classes"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_batch_is_an_argparse_error_with_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", "--batch", "0"])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 2
+    assert err.strip().splitlines() == ["backprop-parity compare: error: argument --batch: must be a positive integer, got 0"]
+
+
+def test_digits_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    code, _, err = run(capsys, "compare", "--data", "digits")
+    assert code == 2
+    assert "--data digits needs scikit-learn, which is not installed" in err
+
+
+def test_python_dash_m_compare_exit_code_and_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "compare", "compare", "--arch", "3-?"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "backprop-parity compare: error: malformed architecture '3-?': layer 1 width '?' is not a positive integer"
+    ]
