@@ -5,8 +5,8 @@ For every gradient entry, the magnitude M of the terms that floating-point arith
     |dZ| = |dA| * |f'(Z)|                     (softmax: P * (|dA| + sum_k |dA_k| P_k))
     M_W  = |X|^T |dZ|,   M_b = sum_n |dZ|,   |dX| = |dZ| |W|^T   (passed on as the next layer's |dA|)
 
-started from the loss gradient's own terms: (|P| + |Y|) |w| / N on the fused softmax + cross-entropy path,
-|dL/dP| otherwise. The rounding error of a computed sum is bounded by a multiple of u times the sum of its terms'
+started from the loss gradient's own terms: (|P| + |Y|) |w| / N on the fused softmax + cross-entropy path
+(`FUSED_TERMS`), |dL/dP| otherwise. The rounding error of a computed sum is bounded by a multiple of u times the sum of its terms'
 magnitudes, so ||error|| / ||M|| is the quantity that a float32 tolerance can bound without knowing the data.
 Computed in float64 from the scratch model's caches after `backward_pass`.
 """
@@ -37,6 +37,14 @@ def dense_scales(layer: Any, dA_abs: Array | None, dZ_abs: Array | None = None) 
     return [x_abs.T @ dZ_abs, dZ_abs.sum(axis=0)], dZ_abs @ w_abs.T
 
 
+#: The terms of each fused loss's per-sample dl/dZ, from |P| and |Y| (N, K): P - Y for the softmax
+#: cross-entropies, (P - Y) / K for the sigmoid one. Reduced afterwards by the loss's own reduce_grad.
+FUSED_TERMS: dict[str, Callable[[Array, Array], Array]] = {
+    "categorical_crossentropy": lambda y, p: p + y,
+    "sparse_categorical_crossentropy": lambda y, p: p + y,
+    "binary_crossentropy": lambda y, p: (p + y) / p.shape[-1],
+}
+
 #: One entry per scratch layer kind (keys as in from_scratch.layers.LAYERS).
 SCALES: dict[str, Callable[..., tuple[list[Array], Array]]] = {
     "dense": dense_scales,
@@ -50,17 +58,16 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
 
     Call right after `model.backward_pass(x, y, loss)`, whose caches it reads.
     """
-    n = y.shape[0]
-    w = np.ones(n) if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
+    w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
     last = model.layers[-1]
-    y64 = np.asarray(y, np.float64)
+    p = last.A.astype(np.float64)
+    y64 = loss.prepare_targets(np.asarray(y, np.float64), p)
     per_layer: list[list[Array]] = []
     if fused:
-        p = np.abs(last.A.astype(np.float64))
-        dZ_abs = (p + np.abs(y64)) * w[:, None] / n
+        dZ_abs = loss.reduce_grad(FUSED_TERMS[loss.name](np.abs(y64), np.abs(p)), w)
         params, d_abs = SCALES[last.kind](last, None, dZ_abs)
     else:
-        grad = loss.gradient(y64, last.A.astype(np.float64), sample_weight)
+        grad = loss.gradient(np.asarray(y, np.float64), p, sample_weight)
         params, d_abs = SCALES[last.kind](last, np.abs(grad))
     per_layer.append(params)
     for layer in reversed(model.layers[:-1]):

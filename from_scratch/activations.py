@@ -13,12 +13,13 @@ Keras twin of each entry under the same name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from from_scratch.errors import unknown_name
+from from_scratch.errors import BadInputError, unknown_name
 
 Array = np.ndarray
 
@@ -67,6 +68,83 @@ def tanh(z: Array) -> Array:
 def tanh_grad(z: Array) -> Array:
     """dA/dZ = 1 - tanh(Z)^2.  Z (N, M) -> (N, M).  Smooth: no kink."""
     return 1 - np.tanh(z) ** 2
+
+
+def step(z: Array) -> Array:
+    """The perceptron's step function: A = 1 where Z > 0, else 0 (so step(0) = 0).  Z (N, M) -> A (N, M)."""
+    return (z > 0).astype(z.dtype)
+
+
+def step_grad(z: Array) -> Array:
+    """The step function has no useful derivative (0 almost everywhere, undefined at 0): backprop through it is
+    refused with a clear error, rather than silently returning zeros that would stop learning."""
+    raise BadInputError(
+        "activation 'step' has no useful derivative (0 everywhere except an undefined jump at 0); "
+        "use it for forward passes and perceptrons, and sigmoid or relu where gradients are needed"
+    )
+
+
+#: Keras's leaky_relu default slope. TensorFlow passes it as a float32 attribute, so in float64 the slope is
+#: fl32(0.2) = 0.20000000298023224 (measured: leaky_relu(-1e-300) = -2.00000003e-301 in float64).
+LEAKY_RELU_SLOPE = float(np.float32(0.2))
+
+
+def leaky_relu(z: Array) -> Array:
+    """A = Z where Z > 0, else alpha Z, alpha = fl32(0.2) (Keras default).  Z (N, M) -> A (N, M)."""
+    return np.where(z > 0, z, z * z.dtype.type(LEAKY_RELU_SLOPE))
+
+
+def leaky_relu_grad(z: Array) -> Array:
+    """dA/dZ = 1 where Z > 0, else alpha; at the kink Z = 0 it is alpha, as TensorFlow's LeakyReluGrad."""
+    return np.where(z > 0, 1, z.dtype.type(LEAKY_RELU_SLOPE)).astype(z.dtype)
+
+
+def elu(z: Array) -> Array:
+    """A = Z where Z > 0, else exp(Z) - 1 (alpha = 1, Keras default).  Z (N, M) -> A (N, M)."""
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+
+
+def elu_grad(z: Array) -> Array:
+    """dA/dZ = 1 where Z > 0, else exp(Z); at Z = 0 both sides give 1 (TensorFlow's EluGrad: 1)."""
+    return np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)
+
+
+def softplus(z: Array) -> Array:
+    """A = log(1 + exp(Z)), computed as max(Z, 0) + log1p(exp(-|Z|)) (no overflow).  Z (N, M) -> A (N, M)."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def softplus_grad(z: Array) -> Array:
+    """dA/dZ = sigmoid(Z).  Smooth: no kink (1/2 at 0)."""
+    return sigmoid(z)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; the standard library's, applied elementwise
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+def gelu(z: Array) -> Array:
+    """Exact GELU: A = Z Phi(Z) = Z (1 + erf(Z / sqrt 2)) / 2.  Z (N, M) -> A (N, M)."""
+    return 0.5 * z * (1 + _erf(z / _SQRT_2).astype(z.dtype))
+
+
+def gelu_grad(z: Array) -> Array:
+    """dA/dZ = Phi(Z) + Z phi(Z), phi(Z) = exp(-Z^2 / 2) / sqrt(2 pi).  Smooth: 1/2 at 0."""
+    cdf = 0.5 * (1 + _erf(z / _SQRT_2).astype(z.dtype))
+    return cdf + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def gelu_tanh(z: Array) -> Array:
+    """GELU, tanh approximation: A = Z (1 + tanh(u)) / 2, u = sqrt(2/pi) (Z + 0.044715 Z^3).  Z (N, M) -> A (N, M)."""
+    return 0.5 * z * (1 + np.tanh(_SQRT_2_OVER_PI * (z + _GELU_CUBIC * z**3)))
+
+
+def gelu_tanh_grad(z: Array) -> Array:
+    """dA/dZ = (1 + t) / 2 + Z (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 Z^2) / 2, t = tanh(u).  1/2 at 0."""
+    t = np.tanh(_SQRT_2_OVER_PI * (z + _GELU_CUBIC * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * z * z)
 
 
 def softmax(z: Array) -> Array:
@@ -127,6 +205,26 @@ ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": elementwise("sigmoid", sigmoid, sigmoid_grad),
     "tanh": elementwise("tanh", tanh, tanh_grad),
     "softmax": Activation("softmax", softmax, lambda z, a, dA: softmax_vjp(a, dA)),
+    "leaky_relu": elementwise("leaky_relu", leaky_relu, leaky_relu_grad),
+    "elu": elementwise("elu", elu, elu_grad),
+    "gelu": elementwise("gelu", gelu, gelu_grad),
+    "gelu_tanh": elementwise("gelu_tanh", gelu_tanh, gelu_tanh_grad),
+    "softplus": elementwise("softplus", softplus, softplus_grad),
+    "step": elementwise("step", step, step_grad),
+}
+
+#: The value of each derivative at its kink (Z = 0), matching TensorFlow's gradient there; smooth activations
+#: list their value at 0 too. Checked against Keras in tests/test_activation_parity.py.
+KINK_VALUES: dict[str, float] = {
+    "linear": 1.0,
+    "relu": 0.0,
+    "sigmoid": 0.25,
+    "tanh": 1.0,
+    "leaky_relu": LEAKY_RELU_SLOPE,
+    "elu": 1.0,
+    "gelu": 0.5,
+    "gelu_tanh": 0.5,
+    "softplus": 0.5,
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from from_scratch.activations import log_softmax, softmax
+from from_scratch.activations import log_softmax, sigmoid, softmax
 from from_scratch.errors import BadInputError, unknown_name
 
 Array = np.ndarray
@@ -166,9 +166,158 @@ class MeanSquaredError(Loss):
         return 2 * (y_pred - y_true) / y_pred.shape[-1]
 
 
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """Categorical cross-entropy with integer class labels y (N,) (or (N, 1)); no label smoothing.
+
+    - From logits (or a softmax output layer): the same as the one-hot form, dl_i/dZ_i = P_i - onehot(y_i).
+    - On a plain probability tensor, Keras does *not* renormalise first: c = clip(P, eps, 1 - eps), then
+      l_i = -log c_{i,y_i} + log sum_j c_ij, so dl_i/dc_ij = 1 / sum_j c_ij - [j = y_i] / c_ij (0 where clipped).
+    """
+
+    name = "sparse_categorical_crossentropy"
+
+    def __init__(self, from_logits: bool = False) -> None:
+        super().__init__(from_logits=from_logits)
+
+    def config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits}
+
+    def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
+        """Integer labels (N,) or (N, 1) -> one-hot (N, K) in the prediction's dtype."""
+        labels = np.asarray(y_true).reshape(-1).astype(np.int64)
+        return np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[labels]
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        if self.from_logits:
+            return self.per_sample_from_logits(y_true, y_pred)
+        c = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        return -np.log((c * y_true).sum(axis=-1)) + np.log(c.sum(axis=-1))
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        if self.from_logits:
+            return self.grad_from_logits(y_true, y_pred)
+        c = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        inside = (y_pred >= EPSILON) & (y_pred <= 1 - EPSILON)
+        g = 1 / c.sum(axis=-1, keepdims=True) - y_true / c
+        return np.where(inside, g, 0)
+
+
+class BinaryCrossentropy(Loss):
+    """l_i = -(1/K) sum_k [Y_ik log P_ik + (1 - Y_ik) log(1 - P_ik)], targets in [0, 1].  Y, P (N, K).
+
+    - from_logits=True, or the output layer is a sigmoid (Keras's hidden-logits path): computed stably as
+      (1/K) sum_k [max(Z, 0) - Z Y + log(1 + exp(-|Z|))], and dl_i/dZ_i = (sigmoid(Z_i) - Y_i) / K.
+    - Probabilities: c = clip(P, eps, 1 - eps); dl_i/dP_ik = (-Y/c + (1 - Y)/(1 - c)) / K, 0 where clipped.
+    - label_smoothing s: Y <- Y (1 - s) + s / 2.
+    """
+
+    name = "binary_crossentropy"
+    fuses_with = "sigmoid"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        self.from_logits = from_logits
+        self.label_smoothing = float(label_smoothing)
+
+    def config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
+        if self.label_smoothing:
+            return y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return y_true
+
+    def per_sample_from_logits(self, y_true: Array, z: Array) -> Array:
+        return (np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))).mean(axis=-1)
+
+    def grad_from_logits(self, y_true: Array, z: Array) -> Array:
+        return (sigmoid(z) - y_true) / z.shape[-1]
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        if self.from_logits:
+            return self.per_sample_from_logits(y_true, y_pred)
+        c = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        return -(y_true * np.log(c) + (1 - y_true) * np.log(1 - c)).mean(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        if self.from_logits:
+            return self.grad_from_logits(y_true, y_pred)
+        c = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        inside = (y_pred >= EPSILON) & (y_pred <= 1 - EPSILON)
+        return np.where(inside, (-y_true / c + (1 - y_true) / (1 - c)) / y_pred.shape[-1], 0)
+
+
+class MeanAbsoluteError(Loss):
+    """l_i = (1/K) sum_k |Y_ik - P_ik|, dl_i/dP_i = sign(P_i - Y_i) / K (0 where P = Y, as TensorFlow's sign)."""
+
+    name = "mean_absolute_error"
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        return np.abs(y_true - y_pred).mean(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        return np.sign(y_pred - y_true) / y_pred.shape[-1]
+
+
+class Huber(Loss):
+    """Per entry e = P - Y: e^2 / 2 where |e| <= delta, else delta |e| - delta^2 / 2; mean over the last axis.
+
+    dl_i/dP_ik = e / K where |e| <= delta (the boundary belongs to the quadratic part), else delta sign(e) / K.
+    """
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        self.delta = float(delta)
+
+    def config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        e = y_pred - y_true
+        quadratic = 0.5 * e * e
+        linear = self.delta * np.abs(e) - 0.5 * self.delta**2
+        return np.where(np.abs(e) <= self.delta, quadratic, linear).mean(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        e = y_pred - y_true
+        return np.where(np.abs(e) <= self.delta, e, self.delta * np.sign(e)) / y_pred.shape[-1]
+
+
+class SumSquaredError(Loss):
+    """The seed material's regression error E = (1/2) sum_i sum_k (Y_ik - P_ik)^2: summed over the batch too.
+
+    dE/dP = P - Y: the 1/2 is there so that the 2 of the square's derivative cancels. Keras has no such loss;
+    its twin (keras_impl/losses.py) is a small custom loss with reduction="sum" whose per-sample value is
+    (1/2) sum_k (Y_ik - P_ik)^2. With sample weights: E = sum_i w_i l_i (no division by N).
+    """
+
+    name = "sum_squared_error"
+
+    def per_sample(self, y_true: Array, y_pred: Array) -> Array:
+        return 0.5 * ((y_true - y_pred) ** 2).sum(axis=-1)
+
+    def per_sample_grad(self, y_true: Array, y_pred: Array) -> Array:
+        return y_pred - y_true
+
+    def reduce(self, values: Array, sample_weight: Array | None) -> float:
+        """E = sum_i w_i l_i (Keras reduction "sum").  values (N,) -> scalar."""
+        if sample_weight is not None:
+            values = values * sample_weight
+        return values.sum()
+
+    def reduce_grad(self, grad: Array, sample_weight: Array | None) -> Array:
+        """dE/dP = w_i dl_i/dP_i.  grad (N, K) -> (N, K)."""
+        return grad if sample_weight is None else grad * sample_weight[:, None]
+
+
 LOSSES: dict[str, type[Loss]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
+    "sum_squared_error": SumSquaredError,
 }
 
 

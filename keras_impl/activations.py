@@ -8,10 +8,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
+from keras import ops
+
+
+def gelu_tanh(x: Any) -> Any:
+    """keras.activations.gelu with approximate=True (the string "gelu" is the exact form)."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+def step(x: Any) -> Any:
+    """The perceptron step function, 1 where x > 0 else 0. Keras has none built in; forward parity only."""
+    return ops.cast(ops.greater(x, 0), x.dtype)
+
+
 KERAS_ACTIVATIONS: dict[str, Any] = {
     "linear": "linear",
     "relu": "relu",
     "sigmoid": "sigmoid",
     "tanh": "tanh",
     "softmax": "softmax",
+    "leaky_relu": "leaky_relu",
+    "elu": "elu",
+    "gelu": "gelu",
+    "gelu_tanh": gelu_tanh,
+    "softplus": "softplus",
+    "step": step,
 }

@@ -11,9 +11,29 @@ from typing import Any, Callable
 
 import keras
 
+from keras import ops
+
+
+class SumSquaredError(keras.losses.Loss):
+    """The seed material's E = (1/2) sum_i sum_k (y_ik - p_ik)^2 as a Keras loss: per-sample (1/2) sum_k (y - p)^2
+    with reduction="sum" (summed over the batch, not divided by N). Equivalently 0.5 * K * MeanSquaredError(
+    reduction="sum") for K outputs; written out to keep the arithmetic the same as the scratch side."""
+
+    def __init__(self, dtype: str | None = None, name: str = "sum_squared_error") -> None:
+        super().__init__(name=name, reduction="sum", dtype=dtype)
+
+    def call(self, y_true, y_pred):  # noqa: ANN001, ANN201 (Keras signature)
+        return 0.5 * ops.sum(ops.square(y_true - y_pred), axis=-1)
+
+
 KERAS_LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {
     "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
     "mean_squared_error": keras.losses.MeanSquaredError,
+    "mean_absolute_error": keras.losses.MeanAbsoluteError,
+    "huber": keras.losses.Huber,
+    "sum_squared_error": SumSquaredError,
 }
 
 

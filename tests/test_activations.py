@@ -5,6 +5,7 @@ import pytest
 
 from from_scratch.activations import (
     ACTIVATIONS,
+    KINK_VALUES,
     log_softmax,
     relu,
     relu_grad,
@@ -12,6 +13,7 @@ from from_scratch.activations import (
     softmax_jacobian,
     softmax_vjp,
 )
+from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import numerical_gradient
 
 #: Central differences with h = 1e-6 on smooth functions of order one: error ~1e-10.
@@ -38,7 +40,7 @@ class TestRelu:
         np.testing.assert_array_equal(dZ, [[0.0, 7.0]])
 
 
-@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.grad is not None])
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.grad is not None and n != "step"])
 def test_elementwise_derivative_matches_finite_differences(name):
     act = ACTIVATIONS[name]
     z = np.random.default_rng(1).uniform(-3, 3, size=(4, 5))
@@ -86,3 +88,15 @@ class TestSoftmax:
         y = np.array([0.0, 1.0, 0.0])
         numeric = numerical_gradient(lambda v: -(y * log_softmax(v[None])[0]).sum(), z, h=1e-6)
         np.testing.assert_allclose(softmax(z[None])[0] - y, numeric, atol=FINITE_DIFF_TOL)
+
+
+def test_step_forward_and_its_refused_derivative():
+    z = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(ACTIVATIONS["step"].forward(z), [[0.0, 0.0, 1.0]])
+    with pytest.raises(BadInputError, match="activation 'step' has no useful derivative"):
+        ACTIVATIONS["step"].backward(z, z, np.ones_like(z))
+
+
+@pytest.mark.parametrize("name", sorted(KINK_VALUES))
+def test_stated_kink_value(name):
+    assert ACTIVATIONS[name].grad(np.zeros((1, 1)))[0, 0] == KINK_VALUES[name]
