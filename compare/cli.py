@@ -41,25 +41,130 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the weights and the synthetic batch")
     p.add_argument("--data", default="synthetic", help="synthetic (default) or digits (needs scikit-learn)")
     p.add_argument("--loss", default="categorical_crossentropy", help="a Keras loss identifier")
+    p.add_argument("--from-logits", action="store_true", help="pass from_logits=True to the loss")
+    p.add_argument("--label-smoothing", type=float, default=None, help="label_smoothing for the cross-entropies")
+    p.add_argument("--activation", default="relu", help="hidden layers' activation (default relu)")
+    p.add_argument("--output-activation", default=None,
+                   help="output activation (default: softmax for cross-entropies, sigmoid for binary, else linear)")
+    p.add_argument("--dropout", type=float, default=None, metavar="RATE", help="a Dropout layer after each hidden layer")
+    p.add_argument("--batchnorm", action="store_true", help="a BatchNormalization layer after each hidden layer")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 kernel regulariser on every Dense layer")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 kernel regulariser on every Dense layer")
+    p.add_argument("--all", action="store_true",
+                   help="run the whole matrix (every activation x loss x depth x dtype) and print one summary table")
     p.add_argument("--gradcheck", type=int, default=8, metavar="N",
                    help="numerical-gradient coordinates sampled per parameter (0 to skip)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    e = sub.add_parser("examples", help="worked examples from the seed material (list them with no NAME)")
+    e.add_argument("name", nargs="?", help="the example to run; all of them when omitted")
+    e.add_argument("--plot-path", default="activations.png", help="where the softmax example saves its plot")
+    e.add_argument("--json", action="store_true", help="print the examples' figures as JSON")
     return parser
+
+
+def run_examples(args: argparse.Namespace) -> int:
+    import json
+
+    from examples import EXAMPLES, run_example
+
+    if args.name and args.name not in EXAMPLES:
+        from from_scratch.errors import unknown_name
+
+        raise unknown_name("example", args.name, EXAMPLES)
+    names = [args.name] if args.name else list(EXAMPLES)
+    figures = {}
+    for name in names:
+        out = (lambda line: None) if args.json else print
+        if not args.json:
+            print(f"== {name}: {EXAMPLES[name].description}")
+        options = {"plot_path": args.plot_path} if name == "softmax" else {}
+        figures[name] = run_example(name, out=out, **options)
+        if not args.json:
+            print()
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    return EXIT_PASS
+
+
+DEFAULT_OUTPUT = {
+    "categorical_crossentropy": "softmax",
+    "sparse_categorical_crossentropy": "softmax",
+    "binary_crossentropy": "sigmoid",
+}
+
+
+def architecture_from_args(args: argparse.Namespace) -> object:
+    """--arch plus the layer flags (activation, output activation, dropout, batchnorm, l1/l2) as one description."""
+    from from_scratch.arch import Architecture, LayerSpec
+
+    output = args.output_activation or ("linear" if args.from_logits else DEFAULT_OUTPUT.get(args.loss, "linear"))
+    arch = Architecture.parse(args.arch, hidden_activation=args.activation, output_activation=output)
+    reg = {k: v for k, v in (("kernel_l1", args.l1), ("kernel_l2", args.l2)) if v}
+    layers = []
+    dense = [i for i, spec in enumerate(arch.layers) if spec.kind == "dense"]
+    for i, spec in enumerate(arch.layers):
+        if spec.kind == "dense" and reg:
+            spec = LayerSpec("dense", spec.units, spec.activation, {**spec.options, **reg})
+        layers.append(spec)
+        if spec.kind == "dense" and i != dense[-1]:
+            if args.batchnorm:
+                layers.append(LayerSpec("batch_normalization"))
+            if args.dropout is not None:
+                layers.append(LayerSpec("dropout", options={"rate": args.dropout}))
+    return Architecture.parse(str(Architecture(arch.input_dim, tuple(layers))))  # validates the options too
+
+
+def loss_from_args(args: argparse.Namespace) -> object:
+    from from_scratch.losses import get_loss
+
+    kwargs = {}
+    if args.from_logits:
+        kwargs["from_logits"] = True
+    if args.label_smoothing is not None:
+        kwargs["label_smoothing"] = args.label_smoothing
+    try:
+        return get_loss(args.loss, **kwargs)
+    except TypeError:
+        raise BadInputError(f"loss {args.loss!r} does not take {', '.join(kwargs)}") from None
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from compare.matrix import matrix, run_entry
+
+    rows, failed = [], 0
+    for entry in matrix():
+        report = run_entry(entry, seed=args.seed)
+        failed += not report.passed
+        rows.append([entry.arch, entry.case.id, entry.dtype, f"{report.worst():.2e}", "PASS" if report.passed else "FAIL"])
+    if args.json:
+        import json
+
+        keys = ["arch", "loss", "dtype", "worst", "status"]
+        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
+    else:
+        print(tabulate(rows, headers=["configuration", "loss", "dtype", "worst checked error", "result"],
+                       disable_numparse=True))
+        print(f"\n{'PASS' if not failed else 'FAIL'}: {len(rows) - failed} of {len(rows)} configurations agree")
+    return EXIT_PASS if not failed else EXIT_FAIL
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from compare.harness import run_comparison
     from compare.report import render, to_json
 
+    if args.all:
+        return run_matrix(args)
     report = run_comparison(
-        arch=args.arch, batch=args.batch, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss,
-        gradcheck_samples=args.gradcheck,
+        arch=architecture_from_args(args), batch=args.batch, dtype=args.dtype, seed=args.seed, data=args.data,
+        loss=loss_from_args(args), gradcheck_samples=args.gradcheck,
     )
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"compare": run_compare}
+COMMANDS = {"compare": run_compare, "examples": run_examples}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,8 +13,10 @@ import numpy as np
 
 import keras_impl
 from compare.data import load_batch
+from compare.matrix import targets
 from compare.scales import gradient_scales
 from compare.tolerances import (
+    CANCELLATION_FLOOR,
     GRADCHECK_TOL,
     ROUND_TRIP_TOL,
     TOLERANCES,
@@ -29,8 +31,18 @@ from from_scratch.model import Sequential
 
 Array = np.ndarray
 
+#: The synthetic targets each non-one-hot loss takes (see compare.matrix.targets).
+TARGET_KINDS = {
+    "sparse_categorical_crossentropy": "labels",
+    "binary_crossentropy": "binary",
+    "mean_squared_error": "regression",
+    "mean_absolute_error": "regression",
+    "huber": "regression",
+    "sum_squared_error": "regression",
+}
+
 MEASURES = {
-    "norm-rel": "||a - b|| / max(||a||, ||b||)",
+    "norm-rel": "||a - b|| / max(||a||, ||b||)  (gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
     "norm/terms": "||a - b|| / ||M||, M = magnitude of the summed terms (float32 bound)",
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
@@ -102,14 +114,13 @@ def tensor_row(name: str, a: Array, b: Array, dtype: str, scale: Array | None = 
     if dtype == "float32" and scale is not None:
         checked, measure = norm_rel_error(a, b, scale), "norm/terms"
     else:
-        checked, measure = norm_rel_error(a, b), "norm-rel"
+        checked, measure = norm_rel_error(a, b, scale, CANCELLATION_FLOOR), "norm-rel"
     return Row(name, a.shape, max_abs_error(a, b), max_rel_error(a, b), checked, measure, TOLERANCES[dtype])
 
 
 def weight_names(model: Sequential) -> list[str]:
     """Keras-style variable paths aligned with get_weights(): dense/kernel, dense/bias, dense_1/kernel, ..."""
-    labels = {"dense": ["kernel", "bias"]}
-    return [f"{layer.name}/{label}" for layer in model.layers for label in labels[layer.kind]]
+    return [f"{layer.name}/{label}" for layer in model.layers for label in layer.weight_names]
 
 
 def gradcheck_row(
@@ -131,10 +142,15 @@ def gradcheck_row(
     """
     if model.dtype != np.float64:
         weights = model.get_weights()
-        model = Sequential.from_architecture(model.architecture, dtype="float64", seed=model.seed)
-        model.set_weights(weights)
+        twin = Sequential.from_architecture(model.architecture, dtype="float64", seed=model.seed)
+        twin.set_weights(weights)
         keras64 = keras_impl.build_model(model.architecture, "float64")
-        keras64.set_weights(model.get_weights())
+        keras64.set_weights(twin.get_weights())
+        for ours, ours64, theirs64 in zip(model.layers, twin.layers, keras64.layers):
+            if ours.kind == "dropout":
+                ours64.fix_mask(ours.fixed_mask)
+                theirs64.mask = ours.fixed_mask
+        model = twin
         x, y = x.astype(np.float64), y.astype(np.float64)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, np.float64)
@@ -154,6 +170,17 @@ def gradcheck_row(
         "max-rel",
         GRADCHECK_TOL,
     )
+
+
+def share_dropout_masks(scratch: Sequential, keras_model: Any, n: int) -> None:
+    """Draw each Dropout layer's keep-mask once (scratch generator) and fix the same mask on both sides."""
+    keras_layers = keras_model.layers
+    for ours, theirs in zip(scratch.layers, keras_layers):
+        if ours.kind == "dropout":
+            width = ours.output_width
+            mask = ours.draw_mask((n, width))
+            ours.fix_mask(mask)
+            theirs.mask = mask
 
 
 def compare_models(
@@ -187,13 +214,21 @@ def compare_models(
     ]
     x = np.asarray(x).astype(dtype, copy=False)
     y = np.asarray(y).astype(dtype, copy=False)
+    share_dropout_masks(scratch, keras_model, len(x))
     ours = scratch.backward_pass(x, y, loss, sample_weight)
     scales, input_scale = gradient_scales(scratch, y, loss, ours.fused, sample_weight)
     theirs = keras_impl.loss_and_gradients(keras_model, x, y, loss.name, loss.config(), sample_weight)
     rows.append(tensor_row("loss", np.array(ours.loss), np.array(theirs.loss), dtype))
     rows.append(tensor_row("output", ours.output, theirs.output, dtype))
-    for name, g, k, s in zip(weight_names(scratch), ours.grads, theirs.grads, scales):
-        rows.append(tensor_row(f"grad {name}", g, k, dtype, s))
+    trainable = [t for layer in scratch.layers for t in layer.trainable]
+    state_after = keras_model.get_weights()
+    for name, g, k, s, t, w_ours, w_theirs in zip(
+        weight_names(scratch), ours.grads, theirs.grads, scales, trainable, scratch.get_weights(), state_after
+    ):
+        if t:
+            rows.append(tensor_row(f"grad {name}", g, k, dtype, s))
+        else:  # a non-trainable weight (moving statistics): compare its value after the training pass
+            rows.append(tensor_row(f"state {name} after step", w_ours, w_theirs, dtype))
     rows.append(tensor_row("grad input", ours.input_grad, theirs.input_grad, dtype, input_scale))
     if gradcheck_samples:
         rows.append(gradcheck_row(scratch, x, y, loss, theirs.grads, gradcheck_samples, seed, sample_weight))
@@ -216,5 +251,9 @@ def run_comparison(
     scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
     keras_model = keras_impl.build_model(arch, dtype)
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
+    if data == "synthetic" and loss.name in TARGET_KINDS:
+        y = targets(TARGET_KINDS[loss.name], len(x), arch.output_dim, np.random.default_rng(seed + 1))
+    elif loss.name == "sparse_categorical_crossentropy":
+        y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
     config = {"arch": str(arch), "batch": int(x.shape[0]), "dtype": dtype, "seed": seed, "data": data, "loss": repr(loss)}
     return compare_models(scratch, keras_model, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config)

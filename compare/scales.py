@@ -37,6 +37,25 @@ def dense_scales(layer: Any, dA_abs: Array | None, dZ_abs: Array | None = None) 
     return [x_abs.T @ dZ_abs, dZ_abs.sum(axis=0)], dZ_abs @ w_abs.T
 
 
+def dropout_scales(layer: Any, dA_abs: Array) -> tuple[list[Array], Array]:
+    """No parameters; |dX| = |dA| s M in training (the mask is exact)."""
+    if not layer.training:
+        return [], dA_abs
+    return [], dA_abs * float(layer.scale) * layer.mask
+
+
+def batch_normalization_scales(layer: Any, dA_abs: Array) -> tuple[list[Array], Array]:
+    """M_gamma = sum_n |dA| |Xhat|, M_beta = sum_n |dA|, and the terms of dX's three sums; the moving statistics
+    get no gradient (their scale is irrelevant: both sides give exactly 0)."""
+    xhat = np.abs(layer.Xhat.astype(np.float64))
+    r = layer.r.astype(np.float64)
+    dxhat = dA_abs * np.abs(layer.gamma.astype(np.float64))
+    n = dA_abs.shape[0]
+    dX = (r / n) * (n * dxhat + dxhat.sum(axis=0) + xhat * (dxhat * xhat).sum(axis=0))
+    ones = np.ones_like(r)
+    return [(dA_abs * xhat).sum(axis=0), dA_abs.sum(axis=0), ones, ones], dX
+
+
 #: The terms of each fused loss's per-sample dl/dZ, from |P| and |Y| (N, K): P - Y for the softmax
 #: cross-entropies, (P - Y) / K for the sigmoid one. Reduced afterwards by the loss's own reduce_grad.
 FUSED_TERMS: dict[str, Callable[[Array, Array], Array]] = {
@@ -48,6 +67,8 @@ FUSED_TERMS: dict[str, Callable[[Array, Array], Array]] = {
 #: One entry per scratch layer kind (keys as in from_scratch.layers.LAYERS).
 SCALES: dict[str, Callable[..., tuple[list[Array], Array]]] = {
     "dense": dense_scales,
+    "dropout": dropout_scales,
+    "batch_normalization": batch_normalization_scales,
 }
 
 

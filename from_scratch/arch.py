@@ -5,10 +5,13 @@ An `Architecture` is plain data (no NumPy, no Keras): the input width and a tupl
 from the same object, so the two sides cannot drift apart in shape, activation or option.
 
 The string form used on the command line is a dash-separated list: the input width, then one token per layer.
-A plain number is a Dense layer (`32`); `32:tanh` names its activation. Hidden Dense layers default to
-`hidden_activation` and the last one to `output_activation`:
+- A plain number is a Dense layer (`32`); `32:tanh` names its activation; `32:relu:l2=0.01` adds Keras L1L2
+  regularisers (`l1=`, `l2=` on the kernel, `bias_l1=`, `bias_l2=` on the bias). Hidden Dense layers default
+  to `hidden_activation` and the last one to `output_activation`.
+- `dropout0.5` is a Dropout layer with rate 0.5; `bn` a BatchNormalization layer (Keras defaults).
 
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
+    "64-32-bn-dropout0.2-10"
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ class LayerSpec:
 
     def token(self) -> str:
         """The layer's token in the string form."""
-        return f"{self.units}:{self.activation}"
+        if self.kind == "dropout":
+            return f"dropout{self.options['rate']:g}"
+        if self.kind == "batch_normalization":
+            return "bn"
+        options = "".join(f":{_SHORT[key]}={value:g}" for key, value in self.options.items())
+        return f"{self.units}:{self.activation}{options}"
 
 
 @dataclass(frozen=True)
@@ -58,13 +66,59 @@ class Architecture:
                 "separated by '-', e.g. '64-32-16-10'"
             )
         input_dim = _positive_int(tokens[0], text, "input width")
+        dense_positions = [
+            i for i, t in enumerate(tokens) if i > 0 and not t.startswith("dropout") and t not in ("bn", "batchnorm")
+        ]
+        if not dense_positions:
+            raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
         layers = []
         for position, token in enumerate(tokens[1:], start=1):
-            last = position == len(tokens) - 1
-            units_text, _, activation = token.partition(":")
+            if token.startswith("dropout"):
+                layers.append(LayerSpec("dropout", options={"rate": _rate(token[len("dropout"):], text, position)}))
+                continue
+            if token in ("bn", "batchnorm"):
+                layers.append(LayerSpec("batch_normalization"))
+                continue
+            units_text, *parts = token.split(":")
             units = _positive_int(units_text, text, f"layer {position} width")
-            layers.append(LayerSpec("dense", units, activation or (output_activation if last else hidden_activation)))
+            activation = output_activation if position == dense_positions[-1] else hidden_activation
+            if parts and "=" not in parts[0]:
+                activation = parts.pop(0)
+            options = {}
+            for part in parts:
+                key, _, value = part.partition("=")
+                if key not in _LONG:
+                    raise BadInputError(
+                        f"malformed architecture {text!r}: layer {position} option {part!r}; "
+                        f"known: {', '.join(k + '=' for k in _LONG)}"
+                    )
+                options[_LONG[key]] = _non_negative(value, text, position, key)
+            layers.append(LayerSpec("dense", units, activation, options))
         return cls(input_dim, tuple(layers))
+
+
+_LONG = {"l1": "kernel_l1", "l2": "kernel_l2", "bias_l1": "bias_l1", "bias_l2": "bias_l2"}
+_SHORT = {v: k for k, v in _LONG.items()}
+
+
+def _rate(token: str, text: str, position: int) -> float:
+    try:
+        rate = float(token)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < 1:
+        raise BadInputError(f"malformed architecture {text!r}: layer {position} dropout rate {token!r} is not in [0, 1)")
+    return rate
+
+
+def _non_negative(token: str, text: str, position: int, key: str) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise BadInputError(f"malformed architecture {text!r}: layer {position} {key}={token!r} is not a number >= 0")
+    return value
 
 
 def _positive_int(token: str, text: str, what: str) -> int:

@@ -6,10 +6,13 @@ Each loss computes one value per sample, l_i, and the Keras default reduction `s
 
 so every gradient carries the factor w_i / N:  dL/dY_pred[i] = (w_i / N) dl_i/dY_pred[i].
 
-Keras's hidden-logits path: a tensor produced by Keras's `softmax` (or `sigmoid`) activation carries its logits,
+Keras's hidden-logits path: a tensor produced by Keras's `softmax` or `sigmoid` activation carries its logits,
 and the cross-entropy losses then compute from those logits, with no clipping, even with from_logits=False. A
-loss whose `fuses_with` names the output layer's activation is therefore evaluated on the logits Z by
+loss whose `fuses_with` contains the output layer's activation is therefore evaluated on the logits Z by
 `Sequential.loss_and_gradients`: `per_sample_from_logits(Y, Z)` and `grad_from_logits(Y, Z)`.
+Keras quirk: the check is only "has logits", not "has the right kind of logits". A sigmoid output with
+categorical cross-entropy is computed as softmax cross-entropy of the sigmoid's logits, and a softmax output with
+binary cross-entropy as sigmoid cross-entropy of the softmax's logits; the scratch side does the same.
 
 The registry `LOSSES` maps Keras's string identifiers to classes; keras_impl/losses.py holds the twins.
 """
@@ -32,11 +35,11 @@ EPSILON = 1e-7
 class Loss:
     """Base class: subclasses give `per_sample(Y, P) -> (N,)` and `per_sample_grad(Y, P) -> (N, K)`.
 
-    `fuses_with`: the output activation whose logits Keras uses instead of the probabilities (or None).
+    `fuses_with`: the output activations whose logits Keras uses instead of the probabilities.
     """
 
     name: str = ""
-    fuses_with: str | None = None
+    fuses_with: tuple[str, ...] = ()
 
     def per_sample(self, y_true: Array, y_pred: Array) -> Array:
         """l_i for each sample.  Y (N, K), P (N, K) -> (N,)."""
@@ -108,7 +111,7 @@ class CategoricalCrossentropy(Loss):
     """
 
     name = "categorical_crossentropy"
-    fuses_with = "softmax"
+    fuses_with = ("softmax", "sigmoid")
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = from_logits
@@ -212,7 +215,7 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
-    fuses_with = "sigmoid"
+    fuses_with = ("softmax", "sigmoid")
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = from_logits

@@ -132,10 +132,8 @@ class Sequential:
 
     def fuses(self, loss: Loss) -> bool:
         """Whether `loss` is computed from the output layer's logits (Keras's hidden-logits path)."""
-        last = self.layers[-1]
-        return loss.fuses_with is not None and getattr(last, "activation", None) is not None and (
-            last.activation.name == loss.fuses_with
-        )
+        activation = getattr(self.layers[-1], "activation", None)
+        return activation is not None and activation.name in loss.fuses_with
 
     def backward_pass(
         self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None
@@ -148,6 +146,7 @@ class Sequential:
             sample_weight = np.asarray(sample_weight).astype(self.dtype, copy=False)
         last = self.layers[-1]
         fused = self.fuses(loss)
+        penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
         if fused:
             value = loss.from_logits_value(y, last.Z, sample_weight)
             dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight))
@@ -157,7 +156,7 @@ class Sequential:
         for layer in reversed(self.layers[:-1]):
             dX = layer.backward(dX)
         grads = [g for layer in self.layers for g in layer.grads]
-        return BackwardPass(float(value), grads, dX, output, fused)
+        return BackwardPass(float(value + penalty), grads, dX, output, fused)
 
     def loss_and_gradients(
         self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None

@@ -32,13 +32,60 @@ def settings() -> dict[str, str]:
     }
 
 
+def _regularizer(options: dict[str, float], prefix: str) -> keras.regularizers.Regularizer | None:
+    l1, l2 = options.get(f"{prefix}_l1", 0.0), options.get(f"{prefix}_l2", 0.0)
+    return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+
 def _dense(spec: Any, dtype: str) -> keras.layers.Layer:
-    return keras.layers.Dense(spec.units, activation=KERAS_ACTIVATIONS[spec.activation], dtype=dtype)
+    return keras.layers.Dense(
+        spec.units,
+        activation=KERAS_ACTIVATIONS[spec.activation],
+        kernel_regularizer=_regularizer(spec.options, "kernel"),
+        bias_regularizer=_regularizer(spec.options, "bias"),
+        dtype=dtype,
+    )
+
+
+class FixedMaskDropout(keras.layers.Layer):
+    """Dropout with a mask set from outside: where(M, X * s, 0), s = 1 / (1 - rate), in training; X in inference.
+
+    This is exactly the arithmetic of TensorFlow's stateless_dropout behind keras.layers.Dropout (scale first,
+    then `where` on the keep-mask), with the mask given instead of drawn from TensorFlow's Philox generator,
+    which NumPy cannot reproduce. tests/test_layers_parity.py shows that, fed the mask Keras's own Dropout
+    draws, this layer gives Keras's Dropout output bit for bit.
+    """
+
+    def __init__(self, rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.mask: np.ndarray | None = None
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        if not training or self.rate == 0:
+            return inputs
+        if self.mask is None:
+            raise ValueError(f"layer {self.name!r}: set .mask before a training call")
+        scale = tf.constant(1.0 / (1.0 - self.rate), dtype=inputs.dtype)
+        keep = tf.constant(np.asarray(self.mask) > 0)
+        return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
+
+
+def _dropout(spec: Any, dtype: str) -> keras.layers.Layer:
+    return FixedMaskDropout(spec.options["rate"], dtype=dtype)
+
+
+def _batch_normalization(spec: Any, dtype: str) -> keras.layers.Layer:
+    return keras.layers.BatchNormalization(
+        momentum=spec.options.get("momentum", 0.99), epsilon=spec.options.get("epsilon", 1e-3), dtype=dtype
+    )
 
 
 #: The Keras twin of each entry in from_scratch.layers.LAYERS: spec, dtype -> keras layer.
 KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "dense": _dense,
+    "dropout": _dropout,
+    "batch_normalization": _batch_normalization,
 }
 
 
@@ -88,6 +135,8 @@ def loss_and_gradients(
         tape.watch(x_t)
         output = model(x_t, training=True)
         value = loss_obj(y_t, output, sample_weight=sw)
+        if model.losses:  # regularisation penalties, added as a Keras training step adds them
+            value = value + tf.add_n(model.losses)
     trainable = model.trainable_weights
     grads = tape.gradient(value, [*trainable, x_t])
     by_id = {id(v): g for v, g in zip(trainable, grads[:-1])}

@@ -110,3 +110,45 @@ def test_python_dash_m_compare_exit_code_and_no_traceback():
     assert proc.stderr.strip().splitlines() == [
         "backprop-parity compare: error: malformed architecture '3-?': layer 1 width '?' is not a positive integer"
     ]
+
+
+@pytest.mark.parametrize(
+    "argv,arch_text",
+    [
+        (["--loss", "binary_crossentropy"], "arch=64-32:relu-16:relu-10:sigmoid "),
+        (["--loss", "huber", "--activation", "tanh"], "arch=64-32:tanh-16:tanh-10:linear "),
+        (["--from-logits", "--label-smoothing", "0.1"], "arch=64-32:relu-16:relu-10:linear "),
+        (["--dropout", "0.25", "--batchnorm", "--l2", "0.01"],
+         "arch=64-32:relu:l2=0.01-bn-dropout0.25-16:relu:l2=0.01-bn-dropout0.25-10:softmax:l2=0.01 "),
+        (["--arch", "8-4-bn-3", "--loss", "sparse_categorical_crossentropy"], "arch=8-4:relu-bn-3:softmax "),
+    ],
+)
+def test_catalogue_flags_build_the_described_network_and_pass(capsys, argv, arch_text):
+    code, out, _ = run(capsys, "compare", "--batch", "6", *argv)
+    assert code == 0, out
+    assert out.startswith(arch_text)
+
+
+def test_compare_all_prints_one_summary_row_per_configuration(capsys, monkeypatch):
+    from compare import matrix
+
+    entries = list(matrix.matrix())[:6]
+    monkeypatch.setattr(matrix, "matrix", lambda: iter(entries))
+    code, out, _ = run(capsys, "compare", "--all")
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "PASS: 6 of 6 configurations agree"
+    assert out.count("PASS") == 7
+
+
+def test_label_smoothing_on_a_loss_without_it_is_bad_input(capsys):
+    code, _, err = run(capsys, "compare", "--loss", "mean_squared_error", "--label-smoothing", "0.1")
+    assert code == 2 and "loss 'mean_squared_error' does not take label_smoothing" in err
+
+
+def test_examples_command_runs_one_example_and_refuses_unknown_names(capsys, tmp_path):
+    code, out, _ = run(capsys, "examples", "gradient_descent", "--json")
+    assert code == 0
+    assert "gradient_descent" in json.loads(out)
+    code, out, err = run(capsys, "examples", "nope")
+    assert code == 2 and out == ""
+    assert "unknown example 'nope'; known: forward_pass, gradcheck" in err

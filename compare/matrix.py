@@ -1,0 +1,118 @@
+"""The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3.
+
+`LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
+targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
+case here adds its rows to `compare --all` and to tests/test_catalogue_parity.py with no other change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from from_scratch.activations import ACTIVATIONS
+from from_scratch.losses import Loss, get_loss
+
+Array = np.ndarray
+
+#: Activations usable inside a network whose gradient is checked (the step function has no derivative).
+GRADIENT_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "step")
+
+
+@dataclass(frozen=True)
+class LossCase:
+    """One loss configuration, the output activation it is paired with, and its target kind."""
+
+    id: str
+    loss: str
+    config: dict[str, Any] = field(default_factory=dict, hash=False)
+    output: str = "linear"
+    targets: str = "onehot"  # onehot | labels | binary | regression
+
+    def make(self) -> Loss:
+        return get_loss(self.loss, **self.config)
+
+
+LOSS_CASES: tuple[LossCase, ...] = (
+    LossCase("cce_softmax", "categorical_crossentropy", {}, "softmax"),
+    LossCase("cce_logits", "categorical_crossentropy", {"from_logits": True}, "linear"),
+    LossCase("cce_smooth", "categorical_crossentropy", {"label_smoothing": 0.1}, "softmax"),
+    LossCase("cce_probs", "categorical_crossentropy", {}, "softplus"),  # plain positive outputs: renormalise, clip
+    LossCase("cce_sigmoid_quirk", "categorical_crossentropy", {}, "sigmoid"),  # Keras uses the sigmoid's logits
+    LossCase("scce_softmax", "sparse_categorical_crossentropy", {}, "softmax", "labels"),
+    LossCase("scce_logits", "sparse_categorical_crossentropy", {"from_logits": True}, "linear", "labels"),
+    LossCase("bce_sigmoid", "binary_crossentropy", {}, "sigmoid", "binary"),
+    LossCase("bce_logits", "binary_crossentropy", {"from_logits": True}, "linear", "binary"),
+    LossCase("bce_smooth", "binary_crossentropy", {"label_smoothing": 0.2}, "sigmoid", "binary"),
+    LossCase("mse", "mean_squared_error", {}, "linear", "regression"),
+    LossCase("mae", "mean_absolute_error", {}, "linear", "regression"),
+    LossCase("huber", "huber", {"delta": 0.5}, "linear", "regression"),
+    LossCase("sse", "sum_squared_error", {}, "linear", "regression"),
+)
+
+
+def targets(kind: str, n: int, k: int, rng: np.random.Generator) -> Array:
+    """Targets of one kind for n samples and k outputs: one-hot (n, k), labels (n,), binary 0/1 (n, k), or
+    regression values N(0, 1) (n, k)."""
+    if kind == "onehot":
+        return np.eye(k)[rng.integers(0, k, size=n)]
+    if kind == "labels":
+        return rng.integers(0, k, size=n).astype(np.float64)
+    if kind == "binary":
+        return rng.integers(0, 2, size=(n, k)).astype(np.float64)
+    return rng.standard_normal((n, k))
+
+
+@dataclass(frozen=True)
+class MatrixEntry:
+    """One configuration of the matrix: an architecture string, a loss case and a dtype."""
+
+    hidden: str
+    case: LossCase
+    depth: int
+    dtype: str
+
+    @property
+    def arch(self) -> str:
+        widths = [7, 6, 5][: self.depth - 1]
+        hidden = "".join(f"-{w}:{self.hidden}" for w in widths)
+        return f"5{hidden}-4:{self.case.output}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.hidden}-{self.case.id}-depth{self.depth}-{self.dtype}"
+
+
+def matrix(dtypes: tuple[str, ...] = ("float64", "float32")) -> Iterator[MatrixEntry]:
+    """Every gradient activation (as the hidden activation; depth 1 has none) x every loss case x depth 1-3."""
+    for hidden in GRADIENT_ACTIVATIONS:
+        for case in LOSS_CASES:
+            for depth in (1, 2, 3):
+                if depth == 1 and hidden != GRADIENT_ACTIVATIONS[0]:
+                    continue  # depth 1 has no hidden layer: one entry per loss case is enough
+                for dtype in dtypes:
+                    yield MatrixEntry(hidden, case, depth, dtype)
+
+
+def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Array]:
+    """A seeded batch for one matrix entry: X (n, 5) ~ N(0, 1) and targets of the case's kind."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 5)), targets(entry.case.targets, n, 4, rng)
+
+
+def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:
+    """Build both sides for one entry and compare them on one batch (no numerical witness: it is slow)."""
+    import keras_impl
+    from compare.harness import compare_models
+    from from_scratch.arch import Architecture
+    from from_scratch.model import Sequential
+
+    arch = Architecture.parse(entry.arch)
+    scratch = Sequential.from_architecture(arch, dtype=entry.dtype, seed=seed)
+    x, y = batch_for(entry, n, seed)
+    config = {"arch": entry.arch, "loss": entry.case.id, "dtype": entry.dtype}
+    return compare_models(
+        scratch, keras_impl.build_model(arch, entry.dtype), x, y, entry.case.make(), gradcheck_samples=0, config=config
+    )
