@@ -55,11 +55,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradcheck", type=int, default=8, metavar="N",
                    help="numerical-gradient coordinates sampled per parameter (0 to skip)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    t = sub.add_parser("train", help="train both sides side by side and compare them after every step")
+    t.add_argument("--data", default="digits", help="digits, iris, spirals, xor, regression or idx:IMAGES,LABELS")
+    t.add_argument("--arch", default="64-32-10", help="input width then layer widths")
+    t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, rmsprop, adagrad")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's Keras default)")
+    t.add_argument("--momentum", type=float, default=None, help="SGD / RMSprop momentum")
+    t.add_argument("--epochs", type=_positive, default=10)
+    t.add_argument("--batch", type=_positive, default=64)
+    t.add_argument("--loss", default=None, help="default: categorical_crossentropy (mean_squared_error for regression)")
+    t.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix")
+    t.add_argument("--json", action="store_true")
+
     e = sub.add_parser("examples", help="worked examples from the seed material (list them with no NAME)")
     e.add_argument("name", nargs="?", help="the example to run; all of them when omitted")
     e.add_argument("--plot-path", default="activations.png", help="where the softmax example saves its plot")
     e.add_argument("--json", action="store_true", help="print the examples' figures as JSON")
     return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from compare.data import load_dataset
+    from compare.training import run_training
+
+    x, y = load_dataset(args.data)
+    from from_scratch.arch import Architecture
+
+    loss = args.loss or ("mean_squared_error" if args.data == "regression" else "categorical_crossentropy")
+    output = DEFAULT_OUTPUT.get(loss, "linear")
+    arch = Architecture.parse(args.arch, output_activation=output)
+    if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
+        raise BadInputError(
+            f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
+            f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
+        )
+    config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
+
+    def progress(epoch: int, batch: int, batches: int, epochs: int) -> None:
+        if args.json or (batch != batches and not sys.stderr.isatty()):
+            return  # redrawn in place on a terminal; one line per epoch otherwise
+        done = int(20 * batch / batches)
+        end = "\n" if batch == batches else ""
+        print(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}", end=end,
+              file=sys.stderr, flush=True)
+
+    try:
+        report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, args.dtype, args.seed,
+                              on_step=progress)
+    except TypeError as exc:
+        raise BadInputError(f"optimizer {args.optimizer!r}: {exc}") from None
+    if args.plot:
+        from compare.plot import plot_training
+
+        plot_training(report, args.plot)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("  ".join(f"{k}={v}" for k, v in report.config.items()))
+        rows = [[e["epoch"], f"{e['loss_scratch']:.6f}", f"{e['loss_keras']:.6f}", f"{e['acc_scratch']:.4f}",
+                 f"{e['acc_keras']:.4f}", f"{e['param_max_abs']:.2e}", f"{e['param_norm_rel']:.2e}"]
+                for e in report.epochs]
+        print(tabulate(rows, headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras",
+                                      "max |dW|", "norm-rel dW"], disable_numparse=True))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+        print(report.verdict())
+    return EXIT_PASS if report.passed else EXIT_FAIL
 
 
 def run_examples(args: argparse.Namespace) -> int:
@@ -164,7 +231,7 @@ def run_compare(args: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"compare": run_compare, "examples": run_examples}
+COMMANDS = {"compare": run_compare, "train": run_train, "examples": run_examples}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

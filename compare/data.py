@@ -38,6 +38,101 @@ def digits() -> tuple[Array, Array]:
     return bunch.data / 16.0, one_hot(bunch.target, 10)
 
 
+def iris() -> tuple[Array, Array]:
+    """scikit-learn's bundled iris: X (150, 4) standardised per feature, one-hot Y (150, 3)."""
+    try:
+        from sklearn.datasets import load_iris
+    except ImportError:
+        raise BadInputError(
+            "--data iris needs scikit-learn, which is not installed; install it with "
+            "pip install 'backprop-parity[data]' (or pip install scikit-learn)"
+        ) from None
+    bunch = load_iris()
+    x = bunch.data
+    return (x - x.mean(axis=0)) / x.std(axis=0), one_hot(bunch.target, 3)
+
+
+def spirals(n: int = 300, classes: int = 3, seed: int = 0) -> tuple[Array, Array]:
+    """CS231n's spirals: `classes` arms of n // classes points in 2-D with seeded noise; one-hot Y."""
+    rng = np.random.default_rng(seed)
+    per = n // classes
+    x = np.zeros((per * classes, 2))
+    labels = np.repeat(np.arange(classes), per)
+    for k in range(classes):
+        r = np.linspace(0.0, 1.0, per)
+        t = np.linspace(k * 4, (k + 1) * 4, per) + rng.standard_normal(per) * 0.2
+        x[k * per : (k + 1) * per] = np.c_[r * np.sin(t), r * np.cos(t)]
+    return x, one_hot(labels, classes)
+
+
+def xor() -> tuple[Array, Array]:
+    """The four XOR points and their labels as one-hot over two classes."""
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return x, one_hot(np.array([0, 1, 1, 0]), 2)
+
+
+def linear_regression(n: int = 64, seed: int = 0) -> tuple[Array, Array]:
+    """The seed material's regression target t = x + 4 at seeded x ~ U(0, 10), with small seeded noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 10, size=(n, 1))
+    return x, x + 4 + 0.1 * rng.standard_normal((n, 1))
+
+
+IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
+             0x0E: np.dtype(">f8")}
+
+
+def read_idx(path: str) -> Array:
+    """An MNIST-format IDX file: 2 zero bytes, a type byte, a dimension count, big-endian int32 sizes, data."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise BadInputError(f"cannot read IDX file {path!r}: {exc.strerror or exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise BadInputError(f"{path!r} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    dims = raw[3]
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise BadInputError(f"IDX file {path!r} is truncated in its header ({len(raw)} bytes)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise BadInputError(f"IDX file {path!r} is truncated or padded: {len(raw)} bytes, expected {expected} for shape {shape}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def idx(images: str, labels: str) -> tuple[Array, Array]:
+    """MNIST-format images (N, H, W) and labels (N,) from user files: X (N, H*W) / 255, one-hot Y."""
+    x, t = read_idx(images), read_idx(labels)
+    if t.ndim != 1 or len(t) != len(x):
+        raise BadInputError(f"IDX labels have shape {t.shape}, expected ({len(x)},) to match the images")
+    return x.reshape(len(x), -1).astype(np.float64) / 255.0, one_hot(t.astype(np.int64), int(t.max()) + 1)
+
+
+#: Whole data sets for training, by name: () -> (X, Y). `idx:IMAGES,LABELS` reads user files.
+DATASETS = {
+    "digits": digits,
+    "iris": iris,
+    "spirals": spirals,
+    "xor": xor,
+    "regression": linear_regression,
+}
+
+
+def load_dataset(name: str) -> tuple[Array, Array]:
+    """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files."""
+    if name.startswith("idx:"):
+        paths = name[len("idx:"):].split(",")
+        if len(paths) != 2:
+            raise BadInputError(f"--data {name!r}: expected idx:IMAGES_PATH,LABELS_PATH")
+        return idx(*paths)
+    if name not in DATASETS:
+        raise BadInputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}, idx:IMAGES,LABELS")
+    return DATASETS[name]()
+
+
 def _check_fits(name: str, x: Array, y: Array, input_dim: int, classes: int) -> None:
     if x.shape[1] != input_dim or y.shape[1] != classes:
         raise BadInputError(

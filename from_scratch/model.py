@@ -20,6 +20,7 @@ from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.errors import BadInputError, unknown_name
 from from_scratch.layers import LAYERS
 from from_scratch.losses import Loss, get_loss
+from from_scratch.optimizers import Optimizer, get_optimizer
 
 Array = np.ndarray
 
@@ -165,3 +166,92 @@ class Sequential:
         one with `get_weights()`."""
         result = self.backward_pass(x, y, loss, sample_weight)
         return result.loss, result.grads
+
+    # ----- training -----------------------------------------------------------------------------------------
+    @property
+    def trainable(self) -> list[bool]:
+        """One flag per entry of get_weights(): False for moving statistics."""
+        return [t for layer in self.layers for t in layer.trainable]
+
+    def compile(self, optimizer: str | Optimizer = "sgd", loss: str | Loss = "categorical_crossentropy",
+                metrics: Sequence[str] = ()) -> None:
+        """Choose the optimizer, the loss and the metrics ("accuracy") that `fit` and `train_step` use."""
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise unknown_name("metric", unknown[0], METRICS)
+        self.optimizer = get_optimizer(optimizer)
+        self.loss = get_loss(loss)
+        self.metrics = list(metrics)
+
+    def train_step(self, x: Array, y: Array) -> float:
+        """One step on one batch: forward, backward, optimizer update. Returns the batch loss before the update."""
+        result = self.backward_pass(x, y, self.loss)
+        self.optimizer.update([p for layer in self.layers for p in layer.params], result.grads, self.trainable)
+        self.last_output = result.output
+        return result.loss
+
+    def evaluate(self, x: Array, y: Array) -> dict[str, float]:
+        """Loss (inference mode) and metrics on (x, y)."""
+        output = self.predict(x)
+        y = np.asarray(y).astype(self.dtype, copy=False)
+        logs = {"loss": float(self._inference_loss(y, output))}
+        for name in self.metrics:
+            logs[name] = METRICS[name](self.loss.prepare_targets(y, output), output)
+        return logs
+
+    def _inference_loss(self, y: Array, output: Array) -> float:
+        if self.fuses(self.loss):
+            return self.loss.from_logits_value(y, self.layers[-1].Z)
+        return self.loss(y, output)
+
+    def fit(self, x: Array, y: Array, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
+            validation_data: tuple[Array, Array] | None = None, seed: int | None = None) -> History:
+        """Minibatch training as keras.Model.fit: each epoch visits the samples (shuffled with a seeded NumPy
+        generator when `shuffle`) in batches of `batch_size`, the last one partial. The history records, per
+        epoch, the batch losses' mean weighted by batch size (as Keras's loss tracker) and the metrics."""
+        x = self._as_input(x)
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise BadInputError(f"fit: {len(x)} input rows but {len(y)} label rows")
+        if not hasattr(self, "optimizer"):
+            raise BadInputError("fit: call compile(optimizer=..., loss=...) first")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        history = History()
+        for _ in range(epochs):
+            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            total, seen, correct = 0.0, 0, 0.0
+            for start in range(0, len(x), batch_size):
+                rows = order[start : start + batch_size]
+                total += self.train_step(x[rows], y[rows]) * len(rows)
+                seen += len(rows)
+                if "accuracy" in self.metrics:
+                    yb = self.loss.prepare_targets(np.asarray(y[rows]).astype(self.dtype), self.last_output)
+                    correct += METRICS["accuracy"](yb, self.last_output) * len(rows)
+            logs = {"loss": total / seen}
+            if "accuracy" in self.metrics:
+                logs["accuracy"] = correct / seen
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
+            history.append(logs)
+        return history
+
+
+def accuracy(y_true: Array, y_pred: Array) -> float:
+    """Fraction of rows whose arg-max matches (one column: threshold 0.5, as binary accuracy)."""
+    if y_pred.shape[-1] == 1:
+        return float(np.mean((y_pred[:, 0] > 0.5) == (y_true[:, 0] > 0.5)))
+    return float(np.mean(y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)))
+
+
+METRICS = {"accuracy": accuracy}
+
+
+class History:
+    """Like keras.callbacks.History: `history` maps each logged name to its list of per-epoch values."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+
+    def append(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)

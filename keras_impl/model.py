@@ -145,3 +145,20 @@ def loss_and_gradients(
         g = by_id.get(id(v))
         aligned.append(np.zeros(v.shape, dtype=dtype) if g is None else np.asarray(g))
     return KerasPass(float(value), aligned, np.asarray(grads[-1]), np.asarray(output))
+
+
+def train_step(
+    model: keras.Model,
+    optimizer: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str,
+    loss_config: dict[str, Any] | None = None,
+) -> KerasPass:
+    """One eager training step: taped loss and gradients, then `optimizer.apply_gradients` (clipping, weight
+    decay and the update rule in Keras's own order). Returns the pass as it was before the update."""
+    result = loss_and_gradients(model, x, y, loss, loss_config)
+    trainable = {id(v) for v in model.trainable_weights}
+    pairs = [(g, v) for g, v in zip(result.grads, model.weights) if id(v) in trainable]
+    optimizer.apply_gradients([(tf.constant(g), v) for g, v in pairs])
+    return result

@@ -1,0 +1,45 @@
+"""The training picture: both loss curves, the parameter difference over steps (log axis), the confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from from_scratch.errors import BadInputError
+
+
+def plot_training(report: Any, path: str) -> None:
+    """Write a PNG with three panels from a TrainingReport (matplotlib, from the `plot` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BadInputError("--plot needs matplotlib: pip install 'backprop-parity[plot]'") from None
+    steps = [s["step"] for s in report.steps]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    axes[0].plot(steps, [s["loss_scratch"] for s in report.steps], label="from scratch (NumPy)", lw=2.5, alpha=0.6)
+    axes[0].plot(steps, [s["loss_keras"] for s in report.steps], "--", label="Keras", lw=1.2, color="black")
+    axes[0].set(title="batch loss per step", xlabel="step", ylabel="loss")
+    axes[0].legend()
+    diffs = [max(s["param_max_abs"], 1e-18) for s in report.steps]
+    axes[1].semilogy(steps, diffs, color="tab:red")
+    axes[1].axhline(1e-18, color="grey", lw=0.5)
+    axes[1].set(title="max |W_scratch - W_keras| (1e-18 = identical)", xlabel="step", ylabel="difference")
+    if report.confusion:
+        im = axes[2].imshow(report.confusion, cmap="Blues")
+        for i, row in enumerate(report.confusion):
+            for j, count in enumerate(row):
+                axes[2].text(j, i, str(count), ha="center", va="center", fontsize=7)
+        axes[2].set(title="confusion matrix (final scratch model)", xlabel="predicted", ylabel="true")
+        fig.colorbar(im, ax=axes[2])
+    else:
+        axes[2].axis("off")
+    fig.suptitle(report.verdict(), fontsize=9)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=90)
+    except OSError as exc:
+        raise BadInputError(f"cannot write the plot to {path!r}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
