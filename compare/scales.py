@@ -3,7 +3,10 @@
 For every gradient entry, the magnitude M of the terms that floating-point arithmetic summed to produce it:
 
     |dZ| = |dA| * |f'(Z)|                     (softmax: P * (|dA| + sum_k |dA_k| P_k))
-    M_W  = |X|^T |dZ|,   M_b = sum_n |dZ|,   |dX| = |dZ| |W|^T   (passed on as the next layer's |dA|)
+    M_W  = M_X^T |dZ|,   M_b = sum_n |dZ|,   |dX| = |dZ| |W|^T   (passed on as the next layer's |dA|)
+
+where M_X is the magnitude of the terms behind the layer's input (a forward sweep: M_Z = M_X |W| + |b|,
+M_A = |A| + |f'(Z)| M_Z), which is |X| for the network input.
 
 started from the loss gradient's own terms: (|P| + |Y|) |w| / N on the fused softmax + cross-entropy path
 (`FUSED_TERMS`), |dL/dP| otherwise. The rounding error of a computed sum is bounded by a multiple of u times the sum of its terms'
@@ -28,11 +31,46 @@ def _dz_magnitude(layer: Any, dA_abs: Array) -> Array:
     return dA_abs * np.abs(layer.activation.grad(z))
 
 
+def dense_forward(layer: Any, x_mag: Array) -> Array:
+    """Magnitude of the terms behind A: M_Z = M_X |W| + |b|, then |A| + |f'(Z)| M_Z (softmax: its JVP bound).
+
+    A forward value that is itself a cancellation (Z near 0 from terms of both signs) carries an error of order
+    u M_Z, not u |Z|; dW = A_prev^T dZ inherits it, so dW's terms are measured with M_A, not |A|.
+    """
+    z = layer.Z.astype(np.float64)
+    a = np.abs(layer.A.astype(np.float64))
+    z_mag = x_mag @ np.abs(layer.W.astype(np.float64)) + np.abs(layer.b.astype(np.float64))
+    if layer.activation.grad is None:
+        return a + a * (z_mag + (a * z_mag).sum(axis=-1, keepdims=True))
+    if layer.activation.name == "step":
+        return a
+    return a + np.abs(layer.activation.grad(z)) * z_mag
+
+
+def dropout_forward(layer: Any, x_mag: Array) -> Array:
+    return x_mag * float(layer.scale) * layer.mask if layer.training else x_mag
+
+
+def batch_normalization_forward(layer: Any, x_mag: Array) -> Array:
+    """|A| + |gamma| r (M_X + mean_n M_X): the centring X - mu is a cancellation of terms of that size."""
+    r = layer.r.astype(np.float64)
+    centred = (x_mag + x_mag.mean(axis=0)) * r * np.abs(layer.gamma.astype(np.float64))
+    return np.abs(layer.A.astype(np.float64)) + centred
+
+
+#: Forward term magnitudes, one entry per layer kind.
+FORWARD: dict[str, Callable[[Any, Array], Array]] = {
+    "dense": dense_forward,
+    "dropout": dropout_forward,
+    "batch_normalization": batch_normalization_forward,
+}
+
+
 def dense_scales(layer: Any, dA_abs: Array | None, dZ_abs: Array | None = None) -> tuple[list[Array], Array]:
     """([M_W, M_b], |dX|) for a Dense layer, from |dA| (or directly from |dZ| on the fused path)."""
     if dZ_abs is None:
         dZ_abs = _dz_magnitude(layer, dA_abs)
-    x_abs = np.abs(layer.X.astype(np.float64))
+    x_abs = layer.input_magnitude
     w_abs = np.abs(layer.W.astype(np.float64))
     return [x_abs.T @ dZ_abs, dZ_abs.sum(axis=0)], dZ_abs @ w_abs.T
 
@@ -79,6 +117,10 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
 
     Call right after `model.backward_pass(x, y, loss)`, whose caches it reads.
     """
+    magnitude = np.abs(model.layers[0].X.astype(np.float64))
+    for layer in model.layers:  # forward sweep: each layer's input magnitude, kept beside the layer
+        layer.input_magnitude = magnitude
+        magnitude = FORWARD[layer.kind](layer, magnitude)
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
     last = model.layers[-1]
     p = last.A.astype(np.float64)
