@@ -6,6 +6,7 @@ Exit codes: 0 when everything agrees, 1 when something differs, 2 on bad input (
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix")
     t.add_argument("--json", action="store_true")
 
-    e = sub.add_parser("examples", help="worked examples from the seed material (list them with no NAME)")
+    e = sub.add_parser("examples", help="worked examples from the seed material (all of them when NAME is omitted)")
     e.add_argument("name", nargs="?", help="the example to run; all of them when omitted")
     e.add_argument("--plot-path", default="activations.png", help="where the softmax example saves its plot")
     e.add_argument("--json", action="store_true", help="print the examples' figures as JSON")
@@ -241,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"backprop-parity {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return EXIT_PASS
 
 
 if __name__ == "__main__":

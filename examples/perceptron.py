@@ -13,8 +13,7 @@ No single line separates XOR's ones from its zeros, so no single perceptron comp
 XOR(x) = AND(NAND(x), OR(x)). A network can also *learn* it: a 2-4-1 MLP (tanh hidden, sigmoid output) trained
 on the four points with binary cross-entropy and plain gradient descent, W <- W - lr dL/dW.
 
-Simplified: the training loop updates through get_weights/set_weights because the project has no optimizer
-module; it is the whole-batch SGD that an optimizer would own.
+Simplified: the XOR network trains by whole-batch plain SGD (from_scratch.optimizers.SGD), no momentum.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import numpy as np
 from from_scratch.activations import step
 from from_scratch.arch import Architecture
 from from_scratch.model import Sequential
+from from_scratch.optimizers import SGD
 
 Array = np.ndarray
 
@@ -62,7 +62,7 @@ def learn_xor(
 ) -> dict[str, Any]:
     """Train a from_scratch MLP on XOR until every output is within `margin` of its target.
 
-    One step: (L, grads) = model.loss_and_gradients(X, T, "binary_crossentropy"); W_i <- W_i - lr dL/dW_i.
+    One step (model.train_step with SGD): (L, grads) from backprop on X, T; W_i <- W_i - lr dL/dW_i.
     X (4, 2), T (4, 1). `first_correct_step` is the first step at which all four outputs are on the right side
     of 0.5 (|P - T| < 0.5); `steps` the first at which they are within `margin`.
     """
@@ -72,9 +72,9 @@ def learn_xor(
     loss = float("nan")
     predictions = model.predict(INPUTS)
     steps = 0
+    model.compile(optimizer=SGD(learning_rate=lr), loss="binary_crossentropy")
     for steps in range(1, max_steps + 1):
-        loss, grads = model.loss_and_gradients(INPUTS, targets, "binary_crossentropy")
-        model.set_weights([w - lr * g for w, g in zip(model.get_weights(), grads)])
+        loss = model.train_step(INPUTS, targets)
         predictions = model.predict(INPUTS)
         error = np.abs(predictions - targets).max()
         if first_correct is None and error < 0.5:

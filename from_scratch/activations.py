@@ -134,7 +134,7 @@ def gelu(z: Array) -> Array:
 
 
 def gelu_grad(z: Array) -> Array:
-    """dA/dZ = erfc(-c Z) / 2 + Z c exp(-(c Z)^2) / sqrt(pi)  (= Phi(Z) + Z phi(Z)).  Smooth: 1/2 at 0."""
+    """dA/dZ = erfc(-c Z) / 2 + Z c exp(-(c Z)^2) / sqrt(pi)  (Phi(Z) + Z phi(Z) with the exact c).  Smooth: 1/2 at 0."""
     cz = GELU_INV_SQRT_2 * z
     return 0.5 * _erfc(-cz).astype(z.dtype) + z * GELU_INV_SQRT_2 * np.exp(-cz * cz) / math.sqrt(math.pi)
 
@@ -217,7 +217,8 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 #: The value of each derivative at its kink (Z = 0), matching TensorFlow's gradient there; smooth activations
-#: list their value at 0 too. Checked against Keras in tests/test_activation_parity.py.
+#: list their value at 0 too. Checked against Keras in
+#: tests/test_catalogue_parity.py::test_derivative_at_the_kink_matches_tensorflow.
 KINK_VALUES: dict[str, float] = {
     "linear": 1.0,
     "relu": 0.0,

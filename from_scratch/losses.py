@@ -9,7 +9,7 @@ so every gradient carries the factor w_i / N:  dL/dY_pred[i] = (w_i / N) dl_i/dY
 Keras's hidden-logits path: a tensor produced by Keras's `softmax` or `sigmoid` activation carries its logits,
 and the cross-entropy losses then compute from those logits, with no clipping, even with from_logits=False. A
 loss whose `fuses_with` contains the output layer's activation is therefore evaluated on the logits Z by
-`Sequential.loss_and_gradients`: `per_sample_from_logits(Y, Z)` and `grad_from_logits(Y, Z)`.
+`Sequential.backward_pass`: `per_sample_from_logits(Y, Z)` and `grad_from_logits(Y, Z)`.
 Keras quirk: the check is only "has logits", not "has the right kind of logits". A sigmoid output with
 categorical cross-entropy is computed as softmax cross-entropy of the sigmoid's logits, and a softmax output with
 binary cross-entropy as sigmoid cross-entropy of the softmax's logits; the scratch side does the same.
@@ -106,7 +106,9 @@ class CategoricalCrossentropy(Loss):
       l_i = -sum_k Y_ik log_softmax(Z)_ik, and dl_i/dZ_i = P_i - Y_i. This is TensorFlow's
       softmax_cross_entropy_with_logits gradient; it equals the exact (sum_k Y_ik) P_i - Y_i when rows of Y sum to 1.
     - from_logits=False on a plain probability tensor P: P <- P / sum_k P_k, clip to [eps, 1 - eps],
-      l_i = -sum_k Y_ik log P_ik (no renormalising after the clip); the gradient is 0 where the clip is active.
+      l_i = -sum_k Y_ik log P_ik (no renormalising after the clip). The clip passes no gradient
+      where it is active, but the renormalisation before it still does: P = [0, .5, .5], Y = e_1 gives dl/dP =
+      [1, -1, 1], not 0 in the clipped entry.
     - label_smoothing s: Y <- Y (1 - s) + s / K before everything else.
     """
 

@@ -52,7 +52,7 @@ class FixedMaskDropout(keras.layers.Layer):
 
     This is exactly the arithmetic of TensorFlow's stateless_dropout behind keras.layers.Dropout (scale first,
     then `where` on the keep-mask), with the mask given instead of drawn from TensorFlow's Philox generator,
-    which NumPy cannot reproduce. tests/test_layers_parity.py shows that, fed the mask Keras's own Dropout
+    which NumPy cannot reproduce. tests/test_layers_parity.py::test_fixed_mask_dropout_equals_keras_dropout_given_its_mask shows that, fed the mask Keras's own Dropout
     draws, this layer gives Keras's Dropout output bit for bit.
     """
 

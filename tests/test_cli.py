@@ -121,6 +121,7 @@ def test_python_dash_m_compare_exit_code_and_no_traceback():
         (["--dropout", "0.25", "--batchnorm", "--l2", "0.01"],
          "arch=64-32:relu:l2=0.01-bn-dropout0.25-16:relu:l2=0.01-bn-dropout0.25-10:softmax:l2=0.01 "),
         (["--arch", "8-4-bn-3", "--loss", "sparse_categorical_crossentropy"], "arch=8-4:relu-bn-3:softmax "),
+        (["--l1", "0.01"], "arch=64-32:relu:l1=0.01-16:relu:l1=0.01-10:softmax:l1=0.01 "),
     ],
 )
 def test_catalogue_flags_build_the_described_network_and_pass(capsys, argv, arch_text):

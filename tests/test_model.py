@@ -124,3 +124,12 @@ def test_probability_path_cross_entropy_gradient_matches_central_differences():
 
     numeric = numerical_gradient(lambda v: loss(y, v), p, h=1e-6)
     np.testing.assert_allclose(loss.gradient(y, p), numeric, atol=1e-8)
+
+
+def test_regularizer_factors_are_rounded_to_float32_as_keras():
+    from from_scratch.layers import Regularizer
+
+    reg = Regularizer(l1=0.01, l2=0.01)
+    w = np.array([[1.0, -2.0]])
+    assert reg.penalty(w) == float(np.float32(0.01)) * 3 + float(np.float32(0.01)) * 5
+    np.testing.assert_array_equal(reg.grad(w), float(np.float32(0.01)) * np.sign(w) + 2 * float(np.float32(0.01)) * w)
