@@ -216,20 +216,20 @@ def compare_models(
     y = np.asarray(y).astype(dtype, copy=False)
     share_dropout_masks(scratch, keras_model, len(x))
     ours = scratch.backward_pass(x, y, loss, sample_weight)
-    scales, input_scale = gradient_scales(scratch, y, loss, ours.fused, sample_weight)
+    scales = gradient_scales(scratch, y, loss, ours.fused, sample_weight)
     theirs = keras_impl.loss_and_gradients(keras_model, x, y, loss.name, loss.config(), sample_weight)
     rows.append(tensor_row("loss", np.array(ours.loss), np.array(theirs.loss), dtype))
-    rows.append(tensor_row("output", ours.output, theirs.output, dtype))
+    rows.append(tensor_row("output", ours.output, theirs.output, dtype, scales.output))
     trainable = [t for layer in scratch.layers for t in layer.trainable]
     state_after = keras_model.get_weights()
     for name, g, k, s, t, w_ours, w_theirs in zip(
-        weight_names(scratch), ours.grads, theirs.grads, scales, trainable, scratch.get_weights(), state_after
+        weight_names(scratch), ours.grads, theirs.grads, scales.params, trainable, scratch.get_weights(), state_after
     ):
         if t:
             rows.append(tensor_row(f"grad {name}", g, k, dtype, s))
         else:  # a non-trainable weight (moving statistics): compare its value after the training pass
-            rows.append(tensor_row(f"state {name} after step", w_ours, w_theirs, dtype))
-    rows.append(tensor_row("grad input", ours.input_grad, theirs.input_grad, dtype, input_scale))
+            rows.append(tensor_row(f"state {name} after step", w_ours, w_theirs, dtype, s))
+    rows.append(tensor_row("grad input", ours.input_grad, theirs.input_grad, dtype, scales.input_grad))
     if gradcheck_samples:
         rows.append(gradcheck_row(scratch, x, y, loss, theirs.grads, gradcheck_samples, seed, sample_weight))
     return Report(config or {}, rows, keras_impl.settings())

@@ -16,7 +16,7 @@ Computed in float64 from the scratch model's caches after `backward_pass`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -29,7 +29,27 @@ Array = np.ndarray
 GRAD_TERMS: dict[str, Callable[[Array], Array]] = {
     "tanh": lambda z: 1 + np.tanh(z) ** 2,
     "sigmoid": lambda z: (lambda s: s + s * s)(1 / (1 + np.exp(-z))),
+    # (1 + t) / 2 + z (1 - t^2) u' / 2 with t = tanh(u): both brackets cancel where t is near -1
+    "gelu_tanh": lambda z: (lambda t: 0.5 * (1 + np.abs(t)) + 0.5 * np.abs(z) * (1 + t * t) * _gelu_du(z))(
+        np.tanh(_gelu_u(z))
+    ),
 }
+
+#: Activation values that are themselves a cancellation: the magnitude of their terms. GELU's tanh form is
+#: z (1 + t) / 2 with t near -1 for negative z, and TensorFlow's float32 tanh (Eigen's fast approximation) is
+#: exactly -1 from |u| ~ 7.9 on where NumPy's is -0.99999988 (found by the property test: 4-1:gelu_tanh-3:softmax,
+#: float32, inputs x10, where f' is 0 on one side and 2e-6 on the other).
+VALUE_TERMS: dict[str, Callable[[Array], Array]] = {
+    "gelu_tanh": lambda z: 0.5 * np.abs(z) * (1 + np.abs(np.tanh(_gelu_u(z)))),
+}
+
+
+def _gelu_u(z: Array) -> Array:
+    return 0.7978845608028654 * (z + 0.044715 * z**3)
+
+
+def _gelu_du(z: Array) -> Array:
+    return 0.7978845608028654 * (1 + 3 * 0.044715 * z * z)
 
 
 def _grad_magnitude(layer: Any, z: Array) -> Array:
@@ -58,7 +78,9 @@ def dense_forward(layer: Any, x_mag: Array) -> Array:
         return a + a * (z_mag + (a * z_mag).sum(axis=-1, keepdims=True))
     if layer.activation.name == "step":
         return a
-    return a + _grad_magnitude(layer, z) * z_mag
+    name = layer.activation.name
+    own = VALUE_TERMS[name](z) if name in VALUE_TERMS else 0
+    return a + own + _grad_magnitude(layer, z) * z_mag
 
 
 def dropout_forward(layer: Any, x_mag: Array) -> Array:
@@ -98,15 +120,19 @@ def dropout_scales(layer: Any, dA_abs: Array) -> tuple[list[Array], Array]:
 
 def batch_normalization_scales(layer: Any, dA_abs: Array) -> tuple[list[Array], Array]:
     """M_gamma = sum_n |dA| |Xhat|, M_beta = sum_n |dA|, and the terms of dX's three sums; the moving statistics
-    get no gradient (their scale is irrelevant: both sides give exactly 0)."""
+    get no gradient; their entries are the magnitudes of the terms behind their updated values."""
     r = layer.r.astype(np.float64)
     x_mag = layer.input_magnitude  # Xhat = (X - mu) r is a cancellation: its terms are (M_X + mean M_X) r
     xhat = np.abs(layer.Xhat.astype(np.float64)) + (x_mag + x_mag.mean(axis=0)) * r
     dxhat = dA_abs * np.abs(layer.gamma.astype(np.float64))
     n = dA_abs.shape[0]
     dX = (r / n) * (n * dxhat + dxhat.sum(axis=0) + xhat * (dxhat * xhat).sum(axis=0))
-    ones = np.ones_like(r)
-    return [(dA_abs * xhat).sum(axis=0), dA_abs.sum(axis=0), ones, ones], dX
+    # the moving statistics after the step: m momentum + mu (1 - momentum), mu a mean over terms of size M_X
+    # (and var over terms of size (M_X + mean M_X)^2); these scale the "state ... after step" rows
+    keep = 1 - layer.momentum
+    mean_terms = np.abs(layer.moving_mean.astype(np.float64)) + keep * x_mag.mean(axis=0)
+    var_terms = np.abs(layer.moving_variance.astype(np.float64)) + keep * ((x_mag + x_mag.mean(axis=0)) ** 2).mean(axis=0)
+    return [(dA_abs * xhat).sum(axis=0), dA_abs.sum(axis=0), mean_terms, var_terms], dX
 
 
 #: The terms of each fused loss's per-sample dl/dZ, from |P| and |Y| (N, K): P - Y for the softmax
@@ -125,10 +151,17 @@ SCALES: dict[str, Callable[..., tuple[list[Array], Array]]] = {
 }
 
 
-def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight: Array | None = None) -> tuple[
-    list[Array], Array
-]:
-    """Term magnitudes for every gradient of `model` (aligned with get_weights()) and for dL/dX.
+class Scales(NamedTuple):
+    """Term magnitudes: `params` aligned with get_weights(), `input_grad` for dL/dX, `output` for the output."""
+
+    params: list[Array]
+    input_grad: Array
+    output: Array
+
+
+def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight: Array | None = None) -> Scales:
+    """Term magnitudes for every gradient of `model` (aligned with get_weights()), for dL/dX and for the output
+    (the forward sweep's last magnitude).
 
     Call right after `model.backward_pass(x, y, loss)`, whose caches it reads.
     """
@@ -151,4 +184,28 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
     for layer in reversed(model.layers[:-1]):
         params, d_abs = SCALES[layer.kind](layer, d_abs)
         per_layer.append(params)
-    return [m for params in reversed(per_layer) for m in params], d_abs
+    return Scales([m for params in reversed(per_layer) for m in params], d_abs, magnitude)
+
+
+#: Activations whose derivative jumps at 0, and the size below which a pre-activation is rounding noise of its
+#: terms (a few hundred ulps of float64): there the two sides may legitimately land on different sides of the kink.
+KINKED = ("relu", "leaky_relu", "step")
+KINK_ROUNDING = 1e-13
+
+
+def rounding_at_kinks(model: Any) -> list[str]:
+    """Layers whose kinked activation has an input that is nonzero-terms rounding noise (|Z| <= KINK_ROUNDING M_Z
+    with M_Z > 0): a mask there is decided by rounding, not by the formula. Exact zeros from zero terms (a zero
+    input row with zero bias) are not listed: both sides compute them exactly.
+
+    Call after `gradient_scales`, which leaves each layer's input magnitude beside it.
+    """
+    found = []
+    for layer in model.layers:
+        if getattr(layer, "activation", None) is None or layer.activation.name not in KINKED:
+            continue
+        z_mag = layer.input_magnitude @ np.abs(layer.W.astype(np.float64)) + np.abs(layer.b.astype(np.float64))
+        noise = (np.abs(layer.Z.astype(np.float64)) <= KINK_ROUNDING * z_mag) & (z_mag > 0)
+        if noise.any():
+            found.append(layer.name)
+    return found
