@@ -106,11 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}", end=end,
               file=sys.stderr, flush=True)
 
-    try:
-        report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, args.dtype, args.seed,
-                              on_step=progress)
-    except TypeError as exc:
-        raise BadInputError(f"optimizer {args.optimizer!r}: {exc}") from None
+    report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, args.dtype, args.seed,
+                          on_step=progress)
     if args.plot:
         from compare.plot import plot_training
 
@@ -190,10 +187,7 @@ def loss_from_args(args: argparse.Namespace) -> object:
         kwargs["from_logits"] = True
     if args.label_smoothing is not None:
         kwargs["label_smoothing"] = args.label_smoothing
-    try:
-        return get_loss(args.loss, **kwargs)
-    except TypeError:
-        raise BadInputError(f"loss {args.loss!r} does not take {', '.join(kwargs)}") from None
+    return get_loss(args.loss, **kwargs)
 
 
 def run_matrix(args: argparse.Namespace) -> int:

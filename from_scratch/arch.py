@@ -112,6 +112,11 @@ def _rate(token: str, text: str, position: int) -> float:
 
 
 def _non_negative(token: str, text: str, position: int, key: str) -> float:
+    if not token:
+        raise BadInputError(
+            f"malformed architecture {text!r}: layer {position} {key}= has no value "
+            "('-' separates layers, and negative factors are refused)"
+        )
     try:
         value = float(token)
     except ValueError:

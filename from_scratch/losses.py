@@ -61,6 +61,14 @@ class Loss:
         """Targets as the loss uses them (e.g. after label smoothing).  Y (N, K) -> (N, K)."""
         return y_true
 
+    def check_targets(self, y_true: Array, outputs: int) -> None:
+        """Refuse labels that do not fit this loss on a model with `outputs` outputs: here, shape (N, outputs)."""
+        if y_true.ndim != 2 or y_true.shape[1] != outputs:
+            raise BadInputError(
+                f"labels: shape {y_true.shape} does not fit {self.name} on {outputs} outputs: "
+                f"expected ({y_true.shape[0]}, {outputs})"
+            )
+
     def reduce(self, values: Array, sample_weight: Array | None) -> float:
         """L = sum_i w_i l_i / N (Keras's `sum_over_batch_size`).  values (N,) -> scalar."""
         if sample_weight is not None:
@@ -121,6 +129,22 @@ class CategoricalCrossentropy(Loss):
 
     def config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    #: How far a row of Y may sum from 1 (float32 rounding of a probability row) before it is refused.
+    ROW_SUM_TOL = 1e-6
+
+    def check_targets(self, y_true: Array, outputs: int) -> None:
+        """Y (N, K) with rows that are one-hot or probability distributions: TensorFlow's gradient P - Y is the
+        true gradient only when every row sums to 1."""
+        super().check_targets(y_true, outputs)
+        sums = y_true.sum(axis=1)
+        bad = np.flatnonzero((y_true < 0).any(axis=1) | (np.abs(sums - 1) > self.ROW_SUM_TOL))
+        if bad.size:
+            i = int(bad[0])
+            raise BadInputError(
+                f"labels: row {i} is not one-hot or a probability distribution ({y_true[i].tolist()[:10]} sums to "
+                f"{sums[i]:g}); {self.name} needs rows of non-negative numbers that sum to 1"
+            )
 
     def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
         if self.label_smoothing:
@@ -187,6 +211,21 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits}
 
+    def check_targets(self, y_true: Array, outputs: int) -> None:
+        """Integer class indices in [0, outputs), shape (N,) or (N, 1)."""
+        if not (y_true.ndim == 1 or (y_true.ndim == 2 and y_true.shape[1] == 1)):
+            raise BadInputError(
+                f"labels: shape {y_true.shape} does not fit {self.name}: expected class indices of shape "
+                f"({y_true.shape[0]},) or ({y_true.shape[0]}, 1)"
+            )
+        flat = y_true.reshape(-1)
+        bad = np.flatnonzero((flat != np.round(flat)) | (flat < 0) | (flat >= outputs))
+        if bad.size:
+            i = int(bad[0])
+            raise BadInputError(
+                f"labels: class index {flat[i]:g} at row {i} is out of range for {outputs} classes (0 to {outputs - 1})"
+            )
+
     def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
         """Integer labels (N,) or (N, 1) -> one-hot (N, K) in the prediction's dtype."""
         labels = np.asarray(y_true).reshape(-1).astype(np.int64)
@@ -225,6 +264,14 @@ class BinaryCrossentropy(Loss):
 
     def config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def check_targets(self, y_true: Array, outputs: int) -> None:
+        """Y (N, K) with every entry in [0, 1]."""
+        super().check_targets(y_true, outputs)
+        bad = np.argwhere((y_true < 0) | (y_true > 1))
+        if bad.size:
+            index = tuple(int(i) for i in bad[0])
+            raise BadInputError(f"labels: {y_true[index]:g} at {index} is outside [0, 1], as {self.name} needs")
 
     def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
         if self.label_smoothing:
@@ -334,4 +381,11 @@ def get_loss(loss: str | Loss, **kwargs: Any) -> Loss:
         return loss
     if loss not in LOSSES:
         raise unknown_name("loss", loss, LOSSES)
-    return LOSSES[loss](**kwargs)
+    try:
+        made = LOSSES[loss](**kwargs)
+    except TypeError:
+        raise BadInputError(f"loss {loss!r} does not take {', '.join(sorted(kwargs))}") from None
+    smoothing = getattr(made, "label_smoothing", 0.0)
+    if not 0 <= smoothing <= 1:
+        raise BadInputError(f"loss {loss!r}: label_smoothing must be in [0, 1], got {smoothing:g}")
+    return made

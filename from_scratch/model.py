@@ -103,6 +103,7 @@ class Sequential:
             where = f"set_weights: layer {layer.name!r} parameter {i}"
             if new.shape != current.shape:
                 raise BadInputError(f"{where}: expected shape {current.shape}, got {new.shape}")
+            _check_numbers(where, new)
             if not np.issubdtype(new.dtype, np.floating) or np.finfo(new.dtype).bits > self.dtype.itemsize * 8:
                 raise BadInputError(
                     f"{where}: dtype {new.dtype} does not fit a {self.dtype} model without rounding; "
@@ -115,10 +116,31 @@ class Sequential:
 
     # ----- forward and backward ------------------------------------------------------------------------------
     def _as_input(self, x: Array) -> Array:
+        """X (N, D) as the model dtype (cast as Keras casts inputs); refuses a wrong shape, an empty batch,
+        non-numbers and NaN or infinity."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise BadInputError(f"input: expected shape (N, {self.input_dim}), got {x.shape}")
+        _check_numbers("input", x)
         return x.astype(self.dtype, copy=False)
+
+    def _as_targets(self, y: Array, loss: Loss, n: int) -> Array:
+        """Labels checked against the loss (shape, one-hot rows, class range, [0, 1]) and cast to the dtype."""
+        y = np.asarray(y)
+        _check_numbers("labels", y)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise BadInputError(f"labels: {y.shape[0] if y.ndim else 'a scalar'} rows for a batch of {n} inputs")
+        loss.check_targets(y, self.output_dim)
+        return y.astype(self.dtype, copy=False)
+
+    def _as_sample_weight(self, sample_weight: Array | None, n: int) -> Array | None:
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight)
+        _check_numbers("sample_weight", w)
+        if w.shape != (n,):
+            raise BadInputError(f"sample_weight: expected shape ({n},), one weight per sample, got {w.shape}")
+        return w.astype(self.dtype, copy=False)
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """A_l = layer_l(A_{l-1}) from A_0 = X.  X (N, D) -> output (N, K)."""
@@ -142,9 +164,8 @@ class Sequential:
         """One forward pass in training mode and one backward pass over the whole batch."""
         loss = get_loss(loss)
         output = self.forward(x, training=True)
-        y = np.asarray(y).astype(self.dtype, copy=False)
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight).astype(self.dtype, copy=False)
+        y = self._as_targets(y, loss, len(output))
+        sample_weight = self._as_sample_weight(sample_weight, len(output))
         last = self.layers[-1]
         fused = self.fuses(loss)
         penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
@@ -193,7 +214,7 @@ class Sequential:
     def evaluate(self, x: Array, y: Array) -> dict[str, float]:
         """Loss (inference mode) and metrics on (x, y)."""
         output = self.predict(x)
-        y = np.asarray(y).astype(self.dtype, copy=False)
+        y = self._as_targets(y, self.loss, len(output))
         logs = {"loss": float(self._inference_loss(y, output))}
         for name in self.metrics:
             logs[name] = METRICS[name](self.loss.prepare_targets(y, output), output)
@@ -234,6 +255,17 @@ class Sequential:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             history.append(logs)
         return history
+
+
+def _check_numbers(what: str, a: Array) -> None:
+    """Refuse arrays that are not real numbers, are empty, or hold NaN or infinity (naming the first bad entry)."""
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise BadInputError(f"{what}: expected real numbers, got dtype {a.dtype}")
+    if a.size == 0:
+        raise BadInputError(f"{what}: empty (shape {a.shape}); a batch needs at least one sample")
+    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise BadInputError(f"{what}: {a[index]} at index {index}; NaN and infinity are refused")
 
 
 def accuracy(y_true: Array, y_pred: Array) -> float:

@@ -313,4 +313,7 @@ def get_optimizer(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
         return optimizer
     if optimizer not in OPTIMIZERS:
         raise unknown_name("optimizer", optimizer, OPTIMIZERS)
-    return OPTIMIZERS[optimizer](**kwargs)
+    try:
+        return OPTIMIZERS[optimizer](**kwargs)
+    except TypeError:
+        raise BadInputError(f"optimizer {optimizer!r} does not take {', '.join(sorted(kwargs))}") from None
