@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix")
     t.add_argument("--json", action="store_true")
 
+    z = sub.add_parser("zoo", help="classic backprop bugs, each caught and located by the harness")
+    z.add_argument("name", nargs="?", help="one bug; all of them when omitted")
+    z.add_argument("--json", action="store_true")
+
     e = sub.add_parser("examples", help="worked examples from the seed material (all of them when NAME is omitted)")
     e.add_argument("name", nargs="?", help="the example to run; all of them when omitted")
     e.add_argument("--plot-path", default="activations.png", help="where the softmax example saves its plot")
@@ -124,7 +128,42 @@ def run_train(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot written to {args.plot}")
         print(report.verdict())
+        if not report.passed and report.diagnosis:
+            print(f"diagnosis: {report.diagnosis}")
     return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def run_zoo(args: argparse.Namespace) -> int:
+    """Run each bug, print its evidence and diagnosis; exit 0 when every bug is caught where it should be."""
+    import json
+
+    from compare.report import render
+    from compare.zoo import ZOO, diagnosis_text
+    from from_scratch.errors import unknown_name
+
+    if args.name and args.name not in ZOO:
+        raise unknown_name("zoo entry", args.name, ZOO)
+    results, missed = [], 0
+    for entry in [ZOO[args.name]] if args.name else ZOO.values():
+        report = entry.run()
+        text = diagnosis_text(report)
+        caught = not report.passed and entry.expect in text
+        missed += not caught
+        results.append({"name": entry.name, "description": entry.description, "caught": caught,
+                        "diagnosis": text, "report": report.to_dict()})
+        if not args.json:
+            print(f"== {entry.name}: {entry.description}")
+            if entry.kind == "gradient":
+                print(render(report))
+            else:
+                print(report.verdict())
+                print(f"diagnosis: {text}")
+            print(f"-> {'caught and located' if caught else 'NOT located as expected'} ({entry.expect.strip()})\n")
+    if args.json:
+        print(json.dumps(results, indent=2, default=float))
+    else:
+        print(f"{len(results) - missed} of {len(results)} bugs caught and located")
+    return EXIT_PASS if not missed else EXIT_FAIL
 
 
 def run_examples(args: argparse.Namespace) -> int:
@@ -226,7 +265,7 @@ def run_compare(args: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"compare": run_compare, "train": run_train, "examples": run_examples}
+COMMANDS = {"compare": run_compare, "train": run_train, "zoo": run_zoo, "examples": run_examples}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,9 @@ import numpy as np
 
 import keras_impl
 from compare.data import load_batch
+from compare.diagnosis import Diagnosis, Step, build_trace, diagnose
 from compare.matrix import targets
+from keras_impl.trace import trace as keras_trace
 from compare.scales import gradient_scales
 from compare.tolerances import (
     CANCELLATION_FLOOR,
@@ -76,10 +78,12 @@ class Report:
     config: dict[str, Any]
     rows: list[Row]
     settings: dict[str, str] = field(default_factory=dict)
+    trace: list[Step] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
 
     @property
     def passed(self) -> bool:
-        return all(row.passed for row in self.rows)
+        return all(row.passed for row in self.rows) and all(step.passed for step in self.trace)
 
     @property
     def failures(self) -> list[Row]:
@@ -93,7 +97,10 @@ class Report:
     def verdict(self) -> str:
         n = len(self.rows)
         if self.passed:
-            return f"PASS: all {n} quantities agree within tolerance"
+            return f"PASS: all {n} quantities agree within tolerance" + (
+                f" (and all {len(self.trace)} per-layer quantities)" if self.trace else "")
+        if not self.failures:
+            return f"FAIL: the table agrees, but a per-layer quantity differs: {self.diagnosis.first.where}"
         names = ", ".join(row.name for row in self.failures)
         return f"FAIL: {len(self.failures)} of {n} quantities differ: {names}"
 
@@ -105,6 +112,7 @@ class Report:
             "rows": [row.to_dict() for row in self.rows],
             "passed": self.passed,
             "verdict": self.verdict(),
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
         }
 
 
@@ -215,7 +223,10 @@ def compare_models(
     x = np.asarray(x).astype(dtype, copy=False)
     y = np.asarray(y).astype(dtype, copy=False)
     share_dropout_masks(scratch, keras_model, len(x))
+    scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
+    scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
     ours = scratch.backward_pass(x, y, loss, sample_weight)
+    ours_trace = scratch_trace(scratch)
     scales = gradient_scales(scratch, y, loss, ours.fused, sample_weight)
     theirs = keras_impl.loss_and_gradients(keras_model, x, y, loss.name, loss.config(), sample_weight)
     rows.append(tensor_row("loss", np.array(ours.loss), np.array(theirs.loss), dtype))
@@ -230,9 +241,20 @@ def compare_models(
         else:  # a non-trainable weight (moving statistics): compare its value after the training pass
             rows.append(tensor_row(f"state {name} after step", w_ours, w_theirs, dtype, s))
     rows.append(tensor_row("grad input", ours.input_grad, theirs.input_grad, dtype, scales.input_grad))
+    keras_steps = keras_trace(keras_model, x, y, loss.name, loss.config(), sample_weight)
+    steps = build_trace(scratch, ours_trace, keras_steps, ours.grads, theirs.grads, (ours.loss, theirs.loss),
+                        ours.fused, (ours.input_grad, theirs.input_grad), dtype, scales)
     if gradcheck_samples:
         rows.append(gradcheck_row(scratch, x, y, loss, theirs.grads, gradcheck_samples, seed, sample_weight))
-    return Report(config or {}, rows, keras_impl.settings())
+    return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
+
+
+def scratch_trace(model: Sequential) -> list[dict[str, Array]]:
+    """Copies of each scratch layer's recorded Z, A, dA, dZ after a backward pass (whatever the layer has)."""
+    return [
+        {key: np.array(getattr(layer, key)) for key in ("Z", "A", "dA", "dZ") if getattr(layer, key, None) is not None}
+        for layer in model.layers
+    ]
 
 
 def run_comparison(

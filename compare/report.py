@@ -32,6 +32,7 @@ def render(report: Report) -> str:
         f"{config}\n{pinned}\n\n{table}\n\n"
         f"max rel err = max|a - b| / max(max|a|, max|b|); 'checked' is the measure the tolerance applies to:\n"
         f"{legend}\n\n{report.verdict()}"
+        + ("" if report.passed or report.diagnosis is None else f"\ndiagnosis: {report.diagnosis.text}")
     )
 
 

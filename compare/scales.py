@@ -74,6 +74,7 @@ def dense_forward(layer: Any, x_mag: Array) -> Array:
     z = layer.Z.astype(np.float64)
     a = np.abs(layer.A.astype(np.float64))
     z_mag = x_mag @ np.abs(layer.W.astype(np.float64)) + np.abs(layer.b.astype(np.float64))
+    layer.z_magnitude = z_mag
     if layer.activation.grad is None:
         return a + a * (z_mag + (a * z_mag).sum(axis=-1, keepdims=True))
     if layer.activation.name == "step":
@@ -106,6 +107,7 @@ def dense_scales(layer: Any, dA_abs: Array | None, dZ_abs: Array | None = None) 
     """([M_W, M_b], |dX|) for a Dense layer, from |dA| (or directly from |dZ| on the fused path)."""
     if dZ_abs is None:
         dZ_abs = _dz_magnitude(layer, dA_abs)
+    layer.dz_magnitude = dZ_abs
     x_abs = layer.input_magnitude
     w_abs = np.abs(layer.W.astype(np.float64))
     return [x_abs.T @ dZ_abs, dZ_abs.sum(axis=0)], dZ_abs @ w_abs.T
@@ -163,12 +165,15 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
     """Term magnitudes for every gradient of `model` (aligned with get_weights()), for dL/dX and for the output
     (the forward sweep's last magnitude).
 
-    Call right after `model.backward_pass(x, y, loss)`, whose caches it reads.
+    Call right after `model.backward_pass(x, y, loss)`, whose caches it reads. Each layer keeps the magnitudes of
+    its intermediates beside it (`input_magnitude`, `z_magnitude`, `output_magnitude`, `dA_magnitude`,
+    `dz_magnitude`), which the layer-by-layer diagnosis measures against.
     """
     magnitude = np.abs(model.layers[0].X.astype(np.float64))
     for layer in model.layers:  # forward sweep: each layer's input magnitude, kept beside the layer
         layer.input_magnitude = magnitude
         magnitude = FORWARD[layer.kind](layer, magnitude)
+        layer.output_magnitude = magnitude
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
     last = model.layers[-1]
     p = last.A.astype(np.float64)
@@ -179,9 +184,11 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
         params, d_abs = SCALES[last.kind](last, None, dZ_abs)
     else:
         grad = loss.gradient(np.asarray(y, np.float64), p, sample_weight)
+        last.dA_magnitude = np.abs(grad)
         params, d_abs = SCALES[last.kind](last, np.abs(grad))
     per_layer.append(params)
     for layer in reversed(model.layers[:-1]):
+        layer.dA_magnitude = d_abs
         params, d_abs = SCALES[layer.kind](layer, d_abs)
         per_layer.append(params)
     return Scales([m for params in reversed(per_layer) for m in params], d_abs, magnitude)

@@ -54,6 +54,7 @@ class TrainingReport:
     same_predictions: bool = True
     mismatched_predictions: int = 0
     confusion: list[list[int]] | None = None
+    diagnosis: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -67,7 +68,8 @@ class TrainingReport:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "epochs": self.epochs, "steps": self.steps,
                 "final_param_diff": self.final_param_diff, "tol": self.tol,
-                "same_predictions": self.same_predictions, "passed": self.passed, "verdict": self.verdict()}
+                "same_predictions": self.same_predictions, "passed": self.passed, "verdict": self.verdict(),
+                "diagnosis": self.diagnosis}
 
 
 def param_diff(ours: list[Array], theirs: list[Array]) -> tuple[float, float]:
@@ -116,9 +118,13 @@ def run_training(
             if max_steps is not None and step >= max_steps:
                 break
             rows = order[start : start + batch_size]
+            before = scratch.get_weights(), keras_model.get_weights()
             ours = scratch.train_step(x[rows], y[rows])
             theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
-            max_abs, rel = param_diff(scratch.get_weights(), keras_model.get_weights())
+            after = scratch.get_weights(), keras_model.get_weights()
+            max_abs, rel = param_diff(*after)
+            if report.diagnosis is None and rel > train_tolerance(dtype, step + 1):
+                report.diagnosis = diagnose_step(scratch, step, epoch, before, after, len(rows))
             report.steps.append({"step": step, "epoch": epoch, "loss_scratch": ours, "loss_keras": theirs,
                                  "param_max_abs": max_abs, "param_norm_rel": rel})
             step += 1
@@ -147,6 +153,24 @@ def run_training(
     report.mismatched_predictions = int(np.sum(a != b))
     report.same_predictions = report.mismatched_predictions == 0
     return report
+
+
+def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list[Array], list[Array]],
+                  after: tuple[list[Array], list[Array]], n: int) -> str:
+    """Where a run first parts: the step, the weight that moved most differently, and the pattern of the two
+    updates (scratch's W_after - W_before against Keras's)."""
+    from compare.diagnosis import describe
+    from compare.harness import weight_names
+
+    names = weight_names(scratch)
+    diffs = [float(np.abs(a - b).max()) for a, b in zip(*after)]
+    k = int(np.argmax(diffs))
+    ours_update, keras_update = after[0][k] - before[0][k], after[1][k] - before[1][k]
+    started_equal = all(np.array_equal(a, b) for a, b in zip(*before))
+    lead = (f"parameters identical before step {step + 1}, " if started_equal else "") + (
+        f"the run first parts at step {step + 1} (epoch {epoch + 1})")
+    return (f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: "
+            f"{describe(ours_update, keras_update, n=n)}")
 
 
 def keras_logits(model: Any, x: Array) -> Array:

@@ -1,0 +1,237 @@
+"""The bug zoo: classic mistakes in hand-written backprop, each a small variant of the scratch network.
+
+Every entry builds a scenario (architecture, batch, loss or optimizer), plants one bug in the scratch side, runs
+the harness against the correct Keras twin, and says where the harness should locate it (`expect`: the layer and
+quantity of the first difference, or for optimizers the step at which training first parts).
+`backprop-parity zoo [NAME]` prints what a user would see; tests/test_zoo.py asserts that every bug is caught and
+located.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from from_scratch.activations import Activation, relu, relu_grad, sigmoid, sigmoid_grad
+from from_scratch.arch import Architecture
+from from_scratch.layers import Dense
+from from_scratch.losses import CategoricalCrossentropy
+from from_scratch.model import Sequential
+from from_scratch.optimizers import SGD, Adam
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One bug: what it is, the function that runs it (returning a report), and where it must be found."""
+
+    name: str
+    description: str
+    kind: str  # "gradient" (one batch through compare_models) or "optimizer" (a training run)
+    run: Callable[[], Any]
+    expect: str  # the text the diagnosis must contain, e.g. "layer 2 (dense_1) dL/dZ"
+
+
+# ----- gradient bugs ------------------------------------------------------------------------------------------------
+def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any], loss: Any = None, seed: int = 0) -> Any:
+    import keras_impl
+    from compare.harness import compare_models
+
+    description = Architecture.parse(arch)
+    scratch = Sequential.from_architecture(description, seed=seed)
+    planted_loss = plant(scratch)
+    return compare_models(scratch, keras_impl.build_model(description, "float64"), x, y,
+                          planted_loss or loss or "categorical_crossentropy", gradcheck_samples=0,
+                          config={"arch": arch, "batch": len(x)})
+
+
+def _batch(n: int, d: int, k: int, seed: int = 0, scale: float = 1.0) -> tuple[Array, Array]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)) * scale, np.eye(k)[rng.integers(0, k, size=n)]
+
+
+def _swap_class(layer: Any, method: str, replacement: Callable) -> None:
+    """Give one layer object a subclass whose `method` is `replacement` (the rest of the model is untouched)."""
+    layer.__class__ = type(f"Buggy{type(layer).__name__}", (type(layer),), {method: replacement})
+
+
+class MissingOneOverN(CategoricalCrossentropy):
+    """dL/dZ = P - Y, forgetting the mean over the batch."""
+
+    def reduce_grad(self, grad: Array, sample_weight: Array | None) -> Array:
+        return grad
+
+
+def missing_1_over_n() -> Any:
+    x, y = _batch(16, 8, 4)
+    return _compare("8-6-4", x, y, lambda m: MissingOneOverN())
+
+
+def relu_mask_at_kink() -> Any:
+    x, y = _batch(12, 6, 3, seed=1)
+    x[4] = 0.0  # a zero row with zero biases: every hidden Z of that row is exactly 0
+
+    def plant(m: Sequential) -> None:
+        wrong = Activation("relu", relu, lambda z, a, dA: dA * (z >= 0), relu_grad)
+        for layer in m.layers[:-1]:
+            layer.activation = wrong
+
+    return _compare("6-5-5-3", x, y, plant)
+
+
+def softmax_batch_max() -> Any:
+    x, y = _batch(8, 5, 4, seed=2)
+
+    def batch_max_softmax(z: Array) -> Array:
+        e = np.exp(z - z.max())  # the max over the whole batch, not per row
+        with np.errstate(invalid="ignore"):  # rows that underflow entirely give 0/0: that is the bug
+            return e / e.sum(axis=-1, keepdims=True)
+
+    def plant(m: Sequential) -> None:
+        m.layers[-1].activation = Activation("softmax", batch_max_softmax, m.layers[-1].activation.backward)
+        weights = m.get_weights()
+        weights[-2] = weights[-2] * 3000.0  # logits in the thousands: rows far below the batch max underflow
+        m.set_weights(weights)
+
+    return _compare("5-6-4", x, y, plant)
+
+
+def dx_untransposed() -> Any:
+    x, y = _batch(10, 6, 6, seed=3)
+
+    def backward_from_z(self: Dense, dZ: Array) -> Array:
+        self.dZ = dZ
+        self.dW = self.X.T @ dZ
+        self.db = dZ.sum(axis=0)
+        return dZ @ self.W  # W where W.T belongs (square layers, so the shapes do not complain)
+
+    return _compare("6-6-6-6", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
+                    and None)
+
+
+def bias_gradient_mean() -> Any:
+    x, y = _batch(16, 8, 4, seed=4)
+
+    def backward_from_z(self: Dense, dZ: Array) -> Array:
+        self.dZ = dZ
+        self.dW = self.X.T @ dZ
+        self.db = dZ.mean(axis=0)  # a mean where the batch sum belongs
+        return dZ @ self.W.T
+
+    return _compare("8-6-4", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
+                    and None)
+
+
+def sigmoid_grad_of_output() -> Any:
+    x, y = _batch(12, 6, 3, seed=5)
+
+    def plant(m: Sequential) -> None:
+        m.layers[0].activation = Activation("sigmoid", sigmoid, lambda z, a, dA: dA * sigmoid_grad(a), sigmoid_grad)
+
+    return _compare("6-5:sigmoid-3", x, y, plant)
+
+
+def backward_mutates_input() -> Any:
+    x, y = _batch(12, 6, 3, seed=6)
+
+    def in_place(z: Array, a: Array, dA: Array) -> Array:
+        dA[z <= 0] = 0  # deep-learning-from-scratch's Relu.backward writes into the caller's array
+        return dA
+
+    def plant(m: Sequential) -> None:
+        for layer in m.layers[:-1]:
+            layer.activation = Activation("relu", relu, in_place, relu_grad)
+
+    return _compare("6-5-4-3", x, y, plant)
+
+
+def gradients_accumulate() -> Any:
+    x, y = _batch(12, 6, 3, seed=7)
+
+    def backward_from_z(self: Dense, dZ: Array) -> Array:
+        self.dZ = dZ
+        self.dW = getattr(self, "dW", 0) + self.X.T @ dZ  # += across calls: never reset
+        self.db = getattr(self, "db", 0) + dZ.sum(axis=0)
+        return dZ @ self.W.T
+
+    return _compare("6-5-3", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
+                    and None)
+
+
+# ----- optimizer bugs -----------------------------------------------------------------------------------------------
+def _train(optimizer: Any, steps: int = 30) -> Any:
+    from compare.data import spirals
+    from compare.training import run_training
+
+    x, y = spirals(n=120, seed=1)
+    return run_training("2-16:tanh-8-3", x, y, optimizer, epochs=10, batch_size=12, max_steps=steps)
+
+
+class SwappedBetas(Adam):
+    """beta_1 and beta_2 exchanged in the update."""
+
+    def update_step(self, i: int, w: Array, g: Array, lr: Any) -> None:
+        self.beta_1, self.beta_2 = self.beta_2, self.beta_1
+        try:
+            super().update_step(i, w, g, lr)
+        finally:
+            self.beta_1, self.beta_2 = self.beta_2, self.beta_1
+
+
+class MissingBiasPower(Adam):
+    """The bias correction written 1 - beta (no ^t): right at t = 1, wrong from the second step on."""
+
+    def update_step(self, i: int, w: Array, g: Array, lr: Any) -> None:
+        iterations, self.iterations = self.iterations, 0
+        try:
+            super().update_step(i, w, g, lr)
+        finally:
+            self.iterations = iterations
+
+
+class MomentumWrongSign(SGD):
+    """w <- w - m where Keras's velocity convention (m <- mu m - lr g) needs w <- w + m."""
+
+    def update_step(self, i: int, w: Array, g: Array, lr: Any) -> None:
+        super().update_step(i, w, g, lr)
+        w -= 2 * self.slots["momentums"][i]  # undo the + m and apply - m
+
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in [
+        ZooEntry("missing_1_over_n", "the loss gradient P - Y without the 1/N of the batch mean", "gradient",
+                 missing_1_over_n, "layer 2 (dense_1) dL/dZ"),
+        ZooEntry("relu_mask_at_kink", "ReLU's derivative with the mask z >= 0 (1 at the kink, Keras has 0)",
+                 "gradient", relu_mask_at_kink, "layer 2 (dense_1) dL/dZ"),
+        ZooEntry("softmax_batch_max", "softmax shifted by the max over the whole batch instead of each row",
+                 "gradient", softmax_batch_max, "layer 2 (dense_1) A"),
+        ZooEntry("dx_untransposed", "dX = dZ @ W instead of dZ @ W.T (square layers hide the shape error)",
+                 "gradient", dx_untransposed, "layer 2 (dense_1) dL/dA"),
+        ZooEntry("bias_gradient_mean", "db as the mean of dZ over the batch instead of the sum", "gradient",
+                 bias_gradient_mean, "layer 2 (dense_1) dL/dbias"),
+        ZooEntry("sigmoid_grad_of_output", "sigmoid's derivative evaluated at A = s(Z) instead of at Z", "gradient",
+                 sigmoid_grad_of_output, "layer 1 (dense) dL/dZ"),
+        ZooEntry("backward_mutates_input", "ReLU backward zeroing the caller's dA in place", "gradient",
+                 backward_mutates_input, "layer 2 (dense_1) dL/dA"),
+        ZooEntry("gradients_accumulate", "dW += ... across calls, never reset", "gradient", gradients_accumulate,
+                 "layer 2 (dense_1) dL/dkernel"),
+        ZooEntry("adam_swapped_betas", "Adam with beta_1 and beta_2 exchanged", "optimizer",
+                 lambda: _train(SwappedBetas(learning_rate=0.01, beta_1=0.8, beta_2=0.95)), "step 1 "),
+        ZooEntry("adam_missing_bias_power", "Adam's bias correction without the power t (hidden by one step with "
+                 "beta_1 == beta_2)", "optimizer",
+                 lambda: _train(MissingBiasPower(learning_rate=0.01, beta_1=0.8, beta_2=0.95)), "step 2 "),
+        ZooEntry("momentum_wrong_sign", "SGD momentum applied with the wrong sign (w - m)", "optimizer",
+                 lambda: _train(MomentumWrongSign(learning_rate=0.05, momentum=0.9)), "step 1 "),
+    ]
+}
+
+
+def diagnosis_text(report: Any) -> str:
+    """The diagnosis line of either kind of report."""
+    if hasattr(report, "rows"):
+        return report.diagnosis.text if report.diagnosis else ""
+    return report.diagnosis or ""

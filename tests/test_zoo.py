@@ -1,0 +1,132 @@
+"""The bug zoo is caught and located, the diagnosis describes the patterns, and the Keras trace is the real thing."""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras_impl
+from compare import cli
+from compare.diagnosis import describe
+from compare.harness import compare_models
+from compare.zoo import ZOO, diagnosis_text
+from from_scratch import Architecture, Sequential
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_bug_is_caught_and_located(name):
+    entry = ZOO[name]
+    report = entry.run()
+    assert not report.passed
+    assert entry.expect in diagnosis_text(report)
+
+
+@pytest.mark.parametrize(
+    "name,pattern",
+    [
+        ("missing_1_over_n", "a constant factor N = 16 (the batch size)"),
+        ("relu_mask_at_kink", "a mask off at the kink: the sides differ only where Z == 0 exactly"),
+        ("softmax_batch_max", "scratch has NaN or infinity where Keras is finite"),
+        ("bias_gradient_mean", "a constant factor 1/N = 1/16"),
+        ("backward_mutates_input", "zeroed where Z <= 0"),
+        ("gradients_accumulate", "a constant factor 2"),
+        ("momentum_wrong_sign", "a sign flip: scratch = -Keras"),
+        ("adam_missing_bias_power", "the run first parts at step 2"),
+    ],
+)
+def test_the_diagnosis_names_the_pattern(name, pattern):
+    assert pattern in diagnosis_text(ZOO[name].run())
+
+
+def test_zoo_command_reports_every_bug_located(capsys):
+    code = cli.main(["zoo", "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert len(results) == len(ZOO) and all(r["caught"] for r in results)
+
+
+def test_compare_prints_the_diagnosis_below_a_failing_table(capsys, monkeypatch):
+    original = Sequential.backward_pass
+
+    def half_bias(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        self.layers[1].db = self.layers[1].db / 2
+        result.grads[3] = self.layers[1].db
+        return result
+
+    monkeypatch.setattr(Sequential, "backward_pass", half_bias)
+    code = cli.main(["compare", "--batch", "8"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.strip().splitlines()[-1] == (
+        "diagnosis: forward agrees; backward first differs at layer 2 (dense_1) dL/dbias (error 5.00e-01): "
+        "a constant factor 0.5: scratch = 0.5 x Keras (a 2 from a square's derivative or a 1/2, or gradients "
+        "accumulated across calls: the harness runs the backward pass twice)"
+    )
+
+
+#: The trace's dW = A_prev^T dZ is our own matmul of the traced tensors, not the tape's kernel gradient: equal to
+#: rounding (a few ulps), not bit for bit.
+TRACE_TOL = {"float64": 1e-14, "float32": 1e-6}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("arch", ["6-5-4-3", "6-5:tanh-bn-dropout0.3-3:sigmoid", "6-4:gelu-3:linear"])
+def test_keras_trace_is_the_models_own_computation(arch, dtype):
+    """The layer-by-layer Keras pass (Dense as its three operations) gives model(x)'s output bit for bit, its
+    dL/dZ reproduces the tape's weight gradients, and the layer state is left as it was."""
+    description = Architecture.parse(arch)
+    scratch = Sequential.from_architecture(description, dtype=dtype, seed=0)
+    model = keras_impl.build_model(description, dtype)
+    model.set_weights(scratch.get_weights())
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 6)).astype(dtype), np.eye(3)[rng.integers(0, 3, size=7)].astype(dtype)
+    for layer in model.layers:
+        if hasattr(layer, "mask"):
+            layer.mask = rng.uniform(size=(7, 5)) >= 0.3
+    loss = "binary_crossentropy" if arch.endswith("sigmoid") else "categorical_crossentropy"
+    state = [v.numpy() for v in model.non_trainable_weights]
+    main = keras_impl.loss_and_gradients(model, x, y, loss)
+    for v, s in zip(model.non_trainable_weights, state):
+        v.assign(s)
+    traced = keras_impl.trace.trace(model, x, y, loss)
+    np.testing.assert_array_equal(traced[-1]["A"], main.output)
+    assert all(np.array_equal(v.numpy(), s) for v, s in zip(model.non_trainable_weights, state))
+    index = 0
+    for i, layer in enumerate(model.layers):
+        if hasattr(layer, "kernel"):
+            h = traced[i - 1]["A"] if i > 0 else x
+            dW, db = h.T @ traced[i]["dZ"], traced[i]["dZ"].sum(axis=0)
+            for ours, theirs in ((dW, main.grads[index]), (db, main.grads[index + 1])):
+                assert np.linalg.norm(ours - theirs) <= TRACE_TOL[dtype] * np.linalg.norm(theirs)
+        index += len(layer.weights)
+
+
+def test_a_passing_comparison_records_every_layer_and_agrees():
+    arch = Architecture.parse("6-5-bn-4")
+    scratch = Sequential.from_architecture(arch, seed=0)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((9, 6)), np.eye(4)[rng.integers(0, 4, size=9)]
+    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
+    assert report.passed and report.diagnosis.first is None
+    wheres = [step.where for step in report.trace]
+    assert wheres[:4] == ["layer 1 (dense) Z", "layer 1 (dense) A", "layer 2 (batch_normalization) A",
+                          "layer 3 (dense_1) Z"]
+    assert "layer 2 (batch_normalization) dL/dgamma" in wheres and wheres[-1] == "dL/dX (input)"
+
+
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [
+        (lambda b: -b, None, "a sign flip"),
+        (lambda b: b.T, "square", "a transpose: scratch = Keras^T"),
+        (lambda b: b * 32, None, "a constant factor N = 32"),
+        (lambda b: np.where(np.arange(b.shape[1]) == 2, b + 1, b), None, "confined to column(s) [2]"),
+        (lambda b: np.where(np.arange(b.shape[0])[:, None] == 5, b * 3 + 1, b), None, "confined to row(s) [5]"),
+    ],
+    ids=["sign", "transpose", "factor-N", "column", "row"],
+)
+def test_describe_recognises_patterns(a, b, expected):
+    rng = np.random.default_rng(0)
+    theirs = rng.standard_normal((6, 6) if b == "square" else (32, 4))
+    assert expected in describe(a(theirs), theirs, n=32)
