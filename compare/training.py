@@ -8,13 +8,14 @@ accuracy on the whole training set (inference mode) on both sides.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 import keras_impl
-from keras_impl.model import train_step
+from keras_impl.model import evaluate_loss, train_step
 from keras_impl.optimizers import make_optimizer
 from from_scratch.arch import Architecture
 from from_scratch.losses import get_loss
@@ -23,23 +24,32 @@ from from_scratch.optimizers import Optimizer, get_optimizer
 
 Array = np.ndarray
 
-#: float64: final parameters, ||scratch - keras|| / ||keras|| over all weights. Measured: 0 (bit-identical) for
-#: every optimizer over 100 steps and over 10 digits epochs; rounding alone would stay near 1e-15 over hundreds of
-#: steps, and a formula difference (a constant off by one float32 ulp) reaches 1e-9 within a few steps.
+#: float64: final parameters, ||scratch - keras|| / ||keras|| over all weights. Measured over 10 digits epochs
+#: (290 steps, 64-32-16-10): 2e-16 to 4e-16 for Adam, AMSGrad, AdamW, RMSprop, Adagrad and plain SGD, 1.5e-15
+#: (Nesterov) and 5.6e-15 (momentum 0.9 at lr 0.1, which amplifies rounding most); a formula difference (a
+#: constant off by one float32 ulp) reaches 1e-9 within a few steps.
 TRAIN_F64_TOL = 1e-12
 
-#: float32: per step each side rounds the gradient at ~1e-7 relative (the single-step bound F32_TOL is 1e-5 on the
-#: term-magnitude measure); the optimizer turns a relative gradient error into a parameter error of at most
-#: lr x |g| x that error per step, and the errors of independent steps add up at worst linearly. The named bound is
-#: F32_TRAIN_PER_STEP x steps, with F32_TRAIN_PER_STEP = 1e-6 relative to the parameters' norm: ten times the
-#: measured worst per-step drift in float32 (see the note in README), so a real formula difference (1e-3 and up
-#: within tens of steps) still fails.
+#: float32, the floor of the bound: per step each side rounds the gradient at ~1e-7 relative and the errors of
+#: independent steps add up, at worst linearly: F32_TRAIN_PER_STEP x steps, relative to the parameters' norm.
 F32_TRAIN_PER_STEP = 1e-6
 
+#: float32, the part that follows the trajectory: training can amplify rounding (SGD with momentum 0.9 at lr 0.1 on
+#: digits turned float32 rounding into a 6e-3 parameter difference in 290 steps, with two predictions flipped). How
+#: much float32 rounding moves *this* trajectory is measured in the run itself: a float64 scratch twin trained in
+#: lockstep gives s = ||W_scratch32 - W_scratch64|| / ||W_scratch64||. Two float32 implementations that are both
+#: correct each sit about s from the exact trajectory, so they differ by about 2 s at most when their errors are
+#: unrelated; a formula difference pushes one side far outside. The bound is max(F32_TRAIN_PER_STEP x steps,
+#: F32_NOISE_FACTOR x s) with F32_NOISE_FACTOR = 10.
+F32_NOISE_FACTOR = 10.0
 
-def train_tolerance(dtype: str, steps: int) -> float:
-    """The final-parameter bound for a run of `steps` steps in `dtype` (see the constants above)."""
-    return TRAIN_F64_TOL if dtype == "float64" else F32_TRAIN_PER_STEP * steps
+
+def train_tolerance(dtype: str, steps: int, float32_sensitivity: float = 0.0) -> float:
+    """The parameter bound after `steps` steps in `dtype`; in float32 it grows with the measured sensitivity of
+    the trajectory to float32 rounding (see the constants above)."""
+    if dtype == "float64":
+        return TRAIN_F64_TOL
+    return max(F32_TRAIN_PER_STEP * steps, F32_NOISE_FACTOR * float32_sensitivity)
 
 
 @dataclass
@@ -58,7 +68,10 @@ class TrainingReport:
 
     @property
     def passed(self) -> bool:
-        return bool(np.isfinite(self.final_param_diff) and self.final_param_diff <= self.tol and self.same_predictions)
+        """Parameters within the bound; in float64 also the same prediction on every sample. (In float32 a sample
+        near a decision boundary may flip within the float32 bound; the count is reported, not failed.)"""
+        predictions_ok = self.same_predictions or self.config.get("dtype") == "float32"
+        return bool(np.isfinite(self.final_param_diff) and self.final_param_diff <= self.tol and predictions_ok)
 
     def verdict(self) -> str:
         what = (f"final parameters {self.final_param_diff:.2e} norm-relative (tolerance {self.tol:.0e}), "
@@ -105,6 +118,11 @@ def run_training(
     opt = get_optimizer(optimizer, **(optimizer_config or {}))
     scratch.compile(opt, loss, metrics=["accuracy"])
     keras_opt = make_optimizer(opt.name, opt.config())
+    reference = None
+    if dtype == "float32":
+        reference = Sequential.from_architecture(arch, dtype="float64", seed=seed)
+        reference.set_weights(scratch.get_weights())
+        reference.compile(copy.deepcopy(opt), loss)
     x = np.asarray(x).astype(dtype)
     y = np.asarray(y).astype(dtype)
     rng = np.random.default_rng(seed)
@@ -123,22 +141,27 @@ def run_training(
             theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
             after = scratch.get_weights(), keras_model.get_weights()
             max_abs, rel = param_diff(*after)
-            if report.diagnosis is None and rel > train_tolerance(dtype, step + 1):
+            sensitivity = 0.0
+            if reference is not None:  # the float64 twin in lockstep: how far float32 rounding moved the run
+                reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
+                sensitivity = param_diff(after[0], reference.get_weights())[1]
+            if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
                 report.diagnosis = diagnose_step(scratch, step, epoch, before, after, len(rows))
             report.steps.append({"step": step, "epoch": epoch, "loss_scratch": ours, "loss_keras": theirs,
-                                 "param_max_abs": max_abs, "param_norm_rel": rel})
+                                 "param_max_abs": max_abs, "param_norm_rel": rel,
+                                 "float32_sensitivity": sensitivity})
             step += 1
             if on_step:
                 on_step(epoch, b + 1, n_batches, epochs)
-        ours_eval = evaluate(scratch.predict(x), scratch, loss, y)
-        keras_out = np.asarray(keras_model(x, training=False))
-        theirs_eval = evaluate(keras_out, scratch, loss, y, logits=keras_logits(keras_model, x))
-        report.epochs.append({"epoch": epoch + 1, "loss_scratch": ours_eval[0], "loss_keras": theirs_eval[0],
-                              "acc_scratch": ours_eval[1], "acc_keras": theirs_eval[1],
+        ours_eval = scratch.evaluate(x, y)
+        keras_loss, keras_out = evaluate_loss(keras_model, x, y, loss.name, loss.config())
+        keras_acc = accuracy(loss.prepare_targets(y, keras_out), keras_out)
+        report.epochs.append({"epoch": epoch + 1, "loss_scratch": ours_eval["loss"], "loss_keras": keras_loss,
+                              "acc_scratch": ours_eval["accuracy"], "acc_keras": keras_acc,
                               "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
                               "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0})
     _, report.final_param_diff = param_diff(scratch.get_weights(), keras_model.get_weights())
-    report.tol = train_tolerance(dtype, len(report.steps))
+    report.tol = train_tolerance(dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0)
     ours_pred = scratch.predict(x)
     theirs_pred = np.asarray(keras_model(x, training=False))
     if ours_pred.shape[-1] > 1:
@@ -169,27 +192,30 @@ def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list
     started_equal = all(np.array_equal(a, b) for a, b in zip(*before))
     lead = (f"parameters identical before step {step + 1}, " if started_equal else "") + (
         f"the run first parts at step {step + 1} (epoch {epoch + 1})")
-    return (f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: "
-            f"{describe(ours_update, keras_update, n=n)}")
+    text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {describe(ours_update, keras_update, n=n)}"
+    near = kink_inputs_within(scratch, param_diff(*before)[1])
+    if near and not started_equal:
+        text += (f"; {near} ReLU input(s) of this batch lie within the two sides' parameter difference of 0: a kink "
+                 "crossing (the masks may differ with no formula wrong), which float32 rounding makes possible")
+    return text
 
 
-def keras_logits(model: Any, x: Array) -> Array:
-    """The output layer's pre-activation on the Keras side (for the fused inference loss)."""
-    h = x
-    for layer in model.layers[:-1]:
-        h = layer(h, training=False)
-    last = model.layers[-1]
-    return np.asarray(h @ last.kernel.numpy() + last.bias.numpy()) if hasattr(last, "kernel") else np.asarray(h)
+def kink_inputs_within(scratch: Sequential, relative: float) -> int:
+    """How many ReLU-like inputs of the last batch have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
+    propagated from the batch: inputs that parameters `relative` apart could put on either side of 0."""
+    from compare.scales import FORWARD, KINKED
 
-
-def evaluate(output: Array, scratch: Sequential, loss: Any, y: Array, logits: Array | None = None) -> tuple[float, float]:
-    """(loss, accuracy) of an output on the whole set, the loss as the scratch side defines it."""
-    if scratch.fuses(loss):
-        z = scratch.layers[-1].Z if logits is None else logits
-        value = loss.from_logits_value(y, z)
-    else:
-        value = loss(y, output)
-    return float(value), accuracy(loss.prepare_targets(y, output), output)
+    eps = float(np.finfo(scratch.dtype).eps)
+    magnitude = np.abs(scratch.layers[0].X.astype(np.float64))
+    count = 0
+    for layer in scratch.layers:
+        layer.input_magnitude = magnitude
+        magnitude = FORWARD[layer.kind](layer, magnitude)
+        activation = getattr(layer, "activation", None)
+        if activation is not None and activation.name in KINKED:
+            z = np.abs(layer.Z.astype(np.float64))
+            count += int(np.sum((z <= 10 * (relative + eps) * layer.z_magnitude) & (layer.z_magnitude > 0)))
+    return count
 
 
 def repr_optimizer(opt: Optimizer) -> str:

@@ -162,3 +162,13 @@ def train_step(
     pairs = [(g, v) for g, v in zip(result.grads, model.weights) if id(v) in trainable]
     optimizer.apply_gradients([(tf.constant(g), v) for g, v in pairs])
     return result
+
+
+def evaluate_loss(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str, loss_config: dict[str, Any] | None = None
+) -> tuple[float, np.ndarray]:
+    """(loss, output) of the model in inference mode on (x, y), with the Keras loss object."""
+    dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
+    output = model(tf.constant(x, dtype=dtype), training=False)
+    value = make_loss(loss, loss_config or {}, dtype)(tf.constant(y, dtype=dtype), output)
+    return float(value), np.asarray(output)

@@ -166,14 +166,27 @@ def test_random_architectures_from_the_registries(hidden, case, batch, scale, ex
     if extras == "bn" and batch == 1:
         batch = 2  # batch statistics of one sample are degenerate (var = 0)
     tokens.append(f"3:{case.output}")
-    arch = Architecture.parse("-".join(tokens))
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 4)) * scale
-    y = targets(case.targets, batch, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
-    report = compare_models(scratch, keras_impl.build_model(arch, dtype), x, y, case.make(), gradcheck_samples=0)
+    arch = "-".join(tokens)
+    scratch, report = fuzz_case(arch, dtype, seed, batch, scale, case.make(), case.targets)
     assume(not rounding_at_kinks(scratch))  # a ReLU input that is rounding noise: the kink is tested on its own
     assert report.passed, f"{arch} {case.id}: " + report.verdict() + "\n" + "\n".join(map(str, report.failures))
+
+
+def fuzz_case(arch_text, dtype, seed, batch, scale, loss=None, kind="onehot"):
+    """Rebuild one property-test example exactly as the test draws it, and compare it."""
+    arch = Architecture.parse(arch_text)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, arch.input_dim)) * scale
+    y = targets(kind, batch, arch.output_dim, rng)
+    scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
+    report = compare_models(scratch, keras_impl.build_model(arch, dtype), x, y, loss or "categorical_crossentropy",
+                            gradcheck_samples=0)
+    return scratch, report
+
+
+def assert_fuzz_case_passes(*args, **kwargs):
+    _, report = fuzz_case(*args, **kwargs)
+    assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -181,11 +194,7 @@ def test_found_by_fuzzing_dense_bias_before_batchnorm(seed):
     """Kept from a property-based failure: 4-1:linear-bn-3:softmax, batch 2. The Dense bias feeding
     BatchNormalization has dL/db = 0 exactly; both sides return rounding noise (~1e-16, different signs), which a
     plain norm-relative measure called a 100% error. The measure now floors at 1e-3 of the summed terms."""
-    arch = Architecture.parse("4-1:linear-bn-3:softmax")
-    rng = np.random.default_rng(seed)
-    x, y = rng.standard_normal((2, 4)) * 0.01, np.eye(3)[rng.integers(0, 3, size=2)]
-    scratch = Sequential.from_architecture(arch, seed=seed)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
+    scratch, report = fuzz_case("4-1:linear-bn-3:softmax", "float64", seed, batch=2, scale=0.01)
     bias_row = next(row for row in report.rows if row.name == "grad dense/bias")
     assert abs(scratch.layers[0].db[0]) < 1e-14  # zero up to rounding
     assert report.passed and bias_row.passed
@@ -196,52 +205,27 @@ def test_found_by_fuzzing_float32_forward_cancellation():
     hidden activations are themselves cancellations (Z from terms of both signs), so dW = A^T dZ inherits their
     forward error; measuring dW's terms with |A| alone gave 1.1e-5 > 1e-5. The terms now include the forward
     magnitude M_A = |A| + |f'(Z)| (M_X |W| + |b|)."""
-    arch = Architecture.parse("4-1:leaky_relu-1:elu-3:softmax")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 4)) * 0.01
-    y = targets("onehot", 1, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float32", seed=0)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float32"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict()
+    assert_fuzz_case_passes("4-1:leaky_relu-1:elu-3:softmax", "float32", seed=0, batch=1, scale=0.01)
 
 
 def test_found_by_fuzzing_saturated_tanh_derivative():
     """Kept from a property-based failure: 4-1:tanh-3:softmax, float64, batch 1, inputs x10, seed 4. tanh is
     saturated, so tanh' = 1 - t^2 cancels: NumPy's and Eigen's tanh differ by one ulp of t, which is 1e-12 of f'.
     The gradient terms now count |1| + |t^2| for tanh's derivative."""
-    arch = Architecture.parse("4-1:tanh-3:softmax")
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((1, 4)) * 10.0
-    y = targets("onehot", 1, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float64", seed=4)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict()
+    assert_fuzz_case_passes("4-1:tanh-3:softmax", "float64", seed=4, batch=1, scale=10.0)
 
 
 def test_found_by_fuzzing_batchnorm_centring_cancellation():
     """Kept from a property-based failure: 4-1:sigmoid-bn-3:softmax, float64, batch 2, inputs x0.01: the sigmoid
     outputs are all ~0.5, so X - mu cancels and Xhat carries a forward error far above u |Xhat|."""
-    arch = Architecture.parse("4-1:sigmoid-bn-3:softmax")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 4)) * 0.01
-    y = targets("onehot", 2, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float64", seed=0)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict()
+    assert_fuzz_case_passes("4-1:sigmoid-bn-3:softmax", "float64", seed=0, batch=2, scale=0.01)
 
 
 def test_found_by_fuzzing_batchnorm_output_cancellation():
     """Kept from a property-based failure: 4-1:softplus-bn-3:linear, float32, batch 2, inputs x0.01. After
     BatchNormalization of near-constant activations the output carries a forward error of ~1e-5 relative on both
     sides; the output row now measures against the forward sweep's term magnitudes, as the gradient rows do."""
-    arch = Architecture.parse("4-1:softplus-bn-3:linear")
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 4)) * 0.01
-    y = targets("onehot", 2, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float32", seed=1)
-    loss = get_loss("categorical_crossentropy", from_logits=True)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float32"), x, y, loss, gradcheck_samples=0)
-    assert report.passed, report.verdict()
+    assert_fuzz_case_passes("4-1:softplus-bn-3:linear", "float32", seed=1, batch=2, scale=0.01, loss=get_loss("categorical_crossentropy", from_logits=True))
 
 
 def test_found_by_fuzzing_saturated_gelu_tanh_in_float32():
@@ -249,26 +233,14 @@ def test_found_by_fuzzing_saturated_gelu_tanh_in_float32():
     TensorFlow's float32 tanh saturates to exactly -1 from |u| ~ 7.9 (NumPy's stops at -0.99999988), so
     GELU's (1 + t) is 0 on one side and 1.2e-7 on the other: a rounding-level difference in terms of size 2,
     which the term measure now counts."""
-    arch = Architecture.parse("4-1:gelu_tanh-3:softmax")
-    rng = np.random.default_rng(896)
-    x = rng.standard_normal((1, 4)) * 10.0
-    y = targets("onehot", 1, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float32", seed=896)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float32"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
+    assert_fuzz_case_passes("4-1:gelu_tanh-3:softmax", "float32", seed=896, batch=1, scale=10.0)
 
 
 def test_found_by_fuzzing_moving_mean_of_saturated_tanh():
     """Kept from a property-based failure (seed 3): 4-2:tanh-bn-3:softmax, float64, batch 2, inputs x10. The two
     saturated tanh outputs (+1, -1) average to ~0, so the updated moving mean is a cancellation; its row is now
     measured against the terms of the update, like the gradients."""
-    arch = Architecture.parse("4-2:tanh-bn-3:softmax")
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 4)) * 10.0
-    y = targets("onehot", 2, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float64", seed=3)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
+    assert_fuzz_case_passes("4-2:tanh-bn-3:softmax", "float64", seed=3, batch=2, scale=10.0)
 
 
 def test_found_by_fuzzing_elu_is_exp_minus_one():
@@ -276,13 +248,7 @@ def test_found_by_fuzzing_elu_is_exp_minus_one():
     x0.01. A formula difference, not rounding: TensorFlow's Elu kernel computes exp(z) - 1, while the scratch side
     used expm1(z); at z ~ -3e-6 the two differ by 3e-11 relative, and BatchNormalization magnified it to 3e-12 in
     dgamma and 8e-12 in the moving mean. The scratch ELU now computes exp(z) - 1 too."""
-    arch = Architecture.parse("4-1:linear-1:elu-bn-3:softmax")
-    rng = np.random.default_rng(362)
-    x = rng.standard_normal((2, 4)) * 0.01
-    y = targets("onehot", 2, 3, rng)
-    scratch = Sequential.from_architecture(arch, dtype="float64", seed=362)
-    report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
-    assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
+    assert_fuzz_case_passes("4-1:linear-1:elu-bn-3:softmax", "float64", seed=362, batch=2, scale=0.01)
 
 
 def test_rounding_at_a_kink_is_detected_and_exact_zeros_are_not():
