@@ -102,7 +102,7 @@ def softmax_batch_max() -> Any:
 def dx_untransposed() -> Any:
     x, y = _batch(10, 6, 6, seed=3)
 
-    def backward_from_z(self: Dense, dZ: Array) -> Array:
+    def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
         self.dZ = dZ
         self.dW = self.X.T @ dZ
         self.db = dZ.sum(axis=0)
@@ -115,7 +115,7 @@ def dx_untransposed() -> Any:
 def bias_gradient_mean() -> Any:
     x, y = _batch(16, 8, 4, seed=4)
 
-    def backward_from_z(self: Dense, dZ: Array) -> Array:
+    def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
         self.dZ = dZ
         self.dW = self.X.T @ dZ
         self.db = dZ.mean(axis=0)  # a mean where the batch sum belongs
@@ -151,7 +151,7 @@ def backward_mutates_input() -> Any:
 def gradients_accumulate() -> Any:
     x, y = _batch(12, 6, 3, seed=7)
 
-    def backward_from_z(self: Dense, dZ: Array) -> Array:
+    def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
         self.dZ = dZ
         self.dW = getattr(self, "dW", 0) + self.X.T @ dZ  # += across calls: never reset
         self.db = getattr(self, "db", 0) + dZ.sum(axis=0)

@@ -3,7 +3,8 @@
 Protocol (shared by every layer in `LAYERS`):
 - `build(input_dim, dtype, rng)` creates the parameters and returns the output width.
 - `forward(X, training)` -> A, caching named attributes (`X`, `Z`, `A`).
-- `backward(dA)` -> dX, storing the parameter gradients (`dW`, `db`) and the intermediates (`dA`, `dZ`).
+- `backward(dA, input_grad=True)` -> dX, storing the parameter gradients (`dW`, `db`) and the intermediates (`dA`,
+  `dZ`); with input_grad=False (the first layer, when nothing needs dL/dX) it may skip dX and return None.
 - `params` / `grads`: lists in Keras's `get_weights()` order for this layer (a non-trainable weight, such as
   a moving mean, has a zero gradient); `weight_names` and `trainable` run alongside.
 - `regularization()` -> the penalty this layer adds to the loss (its gradient is already in `grads`).
@@ -138,15 +139,17 @@ class Dense:
         self.A = self.activation.forward(self.Z)
         return self.A
 
-    def backward(self, dA: Array) -> Array:
+    def backward(self, dA: Array, input_grad: bool = True) -> Array | None:
         """dZ = f'(Z) * dA, then `backward_from_z`.  dA (N, M) -> dX (N, D)."""
         self.dA = dA
-        return self.backward_from_z(self.activation.backward(self.Z, self.A, dA))
+        return self.backward_from_z(self.activation.backward(self.Z, self.A, dA), input_grad)
 
-    def backward_from_z(self, dZ: Array) -> Array:
+    def backward_from_z(self, dZ: Array, input_grad: bool = True) -> Array | None:
         """dW = X.T @ dZ (D, M), db = sum_n dZ (M,), dX = dZ @ W.T (N, D).  dZ (N, M) -> dX (N, D).
 
         Entered directly on the fused softmax + cross-entropy path, where the loss gives dL/dZ itself.
+        With input_grad=False (the first layer of a training step: nothing needs dL/dX) dX is not computed and
+        None is returned, saving a third of the layer's backward arithmetic.
         """
         self.dZ = dZ
         self.dW = self.X.T @ dZ
@@ -155,7 +158,7 @@ class Dense:
             self.dW = self.dW + self.kernel_regularizer.grad(self.W)
         if self.bias_regularizer:
             self.db = self.db + self.bias_regularizer.grad(self.b)
-        return dZ @ self.W.T
+        return dZ @ self.W.T if input_grad else None
 
 
 class Dropout:
@@ -219,7 +222,7 @@ class Dropout:
         self.A = x * self.scale * self.mask
         return self.A
 
-    def backward(self, dA: Array) -> Array:
+    def backward(self, dA: Array, input_grad: bool = True) -> Array:
         """dX = dA * s * M in training, dA in inference.  dA (N, D) -> dX (N, D)."""
         self.dA = dA
         return dA * self.scale * self.mask if self.training else dA
@@ -293,11 +296,13 @@ class BatchNormalization:
     def dtype_eps(self, x: Array) -> Array:
         return np.asarray(self.epsilon, dtype=x.dtype)
 
-    def backward(self, dA: Array) -> Array:
-        """dgamma, dbeta and dX as in the class docstring.  dA (N, D) -> dX (N, D)."""
+    def backward(self, dA: Array, input_grad: bool = True) -> Array | None:
+        """dgamma, dbeta and dX as in the class docstring.  dA (N, D) -> dX (N, D) (None if not input_grad)."""
         self.dA = dA
         self.dgamma = (dA * self.Xhat).sum(axis=0)
         self.dbeta = dA.sum(axis=0)
+        if not input_grad:
+            return None
         dXhat = dA * self.gamma
         if not self.training:
             return dXhat * self.r

@@ -31,13 +31,14 @@ DTYPES = ("float64", "float32")
 class BackwardPass:
     """Everything one forward + backward pass produced.
 
-    loss: the reduced loss; grads: dL/dparam aligned with `get_weights()`; input_grad: dL/dX (N, D);
+    loss: the reduced loss; grads: dL/dparam aligned with `get_weights()`; input_grad: dL/dX (N, D), or None when
+    it was not asked for;
     output: the model output P (N, K); fused: whether the loss was computed from the output logits.
     """
 
     loss: float
     grads: list[Array]
-    input_grad: Array
+    input_grad: Array | None
     output: Array
     fused: bool
 
@@ -159,9 +160,17 @@ class Sequential:
         return activation is not None and activation.name in loss.fuses_with
 
     def backward_pass(
-        self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None
+        self,
+        x: Array,
+        y: Array,
+        loss: str | Loss = "categorical_crossentropy",
+        sample_weight: Array | None = None,
+        input_grad: bool = True,
     ) -> BackwardPass:
-        """One forward pass in training mode and one backward pass over the whole batch."""
+        """One forward pass in training mode and one backward pass over the whole batch.
+
+        input_grad=False skips dL/dX (the first layer's dZ @ W.T), which a training step does not need.
+        """
         loss = get_loss(loss)
         output = self.forward(x, training=True)
         y = self._as_targets(y, loss, len(output))
@@ -169,14 +178,15 @@ class Sequential:
         last = self.layers[-1]
         fused = self.fuses(loss)
         penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
+        wants = [input_grad or i > 0 for i in range(len(self.layers))]  # does the layer below need this layer's dX?
         if fused:
             value = loss.from_logits_value(y, last.Z, sample_weight)
-            dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight))
+            dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight), wants[-1])
         else:
             value = loss(y, output, sample_weight)
-            dX = last.backward(loss.gradient(y, output, sample_weight))
-        for layer in reversed(self.layers[:-1]):
-            dX = layer.backward(dX)
+            dX = last.backward(loss.gradient(y, output, sample_weight), wants[-1])
+        for layer, want in zip(reversed(self.layers[:-1]), reversed(wants[:-1])):
+            dX = layer.backward(dX, want)
         grads = [g for layer in self.layers for g in layer.grads]
         return BackwardPass(float(value + penalty), grads, dX, output, fused)
 
@@ -185,7 +195,7 @@ class Sequential:
     ) -> tuple[float, list[Array]]:
         """(L, [dL/dW1, dL/db1, ...]): the loss reduced as Keras does by default and its gradients, aligned one to
         one with `get_weights()`."""
-        result = self.backward_pass(x, y, loss, sample_weight)
+        result = self.backward_pass(x, y, loss, sample_weight, input_grad=False)
         return result.loss, result.grads
 
     # ----- training -----------------------------------------------------------------------------------------
@@ -206,7 +216,7 @@ class Sequential:
 
     def train_step(self, x: Array, y: Array) -> float:
         """One step on one batch: forward, backward, optimizer update. Returns the batch loss before the update."""
-        result = self.backward_pass(x, y, self.loss)
+        result = self.backward_pass(x, y, self.loss, input_grad=False)
         self.optimizer.update([p for layer in self.layers for p in layer.params], result.grads, self.trainable)
         self.last_output = result.output
         return result.loss

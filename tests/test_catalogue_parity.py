@@ -106,7 +106,7 @@ def test_loss_on_plain_probabilities_matches_keras(name, clip_active, with_weigh
 # ----- the harness fails on a wrong backward, for each layer type ---------------------------------------------------
 def _wrong(cls, mutate):
     class Wrong(cls):
-        def backward(self, dA):
+        def backward(self, dA, input_grad=True):
             return mutate(self, super().backward(dA))
 
     Wrong.__name__ = f"Wrong{cls.__name__}"

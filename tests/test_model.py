@@ -103,7 +103,7 @@ def test_gradcheck_catches_a_wrong_backward():
     """A dropped factor of 2 in one layer's dW must be caught by the numerical witness."""
 
     class HalfDense(Dense):
-        def backward_from_z(self, dZ):
+        def backward_from_z(self, dZ, input_grad=True):
             dX = super().backward_from_z(dZ)
             self.dW = self.dW / 2
             return dX
