@@ -1,4 +1,4 @@
-"""The Keras twin of each entry in from_scratch.optimizers.OPTIMIZERS, and an eager training step.
+"""The Keras twin of each entry in from_scratch.optimizers.OPTIMIZERS (the eager training step is in model.py).
 
 Steps run eagerly: under tf.function, TensorFlow's graph optimiser may rewrite x / sqrt(y) as x * rsqrt(y), which
 changes last digits (grown to 1e-5 in RMSprop over 100 steps); eager arithmetic is reproducible op for op.
