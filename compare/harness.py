@@ -90,7 +90,7 @@ class Report:
         return [row for row in self.rows if not row.passed]
 
     def worst(self, measure: str | None = None) -> float:
-        """The largest `checked / tol`-style error among rows (of one measure, if given)."""
+        """The largest `checked` error among the rows (of one measure, if given)."""
         values = [row.checked for row in self.rows if measure is None or row.measure == measure]
         return max(values, default=0.0)
 

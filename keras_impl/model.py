@@ -113,6 +113,17 @@ class KerasPass:
     output: np.ndarray
 
 
+def batch_tensors(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str, loss_config: dict[str, Any] | None,
+    sample_weight: np.ndarray | None,
+) -> tuple[str, keras.losses.Loss, tf.Tensor, tf.Tensor, tf.Tensor | None]:
+    """The model's dtype, the Keras loss object in it, and x, y, sample_weight as tensors of that dtype."""
+    dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
+    loss_obj = make_loss(loss, loss_config or {}, dtype)
+    sw = None if sample_weight is None else tf.constant(sample_weight, dtype=dtype)
+    return dtype, loss_obj, tf.constant(x, dtype=dtype), tf.constant(y, dtype=dtype), sw
+
+
 def loss_and_gradients(
     model: keras.Model,
     x: np.ndarray,
@@ -126,11 +137,7 @@ def loss_and_gradients(
     `loss` is a Keras loss identifier from keras_impl.losses.KERAS_LOSSES and `loss_config` its arguments.
     The forward pass runs in training mode, as a training step does.
     """
-    dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
-    loss_obj = make_loss(loss, loss_config or {}, dtype)
-    x_t = tf.constant(x, dtype=dtype)
-    y_t = tf.constant(y, dtype=dtype)
-    sw = None if sample_weight is None else tf.constant(sample_weight, dtype=dtype)
+    dtype, loss_obj, x_t, y_t, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
     with tf.GradientTape() as tape:
         tape.watch(x_t)
         output = model(x_t, training=True)

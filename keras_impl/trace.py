@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_impl.losses import make_loss
+from keras_impl.model import batch_tensors
 
 
 def trace(
@@ -31,11 +31,8 @@ def trace(
 
     dA is dL/dA, the gradient reaching the layer's output; dZ is dL/dZ. Runs in training mode.
     """
-    dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
-    loss_obj = make_loss(loss, loss_config or {}, dtype)
+    dtype, loss_obj, x_t, y_t, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
     state = [v.numpy() for v in model.non_trainable_weights]
-    x_t = tf.constant(x, dtype=dtype)
-    sw = None if sample_weight is None else tf.constant(sample_weight, dtype=dtype)
     records: list[dict[str, Any]] = []
     with tf.GradientTape() as tape:
         h = x_t
@@ -53,7 +50,7 @@ def trace(
             tape.watch(h)
             record["A"] = h
             records.append(record)
-        value = loss_obj(tf.constant(y, dtype=dtype), h, sample_weight=sw)
+        value = loss_obj(y_t, h, sample_weight=sw)
         if model.losses:
             value = value + tf.add_n(model.losses)
     watched = [(i, key) for i, record in enumerate(records) for key in ("Z", "A") if key in record]
