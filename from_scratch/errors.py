@@ -6,6 +6,8 @@ line can turn it into one line on stderr and exit code 2, and the Python API can
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BadInputError(ValueError):
     """A user-supplied value (shape, name, number, file) that the project refuses, with the reason."""
@@ -16,6 +18,16 @@ class UnknownNameError(BadInputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+def from_registry(kind: str, registry: dict[str, Any], name: str, **kwargs: Any) -> Any:
+    """`registry[name](**kwargs)`, with an unknown name or an argument the entry does not take as BadInputError."""
+    if name not in registry:
+        raise unknown_name(kind, name, registry)
+    try:
+        return registry[name](**kwargs)
+    except TypeError:
+        raise BadInputError(f"{kind} {name!r} does not take {', '.join(sorted(kwargs))}") from None
 
 
 def unknown_name(kind: str, name: object, known: object) -> UnknownNameError:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from from_scratch.activations import log_softmax, sigmoid, softmax
-from from_scratch.errors import BadInputError, unknown_name
+from from_scratch.errors import BadInputError, from_registry
 
 Array = np.ndarray
 
@@ -107,7 +107,23 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
-class CategoricalCrossentropy(Loss):
+class Crossentropy(Loss):
+    """What the cross-entropies share: from_logits, label_smoothing in [0, 1], and Keras's hidden-logits path
+    from a softmax or sigmoid output (see the module docstring)."""
+
+    fuses_with = ("softmax", "sigmoid")
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        if not 0 <= label_smoothing <= 1:
+            raise BadInputError(f"loss {self.name!r}: label_smoothing must be in [0, 1], got {label_smoothing:g}")
+        self.from_logits = from_logits
+        self.label_smoothing = float(label_smoothing)
+
+    def config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(Crossentropy):
     """l_i = -sum_k Y_ik log P_ik, with one-hot (or probability) targets Y (N, K).
 
     - from_logits=True, or the output layer is a softmax (Keras's hidden-logits path):
@@ -121,14 +137,6 @@ class CategoricalCrossentropy(Loss):
     """
 
     name = "categorical_crossentropy"
-    fuses_with = ("softmax", "sigmoid")
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
-        self.from_logits = from_logits
-        self.label_smoothing = float(label_smoothing)
-
-    def config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     #: How far a row of Y may sum from 1 (float32 rounding of a probability row) before it is refused.
     ROW_SUM_TOL = 1e-6
@@ -246,7 +254,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return np.where(inside, g, 0)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(Crossentropy):
     """l_i = -(1/K) sum_k [Y_ik log P_ik + (1 - Y_ik) log(1 - P_ik)], targets in [0, 1].  Y, P (N, K).
 
     - from_logits=True, or the output layer is a sigmoid (Keras's hidden-logits path): computed stably as
@@ -256,14 +264,6 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
-    fuses_with = ("softmax", "sigmoid")
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
-        self.from_logits = from_logits
-        self.label_smoothing = float(label_smoothing)
-
-    def config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def check_targets(self, y_true: Array, outputs: int) -> None:
         """Y (N, K) with every entry in [0, 1]."""
@@ -379,13 +379,4 @@ def get_loss(loss: str | Loss, **kwargs: Any) -> Loss:
         if kwargs:
             raise BadInputError(f"loss arguments {sorted(kwargs)} given with a loss object; pass them to its class")
         return loss
-    if loss not in LOSSES:
-        raise unknown_name("loss", loss, LOSSES)
-    try:
-        made = LOSSES[loss](**kwargs)
-    except TypeError:
-        raise BadInputError(f"loss {loss!r} does not take {', '.join(sorted(kwargs))}") from None
-    smoothing = getattr(made, "label_smoothing", 0.0)
-    if not 0 <= smoothing <= 1:
-        raise BadInputError(f"loss {loss!r}: label_smoothing must be in [0, 1], got {smoothing:g}")
-    return made
+    return from_registry("loss", LOSSES, loss, **kwargs)

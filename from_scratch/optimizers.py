@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from from_scratch.errors import BadInputError, unknown_name
+from from_scratch.errors import BadInputError, from_registry
 
 Array = np.ndarray
 
@@ -311,9 +311,4 @@ def get_optimizer(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
     """An optimizer from its Keras name (with constructor arguments) or an existing object."""
     if isinstance(optimizer, Optimizer):
         return optimizer
-    if optimizer not in OPTIMIZERS:
-        raise unknown_name("optimizer", optimizer, OPTIMIZERS)
-    try:
-        return OPTIMIZERS[optimizer](**kwargs)
-    except TypeError:
-        raise BadInputError(f"optimizer {optimizer!r} does not take {', '.join(sorted(kwargs))}") from None
+    return from_registry("optimizer", OPTIMIZERS, optimizer, **kwargs)
