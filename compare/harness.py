@@ -257,6 +257,14 @@ def scratch_trace(model: Sequential) -> list[dict[str, Array]]:
     ]
 
 
+def build_pair(arch: str | Architecture, dtype: str = "float64", seed: int | None = 0) -> tuple[Sequential, Any]:
+    """Both sides from one description: the scratch model initialised from `seed`, and its Keras twin (its
+    weights are set from the scratch side by compare_models or run_training)."""
+    if isinstance(arch, str):
+        arch = Architecture.parse(arch)
+    return Sequential.from_architecture(arch, dtype=dtype, seed=seed), keras_impl.build_model(arch, dtype)
+
+
 def run_comparison(
     arch: str | Architecture = "64-32-16-10",
     batch: int = 32,
@@ -267,11 +275,9 @@ def run_comparison(
     gradcheck_samples: int = 8,
 ) -> Report:
     """Build both sides from one description, initialise the scratch side from `seed`, and compare on one batch."""
-    if isinstance(arch, str):
-        arch = Architecture.parse(arch)
     loss = get_loss(loss)
-    scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
-    keras_model = keras_impl.build_model(arch, dtype)
+    scratch, keras_model = build_pair(arch, dtype, seed)
+    arch = scratch.architecture
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
     if data == "synthetic" and loss.name in TARGET_KINDS:
         y = targets(TARGET_KINDS[loss.name], len(x), arch.output_dim, np.random.default_rng(seed + 1))

@@ -104,15 +104,9 @@ def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Arr
 
 def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:
     """Build both sides for one entry and compare them on one batch (no numerical witness: it is slow)."""
-    import keras_impl
-    from compare.harness import compare_models
-    from from_scratch.arch import Architecture
-    from from_scratch.model import Sequential
+    from compare.harness import build_pair, compare_models
 
-    arch = Architecture.parse(entry.arch)
-    scratch = Sequential.from_architecture(arch, dtype=entry.dtype, seed=seed)
+    scratch, keras_model = build_pair(entry.arch, entry.dtype, seed)
     x, y = batch_for(entry, n, seed)
     config = {"arch": entry.arch, "loss": entry.case.id, "dtype": entry.dtype}
-    return compare_models(
-        scratch, keras_impl.build_model(arch, entry.dtype), x, y, entry.case.make(), gradcheck_samples=0, config=config
-    )
+    return compare_models(scratch, keras_model, x, y, entry.case.make(), gradcheck_samples=0, config=config)

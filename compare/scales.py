@@ -161,6 +161,17 @@ class Scales(NamedTuple):
     output: Array
 
 
+def forward_magnitudes(model: Any) -> Array:
+    """The forward sweep of term magnitudes over the model's caches, from |X| of the last batch. Each layer keeps
+    its `input_magnitude` and `output_magnitude` (Dense layers also `z_magnitude`); returns the output's."""
+    magnitude = np.abs(model.layers[0].X.astype(np.float64))
+    for layer in model.layers:
+        layer.input_magnitude = magnitude
+        magnitude = FORWARD[layer.kind](layer, magnitude)
+        layer.output_magnitude = magnitude
+    return magnitude
+
+
 def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight: Array | None = None) -> Scales:
     """Term magnitudes for every gradient of `model` (aligned with get_weights()), for dL/dX and for the output
     (the forward sweep's last magnitude).
@@ -169,11 +180,7 @@ def gradient_scales(model: Any, y: Array, loss: Any, fused: bool, sample_weight:
     its intermediates beside it (`input_magnitude`, `z_magnitude`, `output_magnitude`, `dA_magnitude`,
     `dz_magnitude`), which the layer-by-layer diagnosis measures against.
     """
-    magnitude = np.abs(model.layers[0].X.astype(np.float64))
-    for layer in model.layers:  # forward sweep: each layer's input magnitude, kept beside the layer
-        layer.input_magnitude = magnitude
-        magnitude = FORWARD[layer.kind](layer, magnitude)
-        layer.output_magnitude = magnitude
+    magnitude = forward_magnitudes(model)
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
     last = model.layers[-1]
     p = last.A.astype(np.float64)
@@ -200,19 +207,23 @@ KINKED = ("relu", "leaky_relu", "step")
 KINK_ROUNDING = 1e-13
 
 
-def rounding_at_kinks(model: Any) -> list[str]:
-    """Layers whose kinked activation has an input that is nonzero-terms rounding noise (|Z| <= KINK_ROUNDING M_Z
-    with M_Z > 0): a mask there is decided by rounding, not by the formula. Exact zeros from zero terms (a zero
-    input row with zero bias) are not listed: both sides compute them exactly.
+def near_kinks(model: Any, relative: float) -> dict[str, int]:
+    """Per layer with a kinked activation, how many inputs have |Z| <= relative M_Z with M_Z > 0: inputs that an
+    error of `relative` times their terms could put on either side of 0. Exact zeros from zero terms (a zero input
+    row with zero bias) are not counted: both sides compute them exactly.
 
-    Call after `gradient_scales`, which leaves each layer's input magnitude beside it.
+    Call after `forward_magnitudes` (or `gradient_scales`), which leaves each layer's `z_magnitude` beside it.
     """
-    found = []
+    counts = {}
     for layer in model.layers:
         if getattr(layer, "activation", None) is None or layer.activation.name not in KINKED:
             continue
-        z_mag = layer.input_magnitude @ np.abs(layer.W.astype(np.float64)) + np.abs(layer.b.astype(np.float64))
-        noise = (np.abs(layer.Z.astype(np.float64)) <= KINK_ROUNDING * z_mag) & (z_mag > 0)
-        if noise.any():
-            found.append(layer.name)
-    return found
+        z_mag = layer.z_magnitude
+        counts[layer.name] = int(np.sum((np.abs(layer.Z.astype(np.float64)) <= relative * z_mag) & (z_mag > 0)))
+    return counts
+
+
+def rounding_at_kinks(model: Any) -> list[str]:
+    """Layers whose kinked activation has an input that is rounding noise of its terms (|Z| <= KINK_ROUNDING M_Z):
+    a mask there is decided by rounding, not by the formula."""
+    return [name for name, count in near_kinks(model, KINK_ROUNDING).items() if count]

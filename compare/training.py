@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-import keras_impl
+from compare.harness import build_pair
 from keras_impl.model import evaluate_loss, train_step
 from keras_impl.optimizers import make_optimizer
 from from_scratch.arch import Architecture
@@ -109,11 +109,9 @@ def run_training(
     on_step: Callable[[int, int, int, int], None] | None = None,
 ) -> TrainingReport:
     """Train both sides side by side on (x, y) and compare them after every step."""
-    if isinstance(arch, str):
-        arch = Architecture.parse(arch)
     loss = get_loss(loss)
-    scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
-    keras_model = keras_impl.build_model(arch, dtype)
+    scratch, keras_model = build_pair(arch, dtype, seed)
+    arch = scratch.architecture
     keras_model.set_weights(scratch.get_weights())
     opt = get_optimizer(optimizer, **(optimizer_config or {}))
     scratch.compile(opt, loss, metrics=["accuracy"])
@@ -203,19 +201,11 @@ def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list
 def kink_inputs_within(scratch: Sequential, relative: float) -> int:
     """How many ReLU-like inputs of the last batch have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
     propagated from the batch: inputs that parameters `relative` apart could put on either side of 0."""
-    from compare.scales import FORWARD, KINKED
+    from compare.scales import forward_magnitudes, near_kinks
 
+    forward_magnitudes(scratch)
     eps = float(np.finfo(scratch.dtype).eps)
-    magnitude = np.abs(scratch.layers[0].X.astype(np.float64))
-    count = 0
-    for layer in scratch.layers:
-        layer.input_magnitude = magnitude
-        magnitude = FORWARD[layer.kind](layer, magnitude)
-        activation = getattr(layer, "activation", None)
-        if activation is not None and activation.name in KINKED:
-            z = np.abs(layer.Z.astype(np.float64))
-            count += int(np.sum((z <= 10 * (relative + eps) * layer.z_magnitude) & (layer.z_magnitude > 0)))
-    return count
+    return sum(near_kinks(scratch, 10 * (relative + eps)).values())
 
 
 def repr_optimizer(opt: Optimizer) -> str:

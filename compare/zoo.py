@@ -15,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 
 from from_scratch.activations import Activation, relu, relu_grad, sigmoid, sigmoid_grad
-from from_scratch.arch import Architecture
 from from_scratch.layers import Dense
 from from_scratch.losses import CategoricalCrossentropy
 from from_scratch.model import Sequential
@@ -36,15 +35,13 @@ class ZooEntry:
 
 
 # ----- gradient bugs ------------------------------------------------------------------------------------------------
-def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any], loss: Any = None, seed: int = 0) -> Any:
-    import keras_impl
-    from compare.harness import compare_models
+def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any]) -> Any:
+    """Build both sides, let `plant` put the bug into the scratch side (it may return a buggy loss), compare."""
+    from compare.harness import build_pair, compare_models
 
-    description = Architecture.parse(arch)
-    scratch = Sequential.from_architecture(description, seed=seed)
+    scratch, keras_model = build_pair(arch, "float64")
     planted_loss = plant(scratch)
-    return compare_models(scratch, keras_impl.build_model(description, "float64"), x, y,
-                          planted_loss or loss or "categorical_crossentropy", gradcheck_samples=0,
+    return compare_models(scratch, keras_model, x, y, planted_loss or "categorical_crossentropy", gradcheck_samples=0,
                           config={"arch": arch, "batch": len(x)})
 
 
