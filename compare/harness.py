@@ -150,9 +150,8 @@ def gradcheck_row(
     """
     if model.dtype != np.float64:
         weights = model.get_weights()
-        twin = Sequential.from_architecture(model.architecture, dtype="float64", seed=model.seed)
+        twin, keras64 = build_pair(model.architecture, "float64", model.seed)
         twin.set_weights(weights)
-        keras64 = keras_impl.build_model(model.architecture, "float64")
         keras64.set_weights(twin.get_weights())
         for ours, ours64, theirs64 in zip(model.layers, twin.layers, keras64.layers):
             if ours.kind == "dropout":

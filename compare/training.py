@@ -128,13 +128,14 @@ def run_training(
     report = TrainingReport({"arch": str(arch), "optimizer": repr_optimizer(opt), "loss": repr(loss), "epochs": epochs,
                              "batch_size": batch_size, "dtype": dtype, "seed": seed, "samples": len(x)})
     step = 0
+    after = scratch.get_weights(), keras_model.get_weights()  # each step's "before" is the previous "after"
     for epoch in range(epochs):
         order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
         for b, start in enumerate(range(0, len(x), batch_size)):
             if max_steps is not None and step >= max_steps:
                 break
             rows = order[start : start + batch_size]
-            before = scratch.get_weights(), keras_model.get_weights()
+            before = after
             ours = scratch.train_step(x[rows], y[rows])
             theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
             after = scratch.get_weights(), keras_model.get_weights()
