@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradcheck", type=int, default=8, metavar="N",
                    help="numerical-gradient coordinates sampled per parameter (0 to skip)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--keras-model", default=None, metavar="PATH.keras",
+                   help="compare a saved keras.Sequential (its weights, compiled loss and dtype) with its NumPy twin")
     t = sub.add_parser("train", help="train both sides side by side and compare them after every step")
     t.add_argument("--data", default="digits", help="digits, iris, spirals, xor, regression or idx:IMAGES,LABELS")
     t.add_argument("--arch", default="64-32-10", help="input width then layer widths")
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix")
     t.add_argument("--json", action="store_true")
+    t.add_argument("--keras-model", default=None, metavar="PATH.keras",
+                   help="train both sides in lockstep starting from a saved keras.Sequential's weights")
 
     z = sub.add_parser("zoo", help="classic backprop bugs, each caught and located by the harness")
     z.add_argument("name", nargs="?", help="one bug; all of them when omitted")
@@ -169,7 +173,7 @@ def run_zoo(args: argparse.Namespace) -> int:
 def run_examples(args: argparse.Namespace) -> int:
     import json
 
-    from examples import EXAMPLES, run_example
+    from compare.examples import EXAMPLES, run_example
 
     if args.name and args.name not in EXAMPLES:
         from from_scratch.errors import unknown_name
@@ -271,6 +275,10 @@ COMMANDS = {"compare": run_compare, "train": run_train, "zoo": run_zoo, "example
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "keras_model", None) is not None:  # compare / train a saved Keras model
+            from compare.keras_cli import run_keras_command
+
+            return run_keras_command(args, sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except BadInputError as exc:
         print(f"backprop-parity {args.command}: error: {exc}", file=sys.stderr)

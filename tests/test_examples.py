@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from examples import EXAMPLES, run_example
-from examples.regression import hessian
+from compare.examples import EXAMPLES, run_example
+from compare.examples.regression import hessian
 from from_scratch.errors import BadInputError
 
 #: Closed-form recurrences vs the examples' loops in float64: each of a few thousand steps rounds once or twice
@@ -54,8 +54,8 @@ class TestRegistry:
     def test_importing_examples_does_not_load_tensorflow(self):
         code = (
             "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
-            "import examples\n"
-            "examples.run_example('regression', out=lambda line: None)\n"
+            "import compare.examples\n"
+            "compare.examples.run_example('regression', out=lambda line: None)\n"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
 

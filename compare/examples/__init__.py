@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from examples import forward_pass, gradcheck, gradient_descent, perceptron, regression, softmax
+from compare.examples import forward_pass, gradcheck, gradient_descent, perceptron, regression, softmax
 from from_scratch.errors import BadInputError, unknown_name
 
 RunFunction = Callable[..., dict[str, Any]]

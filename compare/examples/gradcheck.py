@@ -69,7 +69,7 @@ def run(
     report = compare_models(model, keras_model, x, y, loss, gradcheck_samples=8, seed=seed)
     out("backprop vs Keras (same weights, same batch):")
     for row in report.rows:
-        out(f"  {row.name:45s} {row.measure:9s} {row.checked:.3g} <= {row.tol:g}: {'PASS' if row.passed else 'FAIL'}")
+        out(f"  {row.name:45s} {row.measure:9s} {row.error:.3g} <= {row.tol:g}: {'PASS' if row.passed else 'FAIL'}")
     keras_worst = report.worst("norm-rel")
     out(f"{report.verdict()}; worst backprop-vs-Keras error {keras_worst:.3g}")
     return {
