@@ -25,6 +25,18 @@ def synthetic(input_dim: int, classes: int, n: int, seed: int) -> tuple[Array, A
     return rng.standard_normal((n, input_dim)), one_hot(rng.integers(0, classes, size=n), classes)
 
 
+def targets(kind: str, n: int, k: int, rng: np.random.Generator) -> Array:
+    """Targets of one kind for n samples and k outputs: one-hot (n, k), labels (n,), binary 0/1 (n, k), or
+    regression values N(0, 1) (n, k)."""
+    if kind == "onehot":
+        return np.eye(k)[rng.integers(0, k, size=n)]
+    if kind == "labels":
+        return rng.integers(0, k, size=n).astype(np.float64)
+    if kind == "binary":
+        return rng.integers(0, 2, size=(n, k)).astype(np.float64)
+    return rng.standard_normal((n, k))
+
+
 def digits() -> tuple[Array, Array]:
     """scikit-learn's bundled 8x8 digits: X (1797, 64) scaled to [0, 1] (pixels / 16), one-hot Y (1797, 10)."""
     try:

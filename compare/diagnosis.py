@@ -1,7 +1,8 @@
 """When the two sides part, say where and why.
 
 The harness records, for each layer on both sides, the forward quantities (pre-activation Z, activation A) and the
-backward ones (dL/dA, dL/dZ, then dW, db). `Trace` lines them up in the order of computation:
+backward ones (dL/dA, dL/dZ, then dW, db), and lines them up as `Step`s in the order of computation
+(compare/harness.py `quantities`):
 
     forward:  layer 1 Z, layer 1 A, layer 2 Z, ... , the output, the loss
     backward: last layer dL/dA (absent on the fused softmax + cross-entropy path), dL/dZ, its weight gradients,
@@ -14,12 +15,10 @@ difference confined to some columns or rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from compare.tolerances import CANCELLATION_FLOOR, TOLERANCES, norm_rel_error
 
 Array = np.ndarray
 
@@ -33,23 +32,28 @@ SIGNIFICANT = 1e-9
 
 @dataclass
 class Step:
-    """One quantity in the order of computation, on both sides."""
+    """One quantity in the order of computation, on both sides, with the harness's verdict on it."""
 
     phase: str  # "forward" | "backward"
     layer: int  # 1-based; 0 for the loss and the input gradient
     layer_name: str
     quantity: str  # "Z", "A", "dL/dA", "dL/dZ", "dL/dkernel", ...
-    ours: Array
-    theirs: Array
-    error: float
-    passed: bool
-    context: dict[str, Any]
+    ours: Array | None = None
+    theirs: Array | None = None
+    error: float = 0.0
+    passed: bool = True
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
         if self.layer == 0:
             return self.quantity
         return f"layer {self.layer} ({self.layer_name}) {self.quantity}"
+
+    def judged(self, ours: Array, theirs: Array, error: float, passed: bool, context: dict[str, Any]) -> Step:
+        """This step with both sides' values and the verdict filled in."""
+        return replace(self, ours=np.asarray(ours), theirs=np.asarray(theirs), error=error, passed=passed,
+                       context=context)
 
 
 @dataclass
@@ -73,52 +77,6 @@ class Diagnosis:
         return {"text": self.text, "phase": self.first.phase, "layer": self.first.layer,
                 "layer_name": self.first.layer_name, "quantity": self.first.quantity, "error": self.first.error,
                 "pattern": self.pattern}
-
-
-def _step(phase: str, layer: int, name: str, quantity: str, ours: Array, theirs: Array, dtype: str,
-          scale: Array | None, context: dict[str, Any] | None = None) -> Step:
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    if ours.shape != theirs.shape:
-        error = float("inf")
-    elif dtype == "float32" and scale is not None:
-        error = norm_rel_error(ours, theirs, scale)
-    else:
-        error = norm_rel_error(ours, theirs, scale, CANCELLATION_FLOOR)
-    passed = bool(np.isfinite(error) and error <= TOLERANCES[dtype])
-    return Step(phase, layer, name, quantity, ours, theirs, error, passed, context or {})
-
-
-def build_trace(scratch: Any, ours_trace: list[dict[str, Array]], keras_trace: list[dict[str, Array]],
-                ours_grads: list[Array], keras_grads: list[Array], loss_pair: tuple[float, float], fused: bool,
-                input_grads: tuple[Array, Array], dtype: str, scales: Any) -> list[Step]:
-    """Both sides' quantities in the order of computation (see the module docstring)."""
-    steps: list[Step] = []
-    n = len(ours_trace[0]["A"])
-    for i, (layer, ours, theirs) in enumerate(zip(scratch.layers, ours_trace, keras_trace), start=1):
-        if "Z" in ours:
-            steps.append(_step("forward", i, layer.name, "Z", ours["Z"], theirs["Z"], dtype,
-                               getattr(layer, "z_magnitude", None)))
-        steps.append(_step("forward", i, layer.name, "A", ours["A"], theirs["A"], dtype,
-                           getattr(layer, "output_magnitude", None)))
-    steps.append(_step("forward", 0, "", "loss", np.array(loss_pair[0]), np.array(loss_pair[1]), dtype, None))
-    offsets = np.cumsum([0] + [len(layer.weight_names) for layer in scratch.layers])
-    last = len(scratch.layers)
-    for i in range(last, 0, -1):
-        layer, ours, theirs = scratch.layers[i - 1], ours_trace[i - 1], keras_trace[i - 1]
-        if not (fused and i == last) and "dA" in ours:
-            steps.append(_step("backward", i, layer.name, "dL/dA", ours["dA"], theirs["dA"], dtype,
-                               getattr(layer, "dA_magnitude", None), {"n": n, "z": ours.get("Z")}))
-        if "dZ" in ours:
-            steps.append(_step("backward", i, layer.name, "dL/dZ", ours["dZ"], theirs["dZ"], dtype,
-                               getattr(layer, "dz_magnitude", None), {"n": n, "z": ours.get("Z")}))
-        for j, (label, trainable) in enumerate(zip(layer.weight_names, layer.trainable)):
-            if trainable:
-                k = offsets[i - 1] + j
-                steps.append(_step("backward", i, layer.name, f"dL/d{label}", ours_grads[k], keras_grads[k], dtype,
-                                   scales.params[k], {"n": n}))
-    steps.append(_step("backward", 0, "", "dL/dX (input)", input_grads[0], input_grads[1], dtype, scales.input_grad,
-                       {"n": n}))
-    return steps
 
 
 def diagnose(steps: list[Step]) -> Diagnosis:

@@ -1,71 +1,76 @@
 """The comparison: the same weights and the same batch into both sides, every number checked.
 
 `compare_models` takes a built scratch model and its Keras twin; `run_comparison` builds both from one
-architecture description first. The result is a `Report`: one `Row` per compared quantity.
+architecture description first. The result is a `Report`: one `Row` per compared quantity, the per-layer `Step`s
+in the order of computation, and the diagnosis of the first one that differs.
+
+Each side's pass is one `Side` record (loss, output, parameter gradients, dL/dX, the non-trainable weights after
+the step, and per layer its recorded quantities). Every row and every step is generated from one list of
+quantities (`quantities`) and judged by one rule (`judge`): in float64 against the other side, in float32 against
+the float64 truth (Keras in float64 on the same weights and batch, upcast exactly), see compare/tolerances.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 import keras_impl
-from compare.data import load_batch
-from compare.diagnosis import Diagnosis, Step, build_trace, diagnose
-from compare.matrix import targets
-from keras_impl.trace import trace as keras_trace
-from compare.scales import gradient_scales
+from compare.data import load_batch, targets
+from compare.diagnosis import Diagnosis, Step, diagnose
+from compare.scales import Scales, gradient_scales
 from compare.tolerances import (
     CANCELLATION_FLOOR,
+    F32_FACTOR,
+    F64_TOL,
     GRADCHECK_TOL,
     ROUND_TRIP_TOL,
-    TOLERANCES,
     max_abs_error,
     max_rel_error,
     norm_rel_error,
+    truth_rel_error,
 )
 from from_scratch.arch import Architecture
 from from_scratch.gradcheck import gradcheck
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
+from keras_impl.model import astype as keras_astype
+from keras_impl.trace import trace as keras_trace
 
 Array = np.ndarray
 
-#: The synthetic targets each non-one-hot loss takes (see compare.matrix.targets).
-TARGET_KINDS = {
-    "sparse_categorical_crossentropy": "labels",
-    "binary_crossentropy": "binary",
-    "mean_squared_error": "regression",
-    "mean_absolute_error": "regression",
-    "huber": "regression",
-    "sum_squared_error": "regression",
-}
-
 MEASURES = {
-    "norm-rel": "||a - b|| / max(||a||, ||b||)  (gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
-    "norm/terms": "||a - b|| / ||M||, M = magnitude of the summed terms (float32 bound)",
+    "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
+    "vs float64": "||a - T|| / max(||b - T||, 1e-6 ||T||), T = Keras float64 on the same weights and batch: how many "
+                  "times farther from the float64 truth scratch float32 is than Keras float32",
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
+    "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
 }
 
 
 @dataclass
 class Row:
-    """One compared quantity: scratch vs Keras (or analytic vs numerical), its errors and its verdict."""
+    """One compared quantity: scratch vs Keras (or analytic vs numerical), its errors and its verdict.
+
+    `error` is the figure the tolerance applies to (its definition is `measure`); `max_abs` and `max_rel` are the
+    plain scratch-vs-Keras differences, for reading."""
 
     name: str
     shape: tuple[int, ...]
     max_abs: float
     max_rel: float
-    checked: float
+    error: float
     measure: str
     tol: float
 
     @property
     def passed(self) -> bool:
-        return bool(np.isfinite(self.checked) and self.checked <= self.tol)
+        if self.measure == "taylor slope":
+            return bool(np.isfinite(self.error) and self.error >= self.tol)
+        return bool(np.isfinite(self.error) and self.error <= self.tol)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "shape": list(self.shape), "status": "PASS" if self.passed else "FAIL"}
@@ -90,8 +95,9 @@ class Report:
         return [row for row in self.rows if not row.passed]
 
     def worst(self, measure: str | None = None) -> float:
-        """The largest `checked` error among the rows (of one measure, if given)."""
-        values = [row.checked for row in self.rows if measure is None or row.measure == measure]
+        """The largest `error` among the rows (of one measure, if given; the Taylor slope is not an error)."""
+        values = [row.error for row in self.rows
+                  if (measure is None and row.measure != "taylor slope") or row.measure == measure]
         return max(values, default=0.0)
 
     def verdict(self) -> str:
@@ -116,76 +122,163 @@ class Report:
         }
 
 
-def tensor_row(name: str, a: Array, b: Array, dtype: str, scale: Array | None = None) -> Row:
-    """A row comparing tensors a (scratch) and b (Keras): norm-relative in float64, against terms in float32."""
-    a, b = np.asarray(a), np.asarray(b)
-    if dtype == "float32" and scale is not None:
-        checked, measure = norm_rel_error(a, b, scale), "norm/terms"
-    else:
-        checked, measure = norm_rel_error(a, b, scale, CANCELLATION_FLOOR), "norm-rel"
-    return Row(name, a.shape, max_abs_error(a, b), max_rel_error(a, b), checked, measure, TOLERANCES[dtype])
+@dataclass
+class Side:
+    """One side's pass over one batch, in the scratch layout (the one record both sides return).
+
+    grads: dL/dparam aligned with get_weights() (zeros for non-trainable weights); state: get_weights() after the
+    training pass (moving statistics move); records: per layer {"A", "dA", and Dense's "Z", "dZ"}."""
+
+    loss: float
+    output: Array
+    grads: list[Array]
+    input_grad: Array
+    state: list[Array]
+    records: list[dict[str, Array]]
 
 
-def weight_names(model: Sequential) -> list[str]:
-    """Keras-style variable paths aligned with get_weights(): dense/kernel, dense/bias, dense_1/kernel, ..."""
-    return [f"{layer.name}/{label}" for layer in model.layers for label in layer.weight_names]
+#: One compared quantity: (row name or None for trace-only, its place in the table, trace step or None, getter on a
+#: Side, getter on Scales). The table lists loss, output, the weights in get_weights() order, then dL/dX.
+Quantity = tuple[str | None, int, Step | None, Callable[[Side], Array], Callable[[Scales], Array | None]]
 
 
-def gradcheck_row(
-    model: Sequential,
-    x: Array,
-    y: Array,
-    loss: Loss,
-    keras_grads: list[Array],
-    samples: int,
-    seed: int,
-    sample_weight: Array | None = None,
-) -> Row:
+def judge(dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None) -> tuple[float, str, float]:
+    """(error, measure, tolerance) for scratch `ours` against Keras `theirs`.
+
+    float64: norm-relative, with the cancellation floor where term magnitudes are known. float32: the scratch
+    result may be at most F32_FACTOR times farther from the float64 truth `truth` than Keras's float32 result is
+    (tolerances.truth_rel_error): no per-layer knowledge needed."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if ours.shape != theirs.shape:
+        return float("inf"), "norm-rel", F64_TOL
+    if dtype == "float32" and truth is not None:
+        return truth_rel_error(ours, theirs, np.asarray(truth)), "vs float64", F32_FACTOR
+    return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR), "norm-rel", F64_TOL
+
+
+def scratch_side(model: Sequential, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
+    """The scratch pass as a Side, and the BackwardPass it came from (for the term magnitudes)."""
+    result = model.backward_pass(x, y, loss, sample_weight)
+    return Side(result.loss, result.output, result.grads, result.input_grad, model.get_weights(),
+                result.records), result
+
+
+def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> Side:
+    """The Keras pass (one taped call of the model) and its layer-by-layer trace, as a Side."""
+    before = model.get_weights()
+    result = keras_impl.loss_and_gradients(model, x, y, loss.name, loss.config(), sample_weight)
+    state = model.get_weights()
+    model.set_weights(before)
+    records = keras_trace(model, x, y, loss.name, loss.config(), sample_weight)
+    model.set_weights(state)
+    return Side(result.loss, result.output, result.grads, result.input_grad, state, records)
+
+
+def quantities(model: Sequential, fused: bool) -> list[Quantity]:
+    """Every compared quantity of a model: the table's rows (loss, output, each parameter's gradient or, for a
+    non-trainable weight, its value after the step, dL/dX) and the per-layer steps in the order of computation
+    (forward Z, A per layer, the loss; backward dA, dZ, the parameter gradients per layer from the last; dL/dX)."""
+    names = model.weight_names()
+    trainable = model.trainable
+    offsets = np.cumsum([0] + [len(layer.params) for layer in model.layers])
+    out: list[Quantity] = []
+
+    def add(row: str | None, phase: str | None, layer: int, layer_name: str, quantity: str,
+            get: Callable[[Side], Array], terms: Callable[[Scales], Array | None], place: int = 0) -> None:
+        step = None if phase is None else Step(phase, layer, layer_name, quantity)
+        out.append((row, place, step, get, terms))
+
+    for i, layer in enumerate(model.layers):
+        for key in ("Z", "A"):
+            if key in _recorded(layer, key):
+                add(None, "forward", i + 1, layer.name, key,
+                    lambda s, i=i, key=key: s.records[i][key], lambda m, i=i, key=key: m.records[i].get(key))
+    add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
+    add("output", None, 0, "", "output", lambda s: s.output, lambda m: m.output, 1)
+    last = len(model.layers) - 1
+    for i in range(last, -1, -1):
+        layer = model.layers[i]
+        for key in ("dA", "dZ"):
+            if key == "dA" and fused and i == last:
+                continue  # the fused path starts at dL/dZ
+            if key in _recorded(layer, key):
+                add(None, "backward", i + 1, layer.name, f"dL/d{key[1:]}",
+                    lambda s, i=i, key=key: s.records[i][key], lambda m, i=i, key=key: m.records[i].get(key))
+        for j, label in enumerate(layer.param_names()):
+            k = int(offsets[i] + j)
+            if trainable[k]:
+                add(f"grad {names[k]}", "backward", i + 1, layer.name, f"dL/d{label}",
+                    lambda s, k=k: s.grads[k], lambda m, k=k: m.params[k], 2 + k)
+            else:  # a non-trainable weight (moving statistics): its value after the training pass
+                add(f"state {names[k]} after step", None, 0, "", "", lambda s, k=k: s.state[k],
+                    lambda m, k=k: m.params[k], 2 + k)
+    add("grad input", "backward", 0, "", "dL/dX (input)", lambda s: s.input_grad, lambda m: m.input_grad,
+        2 + len(names))
+    return out
+
+
+def _recorded(layer: Any, key: str) -> tuple[str, ...]:
+    """Which of Z/A/dA/dZ a layer's records hold on both sides: A and dA always, Z and dZ for layers that record
+    them (Dense)."""
+    own = tuple(layer.record()) if hasattr(layer, "record") else ()
+    return ("A", "dA") + tuple(k for k in own if k in ("Z", "dZ"))
+
+
+def compare_sides(model: Sequential, fused: bool, ours: Side, theirs: Side, truth: Side | None,
+                  terms: Scales | None, dtype: str) -> tuple[list[Row], list[Step]]:
+    """The table's rows and the per-layer steps for one pair of passes (and the float64 truth in float32)."""
+    rows, steps = [], []
+    n = len(ours.output)
+    for row_name, place, step, get, get_terms in quantities(model, fused):
+        a, b = get(ours), get(theirs)
+        t = get(truth) if truth is not None else None
+        m = get_terms(terms) if terms is not None else None
+        error, measure, tol = judge(dtype, a, b, t, m)
+        if row_name is not None:
+            rows.append((place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure,
+                                    tol)))
+        if step is not None:
+            z = ours.records[step.layer - 1].get("Z") if step.layer else None
+            steps.append(step.judged(a, b, error, error <= tol and bool(np.isfinite(error)),
+                                     {"n": n, "z": z} if step.phase == "backward" else {}))
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
+
+
+def round_trip_row(weights: list[Array], back: list[Array]) -> Row:
+    """Weights copied into Keras and read back must be bit-identical."""
+    worst = max((max_abs_error(a, b) for a, b in zip(weights, back)), default=0.0)
+    if len(weights) != len(back) or any(np.shape(a) != np.shape(b) for a, b in zip(weights, back)):
+        worst = float("inf")
+    rel = max((max_rel_error(a, b) for a, b in zip(weights, back)), default=0.0)
+    return Row("weights round trip", (sum(np.size(w) for w in weights),), worst, rel, worst, "exact", ROUND_TRIP_TOL)
+
+
+def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads: list[Array], samples: int,
+                  seed: int, sample_weight: Array | None = None) -> Row:
     """The third witness: central differences of the scratch loss in float64 on `samples` coordinates per
-    parameter, against Keras's gradient there.
+    parameter, against Keras's gradient there (Keras's float64 gradient in a float32 comparison).
 
     It needs no backward pass at all, so a wrong scratch backward shows in its scratch-vs-Keras row alone and
-    a formula that both sides got wrong the same way shows here. In a float32 comparison both witnesses are
-    taken on float64 twins with the same weights (upcasting float32 is exact).
-    """
+    a formula that both sides got wrong the same way shows here. In a float32 comparison the scratch model is
+    taken in float64 with the same weights (upcasting float32 is exact)."""
     if model.dtype != np.float64:
-        weights = model.get_weights()
-        twin, keras64 = build_pair(model.architecture, "float64", model.seed)
-        twin.set_weights(weights)
-        keras64.set_weights(twin.get_weights())
-        for ours, ours64, theirs64 in zip(model.layers, twin.layers, keras64.layers):
-            if ours.kind == "dropout":
-                ours64.fix_mask(ours.fixed_mask)
-                theirs64.mask = ours.fixed_mask
-        model = twin
-        x, y = x.astype(np.float64), y.astype(np.float64)
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, np.float64)
-        keras_grads = keras_impl.loss_and_gradients(keras64, x, y, loss.name, loss.config(), sample_weight).grads
-    points = gradcheck(
-        model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads, sample_weight=sample_weight
-    )
+        model = model.astype("float64")
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    points = gradcheck(model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads,
+                       sample_weight=sample_weight)
     analytic = np.array([p.analytic for p in points])
     numerical = np.array([p.numerical for p in points])
     rel = max_rel_error(analytic, numerical)
-    return Row(
-        f"numerical grad vs Keras ({len(points)} coords, float64)",
-        (len(points),),
-        max_abs_error(analytic, numerical),
-        rel,
-        rel,
-        "max-rel",
-        GRADCHECK_TOL,
-    )
+    return Row(f"numerical grad vs Keras ({len(points)} coords, float64)", (len(points),),
+               max_abs_error(analytic, numerical), rel, rel, "max-rel", GRADCHECK_TOL)
 
 
 def share_dropout_masks(scratch: Sequential, keras_model: Any, n: int) -> None:
-    """Draw each Dropout layer's keep-mask once (scratch generator) and fix the same mask on both sides."""
-    keras_layers = keras_model.layers
-    for ours, theirs in zip(scratch.layers, keras_layers):
-        if ours.kind == "dropout":
-            width = ours.output_width
-            mask = ours.draw_mask((n, width))
+    """Draw each non-deterministic layer's mask once (scratch generator) and fix the same mask on both sides."""
+    for ours, theirs, shape in zip(scratch.layers, keras_model.layers, scratch.layer_input_shapes):
+        if not ours.deterministic:
+            mask = ours.draw_mask((n, *shape))
             ours.fix_mask(mask)
             theirs.mask = mask
 
@@ -202,58 +295,33 @@ def compare_models(
     config: dict[str, Any] | None = None,
 ) -> Report:
     """Copy the scratch weights into Keras, check the round trip, run one batch through both and compare
-    loss, output, every parameter gradient and the input gradient; then the numerical-gradient witness."""
+    loss, output, every parameter gradient, the input gradient and every per-layer quantity; then the
+    numerical-gradient witness."""
     loss = get_loss(loss)
     dtype = scratch.dtype.name
     weights = scratch.get_weights()
     keras_model.set_weights(weights)
-    back = keras_model.get_weights()
-    rows = [
-        Row(
-            "weights round trip",
-            (sum(w.size for w in weights),),
-            max(max_abs_error(a, b) for a, b in zip(weights, back)),
-            max(max_rel_error(a, b) for a, b in zip(weights, back)),
-            max(max_abs_error(a, b) for a, b in zip(weights, back)),
-            "exact",
-            ROUND_TRIP_TOL,
-        )
-    ]
+    rows = [round_trip_row(weights, keras_model.get_weights())]
     x = np.asarray(x).astype(dtype, copy=False)
     y = np.asarray(y).astype(dtype, copy=False)
     share_dropout_masks(scratch, keras_model, len(x))
     scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
     scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
-    ours = scratch.backward_pass(x, y, loss, sample_weight)
-    ours_trace = scratch_trace(scratch)
-    scales = gradient_scales(scratch, y, loss, ours.fused, sample_weight)
-    theirs = keras_impl.loss_and_gradients(keras_model, x, y, loss.name, loss.config(), sample_weight)
-    rows.append(tensor_row("loss", np.array(ours.loss), np.array(theirs.loss), dtype))
-    rows.append(tensor_row("output", ours.output, theirs.output, dtype, scales.output))
-    trainable = [t for layer in scratch.layers for t in layer.trainable]
-    state_after = keras_model.get_weights()
-    for name, g, k, s, t, w_ours, w_theirs in zip(
-        weight_names(scratch), ours.grads, theirs.grads, scales.params, trainable, scratch.get_weights(), state_after
-    ):
-        if t:
-            rows.append(tensor_row(f"grad {name}", g, k, dtype, s))
-        else:  # a non-trainable weight (moving statistics): compare its value after the training pass
-            rows.append(tensor_row(f"state {name} after step", w_ours, w_theirs, dtype, s))
-    rows.append(tensor_row("grad input", ours.input_grad, theirs.input_grad, dtype, scales.input_grad))
-    keras_steps = keras_trace(keras_model, x, y, loss.name, loss.config(), sample_weight)
-    steps = build_trace(scratch, ours_trace, keras_steps, ours.grads, theirs.grads, (ours.loss, theirs.loss),
-                        ours.fused, (ours.input_grad, theirs.input_grad), dtype, scales)
+    ours, result = scratch_side(scratch, x, y, loss, sample_weight)
+    terms = gradient_scales(scratch, x, y, loss, result, sample_weight)
+    theirs = keras_side(keras_model, x, y, loss, sample_weight)
+    truth = None
+    if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
+        keras64 = keras_astype(keras_model, "float64")
+        keras64.set_weights([np.asarray(w, np.float64) for w in weights])
+        sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)
+    table, steps = compare_sides(scratch, result.fused, ours, theirs, truth, terms, dtype)
+    rows += table
     if gradcheck_samples:
-        rows.append(gradcheck_row(scratch, x, y, loss, theirs.grads, gradcheck_samples, seed, sample_weight))
+        reference = truth if truth is not None else theirs
+        rows.append(gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight))
     return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
-
-
-def scratch_trace(model: Sequential) -> list[dict[str, Array]]:
-    """Copies of each scratch layer's recorded Z, A, dA, dZ after a backward pass (whatever the layer has)."""
-    return [
-        {key: np.array(getattr(layer, key)) for key in ("Z", "A", "dA", "dZ") if getattr(layer, key, None) is not None}
-        for layer in model.layers
-    ]
 
 
 def build_pair(arch: str | Architecture, dtype: str = "float64", seed: int | None = 0) -> tuple[Sequential, Any]:
@@ -278,9 +346,9 @@ def run_comparison(
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
-    if data == "synthetic" and loss.name in TARGET_KINDS:
-        y = targets(TARGET_KINDS[loss.name], len(x), arch.output_dim, np.random.default_rng(seed + 1))
-    elif loss.name == "sparse_categorical_crossentropy":
+    if data == "synthetic" and loss.target_kind != "onehot":
+        y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
+    elif loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
     config = {"arch": str(arch), "batch": int(x.shape[0]), "dtype": dtype, "seed": seed, "data": data, "loss": repr(loss)}
     return compare_models(scratch, keras_model, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config)

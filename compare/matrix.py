@@ -12,13 +12,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from compare.data import targets
+from compare.harness import build_pair, compare_models
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.losses import Loss, get_loss
 
 Array = np.ndarray
 
 #: Activations usable inside a network whose gradient is checked (the step function has no derivative).
-GRADIENT_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "step")
+GRADIENT_ACTIVATIONS = tuple(name for name, entry in ACTIVATIONS.items() if entry.differentiable)
 
 
 @dataclass(frozen=True)
@@ -51,18 +53,6 @@ LOSS_CASES: tuple[LossCase, ...] = (
     LossCase("huber", "huber", {"delta": 0.5}, "linear", "regression"),
     LossCase("sse", "sum_squared_error", {}, "linear", "regression"),
 )
-
-
-def targets(kind: str, n: int, k: int, rng: np.random.Generator) -> Array:
-    """Targets of one kind for n samples and k outputs: one-hot (n, k), labels (n,), binary 0/1 (n, k), or
-    regression values N(0, 1) (n, k)."""
-    if kind == "onehot":
-        return np.eye(k)[rng.integers(0, k, size=n)]
-    if kind == "labels":
-        return rng.integers(0, k, size=n).astype(np.float64)
-    if kind == "binary":
-        return rng.integers(0, 2, size=(n, k)).astype(np.float64)
-    return rng.standard_normal((n, k))
 
 
 @dataclass(frozen=True)
@@ -104,8 +94,6 @@ def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Arr
 
 def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:
     """Build both sides for one entry and compare them on one batch (no numerical witness: it is slow)."""
-    from compare.harness import build_pair, compare_models
-
     scratch, keras_model = build_pair(entry.arch, entry.dtype, seed)
     x, y = batch_for(entry, n, seed)
     config = {"arch": entry.arch, "loss": entry.case.id, "dtype": entry.dtype}

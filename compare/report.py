@@ -19,18 +19,18 @@ def render(report: Report) -> str:
     pinned = "  ".join(f"{k}={v}" for k, v in report.settings.items())
     table = tabulate(
         [
-            [row.name, "x".join(map(str, row.shape)) or "scalar", _num(row.max_abs), _num(row.max_rel), _num(row.checked),
+            [row.name, "x".join(map(str, row.shape)) or "scalar", _num(row.max_abs), _num(row.max_rel), _num(row.error),
              row.measure, _num(row.tol), "PASS" if row.passed else "FAIL"]
             for row in report.rows
         ],
-        headers=["quantity", "shape", "max abs err", "max rel err", "checked", "measure", "tolerance", "result"],
+        headers=["quantity", "shape", "max abs err", "max rel err", "error", "measure", "tolerance", "result"],
         disable_numparse=True,
     )
     used = sorted({row.measure for row in report.rows})
     legend = "\n".join(f"  {name:<10} {MEASURES[name]}" for name in used)
     return (
         f"{config}\n{pinned}\n\n{table}\n\n"
-        f"max rel err = max|a - b| / max(max|a|, max|b|); 'checked' is the measure the tolerance applies to:\n"
+        f"max rel err = max|a - b| / max(max|a|, max|b|); 'error' is the measure the tolerance applies to:\n"
         f"{legend}\n\n{report.verdict()}"
         + ("" if report.passed or report.diagnosis is None else f"\ndiagnosis: {report.diagnosis.text}")
     )

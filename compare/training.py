@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from compare.diagnosis import describe
 from compare.harness import build_pair
+from compare.scales import forward_magnitudes, near_kinks
 from keras_impl.model import evaluate_loss, train_step
 from keras_impl.optimizers import make_optimizer
 from from_scratch.arch import Architecture
@@ -107,10 +109,16 @@ def run_training(
     shuffle: bool = True,
     max_steps: int | None = None,
     on_step: Callable[[int, int, int, int], None] | None = None,
+    initial_weights: list[Array] | None = None,
 ) -> TrainingReport:
-    """Train both sides side by side on (x, y) and compare them after every step."""
+    """Train both sides side by side on (x, y) and compare them after every step.
+
+    Both start from the weights the scratch side draws from `seed`, or from `initial_weights` (get_weights() order,
+    e.g. a trained Keras model's: compare.keras_model) when given."""
     loss = get_loss(loss)
     scratch, keras_model = build_pair(arch, dtype, seed)
+    if initial_weights is not None:
+        scratch.set_weights(initial_weights)
     arch = scratch.architecture
     keras_model.set_weights(scratch.get_weights())
     opt = get_optimizer(optimizer, **(optimizer_config or {}))
@@ -145,7 +153,7 @@ def run_training(
                 reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
                 sensitivity = param_diff(after[0], reference.get_weights())[1]
             if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
-                report.diagnosis = diagnose_step(scratch, step, epoch, before, after, len(rows))
+                report.diagnosis = diagnose_step(scratch, step, epoch, before, after, x[rows])
             report.steps.append({"step": step, "epoch": epoch, "loss_scratch": ours, "loss_keras": theirs,
                                  "param_max_abs": max_abs, "param_norm_rel": rel,
                                  "float32_sensitivity": sensitivity})
@@ -178,35 +186,33 @@ def run_training(
 
 
 def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list[Array], list[Array]],
-                  after: tuple[list[Array], list[Array]], n: int) -> str:
+                  after: tuple[list[Array], list[Array]], x: Array) -> str:
     """Where a run first parts: the step, the weight that moved most differently, and the pattern of the two
     updates (scratch's W_after - W_before against Keras's)."""
-    from compare.diagnosis import describe
-    from compare.harness import weight_names
-
-    names = weight_names(scratch)
+    names = scratch.weight_names()
     diffs = [float(np.abs(a - b).max()) for a, b in zip(*after)]
     k = int(np.argmax(diffs))
     ours_update, keras_update = after[0][k] - before[0][k], after[1][k] - before[1][k]
     started_equal = all(np.array_equal(a, b) for a, b in zip(*before))
     lead = (f"parameters identical before step {step + 1}, " if started_equal else "") + (
         f"the run first parts at step {step + 1} (epoch {epoch + 1})")
-    text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {describe(ours_update, keras_update, n=n)}"
-    near = kink_inputs_within(scratch, param_diff(*before)[1])
+    text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {describe(ours_update, keras_update, n=len(x))}"
+    near = kink_inputs_within(scratch, x, param_diff(*before)[1])
     if near and not started_equal:
         text += (f"; {near} ReLU input(s) of this batch lie within the two sides' parameter difference of 0: a kink "
                  "crossing (the masks may differ with no formula wrong), which float32 rounding makes possible")
     return text
 
 
-def kink_inputs_within(scratch: Sequential, relative: float) -> int:
-    """How many ReLU-like inputs of the last batch have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
+def kink_inputs_within(scratch: Sequential, x: Array, relative: float) -> int:
+    """How many ReLU-like inputs of the last batch `x` have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
     propagated from the batch: inputs that parameters `relative` apart could put on either side of 0."""
-    from compare.scales import forward_magnitudes, near_kinks
-
-    forward_magnitudes(scratch)
+    terms = forward_magnitudes(scratch, x)
+    if terms is None:
+        return 0
     eps = float(np.finfo(scratch.dtype).eps)
-    return sum(near_kinks(scratch, 10 * (relative + eps)).values())
+    records = [layer.record() for layer in scratch.layers]
+    return sum(near_kinks(scratch, records, terms, 10 * (relative + eps)).values())
 
 
 def repr_optimizer(opt: Optimizer) -> str:

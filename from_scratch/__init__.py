@@ -8,7 +8,7 @@ from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import gradcheck, numerical_gradient
-from from_scratch.layers import LAYERS, Dense
+from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer
 from from_scratch.losses import LOSSES, get_loss
 from from_scratch.model import Sequential
 
@@ -18,7 +18,10 @@ __all__ = [
     "LOSSES",
     "Architecture",
     "BadInputError",
+    "BatchNormalization",
     "Dense",
+    "Dropout",
+    "Layer",
     "LayerSpec",
     "Sequential",
     "get_loss",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -190,51 +190,90 @@ def softmax_vjp(p: Array, dA: Array) -> Array:
 
 @dataclass(frozen=True)
 class Activation:
-    """One registry entry: `forward(Z) -> A` and `backward(Z, A, dA) -> dZ`.
+    """One registry entry: `forward(Z) -> A` and `backward(Z, A, dA) -> dZ`, and what the harness needs to know.
 
     The layer hands `backward` both of its caches; an entry uses what it needs. `grad` is the elementwise
     derivative f'(Z), or None for an activation that is not elementwise (softmax).
+    Declarations (read by the harness, never kept in a table elsewhere):
+    - `kink_value`: f'(0) as TensorFlow's gradient gives it (checked against Keras exactly); None where 0 is not a
+      special point worth stating (softmax, step).
+    - `kinked`: the derivative jumps at 0, so a pre-activation that is rounding noise around 0 may land on either
+      side on the two sides (ReLU's mask).
+    - `grad_terms(Z)`: for a derivative that is itself a difference of terms (tanh' = 1 - t^2), the magnitude of
+      those terms, which bounds its rounding error; default |f'(Z)|.
+    - `value_terms(Z)`: likewise for a value that is a cancellation (GELU's tanh form); default 0 (none beyond |A|).
+    - `differentiable`: False for an activation whose backward pass is refused (step): forward parity only.
     """
 
     name: str
     forward: Callable[[Array], Array]
     backward: Callable[[Array, Array, Array], Array]
     grad: Callable[[Array], Array] | None = None
+    kink_value: float | None = None
+    kinked: bool = False
+    grad_terms: Callable[[Array], Array] | None = None
+    value_terms: Callable[[Array], Array] | None = None
+    differentiable: bool = True
+
+    def grad_magnitude(self, z: Array) -> Array:
+        """The magnitude of the terms behind f'(Z) (see `grad_terms`).  Z (N, M) -> (N, M)."""
+        return self.grad_terms(z) if self.grad_terms is not None else np.abs(self.grad(z))
 
 
-def elementwise(name: str, f: Callable[[Array], Array], f_grad: Callable[[Array], Array]) -> Activation:
+def elementwise(name: str, f: Callable[[Array], Array], f_grad: Callable[[Array], Array], **declared: Any) -> Activation:
     """An entry for an elementwise activation, whose backward pass is dZ = dA * f'(Z)."""
-    return Activation(name, f, lambda z, a, dA: dA * f_grad(z), f_grad)
+    return Activation(name, f, lambda z, a, dA: dA * f_grad(z), f_grad, **declared)
+
+
+def _gelu_u(z: Array) -> Array:
+    return _SQRT_2_OVER_PI * (z + GELU_CUBIC * z**3)
+
+
+def _gelu_du(z: Array) -> Array:
+    return _SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * z * z)
+
+
+def _tanh_terms(z: Array) -> Array:
+    """tanh' = 1 - t^2: at saturation 1 - (1 - tiny), so one ulp of difference between NumPy's and Eigen's tanh
+    becomes a 1e-12 relative difference in f' (found by the property test: 4-1:tanh-3:softmax, inputs x10)."""
+    return 1 + np.tanh(z) ** 2
+
+
+def _sigmoid_terms(z: Array) -> Array:
+    """sigmoid' = s - s^2: the magnitude of both terms."""
+    s = sigmoid(z)
+    return s + s * s
+
+
+def _gelu_tanh_terms(z: Array) -> Array:
+    """(1 + t) / 2 + z (1 - t^2) u' / 2 with t = tanh(u): both brackets cancel where t is near -1."""
+    t = np.tanh(_gelu_u(z))
+    return 0.5 * (1 + np.abs(t)) + 0.5 * np.abs(z) * (1 + t * t) * _gelu_du(z)
+
+
+def _gelu_tanh_value_terms(z: Array) -> Array:
+    """GELU's tanh form is z (1 + t) / 2 with t near -1 for negative z, and TensorFlow's float32 tanh (Eigen's fast
+    approximation) is exactly -1 from |u| ~ 7.9 on where NumPy's is -0.99999988 (found by the property test:
+    4-1:gelu_tanh-3:softmax, float32, inputs x10, where f' is 0 on one side and 2e-6 on the other)."""
+    return 0.5 * np.abs(z) * (1 + np.abs(np.tanh(_gelu_u(z))))
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "linear": elementwise("linear", linear, linear_grad),
-    "relu": elementwise("relu", relu, relu_grad),
-    "sigmoid": elementwise("sigmoid", sigmoid, sigmoid_grad),
-    "tanh": elementwise("tanh", tanh, tanh_grad),
+    "linear": elementwise("linear", linear, linear_grad, kink_value=1.0),
+    "relu": elementwise("relu", relu, relu_grad, kink_value=0.0, kinked=True),
+    "sigmoid": elementwise("sigmoid", sigmoid, sigmoid_grad, kink_value=0.25, grad_terms=_sigmoid_terms),
+    "tanh": elementwise("tanh", tanh, tanh_grad, kink_value=1.0, grad_terms=_tanh_terms),
     "softmax": Activation("softmax", softmax, lambda z, a, dA: softmax_vjp(a, dA)),
-    "leaky_relu": elementwise("leaky_relu", leaky_relu, leaky_relu_grad),
-    "elu": elementwise("elu", elu, elu_grad),
-    "gelu": elementwise("gelu", gelu, gelu_grad),
-    "gelu_tanh": elementwise("gelu_tanh", gelu_tanh, gelu_tanh_grad),
-    "softplus": elementwise("softplus", softplus, softplus_grad),
-    "step": elementwise("step", step, step_grad),
+    "leaky_relu": elementwise("leaky_relu", leaky_relu, leaky_relu_grad, kink_value=LEAKY_RELU_SLOPE, kinked=True),
+    "elu": elementwise("elu", elu, elu_grad, kink_value=1.0),
+    "gelu": elementwise("gelu", gelu, gelu_grad, kink_value=0.5),
+    "gelu_tanh": elementwise("gelu_tanh", gelu_tanh, gelu_tanh_grad, kink_value=0.5, grad_terms=_gelu_tanh_terms,
+                             value_terms=_gelu_tanh_value_terms),
+    "softplus": elementwise("softplus", softplus, softplus_grad, kink_value=0.5),
+    "step": elementwise("step", step, step_grad, kinked=True, differentiable=False),
 }
-
-#: The value of each derivative at its kink (Z = 0), matching TensorFlow's gradient there; smooth activations
-#: list their value at 0 too. Checked against Keras in
-#: tests/test_catalogue_parity.py::test_derivative_at_the_kink_matches_tensorflow.
-KINK_VALUES: dict[str, float] = {
-    "linear": 1.0,
-    "relu": 0.0,
-    "sigmoid": 0.25,
-    "tanh": 1.0,
-    "leaky_relu": LEAKY_RELU_SLOPE,
-    "elu": 1.0,
-    "gelu": 0.5,
-    "gelu_tanh": 0.5,
-    "softplus": 0.5,
-}
+"""Each entry's `kink_value` is checked against TensorFlow's gradient at 0 in
+tests/test_catalogue_parity.py::test_derivative_at_the_kink_matches_tensorflow."""
 
 
 def get_activation(name: str) -> Activation:

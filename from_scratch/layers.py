@@ -1,16 +1,14 @@
 """Layers in matrix form: each works on a whole batch, caches what backward needs, and never mutates its input.
 
-Protocol (shared by every layer in `LAYERS`):
-- `build(input_dim, dtype, rng)` creates the parameters and returns the output width.
-- `forward(X, training)` -> A, caching named attributes (`X`, `Z`, `A`).
-- `backward(dA, input_grad=True)` -> dX, storing the parameter gradients (`dW`, `db`) and the intermediates (`dA`,
-  `dZ`); with input_grad=False (the first layer, when nothing needs dL/dX) it may skip dX and return None.
-- `params` / `grads`: lists in Keras's `get_weights()` order for this layer (a non-trainable weight, such as
-  a moving mean, has a zero gradient); `weight_names` and `trainable` run alongside.
-- `regularization()` -> the penalty this layer adds to the loss (its gradient is already in `grads`).
+`Layer` is the public protocol: every shipped layer derives from it, and a user's own layer subclasses it to be
+built into a `Sequential` and checked against its Keras twin (`compare.check_layer`). Shapes exclude the batch
+axis and are tuples; an MLP's width D is the 1-tuple (D,).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +17,100 @@ from from_scratch.arch import LayerSpec
 from from_scratch.errors import BadInputError
 
 Array = np.ndarray
+Shape = tuple[int, ...]
+
+
+class Layer:
+    """The layer protocol.  X (N, *input_shape) -> Y (N, *output_shape).
+
+    Required:
+    - `build(input_shape, dtype, rng) -> output_shape`: create the parameters for inputs of `input_shape`
+      (a tuple without the batch axis) in `dtype`, drawing any random initial values from `rng`.
+    - `forward(x, training=False) -> y`: the batch forward pass; cache what backward needs.
+    - `backward(dy) -> dx`: dy = dL/dY (N, *output_shape) -> dx = dL/dX (N, *input_shape); afterwards `grads`
+      holds dL/dparam aligned one to one with `params`. It must not write into `dy`.
+    - `params` / `grads`: lists of arrays in Keras's `get_weights()` order and layout for the twin layer.
+
+    Optional declarations, with their defaults (attributes of the layer itself, read by the harness):
+    - `kind`: the name the layer is registered and named under (default: the class name in snake_case, as Keras
+      names layers: `Swish` -> "swish").
+    - `weight_names`: a name per entry of `params` (default "weight_0", "weight_1", ...).
+    - `trainable`: a flag per entry of `params` (default all True); a non-trainable entry (a moving mean) has a
+      zero gradient and is compared by its value after the training pass.
+    - `deterministic`: False when a training forward pass draws random numbers (Dropout): then the layer must
+      offer `fix_mask(mask)` so both sides can be given the same randomness.
+    - `kinks`: input values where the derivative jumps (a ReLU-like layer: (0.0,)); `check_layer` keeps its random
+      inputs away from them, since at a kink two correct implementations may legitimately differ.
+    - `input_grad_optional`: True when `backward(dy, input_grad=False)` may skip dL/dX (and return None), which
+      the model uses for the first layer of a training step.
+    - `regularization()`: the penalty the layer adds to the loss (default 0); its gradient is already in `grads`.
+    - `record()`: named intermediates to line up with the twin's in the layer-by-layer diagnosis (Dense: Z, dZ).
+    - `forward_terms(x_terms)` / `backward_terms(x_terms, dy_terms)`: the magnitudes of the terms that rounding
+      summed (see compare/scales.py); without them the harness measures this layer's float64 errors plain
+      norm-relative and its float32 errors against Keras's own float32 error (the layer-agnostic rule).
+    """
+
+    weight_names: tuple[str, ...] | None = None
+    trainable: tuple[bool, ...] | None = None
+    deterministic: bool = True
+    kinks: tuple[float, ...] = ()
+    input_grad_optional: bool = False
+    name: str = ""
+
+    @property
+    def kind(self) -> str:
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+    @property
+    def params(self) -> list[Array]:
+        return []
+
+    @property
+    def grads(self) -> list[Array]:
+        return []
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        """Default: no parameters, output shaped as the input."""
+        return tuple(input_shape)
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, training=False)")
+
+    def backward(self, dy: Array) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} must define backward(dy)")
+
+    def regularization(self) -> float:
+        return 0.0
+
+    def record(self) -> dict[str, Array]:
+        return {}
+
+    def param_names(self) -> tuple[str, ...]:
+        """`weight_names`, or "weight_0", ... when the layer declares none."""
+        names = self.weight_names
+        return tuple(names) if names is not None else tuple(f"weight_{i}" for i in range(len(self.params)))
+
+    def param_trainable(self) -> tuple[bool, ...]:
+        """`trainable`, or all True when the layer declares nothing."""
+        flags = self.trainable
+        return tuple(flags) if flags is not None else (True,) * len(self.params)
+
+
+def as_shape(shape: Any, what: str = "input_shape") -> Shape:
+    """A shape without the batch axis as a tuple of positive ints; an int D is the 1-tuple (D,)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
+        raise BadInputError(f"{what} must be a positive integer or a tuple of positive integers, got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def _width(shape: Shape, layer: str) -> int:
+    if len(shape) != 1:
+        raise BadInputError(f"layer {layer!r} takes inputs of shape (D,) (features), got {shape}")
+    return shape[0]
 
 
 class Regularizer:
@@ -62,7 +154,7 @@ def glorot_uniform(fan_in: int, fan_out: int, dtype: np.dtype, rng: np.random.Ge
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
 
-class Dense:
+class Dense(Layer):
     """A = f(Z), Z = X @ W + b;  X (N, D), W (D, M), b (M,) -> Z, A (N, M).
 
     Keras layout: the kernel is (in, out), so a row-batch needs no transpose (textbook column form: W_col = W.T).
@@ -76,6 +168,7 @@ class Dense:
     kind = "dense"
     weight_names = ("kernel", "bias")
     trainable = (True, True)
+    input_grad_optional = True
 
     def __init__(
         self,
@@ -118,15 +211,49 @@ class Dense:
         """R(W) + R(b), the penalty Keras adds to the loss."""
         return self.kernel_regularizer.penalty(self.W) + self.bias_regularizer.penalty(self.b)
 
-    def build(self, input_dim: int, dtype: np.dtype, rng: np.random.Generator) -> int:
-        """Glorot-uniform kernel (input_dim, units), zero bias (units,), as Keras; returns the output width."""
-        self.W = glorot_uniform(input_dim, self.units, dtype, rng)
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        """Glorot-uniform kernel (D, units), zero bias (units,), as Keras, for inputs (D,); returns (units,)."""
+        self.W = glorot_uniform(_width(input_shape, self.name), self.units, dtype, rng)
         self.b = np.zeros(self.units, dtype=dtype)
-        return self.units
+        return (self.units,)
+
+    def record(self) -> dict[str, Array]:
+        """Z and dL/dZ, lined up with the twin's pre-activation in the diagnosis."""
+        return {"Z": self.Z, "dZ": getattr(self, "dZ", None)}
 
     @property
     def params(self) -> list[Array]:
         return [self.W, self.b]
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        """Magnitudes of the terms behind Z and A, from those behind X (float64, see compare/scales.py):
+        M_Z = M_X |W| + |b|, M_A = |A| + |f'(Z)| M_Z (+ the activation's own `value_terms`; softmax: its JVP bound).
+        A value that is itself a cancellation (Z near 0 from terms of both signs) carries an error of order u M_Z,
+        not u |Z|, and dW = A_prev^T dZ inherits it, so the next layer measures with M_A, not |A|."""
+        z = self.Z.astype(np.float64)
+        a = np.abs(self.A.astype(np.float64))
+        z_terms = x_terms @ np.abs(self.W.astype(np.float64)) + np.abs(self.b.astype(np.float64))
+        f = self.activation
+        if f.grad is None:  # softmax
+            return {"Z": z_terms, "A": a + a * (z_terms + (a * z_terms).sum(axis=-1, keepdims=True))}
+        if f.name == "step":
+            return {"Z": z_terms, "A": a}
+        own = f.value_terms(z) if f.value_terms is not None else 0
+        return {"Z": z_terms, "A": a + own + f.grad_magnitude(z) * z_terms}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array | None,
+                       dZ_terms: Array | None = None) -> tuple[list[Array], Array, dict[str, Array]]:
+        """([M_W, M_b], |dX| terms, {"dZ": |dZ| terms}) from the terms behind dA (or dZ itself on the fused path):
+        |dZ| = |dA| |f'(Z)| (softmax: P (|dA| + sum_k |dA_k| P_k)), M_W = M_X^T |dZ|, M_b = sum_n |dZ|,
+        |dX| = |dZ| |W|^T."""
+        if dZ_terms is None:
+            if self.activation.grad is None:  # softmax: |P * (dA - sum dA P)| <= P * (|dA| + sum |dA| P)
+                p = self.A.astype(np.float64)
+                dZ_terms = p * (dA_terms + (dA_terms * p).sum(axis=-1, keepdims=True))
+            else:
+                dZ_terms = dA_terms * self.activation.grad_magnitude(self.Z.astype(np.float64))
+        w_abs = np.abs(self.W.astype(np.float64))
+        return [x_terms.T @ dZ_terms, dZ_terms.sum(axis=0)], dZ_terms @ w_abs.T, {"dZ": dZ_terms}
 
     @property
     def grads(self) -> list[Array]:
@@ -161,7 +288,7 @@ class Dense:
         return dZ @ self.W.T if input_grad else None
 
 
-class Dropout:
+class Dropout(Layer):
     """Inverted dropout.  X (N, D) -> A (N, D).
 
     Training: A = X * s * M with M (N, D) in {0, 1} kept with probability 1 - rate and s = 1 / (1 - rate)
@@ -176,6 +303,7 @@ class Dropout:
     kind = "dropout"
     weight_names: tuple[str, ...] = ()
     trainable: tuple[bool, ...] = ()
+    deterministic = False
 
     def __init__(self, rate: float, name: str | None = None) -> None:
         if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
@@ -191,15 +319,17 @@ class Dropout:
     def spec(self) -> LayerSpec:
         return LayerSpec("dropout", None, "linear", {"rate": self.rate})
 
-    def build(self, input_dim: int, dtype: np.dtype, rng: np.random.Generator) -> int:
-        self.dtype, self.rng, self.output_width = dtype, rng, input_dim
-        return input_dim
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        self.dtype, self.rng = dtype, rng
+        return tuple(input_shape)
 
-    params: list[Array] = []
-    grads: list[Array] = []
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        """The mask and the scale are exact: M_A = M_X s M in training."""
+        return {"A": x_terms * float(self.scale) * self.mask if self.training else x_terms}
 
-    def regularization(self) -> float:
-        return 0.0
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        """No parameters; |dX| = |dA| s M in training."""
+        return [], dA_terms * float(self.scale) * self.mask if self.training else dA_terms, {}
 
     def fix_mask(self, mask: Array | None) -> None:
         """Use `mask` (N, D) of 0/1 in every training pass (None: draw a fresh one each pass)."""
@@ -222,13 +352,13 @@ class Dropout:
         self.A = x * self.scale * self.mask
         return self.A
 
-    def backward(self, dA: Array, input_grad: bool = True) -> Array:
+    def backward(self, dA: Array) -> Array:
         """dX = dA * s * M in training, dA in inference.  dA (N, D) -> dX (N, D)."""
         self.dA = dA
         return dA * self.scale * self.mask if self.training else dA
 
 
-class BatchNormalization:
+class BatchNormalization(Layer):
     """Batch normalisation over the batch axis, as keras.layers.BatchNormalization (momentum 0.99, epsilon 1e-3).
 
     Training, X (N, D):  mu = mean_n X,  var = mean_n (X - mu)^2 (biased),  r = 1 / sqrt(var + eps),
@@ -245,6 +375,7 @@ class BatchNormalization:
     kind = "batch_normalization"
     weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
     trainable = (True, True, False, False)
+    input_grad_optional = True
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None) -> None:
         if not (0 <= momentum <= 1) or not epsilon > 0:
@@ -259,12 +390,13 @@ class BatchNormalization:
     def spec(self) -> LayerSpec:
         return LayerSpec("batch_normalization", None, "linear", {"momentum": self.momentum, "epsilon": self.epsilon})
 
-    def build(self, input_dim: int, dtype: np.dtype, rng: np.random.Generator) -> int:
-        self.gamma = np.ones(input_dim, dtype=dtype)
-        self.beta = np.zeros(input_dim, dtype=dtype)
-        self.moving_mean = np.zeros(input_dim, dtype=dtype)
-        self.moving_variance = np.ones(input_dim, dtype=dtype)
-        return input_dim
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        d = _width(input_shape, self.name)
+        self.gamma = np.ones(d, dtype=dtype)
+        self.beta = np.zeros(d, dtype=dtype)
+        self.moving_mean = np.zeros(d, dtype=dtype)
+        self.moving_variance = np.ones(d, dtype=dtype)
+        return (d,)
 
     @property
     def params(self) -> list[Array]:
@@ -273,9 +405,6 @@ class BatchNormalization:
     @property
     def grads(self) -> list[Array]:
         return [self.dgamma, self.dbeta, np.zeros_like(self.moving_mean), np.zeros_like(self.moving_variance)]
-
-    def regularization(self) -> float:
-        return 0.0
 
     def forward(self, x: Array, training: bool = False) -> Array:
         self.X = x
@@ -292,6 +421,26 @@ class BatchNormalization:
         self.Xhat = (x - mu) * self.r
         self.A = self.gamma * self.Xhat + self.beta
         return self.A
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        """|A| + |gamma| r (M_X + mean_n M_X): the centring X - mu is a cancellation of terms of that size."""
+        r = self.r.astype(np.float64)
+        centred = (x_terms + x_terms.mean(axis=0)) * r * np.abs(self.gamma.astype(np.float64))
+        return {"A": np.abs(self.A.astype(np.float64)) + centred}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        """M_gamma = sum_n |dA| |Xhat|, M_beta = sum_n |dA|, the terms of dX's three sums, and for the moving
+        statistics (no gradient) the magnitude of the terms behind their updated values."""
+        r = self.r.astype(np.float64)
+        xhat = np.abs(self.Xhat.astype(np.float64)) + (x_terms + x_terms.mean(axis=0)) * r  # (X - mu) r cancels
+        dxhat = dA_terms * np.abs(self.gamma.astype(np.float64))
+        n = dA_terms.shape[0]
+        dX = (r / n) * (n * dxhat + dxhat.sum(axis=0) + xhat * (dxhat * xhat).sum(axis=0))
+        keep = 1 - self.momentum  # m momentum + mu (1 - momentum), mu a mean of terms of size M_X
+        mean_terms = np.abs(self.moving_mean.astype(np.float64)) + keep * x_terms.mean(axis=0)
+        var_terms = np.abs(self.moving_variance.astype(np.float64)) + keep * (
+            (x_terms + x_terms.mean(axis=0)) ** 2).mean(axis=0)
+        return [(dA_terms * xhat).sum(axis=0), dA_terms.sum(axis=0), mean_terms, var_terms], dX, {}
 
     def dtype_eps(self, x: Array) -> Array:
         return np.asarray(self.epsilon, dtype=x.dtype)
@@ -310,7 +459,7 @@ class BatchNormalization:
         return (self.r / n) * (n * dXhat - dXhat.sum(axis=0) - self.Xhat * (dXhat * self.Xhat).sum(axis=0))
 
 
-LAYERS: dict[str, type] = {
+LAYERS: dict[str, type[Layer]] = {
     "dense": Dense,
     "dropout": Dropout,
     "batch_normalization": BatchNormalization,

@@ -35,11 +35,17 @@ EPSILON = 1e-7
 class Loss:
     """Base class: subclasses give `per_sample(Y, P) -> (N,)` and `per_sample_grad(Y, P) -> (N, K)`.
 
-    `fuses_with`: the output activations whose logits Keras uses instead of the probabilities.
+    Declarations (read by the harness, never kept in a table elsewhere):
+    - `fuses_with`: the output activations whose logits Keras uses instead of the probabilities;
+    - `target_kind`: the targets it takes: "onehot" (N, K), "labels" (N,), "binary" (N, K) in [0, 1] or
+      "regression" (N, K) of any real value;
+    - `default_output`: the output activation a model built for it gets unless told otherwise.
     """
 
     name: str = ""
     fuses_with: tuple[str, ...] = ()
+    target_kind: str = "regression"
+    default_output: str = "linear"
 
     def per_sample(self, y_true: Array, y_pred: Array) -> Array:
         """l_i for each sample.  Y (N, K), P (N, K) -> (N,)."""
@@ -60,6 +66,11 @@ class Loss:
     def prepare_targets(self, y_true: Array, y_pred: Array) -> Array:
         """Targets as the loss uses them (e.g. after label smoothing).  Y (N, K) -> (N, K)."""
         return y_true
+
+    def fused_terms(self, y_abs: Array, p_abs: Array) -> Array:
+        """On the fused path, the magnitude of the terms behind the unreduced dl_i/dZ_i, from |Y| and |P|
+        (N, K) -> (N, K); the loss's own `reduce_grad` reduces it. Only losses that fuse have one."""
+        raise NotImplementedError(f"loss {self.name!r} has no fused path")
 
     def check_targets(self, y_true: Array, outputs: int) -> None:
         """Refuse labels that do not fit this loss on a model with `outputs` outputs: here, shape (N, outputs)."""
@@ -113,6 +124,10 @@ class Crossentropy(Loss):
 
     fuses_with = ("softmax", "sigmoid")
 
+    def fused_terms(self, y_abs: Array, p_abs: Array) -> Array:
+        """dl/dZ = P - Y (softmax cross-entropies): terms |P| + |Y|."""
+        return p_abs + y_abs
+
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         if not 0 <= label_smoothing <= 1:
             raise BadInputError(f"loss {self.name!r}: label_smoothing must be in [0, 1], got {label_smoothing:g}")
@@ -137,6 +152,8 @@ class CategoricalCrossentropy(Crossentropy):
     """
 
     name = "categorical_crossentropy"
+    target_kind = "onehot"
+    default_output = "softmax"
 
     #: How far a row of Y may sum from 1 (float32 rounding of a probability row) before it is refused.
     ROW_SUM_TOL = 1e-6
@@ -212,6 +229,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """
 
     name = "sparse_categorical_crossentropy"
+    target_kind = "labels"
 
     def __init__(self, from_logits: bool = False) -> None:
         super().__init__(from_logits=from_logits)
@@ -264,6 +282,12 @@ class BinaryCrossentropy(Crossentropy):
     """
 
     name = "binary_crossentropy"
+    target_kind = "binary"
+    default_output = "sigmoid"
+
+    def fused_terms(self, y_abs: Array, p_abs: Array) -> Array:
+        """dl/dZ = (P - Y) / K (sigmoid cross-entropy): terms (|P| + |Y|) / K."""
+        return (p_abs + y_abs) / p_abs.shape[-1]
 
     def check_targets(self, y_true: Array, outputs: int) -> None:
         """Y (N, K) with every entry in [0, 1]."""

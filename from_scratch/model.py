@@ -11,6 +11,7 @@ dZ = (P - Y) / N, skipping the softmax Jacobian.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.errors import BadInputError, unknown_name
-from from_scratch.layers import LAYERS
+from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
 
@@ -33,7 +34,9 @@ class BackwardPass:
 
     loss: the reduced loss; grads: dL/dparam aligned with `get_weights()`; input_grad: dL/dX (N, D), or None when
     it was not asked for;
-    output: the model output P (N, K); fused: whether the loss was computed from the output logits.
+    output: the model output P (N, K); fused: whether the loss was computed from the output logits;
+    records: per layer, its output "A", the gradient that reached it "dA" (absent for the output layer on the
+    fused path) and the layer's own named intermediates (`Layer.record()`: Dense adds "Z" and "dZ").
     """
 
     loss: float
@@ -41,36 +44,63 @@ class BackwardPass:
     input_grad: Array | None
     output: Array
     fused: bool
+    records: list[dict[str, Array]]
 
 
 class Sequential:
-    """A stack of layers built for `input_dim` features in `dtype`, initialised from `seed`.
+    """A stack of layers built for inputs of `input_shape` (without the batch axis) in `dtype`, from `seed`.
 
-    Weights follow Keras's order [W1, b1, W2, b2, ...] with kernels (in, out) and biases (out,).
+    Any `from_scratch.Layer` goes in, shipped or user-defined; `input_dim=D` is the shorthand for
+    input_shape=(D,). Weights follow Keras's order [W1, b1, W2, b2, ...] with kernels (in, out) and biases (out,).
     """
 
     def __init__(
-        self, layers: Sequence[Any], input_dim: int, dtype: str = "float64", seed: int | None = 0
+        self,
+        layers: Sequence[Layer],
+        input_dim: int | None = None,
+        dtype: str = "float64",
+        seed: int | None = 0,
+        *,
+        input_shape: Shape | int | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if not isinstance(input_dim, (int, np.integer)) or isinstance(input_dim, bool) or input_dim <= 0:
-            raise BadInputError(f"input_dim must be a positive integer, got {input_dim!r}")
+        if (input_dim is None) == (input_shape is None):
+            raise BadInputError("give exactly one of input_shape=(...) and input_dim=D")
+        shape = as_shape(input_dim, "input_dim") if input_shape is None else as_shape(input_shape)
         if not layers:
             raise BadInputError("a Sequential model needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise BadInputError(
+                    f"layer {i} is a {type(layer).__name__}, not a from_scratch.Layer: subclass Layer and give it "
+                    "build(input_shape, dtype, rng), forward(x, training=False), backward(dy), params and grads"
+                )
         self.layers = list(layers)
-        self.input_dim = int(input_dim)
+        self.input_shape = shape
         self.dtype = np.dtype(dtype)
         self.seed = seed
         rng = np.random.default_rng(seed)
-        width = self.input_dim
         counts: dict[str, int] = {}
+        self.layer_input_shapes: list[Shape] = []
         for layer in self.layers:
+            self.layer_input_shapes.append(shape)
             n = counts.get(layer.kind, 0)
             counts[layer.kind] = n + 1
             layer.name = layer.kind if n == 0 else f"{layer.kind}_{n}"  # Keras's names in a fresh session
-            width = layer.build(width, self.dtype, rng)
-        self.output_dim = width
+            built = layer.build(shape, self.dtype, rng)
+            shape = as_shape(built, f"layer {layer.name!r}: build() must return the output shape, it returned")
+        self.output_shape = shape
+
+    @property
+    def input_dim(self) -> int:
+        """The width D of 1-D inputs (N, D)."""
+        return self.input_shape[0] if len(self.input_shape) == 1 else int(np.prod(self.input_shape))
+
+    @property
+    def output_dim(self) -> int:
+        """The width K of 1-D outputs (N, K)."""
+        return self.output_shape[-1]
 
     @classmethod
     def from_architecture(cls, arch: Architecture, dtype: str = "float64", seed: int | None = 0) -> Sequential:
@@ -85,8 +115,25 @@ class Sequential:
     @property
     def architecture(self) -> Architecture:
         """The description of this model, from which `keras_impl.build_model` builds its twin."""
+        custom = [layer.name for layer in self.layers if not hasattr(layer, "spec")]
+        if custom or len(self.input_shape) != 1:
+            raise BadInputError(
+                f"this model has no architecture description: layer(s) {', '.join(custom) or 'none'} are not "
+                f"registry layers and the input shape is {self.input_shape}; compare it with compare.check_model"
+            )
         specs: tuple[LayerSpec, ...] = tuple(layer.spec() for layer in self.layers)
         return Architecture(self.input_dim, specs)
+
+    def astype(self, dtype: str) -> Sequential:
+        """The same model in `dtype`: each layer copied and built again, then these weights set (exactly: float32
+        to float64 is exact, and set_weights refuses a rounding cast). Fixed dropout masks carry over."""
+        model = Sequential([copy.deepcopy(layer) for layer in self.layers], dtype=dtype, seed=self.seed,
+                           input_shape=self.input_shape)
+        model.set_weights(self.get_weights())
+        for ours, theirs in zip(self.layers, model.layers):
+            if getattr(ours, "fixed_mask", None) is not None:
+                theirs.fix_mask(ours.fixed_mask)
+        return model
 
     # ----- weights -------------------------------------------------------------------------------------------
     def get_weights(self) -> list[Array]:
@@ -117,11 +164,12 @@ class Sequential:
 
     # ----- forward and backward ------------------------------------------------------------------------------
     def _as_input(self, x: Array) -> Array:
-        """X (N, D) as the model dtype (cast as Keras casts inputs); refuses a wrong shape, an empty batch,
-        non-numbers and NaN or infinity."""
+        """X (N, *input_shape) as the model dtype (cast as Keras casts inputs); refuses a wrong shape, an empty
+        batch, non-numbers and NaN or infinity."""
         x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise BadInputError(f"input: expected shape (N, {self.input_dim}), got {x.shape}")
+        if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
+            expected = ", ".join(["N", *map(str, self.input_shape)])
+            raise BadInputError(f"input: expected shape ({expected}), got {x.shape}")
         _check_numbers("input", x)
         return x.astype(self.dtype, copy=False)
 
@@ -156,8 +204,8 @@ class Sequential:
 
     def fuses(self, loss: Loss) -> bool:
         """Whether `loss` is computed from the output layer's logits (Keras's hidden-logits path)."""
-        activation = getattr(self.layers[-1], "activation", None)
-        return activation is not None and activation.name in loss.fuses_with
+        last = self.layers[-1]
+        return isinstance(last, Dense) and last.activation.name in loss.fuses_with
 
     def backward_pass(
         self,
@@ -172,23 +220,39 @@ class Sequential:
         input_grad=False skips dL/dX (the first layer's dZ @ W.T), which a training step does not need.
         """
         loss = get_loss(loss)
-        output = self.forward(x, training=True)
+        a = self._as_input(x)
+        records: list[dict[str, Array]] = []
+        for layer in self.layers:
+            a = layer.forward(a, training=True)
+            records.append({"A": a})
+        output = a
         y = self._as_targets(y, loss, len(output))
         sample_weight = self._as_sample_weight(sample_weight, len(output))
         last = self.layers[-1]
         fused = self.fuses(loss)
         penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
-        wants = [input_grad or i > 0 for i in range(len(self.layers))]  # does the layer below need this layer's dX?
         if fused:
             value = loss.from_logits_value(y, last.Z, sample_weight)
-            dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight), wants[-1])
+            dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight), input_grad
+                                      or len(self.layers) > 1)
         else:
             value = loss(y, output, sample_weight)
-            dX = last.backward(loss.gradient(y, output, sample_weight), wants[-1])
-        for layer, want in zip(reversed(self.layers[:-1]), reversed(wants[:-1])):
-            dX = layer.backward(dX, want)
+            dX = self._backward(last, loss.gradient(y, output, sample_weight), records[-1],
+                                input_grad or len(self.layers) > 1)
+        for i in range(len(self.layers) - 2, -1, -1):  # does the layer below need this layer's dX?
+            dX = self._backward(self.layers[i], dX, records[i], input_grad or i > 0)
+        for layer, record in zip(self.layers, records):
+            record.update({key: np.array(value) for key, value in layer.record().items() if value is not None})
         grads = [g for layer in self.layers for g in layer.grads]
-        return BackwardPass(float(value + penalty), grads, dX, output, fused)
+        return BackwardPass(float(value + penalty), grads, dX, output, fused, records)
+
+    @staticmethod
+    def _backward(layer: Layer, dA: Array, record: dict[str, Array], input_grad: bool) -> Array | None:
+        """layer.backward(dA), skipping dL/dX where nothing needs it and the layer allows it; records dA."""
+        record["dA"] = dA
+        if not input_grad and layer.input_grad_optional:
+            return layer.backward(dA, input_grad=False)
+        return layer.backward(dA)
 
     def loss_and_gradients(
         self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None
@@ -202,7 +266,11 @@ class Sequential:
     @property
     def trainable(self) -> list[bool]:
         """One flag per entry of get_weights(): False for moving statistics."""
-        return [t for layer in self.layers for t in layer.trainable]
+        return [t for layer in self.layers for t in layer.param_trainable()]
+
+    def weight_names(self) -> list[str]:
+        """Keras-style variable paths aligned with get_weights(): dense/kernel, dense/bias, dense_1/kernel, ..."""
+        return [f"{layer.name}/{label}" for layer in self.layers for label in layer.param_names()]
 
     def compile(self, optimizer: str | Optimizer = "sgd", loss: str | Loss = "categorical_crossentropy",
                 metrics: Sequence[str] = ()) -> None:

@@ -47,6 +47,7 @@ def _dense(spec: Any, dtype: str) -> keras.layers.Layer:
     )
 
 
+@keras.saving.register_keras_serializable(package="backprop_parity")
 class FixedMaskDropout(keras.layers.Layer):
     """Dropout with a mask set from outside: where(M, X * s, 0), s = 1 / (1 - rate), in training; X in inference.
 
@@ -60,6 +61,9 @@ class FixedMaskDropout(keras.layers.Layer):
         super().__init__(**kwargs)
         self.rate = rate
         self.mask: np.ndarray | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         if not training or self.rate == 0:
@@ -179,3 +183,19 @@ def evaluate_loss(
     output = model(tf.constant(x, dtype=dtype), training=False)
     value = make_loss(loss, loss_config or {}, dtype)(tf.constant(y, dtype=dtype), output)
     return float(value), np.asarray(output)
+
+
+def astype(model: keras.Model, dtype: str) -> keras.Model:
+    """The same Sequential model in `dtype`: every layer rebuilt from its own config with that dtype, the weights
+    copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64 truth that
+    float32 comparisons are measured against."""
+    def rebuild(layer: keras.layers.Layer) -> keras.layers.Layer:
+        twin = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+        if isinstance(layer, FixedMaskDropout):
+            twin.mask = layer.mask
+        return twin
+
+    inputs = keras.Input(shape=model.input_shape[1:], dtype=dtype)
+    copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=rebuild)
+    copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
+    return copy

@@ -13,7 +13,7 @@ from compare.harness import compare_models
 from compare.scales import rounding_at_kinks
 from compare.matrix import GRADIENT_ACTIVATIONS, LOSS_CASES, matrix, run_entry, targets
 from from_scratch import Architecture, Sequential
-from from_scratch.activations import ACTIVATIONS, KINK_VALUES
+from from_scratch.activations import ACTIVATIONS
 from from_scratch.losses import LOSSES, get_loss
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.losses import KERAS_LOSSES, make_loss
@@ -34,7 +34,7 @@ def test_matrix_entry_agrees_with_keras(entry):
     assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
 
 
-@pytest.mark.parametrize("name", sorted(KINK_VALUES))
+@pytest.mark.parametrize("name", sorted(n for n, entry in ACTIVATIONS.items() if entry.kink_value is not None))
 def test_derivative_at_the_kink_matches_tensorflow(name):
     """f'(0) from TensorFlow's gradient of the Keras twin equals the stated scratch value, exactly."""
     keras_impl.build_model(Architecture.parse("1-1"), "float64")  # sets floatx
@@ -43,7 +43,7 @@ def test_derivative_at_the_kink_matches_tensorflow(name):
     with tf.GradientTape() as tape:
         tape.watch(z)
         a = activation(z)
-    np.testing.assert_array_equal(tape.gradient(a, z).numpy(), np.full((1, 3), KINK_VALUES[name]))
+    np.testing.assert_array_equal(tape.gradient(a, z).numpy(), np.full((1, 3), ACTIVATIONS[name].kink_value))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -58,14 +58,11 @@ def test_step_activation_forward_parity(dtype):
 
 
 # ----- the probability path, loss by loss, including the clip ------------------------------------------------------
+#: Every loss case of the matrix that is not computed from logits, with the loss's own target kind.
 PROBABILITY_CASES = {
-    "categorical_crossentropy": ("onehot", {}),
-    "sparse_categorical_crossentropy": ("labels", {}),
-    "binary_crossentropy": ("binary", {"label_smoothing": 0.1}),
-    "mean_squared_error": ("regression", {}),
-    "mean_absolute_error": ("regression", {}),
-    "huber": ("regression", {"delta": 0.3}),
-    "sum_squared_error": ("regression", {}),
+    case.id: (get_loss(case.loss).target_kind, case.loss, case.config)
+    for case in LOSS_CASES
+    if not case.config.get("from_logits")
 }
 
 #: loss-level float64 parity: the same few operations on both sides, agreement to a few ulps.
@@ -86,7 +83,7 @@ def keras_loss_and_grad(name, config, y, p, sample_weight=None):
 @pytest.mark.parametrize("name", sorted(PROBABILITY_CASES))
 def test_loss_on_plain_probabilities_matches_keras(name, clip_active, with_weights):
     """A plain tensor (no hidden logits): clipping, renormalising and zero gradients where clipped, as Keras."""
-    kind, config = PROBABILITY_CASES[name]
+    kind, name, config = PROBABILITY_CASES[name]
     rng = np.random.default_rng(3)
     p = rng.uniform(0.05, 0.95, size=(6, 4))
     if clip_active:
@@ -168,7 +165,7 @@ def test_random_architectures_from_the_registries(hidden, case, batch, scale, ex
     tokens.append(f"3:{case.output}")
     arch = "-".join(tokens)
     scratch, report = fuzz_case(arch, dtype, seed, batch, scale, case.make(), case.targets)
-    assume(not rounding_at_kinks(scratch))  # a ReLU input that is rounding noise: the kink is tested on its own
+    assume(not rounding_at_kinks(scratch, scratch.layers[0].X))  # a ReLU input that is rounding noise: the kink is tested on its own
     assert report.passed, f"{arch} {case.id}: " + report.verdict() + "\n" + "\n".join(map(str, report.failures))
 
 
@@ -256,21 +253,17 @@ def test_rounding_at_a_kink_is_detected_and_exact_zeros_are_not():
     Saturated GELU outputs ~1e-17 on one side and 0 on the other, so the next ReLU input is rounding noise and the
     two masks differ (a 23% difference in a bias gradient, both sides correct). `rounding_at_kinks` names such
     layers; the zero-row kink (exact zeros from zero terms) is not one of them."""
-    from compare.scales import gradient_scales
-
     arch = Architecture.parse("3-2:relu-2")
     scratch = Sequential.from_architecture(arch, seed=0)
     x = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5]])
     y = np.eye(2)
     weights = scratch.get_weights()
-    result = scratch.backward_pass(x, y)
-    gradient_scales(scratch, y, scratch_loss(), result.fused)
-    assert rounding_at_kinks(scratch) == []  # row 0 is an exact zero from zero terms
+    scratch.backward_pass(x, y)
+    assert rounding_at_kinks(scratch, x) == []  # row 0 is an exact zero from zero terms
     weights[0][:, 0] = [1.0, 1.0, 2.0]  # z = 1 - 2 + 1 = 0 from terms of size 4: rounding-level
     scratch.set_weights(weights)
-    result = scratch.backward_pass(x, y)
-    gradient_scales(scratch, y, scratch_loss(), result.fused)
-    assert rounding_at_kinks(scratch) == ["dense"]
+    scratch.backward_pass(x, y)
+    assert rounding_at_kinks(scratch, x) == ["dense"]
 
 
 def scratch_loss():
