@@ -12,6 +12,7 @@ the float64 truth (Keras in float64 on the same weights and batch, upcast exactl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -33,7 +34,7 @@ from compare.tolerances import (
     truth_rel_error,
 )
 from from_scratch.arch import Architecture
-from from_scratch.gradcheck import gradcheck
+from from_scratch.gradcheck import GRADCHECK_STEP, gradcheck, numerical_gradient
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
 from keras_impl.model import astype as keras_astype
@@ -43,8 +44,9 @@ Array = np.ndarray
 
 MEASURES = {
     "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
-    "vs float64": "||a - T|| / max(||b - T||, 1e-6 ||T||), T = Keras float64 on the same weights and batch: how many "
-                  "times farther from the float64 truth scratch float32 is than Keras float32",
+    "vs float64": "max(||a - T||, ||b - T||) / max(min(||a - T||, ||b - T||), 1e-6 ||T||), T = Keras float64 on the "
+                  "same weights and batch: how many times farther from the float64 truth one float32 side is than "
+                  "the other",
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
     "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
@@ -142,17 +144,19 @@ class Side:
 Quantity = tuple[str | None, int, Step | None, Callable[[Side], Array], Callable[[Scales], Array | None]]
 
 
-def judge(dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None) -> tuple[float, str, float]:
+def judge(dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None,
+          again: Array | None = None) -> tuple[float, str, float]:
     """(error, measure, tolerance) for scratch `ours` against Keras `theirs`.
 
-    float64: norm-relative, with the cancellation floor where term magnitudes are known. float32: the scratch
-    result may be at most F32_FACTOR times farther from the float64 truth `truth` than Keras's float32 result is
+    float64: norm-relative, with the cancellation floor where term magnitudes are known. float32: neither side may
+    be more than F32_FACTOR times farther from the float64 truth `truth` than float32 rounding explains, gauged by
+    the other side and by `again`, Keras's float32 result on the batch in reversed order
     (tolerances.truth_rel_error): no per-layer knowledge needed."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     if ours.shape != theirs.shape:
         return float("inf"), "norm-rel", F64_TOL
     if dtype == "float32" and truth is not None:
-        return truth_rel_error(ours, theirs, np.asarray(truth)), "vs float64", F32_FACTOR
+        return truth_rel_error(ours, theirs, np.asarray(truth), terms, again), "vs float64", F32_FACTOR
     return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR), "norm-rel", F64_TOL
 
 
@@ -165,13 +169,37 @@ def scratch_side(model: Sequential, x: Array, y: Array, loss: Loss, sample_weigh
 
 def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> Side:
     """The Keras pass (one taped call of the model) and its layer-by-layer trace, as a Side."""
+    twin = loss.keras_loss if hasattr(loss, "keras_loss") else loss.name  # a loss outside the registry brings its own
     before = model.get_weights()
-    result = keras_impl.loss_and_gradients(model, x, y, loss.name, loss.config(), sample_weight)
+    result = keras_impl.loss_and_gradients(model, x, y, twin, loss.config(), sample_weight)
     state = model.get_weights()
     model.set_weights(before)
-    records = keras_trace(model, x, y, loss.name, loss.config(), sample_weight)
+    records = keras_trace(model, x, y, twin, loss.config(), sample_weight)
     model.set_weights(state)
     return Side(result.loss, result.output, result.grads, result.input_grad, state, records)
+
+
+def reversed_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None,
+                  weights: list[Array]) -> Side:
+    """Keras's pass on the batch in reversed row order, from `weights`, turned back into the original order: the
+    same mathematics summed in other orders, a second sample of its float32 rounding. Fixed masks are reversed
+    with the batch, and a loss that holds per-sample data (the projection of check_layer) is `permuted` too."""
+    order = np.arange(len(x))[::-1]
+    masks = [(layer, layer.mask) for layer in model.layers if getattr(layer, "mask", None) is not None]
+    for layer, mask in masks:
+        layer.mask = np.asarray(mask)[order]
+    state = model.get_weights()
+    model.set_weights(weights)
+    try:
+        side = keras_side(model, x[order], y[order], loss.permuted(order) if hasattr(loss, "permuted") else loss,
+                          None if sample_weight is None else np.asarray(sample_weight)[order])
+    finally:
+        model.set_weights(state)
+        for layer, mask in masks:
+            layer.mask = mask
+    back = np.argsort(order)
+    return dataclasses.replace(side, output=side.output[back], input_grad=side.input_grad[back],
+                               records=[{k: v[back] for k, v in r.items()} for r in side.records])
 
 
 def quantities(model: Sequential, fused: bool) -> list[Quantity]:
@@ -225,15 +253,16 @@ def _recorded(layer: Any, key: str) -> tuple[str, ...]:
 
 
 def compare_sides(model: Sequential, fused: bool, ours: Side, theirs: Side, truth: Side | None,
-                  terms: Scales | None, dtype: str) -> tuple[list[Row], list[Step]]:
-    """The table's rows and the per-layer steps for one pair of passes (and the float64 truth in float32)."""
+                  terms: Scales | None, dtype: str, again: Side | None = None) -> tuple[list[Row], list[Step]]:
+    """The table's rows and the per-layer steps for one pair of passes (in float32 also the float64 truth and
+    Keras's second float32 sample, `again`)."""
     rows, steps = [], []
     n = len(ours.output)
     for row_name, place, step, get, get_terms in quantities(model, fused):
         a, b = get(ours), get(theirs)
         t = get(truth) if truth is not None else None
         m = get_terms(terms) if terms is not None else None
-        error, measure, tol = judge(dtype, a, b, t, m)
+        error, measure, tol = judge(dtype, a, b, t, m, get(again) if again is not None else None)
         if row_name is not None:
             rows.append((place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure,
                                     tol)))
@@ -254,9 +283,10 @@ def round_trip_row(weights: list[Array], back: list[Array]) -> Row:
 
 
 def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads: list[Array], samples: int,
-                  seed: int, sample_weight: Array | None = None) -> Row:
+                  seed: int, sample_weight: Array | None = None, keras_input_grad: Array | None = None) -> Row:
     """The third witness: central differences of the scratch loss in float64 on `samples` coordinates per
-    parameter, against Keras's gradient there (Keras's float64 gradient in a float32 comparison).
+    parameter and `samples` coordinates of the input, against Keras's gradient there (Keras's float64 gradient in
+    a float32 comparison).
 
     It needs no backward pass at all, so a wrong scratch backward shows in its scratch-vs-Keras row alone and
     a formula that both sides got wrong the same way shows here. In a float32 comparison the scratch model is
@@ -267,10 +297,23 @@ def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     points = gradcheck(model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads,
                        sample_weight=sample_weight)
-    analytic = np.array([p.analytic for p in points])
-    numerical = np.array([p.numerical for p in points])
+    analytic = [p.analytic for p in points]
+    numerical = [p.numerical for p in points]
+    if keras_input_grad is not None:
+        rng = np.random.default_rng(seed + 1)
+        for flat in rng.choice(x.size, size=min(samples, x.size), replace=False):
+            index = np.unravel_index(flat, x.shape)
+
+            def f(value: Array, index: tuple = index) -> float:
+                trial = x.copy()
+                trial[index] = value
+                return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
+
+            analytic.append(float(np.asarray(keras_input_grad)[index]))
+            numerical.append(float(numerical_gradient(f, np.array(x[index]), GRADCHECK_STEP)))
+    analytic, numerical = np.array(analytic), np.array(numerical)
     rel = max_rel_error(analytic, numerical)
-    return Row(f"numerical grad vs Keras ({len(points)} coords, float64)", (len(points),),
+    return Row(f"numerical grad vs Keras ({len(analytic)} coords, float64)", (len(analytic),),
                max_abs_error(analytic, numerical), rel, rel, "max-rel", GRADCHECK_TOL)
 
 
@@ -310,17 +353,19 @@ def compare_models(
     ours, result = scratch_side(scratch, x, y, loss, sample_weight)
     terms = gradient_scales(scratch, x, y, loss, result, sample_weight)
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
-    truth = None
+    truth = again = None
     if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
         keras64 = keras_astype(keras_model, "float64")
         keras64.set_weights([np.asarray(w, np.float64) for w in weights])
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)
-    table, steps = compare_sides(scratch, result.fused, ours, theirs, truth, terms, dtype)
+        again = reversed_side(keras_model, x, y, loss, sample_weight, weights)
+    table, steps = compare_sides(scratch, result.fused, ours, theirs, truth, terms, dtype, again)
     rows += table
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
-        rows.append(gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight))
+        rows.append(gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight,
+                                  reference.input_grad))
     return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
 
 

@@ -29,17 +29,17 @@ class ZooEntry:
 
     name: str
     description: str
-    kind: str  # "gradient" (one batch through compare_models) or "optimizer" (a training run)
-    run: Callable[[], Any]
+    kind: str  # "gradient" (one batch through compare_models; run(dtype="float64")) or "optimizer" (a training run)
+    run: Callable[..., Any]
     expect: str  # the text the diagnosis must contain, e.g. "layer 2 (dense_1) dL/dZ"
 
 
 # ----- gradient bugs ------------------------------------------------------------------------------------------------
-def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any]) -> Any:
+def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any], dtype: str = "float64") -> Any:
     """Build both sides, let `plant` put the bug into the scratch side (it may return a buggy loss), compare."""
     from compare.harness import build_pair, compare_models
 
-    scratch, keras_model = build_pair(arch, "float64")
+    scratch, keras_model = build_pair(arch, dtype)
     planted_loss = plant(scratch)
     return compare_models(scratch, keras_model, x, y, planted_loss or "categorical_crossentropy", gradcheck_samples=0,
                           config={"arch": arch, "batch": len(x)})
@@ -62,12 +62,12 @@ class MissingOneOverN(CategoricalCrossentropy):
         return grad
 
 
-def missing_1_over_n() -> Any:
+def missing_1_over_n(dtype: str = "float64") -> Any:
     x, y = _batch(16, 8, 4)
-    return _compare("8-6-4", x, y, lambda m: MissingOneOverN())
+    return _compare("8-6-4", x, y, lambda m: MissingOneOverN(), dtype=dtype)
 
 
-def relu_mask_at_kink() -> Any:
+def relu_mask_at_kink(dtype: str = "float64") -> Any:
     x, y = _batch(12, 6, 3, seed=1)
     x[4] = 0.0  # a zero row with zero biases: every hidden Z of that row is exactly 0
 
@@ -76,10 +76,10 @@ def relu_mask_at_kink() -> Any:
         for layer in m.layers[:-1]:
             layer.activation = wrong
 
-    return _compare("6-5-5-3", x, y, plant)
+    return _compare("6-5-5-3", x, y, plant, dtype=dtype)
 
 
-def softmax_batch_max() -> Any:
+def softmax_batch_max(dtype: str = "float64") -> Any:
     x, y = _batch(8, 5, 4, seed=2)
 
     def batch_max_softmax(z: Array) -> Array:
@@ -93,10 +93,10 @@ def softmax_batch_max() -> Any:
         weights[-2] = weights[-2] * 3000.0  # logits in the thousands: rows far below the batch max underflow
         m.set_weights(weights)
 
-    return _compare("5-6-4", x, y, plant)
+    return _compare("5-6-4", x, y, plant, dtype=dtype)
 
 
-def dx_untransposed() -> Any:
+def dx_untransposed(dtype: str = "float64") -> Any:
     x, y = _batch(10, 6, 6, seed=3)
 
     def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
@@ -106,10 +106,10 @@ def dx_untransposed() -> Any:
         return dZ @ self.W  # W where W.T belongs (square layers, so the shapes do not complain)
 
     return _compare("6-6-6-6", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None)
+                    and None, dtype=dtype)
 
 
-def bias_gradient_mean() -> Any:
+def bias_gradient_mean(dtype: str = "float64") -> Any:
     x, y = _batch(16, 8, 4, seed=4)
 
     def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
@@ -119,19 +119,19 @@ def bias_gradient_mean() -> Any:
         return dZ @ self.W.T
 
     return _compare("8-6-4", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None)
+                    and None, dtype=dtype)
 
 
-def sigmoid_grad_of_output() -> Any:
+def sigmoid_grad_of_output(dtype: str = "float64") -> Any:
     x, y = _batch(12, 6, 3, seed=5)
 
     def plant(m: Sequential) -> None:
         m.layers[0].activation = Activation("sigmoid", sigmoid, lambda z, a, dA: dA * sigmoid_grad(a), sigmoid_grad)
 
-    return _compare("6-5:sigmoid-3", x, y, plant)
+    return _compare("6-5:sigmoid-3", x, y, plant, dtype=dtype)
 
 
-def backward_mutates_input() -> Any:
+def backward_mutates_input(dtype: str = "float64") -> Any:
     x, y = _batch(12, 6, 3, seed=6)
 
     def in_place(z: Array, a: Array, dA: Array) -> Array:
@@ -142,10 +142,10 @@ def backward_mutates_input() -> Any:
         for layer in m.layers[:-1]:
             layer.activation = Activation("relu", relu, in_place, relu_grad)
 
-    return _compare("6-5-4-3", x, y, plant)
+    return _compare("6-5-4-3", x, y, plant, dtype=dtype)
 
 
-def gradients_accumulate() -> Any:
+def gradients_accumulate(dtype: str = "float64") -> Any:
     x, y = _batch(12, 6, 3, seed=7)
 
     def backward_from_z(self: Dense, dZ: Array, input_grad: bool = True) -> Array:
@@ -155,7 +155,7 @@ def gradients_accumulate() -> Any:
         return dZ @ self.W.T
 
     return _compare("6-5-3", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None)
+                    and None, dtype=dtype)
 
 
 # ----- optimizer bugs -----------------------------------------------------------------------------------------------
