@@ -2,4 +2,25 @@
 
 It builds both sides from one architecture description, loads identical weights into both, runs the same batch
 and checks that losses, outputs and every gradient agree (harness.py), then prints the evidence (report.py).
+
+For your own pieces: `compare.check_layer(layer, keras_layer, input_shape)` proves a hand-written layer,
+`compare.check_model(scratch_model, keras_model, x, y, loss=...)` a pair of models, and
+`compare.from_keras(model_or_path)` builds the NumPy twin of a saved keras.Sequential. They are loaded on first
+use, so `import compare` does not import TensorFlow.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {"check_layer": "compare.check", "check_model": "compare.check", "from_keras": "compare.keras_model"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'compare' has no attribute {name!r}")

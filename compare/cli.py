@@ -22,6 +22,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def input_shape(text: str) -> tuple[int, ...]:
+    """"7" -> (7,), "8,8,1" (or "8x8x1") -> (8, 8, 1): positive integers."""
+    parts = text.replace("x", ",").split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape of positive integers such as 7 or 8,8,1")
+    return tuple(int(p) for p in parts)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -78,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("name", nargs="?", help="one bug; all of them when omitted")
     z.add_argument("--json", action="store_true")
 
+    c = sub.add_parser("check-layer", help="prove a hand-written layer against the Keras layer it mirrors",
+                       description="Each of SCRATCH and KERAS is module:factory or path/to/file.py:factory, a "
+                                   "function that takes no argument and returns the layer (a from_scratch.Layer, "
+                                   "a keras.layers.Layer).")
+    c.add_argument("scratch", metavar="SCRATCH", help="module:factory or file.py:factory returning a from_scratch.Layer")
+    c.add_argument("keras", metavar="KERAS", help="module:factory or file.py:factory returning a keras.layers.Layer")
+    c.add_argument("--input-shape", required=True, type=input_shape, metavar="SHAPE",
+                   help="the input shape without the batch axis: 7, or 8,8,1")
+    c.add_argument("--batch", type=_positive, default=16, help="batch size (default 16)")
+    c.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    c.add_argument("--seed", type=int, default=0, help="seeds the parameters, the batch and the upstream gradient")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+
     e = sub.add_parser("examples", help="worked examples from the seed material (all of them when NAME is omitted)")
     e.add_argument("name", nargs="?", help="the example to run; all of them when omitted")
     e.add_argument("--plot-path", default="activations.png", help="where the softmax example saves its plot")
@@ -86,55 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import json
-
-    from tabulate import tabulate
-
     from compare.data import load_dataset
+    from compare.report import progress_bar
     from compare.training import run_training
 
     x, y = load_dataset(args.data)
     from from_scratch.arch import Architecture
 
-    loss = args.loss or ("mean_squared_error" if args.data == "regression" else "categorical_crossentropy")
-    output = DEFAULT_OUTPUT.get(loss, "linear")
-    arch = Architecture.parse(args.arch, output_activation=output)
+    from from_scratch.losses import get_loss
+
+    loss = get_loss(args.loss or ("mean_squared_error" if args.data == "regression" else "categorical_crossentropy"))
+    arch = Architecture.parse(args.arch, output_activation=loss.default_output)
     if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
         raise BadInputError(
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
             f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
         )
     config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
-
-    def progress(epoch: int, batch: int, batches: int, epochs: int) -> None:
-        if args.json or (batch != batches and not sys.stderr.isatty()):
-            return  # redrawn in place on a terminal; one line per epoch otherwise
-        done = int(20 * batch / batches)
-        end = "\n" if batch == batches else ""
-        print(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}", end=end,
-              file=sys.stderr, flush=True)
-
     report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, args.dtype, args.seed,
-                          on_step=progress)
+                          on_step=progress_bar(args.json))
+    print_training(report, args)
+    return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def print_training(report: object, args: argparse.Namespace) -> None:
+    """Write the plot if asked, then print the run as JSON or as its table (compare.report)."""
+    import json
+
+    from compare.report import render_training
+
     if args.plot:
         from compare.plot import plot_training
 
         plot_training(report, args.plot)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print("  ".join(f"{k}={v}" for k, v in report.config.items()))
-        rows = [[e["epoch"], f"{e['loss_scratch']:.6f}", f"{e['loss_keras']:.6f}", f"{e['acc_scratch']:.4f}",
-                 f"{e['acc_keras']:.4f}", f"{e['param_max_abs']:.2e}", f"{e['param_norm_rel']:.2e}"]
-                for e in report.epochs]
-        print(tabulate(rows, headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras",
-                                      "max |dW|", "norm-rel dW"], disable_numparse=True))
-        if args.plot:
-            print(f"plot written to {args.plot}")
-        print(report.verdict())
-        if not report.passed and report.diagnosis:
-            print(f"diagnosis: {report.diagnosis}")
-    return EXIT_PASS if report.passed else EXIT_FAIL
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_training(report, args.plot))
 
 
 def run_zoo(args: argparse.Namespace) -> int:
@@ -194,18 +200,14 @@ def run_examples(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-DEFAULT_OUTPUT = {
-    "categorical_crossentropy": "softmax",
-    "sparse_categorical_crossentropy": "softmax",
-    "binary_crossentropy": "sigmoid",
-}
-
-
 def architecture_from_args(args: argparse.Namespace) -> object:
     """--arch plus the layer flags (activation, output activation, dropout, batchnorm, l1/l2) as one description."""
     from from_scratch.arch import Architecture, LayerSpec
 
-    output = args.output_activation or ("linear" if args.from_logits else DEFAULT_OUTPUT.get(args.loss, "linear"))
+    from from_scratch.losses import LOSSES
+
+    default = LOSSES[args.loss].default_output if args.loss in LOSSES else "linear"  # an unknown loss: refused later
+    output = args.output_activation or ("linear" if args.from_logits else default)
     arch = Architecture.parse(args.arch, hidden_activation=args.activation, output_activation=output)
     reg = {k: v for k, v in (("kernel_l1", args.l1), ("kernel_l2", args.l2)) if v}
     layers = []
@@ -269,7 +271,59 @@ def run_compare(args: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"compare": run_compare, "train": run_train, "zoo": run_zoo, "examples": run_examples}
+def load_factory(spec: str, what: str) -> object:
+    """Call the factory `spec` names (module:factory or path/to/file.py:factory) and return what it makes."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    target, _, name = spec.rpartition(":")
+    if not target or not name.isidentifier():
+        raise BadInputError(f"{what} {spec!r}: expected module:factory or path/to/file.py:factory")
+    try:
+        if target.endswith(".py") or "/" in target or "\\" in target:
+            path = Path(target)
+            if not path.is_file():
+                raise BadInputError(f"{what} {spec!r}: no such file {target}")
+            module_spec = importlib.util.spec_from_file_location(f"_parity_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except BadInputError:
+        raise
+    except Exception as exc:  # the user's module failed to import: say so in one line
+        raise BadInputError(f"{what} {spec!r}: importing {target} raised {type(exc).__name__}: {exc}") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise BadInputError(f"{what} {spec!r}: {target} has no function {name!r}")
+    try:
+        return factory()
+    except Exception as exc:
+        raise BadInputError(f"{what} {spec!r}: {name}() raised {type(exc).__name__}: {exc}") from None
+
+
+def run_check_layer(args: argparse.Namespace) -> int:
+    from from_scratch.layers import Layer
+
+    layer = load_factory(args.scratch, "SCRATCH")
+    if not isinstance(layer, Layer):
+        raise BadInputError(f"SCRATCH {args.scratch!r} returned a {type(layer).__name__}, not a from_scratch.Layer")
+    from compare.check import check_layer
+    from compare.report import render, to_json
+
+    twin = load_factory(args.keras, "KERAS")
+    try:
+        report = check_layer(layer, twin, args.input_shape, batch=args.batch, dtype=args.dtype, seed=args.seed)
+    except BadInputError:
+        raise
+    except Exception as exc:  # raised inside the user's layer or its twin: one line, not a traceback
+        raise BadInputError(f"checking {args.scratch} raised {type(exc).__name__}: {exc}") from None
+    print(to_json(report) if args.json else render(report))
+    return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+COMMANDS = {"check-layer": run_check_layer, "compare": run_compare, "train": run_train, "zoo": run_zoo, "examples": run_examples}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

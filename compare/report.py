@@ -1,8 +1,11 @@
-"""Render a `Report` as the evidence people read: a tabulate table and a one-line verdict, or JSON."""
+"""Render what the commands print: a `Report` as a tabulate table and a one-line verdict, or JSON; a training run
+as a table per epoch; the training progress bar."""
 
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any, Callable
 
 from tabulate import tabulate
 
@@ -27,7 +30,7 @@ def render(report: Report) -> str:
         disable_numparse=True,
     )
     used = sorted({row.measure for row in report.rows})
-    legend = "\n".join(f"  {name:<10} {MEASURES[name]}" for name in used)
+    legend = "\n".join(f"  {name:<12} {MEASURES[name]}" for name in used)
     return (
         f"{config}\n{pinned}\n\n{table}\n\n"
         f"max rel err = max|a - b| / max(max|a|, max|b|); 'error' is the measure the tolerance applies to:\n"
@@ -38,3 +41,35 @@ def render(report: Report) -> str:
 
 def to_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2)
+
+
+def render_training(report: Any, plot: str | None = None) -> str:
+    """A training-parity run: its configuration, one row per epoch (both sides' loss and accuracy, the parameter
+    difference), where the plot went, the verdict and, when the sides parted, where."""
+    rows = [[e["epoch"], f"{e['loss_scratch']:.6f}", f"{e['loss_keras']:.6f}", f"{e['acc_scratch']:.4f}",
+             f"{e['acc_keras']:.4f}", f"{e['param_max_abs']:.2e}", f"{e['param_norm_rel']:.2e}"]
+            for e in report.epochs]
+    lines = ["  ".join(f"{k}={v}" for k, v in report.config.items()),
+             tabulate(rows, headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras", "max |dW|",
+                                     "norm-rel dW"], disable_numparse=True)]
+    if plot:
+        lines.append(f"plot written to {plot}")
+    lines.append(report.verdict())
+    if not report.passed and report.diagnosis:
+        lines.append(f"diagnosis: {report.diagnosis}")
+    return "\n".join(lines)
+
+
+def progress_bar(quiet: bool) -> Callable[[int, int, int, int], None]:
+    """The training progress callback: one bar per epoch on stderr, redrawn in place on a terminal (nothing when
+    `quiet`, e.g. with --json)."""
+
+    def progress(epoch: int, batch: int, batches: int, epochs: int) -> None:
+        if quiet or (batch != batches and not sys.stderr.isatty()):
+            return
+        done = int(20 * batch / batches)
+        end = "\n" if batch == batches else ""
+        print(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}", end=end,
+              file=sys.stderr, flush=True)
+
+    return progress

@@ -17,6 +17,9 @@ import numpy as np
 
 Array = np.ndarray
 
+#: The step of `gradcheck`'s central differences: balances truncation and rounding in float64 (module docstring).
+GRADCHECK_STEP = 1e-5
+
 
 def numerical_gradient(f: Callable[[Array], float], x: Array, h: float = 1e-4) -> Array:
     """Every partial derivative of the scalar f at x by central differences.  x (any shape) -> same shape.
@@ -58,7 +61,7 @@ def gradcheck(
     y: Array,
     loss: Any = "categorical_crossentropy",
     n_samples: int = 20,
-    h: float = 1e-5,
+    h: float = GRADCHECK_STEP,
     seed: int = 0,
     analytic: list[Array] | None = None,
     sample_weight: Array | None = None,

@@ -6,6 +6,11 @@ oneDNN's fused kernels off (TF_ENABLE_ONEDNN_OPTS=0, unless the caller set it) a
 """
 
 import os
+import sys
+
+#: True when TensorFlow was loaded before this package could pin its settings (then oneDNN is as TensorFlow found
+#: it at its own import, whatever TF_ENABLE_ONEDNN_OPTS says now); `settings()` reports it.
+TENSORFLOW_PRELOADED = "tensorflow" in sys.modules
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -26,6 +26,20 @@ class SumSquaredError(keras.losses.Loss):
         return 0.5 * ops.sum(ops.square(y_true - y_pred), axis=-1)
 
 
+class Projection(keras.losses.Loss):
+    """L = sum_n sum_j y_pred[n, j] G[n, j] for a fixed upstream gradient G: dL/dy_pred = G exactly. With it, a
+    taped pass of one layer gives the layer's vector-Jacobian product with a random G (compare.check_layer).
+    y_true is ignored."""
+
+    def __init__(self, upstream: Any, dtype: str | None = None, name: str = "projection") -> None:
+        super().__init__(name=name, reduction="sum", dtype=dtype)
+        self.upstream = ops.convert_to_tensor(upstream, dtype=dtype)
+
+    def call(self, y_true, y_pred):  # noqa: ANN001, ANN201 (Keras signature)
+        flat = ops.reshape(y_pred * self.upstream, (ops.shape(y_pred)[0], -1))
+        return ops.sum(flat, axis=-1)
+
+
 KERAS_LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {
     "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
     "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,

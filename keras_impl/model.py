@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.losses import make_loss
 
@@ -27,7 +28,9 @@ def settings() -> dict[str, str]:
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
         "backend": keras.backend.backend(),
-        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: oneDNN on)"),
+        "TF_ENABLE_ONEDNN_OPTS": (
+            "unknown: TensorFlow was imported before keras_impl (import keras_impl or compare first)"
+            if keras_impl.TENSORFLOW_PRELOADED else os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: oneDNN on)")),
         "op_determinism": "enabled",
     }
 
@@ -118,12 +121,15 @@ class KerasPass:
 
 
 def batch_tensors(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str, loss_config: dict[str, Any] | None,
-    sample_weight: np.ndarray | None,
+    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str | Callable[[str], keras.losses.Loss],
+    loss_config: dict[str, Any] | None, sample_weight: np.ndarray | None,
 ) -> tuple[str, keras.losses.Loss, tf.Tensor, tf.Tensor, tf.Tensor | None]:
-    """The model's dtype, the Keras loss object in it, and x, y, sample_weight as tensors of that dtype."""
+    """The model's dtype, the Keras loss object in it, and x, y, sample_weight as tensors of that dtype.
+
+    `loss` is a name from keras_impl.losses.KERAS_LOSSES (built with `loss_config`), or a function dtype -> loss
+    object for a loss that is not in the registry (the harness's projection <Y, G> for a single layer)."""
     dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
-    loss_obj = make_loss(loss, loss_config or {}, dtype)
+    loss_obj = loss(dtype) if callable(loss) else make_loss(loss, loss_config or {}, dtype)
     sw = None if sample_weight is None else tf.constant(sample_weight, dtype=dtype)
     return dtype, loss_obj, tf.constant(x, dtype=dtype), tf.constant(y, dtype=dtype), sw
 
@@ -132,7 +138,7 @@ def loss_and_gradients(
     model: keras.Model,
     x: np.ndarray,
     y: np.ndarray,
-    loss: str,
+    loss: str | Callable[[str], keras.losses.Loss],
     loss_config: dict[str, Any] | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> KerasPass:

@@ -9,7 +9,7 @@ Layer state that a training call changes (BatchNormalization's moving statistics
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ def trace(
     model: keras.Model,
     x: np.ndarray,
     y: np.ndarray,
-    loss: str,
+    loss: str | Callable[[str], keras.losses.Loss],
     loss_config: dict[str, Any] | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:

@@ -1,0 +1,29 @@
+"""The pytest way in: `pytest examples/custom_layer` (the `parity` fixture comes with backprop-parity)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+swish, layer_norm = load("swish"), load("layer_norm")
+
+
+def test_swish_matches_keras_silu(parity):
+    parity(swish.Swish(), swish.keras_swish(), input_shape=(7,))
+
+
+def test_layer_norm_matches_keras(parity):
+    parity(layer_norm.LayerNorm(), layer_norm.keras_layer_norm(), input_shape=(6,))
+
+
+def test_broken_swish_is_caught(parity):
+    with pytest.raises(pytest.fail.Exception, match="first differs at dL/dX"):
+        parity(swish.BrokenSwish(), swish.keras_swish(), input_shape=(7,))

@@ -1,0 +1,232 @@
+"""Bring your own layer: compare.check_layer, the check-layer command and the pytest plugin's `parity` fixture."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import compare
+from compare.check import away_from_kinks, check_layer, random_nonzero_params
+from compare.cli import main
+from from_scratch import BadInputError, BatchNormalization, Dense, Layer, Sequential
+
+ROOT = Path(__file__).resolve().parent.parent
+SWISH = ROOT / "examples" / "custom_layer" / "swish.py"
+LAYER_NORM = ROOT / "examples" / "custom_layer" / "layer_norm.py"
+
+
+def load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+swish, layer_norm = load(SWISH), load(LAYER_NORM)
+
+
+class Scale(Layer):
+    """y = x * w with one weight per feature: a minimal layer with a parameter and no Keras built-in twin."""
+
+    weight_names = ("w",)
+
+    def build(self, input_shape, dtype, rng):
+        self.w = np.ones(input_shape, dtype=dtype)
+        return input_shape
+
+    @property
+    def params(self):
+        return [self.w]
+
+    @property
+    def grads(self):
+        return [self.dw]
+
+    def forward(self, x, training=False):
+        self.x = x
+        return x * self.w
+
+    def backward(self, dy):
+        self.dw = (dy * self.x).sum(axis=0)
+        return dy * self.w
+
+
+class KerasScale(keras.layers.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=input_shape[1:], initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("make", [
+    lambda d: (swish.Swish(), swish.keras_swish(d), (7,)),
+    lambda d: (layer_norm.LayerNorm(), layer_norm.keras_layer_norm(d), (6,)),
+    lambda d: (Dense(5, "gelu"), keras.layers.Dense(5, activation="gelu", dtype=d), (4,)),
+    lambda d: (BatchNormalization(), keras.layers.BatchNormalization(dtype=d), (3,)),
+    lambda d: (Scale(), KerasScale(dtype=d), (2, 3)),
+], ids=["swish", "layer_norm", "dense_gelu", "batch_normalization", "user_scale_2d"])
+def test_right_layers_pass(make, dtype):
+    layer, twin, shape = make(dtype)
+    report = check_layer(layer, twin, shape, dtype=dtype)
+    assert report.passed, report.verdict()
+    taylor = report.rows[-1]
+    assert taylor.name.startswith("Taylor") and taylor.error > 1.8
+    witness = next(row for row in report.rows if row.name.startswith("numerical grad"))
+    assert witness.shape[0] >= 8  # input coordinates are sampled even for a layer without parameters
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_wrong_layer_fails_with_a_diagnosis(dtype):
+    report = check_layer(swish.BrokenSwish(), swish.keras_swish(dtype), (7,), dtype=dtype)
+    assert not report.passed
+    assert {row.name for row in report.failures} == {"grad input", report.rows[-1].name}
+    assert report.diagnosis.text.startswith("forward agrees; backward first differs at dL/dX (input)")
+
+
+def test_a_wrong_parameter_gradient_is_located():
+    class WrongScale(Scale):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.dw = self.dw.mean(axis=0) * np.ones_like(self.dw)  # a mean where the sum belongs
+            return dx
+
+    report = check_layer(WrongScale(), KerasScale(dtype="float64"), (4,))
+    assert [row.name for row in report.failures][0] == "grad wrong_scale/w"
+    assert "layer 1 (wrong_scale) dL/dw" in report.diagnosis.text
+
+
+def test_parameters_are_random_and_nonzero():
+    model = Sequential([Dense(4), BatchNormalization()], input_shape=(3,))
+    weights = random_nonzero_params(model, np.random.default_rng(0))
+    assert all(np.all(np.abs(w) > 0.1) for w in weights)
+    assert np.all(weights[-1] > 0)  # a moving variance stays a variance
+    assert np.any(weights[1] < 0) and np.any(weights[1] > 0)
+
+
+def test_inputs_are_kept_away_from_declared_kinks():
+    x = np.array([-0.5, -1e-4, 0.0, 2e-3, 0.7, 1.0 + 1e-5])
+    moved = away_from_kinks(x, (0.0, 1.0), margin=1e-2)
+    np.testing.assert_array_equal(moved, [-0.5, -1e-2, 1e-2, 1e-2, 0.7, 1.01])
+
+
+def test_parameter_mismatch_names_both_shapes():
+    with pytest.raises(BadInputError, match=r"has 2 parameter\(s\) of shapes \[\(4, 3\), \(3,\)\], but Keras layer "
+                                            r"'dense_\d+' has 2 of shapes \[\(4, 5\), \(5,\)\]"):
+        check_layer(Dense(3), keras.layers.Dense(5, dtype="float64"), (4,))
+
+
+def test_a_keras_layer_of_another_dtype_is_rebuilt_in_the_checked_dtype():
+    report = check_layer(Dense(3, "tanh"), keras.layers.Dense(3, activation="tanh", dtype="float32"), (4,))
+    assert report.passed and report.worst("norm-rel") < 1e-14  # float64 arithmetic on both sides
+
+
+def test_not_a_layer_is_refused():
+    with pytest.raises(BadInputError, match="layer 0 is a str, not a from_scratch.Layer"):
+        check_layer("dense", keras.layers.Dense(3), (4,))
+    with pytest.raises(BadInputError, match="keras_layer must be a keras.layers.Layer, got str"):
+        check_layer(Dense(3), "dense", (4,))
+
+
+def test_the_lazy_public_names():
+    assert compare.check_layer is check_layer
+    assert callable(compare.check_model) and callable(compare.from_keras)
+    code = "import sys, compare, compare.pytest_plugin; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# ----- the command line --------------------------------------------------------------------------------------------
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_passes_a_right_layer(capsys):
+    code, out, _ = run(capsys, "check-layer", f"{SWISH}:swish", f"{SWISH}:keras_swish", "--input-shape", "7")
+    assert code == 0 and "PASS: all" in out
+
+
+def test_cli_fails_a_wrong_layer_with_the_diagnosis(capsys):
+    code, out, _ = run(capsys, "check-layer", f"{SWISH}:broken_swish", f"{SWISH}:keras_swish", "--input-shape", "7",
+                       "--dtype", "float32", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["passed"]
+    assert report["diagnosis"]["quantity"] == "dL/dX (input)"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["nope.py:swish", f"{SWISH}:keras_swish"], "SCRATCH 'nope.py:swish': no such file nope.py"),
+    ([f"{SWISH}:nothing", f"{SWISH}:keras_swish"], "has no function 'nothing'"),
+    (["swish", f"{SWISH}:keras_swish"], "expected module:factory or path/to/file.py:factory"),
+    (["no_such_module_xyz:f", f"{SWISH}:keras_swish"], "importing no_such_module_xyz raised ModuleNotFoundError"),
+    (["json:dumps", f"{SWISH}:keras_swish"], "dumps() raised TypeError"),
+    ([f"{SWISH}:keras_swish", f"{SWISH}:keras_swish"], "returned a Activation, not a from_scratch.Layer"),
+    ([f"{SWISH}:swish", f"{SWISH}:swish"], "keras_layer must be a keras.layers.Layer, got Swish"),
+    ([f"{LAYER_NORM}:layer_norm", f"{LAYER_NORM}:keras_layer_norm", "--input-shape", "3,2"],
+     "layer_norm.py:layer_norm raised ValueError"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    if "--input-shape" not in argv:
+        argv = [*argv, "--input-shape", "7"]
+    code, out, err = run(capsys, "check-layer", *argv)
+    assert code == 2, out
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shape", ["0", "7,-1", "x", "7.5"])
+def test_cli_refuses_a_bad_input_shape(capsys, shape):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-layer", f"{SWISH}:swish", f"{SWISH}:keras_swish", "--input-shape", shape])
+    assert exit_info.value.code == 2
+    assert "is not a shape of positive integers" in capsys.readouterr().err
+
+
+# ----- the pytest plugin -------------------------------------------------------------------------------------------
+PLUGIN_TEST = f'''
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("swish", {str(SWISH)!r})
+swish = importlib.util.module_from_spec(spec); spec.loader.exec_module(swish)
+
+def test_no_tensorflow_before_the_fixture():
+    assert "tensorflow" not in sys.modules
+
+def test_right(parity):
+    report = parity(swish.Swish(), swish.keras_swish(), input_shape=(7,))
+    print("DTYPE", report.config["dtype"], "SEED", report.config["seed"])
+
+def test_wrong(parity):
+    parity(swish.BrokenSwish(), swish.keras_swish(), input_shape=(7,))
+'''
+
+
+def run_pytest(tmp_path, *options):
+    (tmp_path / "test_user_layer.py").write_text(PLUGIN_TEST)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                           "-p", "no:hypothesispytest", str(tmp_path / "test_user_layer.py"), *options],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+
+
+def test_plugin_fixture_passes_and_fails_with_the_table(tmp_path):
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "2 passed, 1 failed" in result.stdout or "1 failed, 2 passed" in result.stdout
+    assert "BrokenSwish differs from its Keras twin" in result.stdout
+    assert "quantity" in result.stdout and "diagnosis: forward agrees; backward first differs" in result.stdout
+    assert "DTYPE float64 SEED 0" in result.stdout
+
+
+def test_plugin_options(tmp_path):
+    result = run_pytest(tmp_path, "--parity-dtype", "float32", "--parity-seed", "5", "-k", "right")
+    assert result.returncode == 0, result.stdout
+    assert "DTYPE float32 SEED 5" in result.stdout

@@ -1,0 +1,392 @@
+"""A user's own Keras model: read into its NumPy twin (compare.keras_model) and compared through the command line.
+
+Real keras.Sequential models, trained with Keras's own `fit` where it matters and saved as .keras files.
+"""
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
+import keras
+from compare import cli, keras_model
+from compare.keras_model import comparison_twin, compare_keras_model, describe, from_keras, loss_of
+from compare.training import run_training
+from from_scratch.errors import BadInputError
+from keras_impl.activations import gelu_tanh
+from keras_impl.model import FixedMaskDropout
+
+L = keras.layers
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sequential(layers, input_shape=(4,), dtype="float32", name="model"):
+    return keras.Sequential([keras.Input(input_shape, dtype=dtype), *layers], name=name)
+
+
+def compile_model(model, loss, dtype):
+    """model.compile in `dtype`: Keras's compiled-loss wrapper takes floatx() when it is created, and a float32
+    wrapper cannot add a float64 model's regularization losses in `fit`."""
+    before = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    finally:
+        keras.config.set_floatx(before)
+
+
+def randomize(model, seed=0):
+    """Non-trivial weights in every slot (moving variances positive)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([
+        (np.abs(rng.standard_normal(v.shape)) + 0.5 if "moving_variance" in v.path else rng.standard_normal(v.shape))
+        .astype(v.dtype) for v in model.weights
+    ])
+
+
+# ----- trained models ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    pytest.importorskip("sklearn")
+    from compare.data import digits as load_digits
+
+    return load_digits()
+
+
+def train(layers, digits, dtype, name, epochs):
+    keras.utils.set_random_seed(0)  # fit shuffles, and op determinism wants seeded random ops
+    model = sequential(layers, (64,), dtype, name)
+    compile_model(model, keras.losses.CategoricalCrossentropy(label_smoothing=0.05, dtype=dtype), dtype)
+    x, y = digits
+    model.fit(x.astype(dtype), y.astype(dtype), epochs=epochs, batch_size=128, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    """dtype -> (path, model): Dense (tanh, L2), BatchNormalization, Dropout, Dense (elu), Dense (softmax), trained
+    three epochs on digits with Keras's fit and saved."""
+    saved = {}
+    for dtype in ("float64", "float32"):
+        model = train([
+            L.Dense(24, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3), dtype=dtype, name="hidden"),
+            L.BatchNormalization(momentum=0.9, dtype=dtype, name="norm"),
+            L.Dropout(0.2, dtype=dtype, name="drop"),
+            L.Dense(16, activation="elu", dtype=dtype, name="hidden_2"),
+            L.Dense(10, activation="softmax", dtype=dtype, name="out"),
+        ], digits, dtype, f"digits_{dtype}", epochs=3)
+        path = tmp_path_factory.mktemp("models") / f"digits_{dtype}.keras"
+        model.save(path)
+        saved[dtype] = (path, model)
+    return saved
+
+
+@pytest.fixture(scope="module")
+def trained_without_dropout(digits, tmp_path_factory):
+    model = train([
+        L.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3), dtype="float64"),
+        L.BatchNormalization(dtype="float64"),
+        L.Dense(10, activation="softmax", dtype="float64"),
+    ], digits, "float64", "no_dropout", epochs=2)
+    path = tmp_path_factory.mktemp("models") / "no_dropout.keras"
+    model.save(path)
+    return path, model
+
+
+# ----- (a) a trained model through the command line ----------------------------------------------------------------
+@pytest.mark.parametrize("dtype,flags", [("float64", []), ("float32", []), ("float32", ["--dtype", "float64"])])
+def test_trained_model_passes_every_row(capsys, trained, dtype, flags):
+    path, model = trained[dtype]
+    moving_mean, moving_variance = model.get_layer("norm").get_weights()[2:]
+    assert np.abs(moving_mean).max() > 0.05 and np.abs(moving_variance - 1).max() > 0.05  # fit moved them
+    code, out, err = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 24, "--json", *flags)
+    report = json.loads(out)
+    assert code == 0, err
+    assert [r["name"] for r in report["rows"] if r["status"] != "PASS"] == []
+    names = [r["name"] for r in report["rows"]]
+    assert names[:3] == ["weights from the Keras model", "weights round trip", "loss"]
+    assert {"grad hidden/kernel", "grad norm/gamma", "state norm/moving_variance after step", "grad out/bias",
+            "grad input"} <= set(names)
+    assert report["config"]["keras_model"] == str(path)
+    assert report["config"]["arch"] == "64-24:tanh:l2=0.001-bn-dropout0.2-16:elu-10:softmax"
+    assert report["config"]["dtype"] == (flags[-1] if flags else dtype)
+    assert "label_smoothing=0.05" in report["config"]["loss"]  # the compiled loss, with its argument
+    assert report["passed"]
+
+
+def test_text_report_and_weights_left_untouched(capsys, trained):
+    path, model = trained["float64"]
+    code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--gradcheck", 2)
+    assert code == 0
+    assert out.startswith(f"keras_model={path}  arch=64-24:tanh")
+    assert out.strip().splitlines()[-1].startswith("PASS: all 16 quantities agree")
+    before = [w.copy() for w in model.get_weights()]
+    report = compare_keras_model(model, data="digits", batch=16, gradcheck_samples=0)  # an in-memory model
+    assert report.passed and report.config["keras_model"] == "<digits_float64>"
+    for a, b in zip(before, model.get_weights()):  # the training pass moved the moving statistics: put back
+        np.testing.assert_array_equal(a, b)
+
+
+# ----- (b) every supported layer round-trips bit for bit ---------------------------------------------------------
+F32 = float(np.float32(0.003))  # keras.regularizers.L1 keeps its factor as a float32 tensor
+
+LAYER_CASES = [
+    *[(lambda dtype, a=a: L.Dense(5, activation=a, dtype=dtype), f"5:{a}") for a in
+      ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "softplus"]],
+    (lambda dtype: L.Dense(5, activation=gelu_tanh, dtype=dtype), "5:gelu_tanh"),
+    (lambda dtype: L.Dense(5, activation=functools.partial(keras.activations.gelu, approximate=True), dtype=dtype),
+     "5:gelu_tanh"),
+    (lambda dtype: L.Dense(5, activation=None, dtype=dtype), "5:linear"),
+    (lambda dtype: L.Dense(5, "relu", kernel_regularizer=keras.regularizers.L2(0.01),
+                           bias_regularizer=keras.regularizers.L1(0.003), dtype=dtype),
+     f"5:relu:l2=0.01:bias_l1={F32:g}"),
+    (lambda dtype: L.Dense(5, "tanh", kernel_regularizer=keras.regularizers.L1L2(l1=0.001, l2=0.002),
+                           bias_regularizer=keras.regularizers.L1L2(l2=0.0005), dtype=dtype),
+     "5:tanh:l1=0.001:l2=0.002:bias_l2=0.0005"),
+    (lambda dtype: L.BatchNormalization(momentum=0.8, epsilon=1e-4, dtype=dtype), "bn"),
+    (lambda dtype: L.Dropout(0.3, dtype=dtype), "dropout0.3"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("make,token", LAYER_CASES, ids=[token for _, token in LAYER_CASES])
+def test_each_supported_layer_round_trips_bit_for_bit(make, token, dtype):
+    layer = make(dtype)
+    model = sequential([L.Dense(6, "relu", dtype=dtype), layer, L.Dense(3, "softmax", dtype=dtype)], dtype=dtype)
+    randomize(model)
+    scratch = from_keras(model)
+    assert str(scratch.architecture) == f"4-6:relu-{token}-3:softmax"
+    assert scratch.dtype == np.dtype(dtype)
+    ours, theirs = scratch.get_weights(), model.get_weights()
+    assert len(ours) == len(theirs) == 4 + len(layer.weights)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(layer, L.BatchNormalization):
+        assert (scratch.layers[1].momentum, scratch.layers[1].epsilon) == (0.8, 1e-4)
+    if dtype == "float32":  # into a float64 twin: exact
+        wide = from_keras(model, dtype="float64")
+        for a, b in zip(wide.get_weights(), theirs):
+            assert a.dtype == np.float64 and np.array_equal(a, b.astype(np.float64))
+    else:  # a float64 model is never rounded into float32
+        with pytest.raises(BadInputError, match="float32 was asked for a float64 Keras model"):
+            from_keras(model, dtype="float32")
+
+
+def test_scratch_layers_take_the_keras_names_and_the_twin_shares_the_layers():
+    model = sequential([L.Dense(6, "relu", name="a"), L.Dropout(0.5, name="b"), L.Dense(3, name="c")])
+    scratch = from_keras(model)
+    assert scratch.weight_names() == ["a/kernel", "a/bias", "c/kernel", "c/bias"]
+    twin = comparison_twin(model)
+    assert twin.layers[0] is model.layers[0] and twin.layers[2] is model.layers[2]
+    assert type(twin.layers[1]) is FixedMaskDropout and twin.layers[1].rate == 0.5
+    assert all(a is b for a, b in zip(twin.weights, model.weights))  # the user's own variables
+
+
+@pytest.mark.parametrize(
+    "compiled,expected",
+    [
+        ("mse", "MeanSquaredError()"),
+        ("categorical_crossentropy", "CategoricalCrossentropy(from_logits=False, label_smoothing=0.0)"),
+        (keras.losses.mean_absolute_error, "MeanAbsoluteError()"),
+        (keras.losses.Huber(delta=2.5), "Huber(delta=2.5)"),
+        (keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
+         "BinaryCrossentropy(from_logits=True, label_smoothing=0.1)"),
+        (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+         "SparseCategoricalCrossentropy(from_logits=True)"),
+    ],
+)
+def test_loss_of_reads_the_compiled_loss_and_its_arguments(compiled, expected):
+    model = sequential([L.Dense(3)])
+    assert loss_of(model) is None
+    model.compile(loss=compiled)
+    assert repr(loss_of(model)) == expected
+
+
+@pytest.mark.parametrize(
+    "compiled,message",
+    [
+        ("hinge", "compiled with loss 'hinge', which has no scratch twin; supported: categorical_crossentropy"),
+        (keras.losses.CategoricalFocalCrossentropy(), "loss 'CategoricalFocalCrossentropy', which has no scratch twin"),
+        (keras.losses.MeanSquaredError(reduction="sum"), "reduction='sum'; only Keras's default 'sum_over_batch_size'"),
+        (keras.losses.SparseCategoricalCrossentropy(ignore_class=0), "with ignore_class=0; only ignore_class=None"),
+    ],
+)
+def test_unsupported_compiled_loss_is_refused(compiled, message):
+    model = sequential([L.Dense(3)])
+    model.compile(loss=compiled)
+    with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        loss_of(model)
+
+
+# ----- (c) train from the saved weights --------------------------------------------------------------------------
+def test_train_starts_from_the_saved_weights_and_passes(capsys, trained_without_dropout, digits):
+    path, model = trained_without_dropout
+    code, out, err = run(capsys, "train", "--keras-model", path, "--epochs", 1, "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["passed"] and len(report["steps"]) == 29
+    assert report["config"]["keras_model"] == str(path)
+    assert report["config"]["arch"] == "64-16:relu:l2=0.001-bn-10:softmax"
+    # Zero steps: what both sides evaluate is the saved model itself.
+    x, y = digits
+    arch, _ = describe(model)
+    start = run_training(arch, x, y, epochs=1, max_steps=0, initial_weights=from_keras(model).get_weights())
+    expected = float(keras.losses.CategoricalCrossentropy(dtype="float64")(y, model(x, training=False)))
+    assert start.epochs[0]["loss_keras"] == pytest.approx(expected, rel=1e-14)
+    assert start.epochs[0]["loss_scratch"] == pytest.approx(expected, rel=1e-12)
+
+
+# ----- (d) bad input ---------------------------------------------------------------------------------------------
+class Custom(keras.layers.Layer):
+    """A user's own layer class, unknown to Keras when the model is loaded."""
+
+    def call(self, inputs):
+        return inputs
+
+
+def functional(name):
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, L.Dense(3)(inputs), name=name)
+
+
+BAD_MODELS = {
+    "activation_layer": (lambda: sequential([L.Dense(3, name="d"), L.Activation("relu", name="act")]),
+                         "layer 'act' (Activation): this layer class is not supported; supported: InputLayer; Dense"),
+    "conv2d": (lambda: sequential([L.Conv2D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
+               "layer 'conv' (Conv2D): this layer class is not supported"),
+    "no_bias": (lambda: sequential([L.Dense(3, use_bias=False, name="nobias")]),
+                "layer 'nobias' (Dense): use_bias=False"),
+    "bn_center": (lambda: sequential([L.Dense(3), L.BatchNormalization(center=False, name="bn")]),
+                  "layer 'bn' (BatchNormalization): center=False"),
+    "leaky_slope": (lambda: sequential([L.Dense(3, activation=L.LeakyReLU(negative_slope=0.1), name="leaky")]),
+                    ("layer 'leaky' (Dense): activation LeakyReLU(negative_slope=0.1) layer; only the function "
+                     "leaky_relu with Keras's default negative_slope=0.2")),
+    "swish": (lambda: sequential([L.Dense(3, activation="swish", name="sw")]),
+              "layer 'sw' (Dense): activation 'silu'; supported:"),
+    "constraint": (lambda: sequential([L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2), name="c")]),
+                   "layer 'c' (Dense): kernel_constraint=MaxNorm"),
+    "functional": (lambda: functional("fun"),
+                   "model 'fun' is a Functional model, not a keras.Sequential"),
+    "not_1d": (lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
+               "model 'seq' takes inputs of shape (None, 4, 2); only 1-D features (None, D) are supported"),
+    "hinge": (lambda: sequential([L.Dense(3)], name="h"), "model 'h' is compiled with loss 'hinge'"),
+    "mixed_dtypes": (lambda: sequential([L.Dense(3, dtype="float64", name="d64"), L.Dropout(0.5, name="drop32", dtype="float32")],
+                                        dtype="float64"),
+                     ("layer 'drop32' (Dropout): dtype float32, but layer 'd64' is float64 (Keras casts the "
+                      "activations to float32 there)")),
+    "mixed_precision": (lambda: sequential([L.Dense(3, dtype="mixed_float16", name="half")]),
+                        ("layer 'half' (Dense): dtype policy 'mixed_float16' (computes in float16, keeps weights "
+                         "in float32): only float64 or float32 throughout")),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    paths = {}
+    for key, (make, _) in BAD_MODELS.items():
+        model = make()
+        model.compile(loss="hinge" if key == "hinge" else "mse")
+        paths[key] = folder / f"{key}.keras"
+        model.save(paths[key])
+    model = sequential([L.Dense(3), Custom(name="mine")])
+    model.compile(loss="mse")
+    model.save(folder / "custom.keras")
+    (folder / "model.h5").write_text("not a model")
+    (folder / "notzip.keras").write_text("not a zip")
+    return folder, paths
+
+
+def assert_one_line_exit_2(code, out, err, message):
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+@pytest.mark.parametrize("key", list(BAD_MODELS))
+def test_unsupported_model_is_one_line_and_exit_2(capsys, bad_paths, key):
+    _, paths = bad_paths
+    assert_one_line_exit_2(*run(capsys, "compare", "--keras-model", paths[key]), BAD_MODELS[key][1])
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["compare", "--keras-model", "{folder}/missing.keras"], "Keras model '{folder}/missing.keras': no such file"),
+        (["compare", "--keras-model", "{folder}/model.h5"], "Keras model '{folder}/model.h5' is not a .keras file"),
+        (["compare", "--keras-model", "{folder}/notzip.keras"], "a .keras file is a zip archive, this one is not"),
+        (["compare", "--keras-model", "{folder}/custom.keras"],
+         "cannot be loaded by Keras: layer 'mine' (Custom) is a custom layer class (not Keras's own); supported:"),
+        (["compare", "--keras-model", "{folder}/no_bias.keras", "--arch", "64-32-16-10"],
+         "--arch cannot be combined with --keras-model"),
+        (["compare", "--keras-model", "{folder}/no_bias.keras", "--dropout", "0.1"],
+         "--dropout cannot be combined with --keras-model"),
+        (["train", "--keras-model", "{folder}/no_bias.keras", "--arch", "4-3"],
+         "--arch cannot be combined with --keras-model"),
+        (["compare", "--keras-model", "{folder}/bn_center.keras", "--from-logits"], "--from-logits configures --loss"),
+        (["compare", "--keras-model", "{folder}/swish.keras", "--data", "digits"], "layer 'sw' (Dense)"),
+    ],
+)
+def test_bad_command_line_is_one_line_and_exit_2(capsys, bad_paths, argv, message):
+    folder, _ = bad_paths
+    argv = [a.format(folder=folder) for a in argv]
+    assert_one_line_exit_2(*run(capsys, *argv), message.format(folder=folder))
+
+
+def test_data_that_does_not_fit_the_model_says_both_widths(capsys, tmp_path, digits):
+    model = sequential([L.Dense(3, "softmax")], name="small")
+    model.compile(loss="categorical_crossentropy")
+    model.save(tmp_path / "small.keras")
+    for command in ("compare", "train"):
+        assert_one_line_exit_2(*run(capsys, command, "--keras-model", tmp_path / "small.keras", "--data", "digits"),
+                               "--data digits has 64 features and 10 outputs, but the Keras model 'small' takes 4 "
+                               "inputs and gives 3 outputs")
+
+
+def test_train_refuses_dropout_and_a_rounding_dtype(capsys, trained):
+    path, _ = trained["float64"]
+    assert_one_line_exit_2(*run(capsys, "train", "--keras-model", path, "--epochs", 1),
+                           "layer 'drop' (Dropout): train does not share dropout masks")
+    assert_one_line_exit_2(*run(capsys, "compare", "--keras-model", path, "--dtype", "float32"),
+                           "dtype float32 was asked for a float64 Keras model: its weights would be rounded")
+
+
+# ----- (e) the check can fail --------------------------------------------------------------------------------------
+def test_a_perturbed_copied_weight_fails_its_row(capsys, monkeypatch, trained):
+    """One kernel entry of the scratch twin moved by 1e-9 relative: only the copy check sees it, since the harness
+    copies the scratch weights into Keras before comparing (both sides then compute with the same wrong weight)."""
+    original = keras_model.from_keras
+
+    def perturbed(*args, **kwargs):
+        scratch = original(*args, **kwargs)
+        scratch.layers[0].W[3, 5] *= 1 + 1e-9
+        return scratch
+
+    monkeypatch.setattr(keras_model, "from_keras", perturbed)
+    path, _ = trained["float64"]
+    code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json",
+                       "--gradcheck", 0)
+    report = json.loads(out)
+    assert code == 1 and not report["passed"]
+    assert [r["name"] for r in report["rows"] if r["status"] == "FAIL"] == ["weights from the Keras model"]
+
+
+def test_a_mistranslated_option_fails_the_loss_and_its_gradient(capsys, monkeypatch, trained):
+    """from_keras reading the model wrong (here: dropping the L2 regularizer) is caught by the comparison itself:
+    the Keras side is the user's own layer, with its regularizer."""
+    monkeypatch.setattr(keras_model, "_regularizer_options", lambda layer, which: {})
+    path, _ = trained["float64"]
+    code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json",
+                       "--gradcheck", 0)
+    report = json.loads(out)
+    assert code == 1
+    failed = [r["name"] for r in report["rows"] if r["status"] == "FAIL"]
+    assert failed == ["loss", "grad hidden/kernel"]

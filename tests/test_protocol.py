@@ -1,0 +1,100 @@
+"""The layer protocol and the declarations: every registry entry says on itself what the harness needs."""
+
+import numpy as np
+import pytest
+
+from compare.scales import declares_terms
+from from_scratch import ACTIVATIONS, LAYERS, LOSSES, BadInputError, Dense, Dropout, Layer, Sequential
+from from_scratch.arch import LayerSpec
+from from_scratch.losses import get_loss
+
+TARGET_KINDS = {"onehot", "labels", "binary", "regression"}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_declares_its_kink_and_gradient(name):
+    entry = ACTIVATIONS[name]
+    z = np.linspace(-3, 3, 7)[None, :]
+    if not entry.differentiable:
+        assert entry.kink_value is None
+        return
+    if entry.grad is None:  # not elementwise (softmax): backward is its vector-Jacobian product
+        assert entry.kink_value is None and not entry.kinked
+        return
+    assert entry.kink_value is not None, "an elementwise activation states f'(0)"
+    assert entry.grad(np.zeros((1, 1)))[0, 0] == entry.kink_value
+    assert np.all(entry.grad_magnitude(z) >= np.abs(entry.grad(z)) * (1 - 1e-15))
+    if entry.kinked:
+        assert entry.grad(np.array([[-1e-9]]))[0, 0] != entry.grad(np.array([[1e-9]]))[0, 0]
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_declares_its_targets_output_and_fused_terms(name):
+    loss = get_loss(name)
+    assert loss.target_kind in TARGET_KINDS
+    assert loss.default_output in ACTIVATIONS
+    if loss.fuses_with:
+        terms = loss.fused_terms(np.full((2, 3), 0.5), np.full((2, 3), 0.25))
+        assert terms.shape == (2, 3) and np.all(terms > 0)
+    else:
+        with pytest.raises(NotImplementedError):
+            loss.fused_terms(np.ones((2, 3)), np.ones((2, 3)))
+
+
+SPECS = {"dense": LayerSpec("dense", 3, "relu"), "dropout": LayerSpec("dropout", options={"rate": 0.5}),
+         "batch_normalization": LayerSpec("batch_normalization")}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_every_layer_declares_what_the_harness_needs(kind):
+    assert set(SPECS) == set(LAYERS)
+    layer = LAYERS[kind].from_spec(SPECS[kind])
+    assert isinstance(layer, Layer) and layer.kind == kind
+    model = Sequential([layer], input_shape=(4,))
+    assert len(layer.param_names()) == len(layer.params) == len(layer.param_trainable())
+    assert declares_terms(model)
+    if not layer.deterministic:
+        assert callable(layer.fix_mask) and callable(layer.draw_mask)
+    assert LAYERS[kind].from_spec(layer.spec()).spec() == layer.spec()
+
+
+class Twice(Layer):
+    def forward(self, x, training=False):
+        return 2 * x
+
+    def backward(self, dy):
+        return 2 * dy
+
+
+def test_sequential_takes_a_users_layer_and_an_input_shape():
+    model = Sequential([Twice(), Dense(3)], input_shape=(4,), seed=0)
+    assert model.layers[0].name == "twice" and model.output_shape == (3,)
+    x = np.ones((2, 4))
+    result = model.backward_pass(x, np.eye(3)[[0, 1]], "mean_squared_error")
+    assert result.records[0]["A"].shape == (2, 4) and "dA" in result.records[0]
+    np.testing.assert_array_equal(result.records[1]["Z"], model.layers[1].Z)
+    assert Sequential([Twice()], input_dim=4).input_shape == (4,)
+
+
+def test_shape_and_type_errors_name_the_problem():
+    with pytest.raises(BadInputError, match="give exactly one of input_shape"):
+        Sequential([Twice()])
+    with pytest.raises(BadInputError, match=r"input_shape must be a positive integer or a tuple"):
+        Sequential([Twice()], input_shape=(4, 0))
+    with pytest.raises(BadInputError, match="layer 'dense' takes inputs of shape \\(D,\\) \\(features\\), got \\(2, 3\\)"):
+        Sequential([Dense(3)], input_shape=(2, 3))
+    with pytest.raises(BadInputError, match="not registry layers"):
+        _ = Sequential([Twice()], input_shape=(4,)).architecture
+
+
+def test_astype_copies_layers_weights_and_masks_exactly():
+    model = Sequential([Dense(5), Dropout(0.5), Dense(2)], input_shape=(3,), dtype="float32", seed=1)
+    mask = model.layers[1].draw_mask((4, 5))
+    model.layers[1].fix_mask(mask)
+    twin = model.astype("float64")
+    assert twin.dtype == np.float64 and twin.layers[0] is not model.layers[0]
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a.astype(np.float64), b)
+    np.testing.assert_array_equal(twin.layers[1].fixed_mask, mask)
+    with pytest.raises(BadInputError, match="does not fit a float32 model without rounding"):
+        twin.astype("float32")
