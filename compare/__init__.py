@@ -5,7 +5,7 @@ and checks that losses, outputs and every gradient agree (harness.py), then prin
 
 For your own pieces: `compare.check_layer(layer, keras_layer, input_shape)` proves a hand-written layer,
 `compare.check_model(scratch_model, keras_model, x, y, loss=...)` a pair of models, and
-`compare.from_keras(model_or_path)` builds the NumPy twin of a saved keras.Sequential. They are loaded on first
+`compare.from_keras(model_or_path)` builds the NumPy model of a saved keras.Sequential. They are loaded on first
 use, so `import compare` does not import TensorFlow.
 """
 

@@ -164,10 +164,17 @@ def check_layer(
     out_shape = model.output_shape
     upstream = rng.standard_normal((batch, *out_shape)).astype(dtype)
     y = np.zeros((batch, *out_shape), dtype=dtype)
-    config = {"layer": type(layer).__name__, "keras_layer": type(twin.layers[-1]).__name__,
-              "input_shape": list(input_shape), "batch": batch, "dtype": dtype, "seed": seed}
-    return check_model(model, twin, x, y, Projection(upstream), gradcheck_samples=gradcheck_samples, seed=seed,
-                       config=config)
+    config = {
+        "layer": type(layer).__name__,
+        "keras_layer": type(twin.layers[-1]).__name__,
+        "input_shape": list(input_shape),
+        "batch": batch,
+        "dtype": dtype,
+        "seed": seed,
+    }
+    return check_model(
+        model, twin, x, y, Projection(upstream), gradcheck_samples=gradcheck_samples, seed=seed, config=config
+    )
 
 
 def check_model(
@@ -187,14 +194,24 @@ def check_model(
     if not isinstance(scratch_model, Sequential):
         raise BadInputError(f"scratch_model must be a from_scratch.Sequential, got {type(scratch_model).__name__}")
     loss = get_loss(loss)
-    report = compare_models(scratch_model, keras_model, x, y, loss, sample_weight=sample_weight,
-                            gradcheck_samples=gradcheck_samples, seed=seed, config=config)
+    report = compare_models(
+        scratch_model,
+        keras_model,
+        x,
+        y,
+        loss,
+        sample_weight=sample_weight,
+        gradcheck_samples=gradcheck_samples,
+        seed=seed,
+        config=config,
+    )
     report.rows.append(taylor_row(scratch_model, np.asarray(x), np.asarray(y), loss, seed, sample_weight))
     return report
 
 
-def taylor_row(model: Sequential, x: Array, y: Array, loss: Loss, seed: int = 0,
-               sample_weight: Array | None = None) -> Row:
+def taylor_row(
+    model: Sequential, x: Array, y: Array, loss: Loss, seed: int = 0, sample_weight: Array | None = None
+) -> Row:
     """The tolerance-free witness of the scratch backward pass: along a random direction v over the inputs and
     every trainable parameter, the slope of log r(h) against log h, r(h) = |f(theta + h v) - f(theta) - h <g, v>|,
     with f the scratch loss and g the scratch gradient, both from the model in float64 (the same layers, weights
@@ -215,7 +232,8 @@ def taylor_row(model: Sequential, x: Array, y: Array, loss: Loss, seed: int = 0,
     norm = np.sqrt((v_x**2).sum() + sum((v**2).sum() for v in v_w))
     v_x, v_w = v_x / norm, [v / norm for v in v_w]
     slope_g = float((np.asarray(result.input_grad, np.float64) * v_x).sum()) + sum(
-        float((np.asarray(g, np.float64) * v).sum()) for g, v in zip(result.grads, v_w))
+        float((np.asarray(g, np.float64) * v).sum()) for g, v in zip(result.grads, v_w)
+    )
 
     def f(h: float) -> float:
         model64.set_weights([w + h * v for w, v in zip(weights, v_w)])
@@ -235,5 +253,12 @@ def taylor_row(model: Sequential, x: Array, y: Array, loss: Loss, seed: int = 0,
     else:
         slope = float("inf")  # linear along v: every remainder is rounding
     smallest = remainders[-1] if remainders else 0.0
-    return Row(f"Taylor remainder slope ({len(hs)} of {len(TAYLOR_STEPS)} steps above rounding)", (len(hs),),
-               smallest, 0.0, slope, "taylor slope", TAYLOR_MIN_SLOPE)
+    return Row(
+        f"Taylor remainder slope ({len(hs)} of {len(TAYLOR_STEPS)} steps above rounding)",
+        (len(hs),),
+        smallest,
+        0.0,
+        slope,
+        "taylor slope",
+        TAYLOR_MIN_SLOPE,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from from_scratch.errors import BadInputError
 
@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def input_shape(text: str) -> tuple[int, ...]:
-    """"7" -> (7,), "8,8,1" (or "8x8x1") -> (8, 8, 1): positive integers."""
+    """ "7" -> (7,), "8,8,1" (or "8x8x1") -> (8, 8, 1): positive integers."""
     parts = text.replace("x", ",").split(",")
     if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape of positive integers such as 7 or 8,8,1")
@@ -53,19 +53,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-logits", action="store_true", help="pass from_logits=True to the loss")
     p.add_argument("--label-smoothing", type=float, default=None, help="label_smoothing for the cross-entropies")
     p.add_argument("--activation", default="relu", help="hidden layers' activation (default relu)")
-    p.add_argument("--output-activation", default=None,
-                   help="output activation (default: softmax for cross-entropies, sigmoid for binary, else linear)")
-    p.add_argument("--dropout", type=float, default=None, metavar="RATE", help="a Dropout layer after each hidden layer")
+    p.add_argument(
+        "--output-activation",
+        default=None,
+        help="output activation (default: softmax for cross-entropies, sigmoid for binary, else linear)",
+    )
+    p.add_argument(
+        "--dropout", type=float, default=None, metavar="RATE", help="a Dropout layer after each hidden layer"
+    )
     p.add_argument("--batchnorm", action="store_true", help="a BatchNormalization layer after each hidden layer")
     p.add_argument("--l1", type=float, default=0.0, help="L1 kernel regulariser on every Dense layer")
     p.add_argument("--l2", type=float, default=0.0, help="L2 kernel regulariser on every Dense layer")
-    p.add_argument("--all", action="store_true",
-                   help="run the whole matrix (every activation x loss x depth x dtype) and print one summary table")
-    p.add_argument("--gradcheck", type=int, default=8, metavar="N",
-                   help="numerical-gradient coordinates sampled per parameter (0 to skip)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="run the whole matrix (every activation x loss x depth x dtype) and print one summary table",
+    )
+    p.add_argument(
+        "--gradcheck",
+        type=int,
+        default=8,
+        metavar="N",
+        help="numerical-gradient coordinates sampled per parameter (0 to skip)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--keras-model", default=None, metavar="PATH.keras",
-                   help="compare a saved keras.Sequential (its weights, compiled loss and dtype) with its NumPy twin")
+    p.add_argument(
+        "--keras-model",
+        default=None,
+        metavar="PATH.keras",
+        help="compare a saved keras.Sequential (its weights, compiled loss and dtype) with its NumPy model",
+    )
     t = sub.add_parser("train", help="train both sides side by side and compare them after every step")
     t.add_argument("--data", default="digits", help="digits, iris, spirals, xor, regression or idx:IMAGES,LABELS")
     t.add_argument("--arch", default="64-32-10", help="input width then layer widths")
@@ -77,23 +94,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", default=None, help="default: categorical_crossentropy (mean_squared_error for regression)")
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix")
+    t.add_argument(
+        "--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix"
+    )
     t.add_argument("--json", action="store_true")
-    t.add_argument("--keras-model", default=None, metavar="PATH.keras",
-                   help="train both sides in lockstep starting from a saved keras.Sequential's weights")
+    t.add_argument(
+        "--keras-model",
+        default=None,
+        metavar="PATH.keras",
+        help="train both sides in lockstep starting from a saved keras.Sequential's weights",
+    )
 
     z = sub.add_parser("zoo", help="classic backprop bugs, each caught and located by the harness")
     z.add_argument("name", nargs="?", help="one bug; all of them when omitted")
     z.add_argument("--json", action="store_true")
 
-    c = sub.add_parser("check-layer", help="prove a hand-written layer against the Keras layer it mirrors",
-                       description="Each of SCRATCH and KERAS is module:factory or path/to/file.py:factory, a "
-                                   "function that takes no argument and returns the layer (a from_scratch.Layer, "
-                                   "a keras.layers.Layer).")
-    c.add_argument("scratch", metavar="SCRATCH", help="module:factory or file.py:factory returning a from_scratch.Layer")
+    c = sub.add_parser(
+        "check-layer",
+        help="prove a hand-written layer against the Keras layer it mirrors",
+        description="Each of SCRATCH and KERAS is module:factory or path/to/file.py:factory, a "
+        "function that takes no argument and returns the layer (a from_scratch.Layer, "
+        "a keras.layers.Layer).",
+    )
+    c.add_argument(
+        "scratch", metavar="SCRATCH", help="module:factory or file.py:factory returning a from_scratch.Layer"
+    )
     c.add_argument("keras", metavar="KERAS", help="module:factory or file.py:factory returning a keras.layers.Layer")
-    c.add_argument("--input-shape", required=True, type=input_shape, metavar="SHAPE",
-                   help="the input shape without the batch axis: 7, or 8,8,1")
+    c.add_argument(
+        "--input-shape",
+        required=True,
+        type=input_shape,
+        metavar="SHAPE",
+        help="the input shape without the batch axis: 7, or 8,8,1",
+    )
     c.add_argument("--batch", type=_positive, default=16, help="batch size (default 16)")
     c.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     c.add_argument("--seed", type=int, default=0, help="seeds the parameters, the batch and the upstream gradient")
@@ -113,7 +146,6 @@ def run_train(args: argparse.Namespace) -> int:
 
     x, y = load_dataset(args.data)
     from from_scratch.arch import Architecture
-
     from from_scratch.losses import get_loss
 
     loss = get_loss(args.loss or ("mean_squared_error" if args.data == "regression" else "categorical_crossentropy"))
@@ -124,8 +156,19 @@ def run_train(args: argparse.Namespace) -> int:
             f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
         )
     config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
-    report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, args.dtype, args.seed,
-                          on_step=progress_bar(args.json))
+    report = run_training(
+        arch,
+        x,
+        y,
+        args.optimizer,
+        config,
+        loss,
+        args.epochs,
+        args.batch,
+        args.dtype,
+        args.seed,
+        on_step=progress_bar(args.json),
+    )
     print_training(report, args)
     return EXIT_PASS if report.passed else EXIT_FAIL
 
@@ -159,8 +202,15 @@ def run_zoo(args: argparse.Namespace) -> int:
         text = diagnosis_text(report)
         caught = not report.passed and entry.expect in text
         missed += not caught
-        results.append({"name": entry.name, "description": entry.description, "caught": caught,
-                        "diagnosis": text, "report": report.to_dict()})
+        results.append(
+            {
+                "name": entry.name,
+                "description": entry.description,
+                "caught": caught,
+                "diagnosis": text,
+                "report": report.to_dict(),
+            }
+        )
         if not args.json:
             print(f"== {entry.name}: {entry.description}")
             if entry.kind == "gradient":
@@ -203,7 +253,6 @@ def run_examples(args: argparse.Namespace) -> int:
 def architecture_from_args(args: argparse.Namespace) -> object:
     """--arch plus the layer flags (activation, output activation, dropout, batchnorm, l1/l2) as one description."""
     from from_scratch.arch import Architecture, LayerSpec
-
     from from_scratch.losses import LOSSES
 
     default = LOSSES[args.loss].default_output if args.loss in LOSSES else "linear"  # an unknown loss: refused later
@@ -244,15 +293,20 @@ def run_matrix(args: argparse.Namespace) -> int:
     for entry in matrix():
         report = run_entry(entry, seed=args.seed)
         failed += not report.passed
-        rows.append([entry.arch, entry.case.id, entry.dtype, f"{report.worst():.2e}", "PASS" if report.passed else "FAIL"])
+        rows.append(
+            [entry.arch, entry.case.id, entry.dtype, f"{report.worst():.2e}", "PASS" if report.passed else "FAIL"]
+        )
     if args.json:
         import json
 
         keys = ["arch", "loss", "dtype", "worst", "status"]
         print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
     else:
-        print(tabulate(rows, headers=["configuration", "loss", "dtype", "worst checked error", "result"],
-                       disable_numparse=True))
+        print(
+            tabulate(
+                rows, headers=["configuration", "loss", "dtype", "worst checked error", "result"], disable_numparse=True
+            )
+        )
         print(f"\n{'PASS' if not failed else 'FAIL'}: {len(rows) - failed} of {len(rows)} configurations agree")
     return EXIT_PASS if not failed else EXIT_FAIL
 
@@ -264,8 +318,13 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.all:
         return run_matrix(args)
     report = run_comparison(
-        arch=architecture_from_args(args), batch=args.batch, dtype=args.dtype, seed=args.seed, data=args.data,
-        loss=loss_from_args(args), gradcheck_samples=args.gradcheck,
+        arch=architecture_from_args(args),
+        batch=args.batch,
+        dtype=args.dtype,
+        seed=args.seed,
+        data=args.data,
+        loss=loss_from_args(args),
+        gradcheck_samples=args.gradcheck,
     )
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
@@ -323,7 +382,13 @@ def run_check_layer(args: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"check-layer": run_check_layer, "compare": run_compare, "train": run_train, "zoo": run_zoo, "examples": run_examples}
+COMMANDS = {
+    "check-layer": run_check_layer,
+    "compare": run_compare,
+    "train": run_train,
+    "zoo": run_zoo,
+    "examples": run_examples,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ Every loader returns (X (N, D), Y (N, K) one-hot) as float64 NumPy arrays; the h
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -90,8 +90,14 @@ def linear_regression(n: int = 64, seed: int = 0) -> tuple[Array, Array]:
     return x, x + 4 + 0.1 * rng.standard_normal((n, 1))
 
 
-IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
-             0x0E: np.dtype(">f8")}
+IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str) -> Array:
@@ -111,7 +117,9 @@ def read_idx(path: str) -> Array:
     dtype = np.dtype(IDX_TYPES[raw[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise BadInputError(f"IDX file {path!r} is truncated or padded: {len(raw)} bytes, expected {expected} for shape {shape}")
+        raise BadInputError(
+            f"IDX file {path!r} is truncated or padded: {len(raw)} bytes, expected {expected} for shape {shape}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -136,7 +144,7 @@ DATASETS = {
 def load_dataset(name: str) -> tuple[Array, Array]:
     """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files."""
     if name.startswith("idx:"):
-        paths = name[len("idx:"):].split(",")
+        paths = name[len("idx:") :].split(",")
         if len(paths) != 2:
             raise BadInputError(f"--data {name!r}: expected idx:IMAGES_PATH,LABELS_PATH")
         return idx(*paths)

@@ -52,8 +52,9 @@ class Step:
 
     def judged(self, ours: Array, theirs: Array, error: float, passed: bool, context: dict[str, Any]) -> Step:
         """This step with both sides' values and the verdict filled in."""
-        return replace(self, ours=np.asarray(ours), theirs=np.asarray(theirs), error=error, passed=passed,
-                       context=context)
+        return replace(
+            self, ours=np.asarray(ours), theirs=np.asarray(theirs), error=error, passed=passed, context=context
+        )
 
 
 @dataclass
@@ -74,9 +75,15 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         if self.first is None:
             return {"text": self.text, "first": None}
-        return {"text": self.text, "phase": self.first.phase, "layer": self.first.layer,
-                "layer_name": self.first.layer_name, "quantity": self.first.quantity, "error": self.first.error,
-                "pattern": self.pattern}
+        return {
+            "text": self.text,
+            "phase": self.first.phase,
+            "layer": self.first.layer,
+            "layer_name": self.first.layer_name,
+            "quantity": self.first.quantity,
+            "error": self.first.error,
+            "pattern": self.pattern,
+        }
 
 
 def diagnose(steps: list[Step]) -> Diagnosis:
@@ -94,7 +101,10 @@ def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None =
     if a.shape != b.shape:
         return f"shapes differ: scratch {a.shape}, Keras {b.shape}"
     if not np.all(np.isfinite(a)):
-        return "scratch has NaN or infinity where Keras is finite (0/0 or an overflow: is the softmax shifted by each row's own max?)"
+        return (
+            "scratch has NaN or infinity where Keras is finite "
+            "(0/0 or an overflow: is the softmax shifted by each row's own max?)"
+        )
     d = a - b
     if a.ndim == 2 and a.shape[0] == a.shape[1] and np.linalg.norm(a - b.T) <= FACTOR_FIT * np.linalg.norm(a):
         return "a transpose: scratch = Keras^T (a W used where W^T belongs, or the reverse)"
@@ -108,11 +118,15 @@ def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None =
     if z is not None and np.shape(z) == d.shape:
         z = np.asarray(z)
         if (z == 0).any() and big.any() and not big[z != 0].any():
-            return (f"a mask off at the kink: the sides differ only where Z == 0 exactly ({int(big.sum())} "
-                    "entries); is the derivative at 0 taken as 1 (mask z >= 0) instead of 0?")
+            return (
+                f"a mask off at the kink: the sides differ only where Z == 0 exactly ({int(big.sum())} "
+                "entries); is the derivative at 0 taken as 1 (mask z >= 0) instead of 0?"
+            )
         if big.any() and not big[z > 0].any() and not a[big].any():
-            return (f"zeroed where Z <= 0 ({int(big.sum())} entries): the ReLU mask was applied to dL/dA itself, "
-                    "in place; a backward that mutates its input")
+            return (
+                f"zeroed where Z <= 0 ({int(big.sum())} entries): the ReLU mask was applied to dL/dA itself, "
+                "in place; a backward that mutates its input"
+            )
     if d.ndim == 2:
         cols = np.flatnonzero(big.any(axis=0))
         rows = np.flatnonzero(big.any(axis=1))
@@ -135,6 +149,8 @@ def _factor(c: float, n: int | None) -> str:
     if n and n > 1 and near(1 / n):
         return f"a constant factor 1/N = 1/{n}: scratch = Keras / {n}; a mean taken where Keras sums over the batch?"
     if near(2) or near(0.5):
-        return (f"a constant factor {c:.6g}: scratch = {c:.6g} x Keras (a 2 from a square's derivative or a 1/2, or "
-                "gradients accumulated across calls: the harness runs the backward pass twice)")
+        return (
+            f"a constant factor {c:.6g}: scratch = {c:.6g} x Keras (a 2 from a square's derivative or a 1/2, or "
+            "gradients accumulated across calls: the harness runs the backward pass twice)"
+        )
     return f"a constant factor: scratch = {c:.6g} x Keras"

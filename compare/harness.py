@@ -13,15 +13,16 @@ the float64 truth (Keras in float64 on the same weights and batch, upcast exactl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 import keras_impl
 from compare.data import load_batch, targets
 from compare.diagnosis import Diagnosis, Step, diagnose
-from compare.scales import Scales, gradient_scales
+from compare.terms import Terms, gradient_terms
 from compare.tolerances import (
     CANCELLATION_FLOOR,
     F32_FACTOR,
@@ -45,8 +46,8 @@ Array = np.ndarray
 MEASURES = {
     "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
     "vs float64": "max(||a - T||, ||b - T||) / max(min(||a - T||, ||b - T||), 1e-6 ||T||), T = Keras float64 on the "
-                  "same weights and batch: how many times farther from the float64 truth one float32 side is than "
-                  "the other",
+    "same weights and batch: how many times farther from the float64 truth one float32 side is than "
+    "the other",
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
     "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
@@ -98,15 +99,19 @@ class Report:
 
     def worst(self, measure: str | None = None) -> float:
         """The largest `error` among the rows (of one measure, if given; the Taylor slope is not an error)."""
-        values = [row.error for row in self.rows
-                  if (measure is None and row.measure != "taylor slope") or row.measure == measure]
+        values = [
+            row.error
+            for row in self.rows
+            if (measure is None and row.measure != "taylor slope") or row.measure == measure
+        ]
         return max(values, default=0.0)
 
     def verdict(self) -> str:
         n = len(self.rows)
         if self.passed:
             return f"PASS: all {n} quantities agree within tolerance" + (
-                f" (and all {len(self.trace)} per-layer quantities)" if self.trace else "")
+                f" (and all {len(self.trace)} per-layer quantities)" if self.trace else ""
+            )
         if not self.failures:
             return f"FAIL: the table agrees, but a per-layer quantity differs: {self.diagnosis.first.where}"
         names = ", ".join(row.name for row in self.failures)
@@ -140,12 +145,13 @@ class Side:
 
 
 #: One compared quantity: (row name or None for trace-only, its place in the table, trace step or None, getter on a
-#: Side, getter on Scales). The table lists loss, output, the weights in get_weights() order, then dL/dX.
-Quantity = tuple[str | None, int, Step | None, Callable[[Side], Array], Callable[[Scales], Array | None]]
+#: Side, getter on Terms). The table lists loss, output, the weights in get_weights() order, then dL/dX.
+Quantity = tuple[str | None, int, Step | None, Callable[[Side], Array], Callable[[Terms], Array | None]]
 
 
-def judge(dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None,
-          again: Array | None = None) -> tuple[float, str, float]:
+def judge(
+    dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None, again: Array | None = None
+) -> tuple[float, str, float]:
     """(error, measure, tolerance) for scratch `ours` against Keras `theirs`.
 
     float64: norm-relative, with the cancellation floor where term magnitudes are known. float32: neither side may
@@ -163,8 +169,9 @@ def judge(dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Ar
 def scratch_side(model: Sequential, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
     """The scratch pass as a Side, and the BackwardPass it came from (for the term magnitudes)."""
     result = model.backward_pass(x, y, loss, sample_weight)
-    return Side(result.loss, result.output, result.grads, result.input_grad, model.get_weights(),
-                result.records), result
+    return Side(
+        result.loss, result.output, result.grads, result.input_grad, model.get_weights(), result.records
+    ), result
 
 
 def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> Side:
@@ -179,8 +186,9 @@ def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array 
     return Side(result.loss, result.output, result.grads, result.input_grad, state, records)
 
 
-def reversed_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None,
-                  weights: list[Array]) -> Side:
+def reversed_side(
+    model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None, weights: list[Array]
+) -> Side:
     """Keras's pass on the batch in reversed row order, from `weights`, turned back into the original order: the
     same mathematics summed in other orders, a second sample of its float32 rounding. Fixed masks are reversed
     with the batch, and a loss that holds per-sample data (the projection of check_layer) is `permuted` too."""
@@ -191,15 +199,24 @@ def reversed_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Arr
     state = model.get_weights()
     model.set_weights(weights)
     try:
-        side = keras_side(model, x[order], y[order], loss.permuted(order) if hasattr(loss, "permuted") else loss,
-                          None if sample_weight is None else np.asarray(sample_weight)[order])
+        side = keras_side(
+            model,
+            x[order],
+            y[order],
+            loss.permuted(order) if hasattr(loss, "permuted") else loss,
+            None if sample_weight is None else np.asarray(sample_weight)[order],
+        )
     finally:
         model.set_weights(state)
         for layer, mask in masks:
             layer.mask = mask
     back = np.argsort(order)
-    return dataclasses.replace(side, output=side.output[back], input_grad=side.input_grad[back],
-                               records=[{k: v[back] for k, v in r.items()} for r in side.records])
+    return dataclasses.replace(
+        side,
+        output=side.output[back],
+        input_grad=side.input_grad[back],
+        records=[{k: v[back] for k, v in r.items()} for r in side.records],
+    )
 
 
 def quantities(model: Sequential, fused: bool) -> list[Quantity]:
@@ -211,16 +228,31 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
     offsets = np.cumsum([0] + [len(layer.params) for layer in model.layers])
     out: list[Quantity] = []
 
-    def add(row: str | None, phase: str | None, layer: int, layer_name: str, quantity: str,
-            get: Callable[[Side], Array], terms: Callable[[Scales], Array | None], place: int = 0) -> None:
+    def add(
+        row: str | None,
+        phase: str | None,
+        layer: int,
+        layer_name: str,
+        quantity: str,
+        get: Callable[[Side], Array],
+        terms: Callable[[Terms], Array | None],
+        place: int = 0,
+    ) -> None:
         step = None if phase is None else Step(phase, layer, layer_name, quantity)
         out.append((row, place, step, get, terms))
 
     for i, layer in enumerate(model.layers):
         for key in ("Z", "A"):
             if key in _recorded(layer, key):
-                add(None, "forward", i + 1, layer.name, key,
-                    lambda s, i=i, key=key: s.records[i][key], lambda m, i=i, key=key: m.records[i].get(key))
+                add(
+                    None,
+                    "forward",
+                    i + 1,
+                    layer.name,
+                    key,
+                    lambda s, i=i, key=key: s.records[i][key],
+                    lambda m, i=i, key=key: m.records[i].get(key),
+                )
     add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
     add("output", None, 0, "", "output", lambda s: s.output, lambda m: m.output, 1)
     last = len(model.layers) - 1
@@ -230,18 +262,42 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
             if key == "dA" and fused and i == last:
                 continue  # the fused path starts at dL/dZ
             if key in _recorded(layer, key):
-                add(None, "backward", i + 1, layer.name, f"dL/d{key[1:]}",
-                    lambda s, i=i, key=key: s.records[i][key], lambda m, i=i, key=key: m.records[i].get(key))
+                add(
+                    None,
+                    "backward",
+                    i + 1,
+                    layer.name,
+                    f"dL/d{key[1:]}",
+                    lambda s, i=i, key=key: s.records[i][key],
+                    lambda m, i=i, key=key: m.records[i].get(key),
+                )
         for j, label in enumerate(layer.param_names()):
             k = int(offsets[i] + j)
             if trainable[k]:
-                add(f"grad {names[k]}", "backward", i + 1, layer.name, f"dL/d{label}",
-                    lambda s, k=k: s.grads[k], lambda m, k=k: m.params[k], 2 + k)
+                add(
+                    f"grad {names[k]}",
+                    "backward",
+                    i + 1,
+                    layer.name,
+                    f"dL/d{label}",
+                    lambda s, k=k: s.grads[k],
+                    lambda m, k=k: m.params[k],
+                    2 + k,
+                )
             else:  # a non-trainable weight (moving statistics): its value after the training pass
-                add(f"state {names[k]} after step", None, 0, "", "", lambda s, k=k: s.state[k],
-                    lambda m, k=k: m.params[k], 2 + k)
-    add("grad input", "backward", 0, "", "dL/dX (input)", lambda s: s.input_grad, lambda m: m.input_grad,
-        2 + len(names))
+                add(
+                    f"state {names[k]} after step",
+                    None,
+                    0,
+                    "",
+                    "",
+                    lambda s, k=k: s.state[k],
+                    lambda m, k=k: m.params[k],
+                    2 + k,
+                )
+    add(
+        "grad input", "backward", 0, "", "dL/dX (input)", lambda s: s.input_grad, lambda m: m.input_grad, 2 + len(names)
+    )
     return out
 
 
@@ -252,8 +308,16 @@ def _recorded(layer: Any, key: str) -> tuple[str, ...]:
     return ("A", "dA") + tuple(k for k in own if k in ("Z", "dZ"))
 
 
-def compare_sides(model: Sequential, fused: bool, ours: Side, theirs: Side, truth: Side | None,
-                  terms: Scales | None, dtype: str, again: Side | None = None) -> tuple[list[Row], list[Step]]:
+def compare_sides(
+    model: Sequential,
+    fused: bool,
+    ours: Side,
+    theirs: Side,
+    truth: Side | None,
+    terms: Terms | None,
+    dtype: str,
+    again: Side | None = None,
+) -> tuple[list[Row], list[Step]]:
     """The table's rows and the per-layer steps for one pair of passes (in float32 also the float64 truth and
     Keras's second float32 sample, `again`)."""
     rows, steps = [], []
@@ -264,12 +328,20 @@ def compare_sides(model: Sequential, fused: bool, ours: Side, theirs: Side, trut
         m = get_terms(terms) if terms is not None else None
         error, measure, tol = judge(dtype, a, b, t, m, get(again) if again is not None else None)
         if row_name is not None:
-            rows.append((place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure,
-                                    tol)))
+            rows.append(
+                (place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure, tol))
+            )
         if step is not None:
             z = ours.records[step.layer - 1].get("Z") if step.layer else None
-            steps.append(step.judged(a, b, error, error <= tol and bool(np.isfinite(error)),
-                                     {"n": n, "z": z} if step.phase == "backward" else {}))
+            steps.append(
+                step.judged(
+                    a,
+                    b,
+                    error,
+                    error <= tol and bool(np.isfinite(error)),
+                    {"n": n, "z": z} if step.phase == "backward" else {},
+                )
+            )
     return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
 
 
@@ -282,8 +354,17 @@ def round_trip_row(weights: list[Array], back: list[Array]) -> Row:
     return Row("weights round trip", (sum(np.size(w) for w in weights),), worst, rel, worst, "exact", ROUND_TRIP_TOL)
 
 
-def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads: list[Array], samples: int,
-                  seed: int, sample_weight: Array | None = None, keras_input_grad: Array | None = None) -> Row:
+def gradcheck_row(
+    model: Sequential,
+    x: Array,
+    y: Array,
+    loss: Loss,
+    keras_grads: list[Array],
+    samples: int,
+    seed: int,
+    sample_weight: Array | None = None,
+    keras_input_grad: Array | None = None,
+) -> Row:
     """The third witness: central differences of the scratch loss in float64 on `samples` coordinates per
     parameter and `samples` coordinates of the input, against Keras's gradient there (Keras's float64 gradient in
     a float32 comparison).
@@ -295,8 +376,9 @@ def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads
         model = model.astype("float64")
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    points = gradcheck(model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads,
-                       sample_weight=sample_weight)
+    points = gradcheck(
+        model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads, sample_weight=sample_weight
+    )
     analytic = [p.analytic for p in points]
     numerical = [p.numerical for p in points]
     if keras_input_grad is not None:
@@ -313,8 +395,15 @@ def gradcheck_row(model: Sequential, x: Array, y: Array, loss: Loss, keras_grads
             numerical.append(float(numerical_gradient(f, np.array(x[index]), GRADCHECK_STEP)))
     analytic, numerical = np.array(analytic), np.array(numerical)
     rel = max_rel_error(analytic, numerical)
-    return Row(f"numerical grad vs Keras ({len(analytic)} coords, float64)", (len(analytic),),
-               max_abs_error(analytic, numerical), rel, rel, "max-rel", GRADCHECK_TOL)
+    return Row(
+        f"numerical grad vs Keras ({len(analytic)} coords, float64)",
+        (len(analytic),),
+        max_abs_error(analytic, numerical),
+        rel,
+        rel,
+        "max-rel",
+        GRADCHECK_TOL,
+    )
 
 
 def share_dropout_masks(scratch: Sequential, keras_model: Any, n: int) -> None:
@@ -351,7 +440,7 @@ def compare_models(
     scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
     scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
     ours, result = scratch_side(scratch, x, y, loss, sample_weight)
-    terms = gradient_scales(scratch, x, y, loss, result, sample_weight)
+    terms = gradient_terms(scratch, x, y, loss, result, sample_weight)
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
     truth = again = None
     if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
@@ -364,8 +453,11 @@ def compare_models(
     rows += table
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
-        rows.append(gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight,
-                                  reference.input_grad))
+        rows.append(
+            gradcheck_row(
+                scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight, reference.input_grad
+            )
+        )
     return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
 
 
@@ -395,5 +487,14 @@ def run_comparison(
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
-    config = {"arch": str(arch), "batch": int(x.shape[0]), "dtype": dtype, "seed": seed, "data": data, "loss": repr(loss)}
-    return compare_models(scratch, keras_model, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config)
+    config = {
+        "arch": str(arch),
+        "batch": int(x.shape[0]),
+        "dtype": dtype,
+        "seed": seed,
+        "data": data,
+        "loss": repr(loss),
+    }
+    return compare_models(
+        scratch, keras_model, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config
+    )

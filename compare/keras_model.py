@@ -1,4 +1,4 @@
-"""Your Keras model, its NumPy twin: read a trained `keras.Sequential` (or a `.keras` file) into the scratch network.
+"""Your Keras model in NumPy: read a trained `keras.Sequential` (or a `.keras` file) into the scratch network.
 
     from compare.keras_model import compare_keras_model, from_keras
     scratch = from_keras("model.keras")            # from_scratch.Sequential with the model's own weights
@@ -7,7 +7,7 @@
 `from_keras` walks the model's layers and writes the `Architecture` (from_scratch.arch) they amount to, refusing
 anything the scratch side does not implement exactly (a layer class, an option, an activation, a dtype) with a
 `BadInputError` that names the layer, the option and what is supported. The scratch model is built from that
-description and given the Keras weights, bit for bit (float32 weights into a float64 twin are exact, too).
+description and given the Keras weights, bit for bit (float32 weights into a float64 scratch model are exact, too).
 
 `comparison_twin` is the Keras side of the comparison: the user's own layer objects (so the weights compared are the
 trained ones, not a copy), with each `keras.layers.Dropout` swapped for `keras_impl.model.FixedMaskDropout`. The
@@ -27,10 +27,10 @@ import warnings
 import zipfile
 from typing import Any
 
-import keras_impl  # first: it pins TensorFlow's settings (oneDNN off, determinism) before TensorFlow loads
 import keras
 import numpy as np
 
+import keras_impl  # first: it pins TensorFlow's settings (oneDNN off, determinism) before TensorFlow loads
 from compare.data import DATASETS, load_batch, load_dataset, targets
 from compare.harness import Report, Row, compare_models
 from compare.tolerances import ROUND_TRIP_TOL, max_abs_error, max_rel_error
@@ -123,19 +123,24 @@ def load(path: str | os.PathLike) -> keras.Model:
     except Exception as exc:  # noqa: BLE001 (Keras raises TypeError, ValueError, KeyError, OSError ...)
         custom = _custom_layers(path)
         if custom:
-            raise BadInputError(f"{where} cannot be loaded by Keras: layer {custom[0]} is a custom layer class "
-                                f"(not Keras's own); {SUPPORTED}") from None
+            raise BadInputError(
+                f"{where} cannot be loaded by Keras: layer {custom[0]} is a custom layer class "
+                f"(not Keras's own); {SUPPORTED}"
+            ) from None
         reason = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
         raise BadInputError(f"{where} cannot be loaded by Keras: {type(exc).__name__}: {reason}") from None
 
 
 def _custom_layers(path: str) -> list[str]:
-    """"'name' (Class)" for each layer of a .keras archive's config.json that is not one of Keras's own classes."""
+    """ "'name' (Class)" for each layer of a .keras archive's config.json that is not one of Keras's own classes."""
     try:
         with zipfile.ZipFile(path) as archive:
             layers = json.loads(archive.read("config.json"))["config"]["layers"]
-        return [f"{layer['config'].get('name')!r} ({layer['class_name']})" for layer in layers
-                if not str(layer.get("module") or "").startswith("keras")]
+        return [
+            f"{layer['config'].get('name')!r} ({layer['class_name']})"
+            for layer in layers
+            if not str(layer.get("module") or "").startswith("keras")
+        ]
     except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile):
         return []
 
@@ -172,8 +177,11 @@ def _layer_dtype(layer: keras.layers.Layer) -> str:
     policy = layer.dtype_policy
     compute, variable = str(policy.compute_dtype), str(policy.variable_dtype)
     if getattr(policy, "quantization_mode", None) or compute != variable or compute not in DTYPES:
-        raise _refuse(layer, f"dtype policy {policy.name!r} (computes in {compute}, keeps weights in {variable}): "
-                             f"only {' or '.join(DTYPES)} throughout")
+        raise _refuse(
+            layer,
+            f"dtype policy {policy.name!r} (computes in {compute}, keeps weights in {variable}): "
+            f"only {' or '.join(DTYPES)} throughout",
+        )
     return compute
 
 
@@ -198,8 +206,11 @@ def _activation_name(layer: keras.layers.Layer) -> str:
                 raise _refuse(layer, f"activation {name} with {key}={value!r}{shown}")
         return name
     if isinstance(fn, keras.layers.LeakyReLU):
-        raise _refuse(layer, f"activation LeakyReLU(negative_slope={fn.negative_slope!r}) layer; only the function "
-                             f"leaky_relu with Keras's default negative_slope=0.2 (activation='leaky_relu')")
+        raise _refuse(
+            layer,
+            f"activation LeakyReLU(negative_slope={fn.negative_slope!r}) layer; only the function "
+            f"leaky_relu with Keras's default negative_slope=0.2 (activation='leaky_relu')",
+        )
     label = getattr(fn, "__name__", None) or type(fn).__name__
     raise _refuse(layer, f"activation {label!r}")
 
@@ -243,12 +254,18 @@ def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSp
     for option, value in (("center", True), ("scale", True), ("synchronized", False), ("renorm", False)):
         if config.get(option, value) != value:
             raise _refuse(layer, f"{option}={config[option]!r}")
-    for option in ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
-                   "activity_regularizer"):
+    for option in (
+        "beta_regularizer",
+        "gamma_regularizer",
+        "beta_constraint",
+        "gamma_constraint",
+        "activity_regularizer",
+    ):
         if getattr(layer, option, None) is not None:
             raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
-    return LayerSpec("batch_normalization", options={"momentum": float(config["momentum"]),
-                                                     "epsilon": float(config["epsilon"])})
+    return LayerSpec(
+        "batch_normalization", options={"momentum": float(config["momentum"]), "epsilon": float(config["epsilon"])}
+    )
 
 
 #: The Keras layer classes from_keras reads (exact classes: a subclass may compute something else).
@@ -263,11 +280,13 @@ def _input_width(model: keras.Model) -> int:
     try:
         shape = tuple(model.inputs[0].shape)
     except (AttributeError, IndexError, TypeError, ValueError):
-        raise BadInputError(f"model {model.name!r} has no input shape yet: start it with keras.Input(shape=(D,)) "
-                            "or build it") from None
+        raise BadInputError(
+            f"model {model.name!r} has no input shape yet: start it with keras.Input(shape=(D,)) or build it"
+        ) from None
     if len(shape) != 2 or shape[1] is None:
-        raise BadInputError(f"model {model.name!r} takes inputs of shape {shape}; only 1-D features (None, D) are "
-                            "supported")
+        raise BadInputError(
+            f"model {model.name!r} takes inputs of shape {shape}; only 1-D features (None, D) are supported"
+        )
     return int(shape[1])
 
 
@@ -275,8 +294,10 @@ def describe(model: keras.Model | str | os.PathLike) -> tuple[Architecture, str]
     """(the Architecture that `model` amounts to, the dtype it computes in); unsupported parts are refused."""
     model = _as_model(model)
     if not isinstance(model, keras.Sequential):
-        raise BadInputError(f"model {model.name!r} is a {type(model).__name__} model, not a keras.Sequential; "
-                            f"only a Sequential stack is supported ({SUPPORTED})")
+        raise BadInputError(
+            f"model {model.name!r} is a {type(model).__name__} model, not a keras.Sequential; "
+            f"only a Sequential stack is supported ({SUPPORTED})"
+        )
     layers = keras_layers(model)
     if not layers:
         raise BadInputError(f"model {model.name!r} has no layers")
@@ -285,14 +306,20 @@ def describe(model: keras.Model | str | os.PathLike) -> tuple[Architecture, str]
         if type(layer) not in SPECS:
             raise _refuse(layer, "this layer class is not supported")
         if not layer.trainable:
-            raise _refuse(layer, "trainable=False (a frozen layer: Keras computes no gradient for it, and a frozen "
-                                 "BatchNormalization runs in inference mode)")
+            raise _refuse(
+                layer,
+                "trainable=False (a frozen layer: Keras computes no gradient for it, and a frozen "
+                "BatchNormalization runs in inference mode)",
+            )
         dtypes.append(_layer_dtype(layer))
         specs.append(SPECS[type(layer)](layer))
     for layer, dtype in zip(layers, dtypes):
         if dtype != dtypes[0]:
-            raise _refuse(layer, f"dtype {dtype}, but layer {layers[0].name!r} is {dtypes[0]} (Keras casts the "
-                                 f"activations to {dtype} there); create every layer with the same dtype=")
+            raise _refuse(
+                layer,
+                f"dtype {dtype}, but layer {layers[0].name!r} is {dtypes[0]} (Keras casts the "
+                f"activations to {dtype} there); create every layer with the same dtype=",
+            )
     return Architecture(_input_width(model), tuple(specs)), dtypes[0]
 
 
@@ -302,13 +329,15 @@ def _resolve_dtype(model_dtype: str, dtype: str | None) -> str:
     if dtype not in DTYPES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if np.dtype(dtype).itemsize < np.dtype(model_dtype).itemsize:
-        raise BadInputError(f"dtype {dtype} was asked for a {model_dtype} Keras model: its weights would be rounded; "
-                            f"compare it in {model_dtype}")
+        raise BadInputError(
+            f"dtype {dtype} was asked for a {model_dtype} Keras model: its weights would be rounded; "
+            f"compare it in {model_dtype}"
+        )
     return dtype
 
 
 def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None) -> Sequential:
-    """The scratch twin of a Keras Sequential model (or of the `.keras` file at that path), with its weights.
+    """The scratch model of a Keras Sequential model (or of the `.keras` file at that path), with its weights.
 
     Supported: Dense (any activation of the scratch registry, at Keras's default arguments; use_bias=True;
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
@@ -342,8 +371,9 @@ def loss_of(model: keras.Model | str | os.PathLike) -> Loss | None:
         return None
     label = compiled if isinstance(compiled, str) else getattr(compiled, "__name__", type(compiled).__name__)
     if isinstance(compiled, (list, tuple, dict)) or type(compiled).__name__ in ("ListWrapper", "DictWrapper"):
-        raise BadInputError(f"model {model.name!r} is compiled with several losses {compiled!r}; one loss only "
-                            f"({SUPPORTED_LOSSES})")
+        raise BadInputError(
+            f"model {model.name!r} is compiled with several losses {compiled!r}; one loss only ({SUPPORTED_LOSSES})"
+        )
     obj = compiled
     if isinstance(compiled, str):
         try:
@@ -355,18 +385,23 @@ def loss_of(model: keras.Model | str | os.PathLike) -> Loss | None:
         arguments = dict(getattr(obj, "_fn_kwargs", {}))
         reduction = "sum" if name == "sum_squared_error" else "sum_over_batch_size"
         if obj.reduction != reduction:
-            raise BadInputError(f"model {model.name!r} is compiled with loss {type(obj).__name__} with "
-                                f"reduction={obj.reduction!r}; only Keras's default {reduction!r}")
+            raise BadInputError(
+                f"model {model.name!r} is compiled with loss {type(obj).__name__} with "
+                f"reduction={obj.reduction!r}; only Keras's default {reduction!r}"
+            )
     elif _identical(KERAS_LOSS_FUNCTIONS, obj):
         name, arguments = _identical(KERAS_LOSS_FUNCTIONS, obj), {}
     else:
-        raise BadInputError(f"model {model.name!r} is compiled with loss {label!r}, which has no scratch twin; "
-                            f"{SUPPORTED_LOSSES}")
+        raise BadInputError(
+            f"model {model.name!r} is compiled with loss {label!r}, which has no scratch counterpart; "
+            f"{SUPPORTED_LOSSES}"
+        )
     takes, fixed = LOSS_ARGUMENTS[name]
     for key, value in arguments.items():
         if key not in takes and fixed.get(key, value) != value:
-            raise BadInputError(f"model {model.name!r} is compiled with loss {name} with {key}={value!r}; only "
-                                f"{key}={fixed[key]!r}")
+            raise BadInputError(
+                f"model {model.name!r} is compiled with loss {name} with {key}={value!r}; only {key}={fixed[key]!r}"
+            )
     return get_loss(name, **{k: v for k, v in arguments.items() if k in takes})
 
 
@@ -402,8 +437,9 @@ def comparison_twin(model: keras.Model | str | os.PathLike, dtype: str | None = 
 
 
 # ----- the comparison --------------------------------------------------------------------------------------------
-def keras_model_batch(arch: Architecture, loss: Loss, data: str, batch: int, seed: int,
-                      model_name: str = "the model") -> tuple[Array, Array]:
+def keras_model_batch(
+    arch: Architecture, loss: Loss, data: str, batch: int, seed: int, model_name: str = "the model"
+) -> tuple[Array, Array]:
     """One batch for a model of `arch`: compare.data.load_batch, with targets of the loss's kind on synthetic
     data (as run_comparison makes them); a data set whose widths do not fit the model is refused, saying both."""
     if data != "synthetic" and data in DATASETS:
@@ -427,13 +463,14 @@ def choose_loss(model: keras.Model, loss: str | Loss | None) -> Loss:
         return get_loss(loss)
     compiled = loss_of(model)
     if compiled is None:
-        raise BadInputError(f"model {model.name!r} has no compiled loss: give one (--loss NAME); known: "
-                            f"{', '.join(LOSSES)}")
+        raise BadInputError(
+            f"model {model.name!r} has no compiled loss: give one (--loss NAME); known: {', '.join(LOSSES)}"
+        )
     return compiled
 
 
 def _weights_row(name: str, original: list[Array], copied: list[Array]) -> Row:
-    """The model's weights against the scratch twin's copy (in the wider dtype): must be identical."""
+    """The model's weights against the scratch model's copy (in the wider dtype): must be identical."""
     pairs = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in zip(original, copied)]
     worst = max((max_abs_error(a, b) for a, b in pairs), default=0.0)
     if len(original) != len(copied) or any(a.shape != b.shape for a, b in pairs):
@@ -451,7 +488,7 @@ def compare_keras_model(
     gradcheck_samples: int = 8,
     dtype: str | None = None,
 ) -> Report:
-    """Compare a Keras model with its scratch twin on one batch: the table of `backprop-parity compare`.
+    """Compare a Keras model with its scratch model on one batch: the table of `backprop-parity compare`.
 
     The scratch side is `from_keras` (the model's weights, exactly), the Keras side `comparison_twin` (the model's
     own layers); the loss is `loss` or the model's compiled loss. Besides the harness's rows the report starts with
@@ -466,13 +503,21 @@ def compare_keras_model(
     arch = scratch.architecture
     x, y = keras_model_batch(arch, loss, data, batch, seed, model.name)
     source = os.fspath(path_or_model) if isinstance(path_or_model, (str, os.PathLike)) else f"<{model.name}>"
-    config = {"keras_model": source, "arch": str(arch), "batch": int(x.shape[0]), "dtype": scratch.dtype.name,
-              "seed": seed, "data": data, "loss": repr(loss)}
+    config = {
+        "keras_model": source,
+        "arch": str(arch),
+        "batch": int(x.shape[0]),
+        "dtype": scratch.dtype.name,
+        "seed": seed,
+        "data": data,
+        "loss": repr(loss),
+    }
     original = model.get_weights()
     copied = _weights_row("weights from the Keras model", original, scratch.get_weights())
     try:
-        report = compare_models(scratch, twin, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed,
-                                config=config)
+        report = compare_models(
+            scratch, twin, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config
+        )
     finally:
         model.set_weights(original)
     report.rows.insert(0, copied)

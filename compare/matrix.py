@@ -7,8 +7,9 @@ case here adds its rows to `compare --all` and to tests/test_catalogue_parity.py
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

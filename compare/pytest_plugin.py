@@ -11,15 +11,20 @@ imports pytest alone: TensorFlow loads only when a test calls the fixture.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity", "backprop-parity: hand-written layers against Keras")
-    group.addoption("--parity-dtype", choices=("float64", "float32"), default="float64",
-                    help="dtype of the parity fixture's checks (default float64)")
+    group.addoption(
+        "--parity-dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="dtype of the parity fixture's checks (default float64)",
+    )
     group.addoption("--parity-seed", type=int, default=0, help="seed of the parity fixture's checks (default 0)")
 
 
@@ -30,13 +35,26 @@ def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
     default_dtype = request.config.getoption("--parity-dtype")
     default_seed = request.config.getoption("--parity-seed")
 
-    def check(layer: Any, keras_layer: Any, input_shape: Any = (7,), *, batch: int = 16, dtype: str | None = None,
-              seed: int | None = None) -> Any:
+    def check(
+        layer: Any,
+        keras_layer: Any,
+        input_shape: Any = (7,),
+        *,
+        batch: int = 16,
+        dtype: str | None = None,
+        seed: int | None = None,
+    ) -> Any:
         from compare.check import check_layer
         from compare.report import render
 
-        report = check_layer(layer, keras_layer, input_shape, batch=batch, dtype=dtype or default_dtype,
-                             seed=default_seed if seed is None else seed)
+        report = check_layer(
+            layer,
+            keras_layer,
+            input_shape,
+            batch=batch,
+            dtype=dtype or default_dtype,
+            seed=default_seed if seed is None else seed,
+        )
         if not report.passed:
             pytest.fail(f"{type(layer).__name__} differs from its Keras twin\n{render(report)}", pytrace=False)
         return report

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tabulate import tabulate
 
@@ -22,8 +23,16 @@ def render(report: Report) -> str:
     pinned = "  ".join(f"{k}={v}" for k, v in report.settings.items())
     table = tabulate(
         [
-            [row.name, "x".join(map(str, row.shape)) or "scalar", _num(row.max_abs), _num(row.max_rel), _num(row.error),
-             row.measure, _num(row.tol), "PASS" if row.passed else "FAIL"]
+            [
+                row.name,
+                "x".join(map(str, row.shape)) or "scalar",
+                _num(row.max_abs),
+                _num(row.max_rel),
+                _num(row.error),
+                row.measure,
+                _num(row.tol),
+                "PASS" if row.passed else "FAIL",
+            ]
             for row in report.rows
         ],
         headers=["quantity", "shape", "max abs err", "max rel err", "error", "measure", "tolerance", "result"],
@@ -46,12 +55,26 @@ def to_json(report: Report) -> str:
 def render_training(report: Any, plot: str | None = None) -> str:
     """A training-parity run: its configuration, one row per epoch (both sides' loss and accuracy, the parameter
     difference), where the plot went, the verdict and, when the sides parted, where."""
-    rows = [[e["epoch"], f"{e['loss_scratch']:.6f}", f"{e['loss_keras']:.6f}", f"{e['acc_scratch']:.4f}",
-             f"{e['acc_keras']:.4f}", f"{e['param_max_abs']:.2e}", f"{e['param_norm_rel']:.2e}"]
-            for e in report.epochs]
-    lines = ["  ".join(f"{k}={v}" for k, v in report.config.items()),
-             tabulate(rows, headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras", "max |dW|",
-                                     "norm-rel dW"], disable_numparse=True)]
+    rows = [
+        [
+            e["epoch"],
+            f"{e['loss_scratch']:.6f}",
+            f"{e['loss_keras']:.6f}",
+            f"{e['acc_scratch']:.4f}",
+            f"{e['acc_keras']:.4f}",
+            f"{e['param_max_abs']:.2e}",
+            f"{e['param_norm_rel']:.2e}",
+        ]
+        for e in report.epochs
+    ]
+    lines = [
+        "  ".join(f"{k}={v}" for k, v in report.config.items()),
+        tabulate(
+            rows,
+            headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras", "max |dW|", "norm-rel dW"],
+            disable_numparse=True,
+        ),
+    ]
     if plot:
         lines.append(f"plot written to {plot}")
     lines.append(report.verdict())
@@ -69,7 +92,11 @@ def progress_bar(quiet: bool) -> Callable[[int, int, int, int], None]:
             return
         done = int(20 * batch / batches)
         end = "\n" if batch == batches else ""
-        print(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}", end=end,
-              file=sys.stderr, flush=True)
+        print(
+            f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (20 - done)}] {batch}/{batches}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     return progress

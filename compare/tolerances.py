@@ -9,7 +9,7 @@ The PASS/FAIL decision uses a norm-based measure, `checked`:
             (plain norm-relative unless the tensor is a near-total cancellation of its terms M, see below)
 - float32:  ||a - b|| / ||M||  for gradients, where M is the magnitude of the terms each entry sums
             (|A_prev|^T |dZ| for dW, sum_n |dZ| for db, |dZ| |W|^T for dX, with |dZ| itself propagated through
-            |W| and |f'(Z)|; see compare/scales.py); ||a - b|| / max(||a||, ||b||) for loss and outputs.
+            |W| and |f'(Z)|; see compare/terms.py); ||a - b|| / max(||a||, ||b||) for loss and outputs.
             Must be <= F32_TOL.
 The float32 gradient measure is derived from the computation itself: a floating-point sum of n terms carries an
 error of order u sqrt(n) sum |terms| (u = 2^-24), not u |sum|. Where terms cancel (a bias gradient summed over a
@@ -60,7 +60,6 @@ GRADCHECK_TOL = 1e-6
 ROUND_TRIP_TOL = 0.0
 
 
-
 def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     """max_i |a_i - b_i| (0 for empty tensors)."""
     diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
@@ -97,8 +96,9 @@ ZERO_TRUTH = 1e-12
 F32_ZERO_FLOOR = 2.0**-24
 
 
-def truth_rel_error(a: np.ndarray, b: np.ndarray, truth: np.ndarray, terms: np.ndarray | None = None,
-                    b_again: np.ndarray | None = None) -> float:
+def truth_rel_error(
+    a: np.ndarray, b: np.ndarray, truth: np.ndarray, terms: np.ndarray | None = None, b_again: np.ndarray | None = None
+) -> float:
     """How many times farther from the float64 truth T one float32 side is than float32 rounding explains:
 
         max(||a - T|| / max(||b - T||, ||b' - T||, floor),  ||b - T|| / max(||a - T||, ||b' - T||, floor))

@@ -9,20 +9,21 @@ accuracy on the whole training set (inference mode) on both sides.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from compare.diagnosis import describe
-from compare.harness import build_pair
-from compare.scales import forward_magnitudes, near_kinks
-from keras_impl.model import evaluate_loss, train_step
-from keras_impl.optimizers import make_optimizer
+from compare.harness import build_pair, share_dropout_masks
+from compare.terms import forward_term_sweep, near_kinks
 from from_scratch.arch import Architecture
 from from_scratch.losses import get_loss
 from from_scratch.model import Sequential, accuracy
 from from_scratch.optimizers import Optimizer, get_optimizer
+from keras_impl.model import evaluate_loss, train_step
+from keras_impl.optimizers import make_optimizer
 
 Array = np.ndarray
 
@@ -38,7 +39,7 @@ F32_TRAIN_PER_STEP = 1e-6
 
 #: float32, the part that follows the trajectory: training can amplify rounding (SGD with momentum 0.9 at lr 0.1 on
 #: digits turned float32 rounding into a 6e-3 parameter difference in 290 steps, with two predictions flipped). How
-#: much float32 rounding moves *this* trajectory is measured in the run itself: a float64 scratch twin trained in
+#: much float32 rounding moves *this* trajectory is measured in the run itself: a float64 scratch copy trained in
 #: lockstep gives s = ||W_scratch32 - W_scratch64|| / ||W_scratch64||. Two float32 implementations that are both
 #: correct each sit about s from the exact trajectory, so they differ by about 2 s at most when their errors are
 #: unrelated; a formula difference pushes one side far outside. The bound is max(F32_TRAIN_PER_STEP x steps,
@@ -76,15 +77,25 @@ class TrainingReport:
         return bool(np.isfinite(self.final_param_diff) and self.final_param_diff <= self.tol and predictions_ok)
 
     def verdict(self) -> str:
-        what = (f"final parameters {self.final_param_diff:.2e} norm-relative (tolerance {self.tol:.0e}), "
-                f"{'the same predictions on every sample' if self.same_predictions else f'{self.mismatched_predictions} predictions differ'}")
+        what = f"final parameters {self.final_param_diff:.2e} norm-relative (tolerance {self.tol:.0e}), " + (
+            "the same predictions on every sample"
+            if self.same_predictions
+            else f"{self.mismatched_predictions} predictions differ"
+        )
         return f"{'PASS' if self.passed else 'FAIL'}: {len(self.steps)} steps, {what}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "epochs": self.epochs, "steps": self.steps,
-                "final_param_diff": self.final_param_diff, "tol": self.tol,
-                "same_predictions": self.same_predictions, "passed": self.passed, "verdict": self.verdict(),
-                "diagnosis": self.diagnosis}
+        return {
+            "config": self.config,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "final_param_diff": self.final_param_diff,
+            "tol": self.tol,
+            "same_predictions": self.same_predictions,
+            "passed": self.passed,
+            "verdict": self.verdict(),
+            "diagnosis": self.diagnosis,
+        }
 
 
 def param_diff(ours: list[Array], theirs: list[Array]) -> tuple[float, float]:
@@ -133,8 +144,18 @@ def run_training(
     y = np.asarray(y).astype(dtype)
     rng = np.random.default_rng(seed)
     n_batches = -(-len(x) // batch_size)
-    report = TrainingReport({"arch": str(arch), "optimizer": repr_optimizer(opt), "loss": repr(loss), "epochs": epochs,
-                             "batch_size": batch_size, "dtype": dtype, "seed": seed, "samples": len(x)})
+    report = TrainingReport(
+        {
+            "arch": str(arch),
+            "optimizer": repr_optimizer(opt),
+            "loss": repr(loss),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "dtype": dtype,
+            "seed": seed,
+            "samples": len(x),
+        }
+    )
     step = 0
     after = scratch.get_weights(), keras_model.get_weights()  # each step's "before" is the previous "after"
     for epoch in range(epochs):
@@ -144,31 +165,53 @@ def run_training(
                 break
             rows = order[start : start + batch_size]
             before = after
+            share_dropout_masks(scratch, keras_model, len(rows))  # one mask per step, the same on both sides
+            if reference is not None:
+                for ours_layer, ref_layer in zip(scratch.layers, reference.layers):
+                    if not ours_layer.deterministic:
+                        ref_layer.fix_mask(ours_layer.fixed_mask)
             ours = scratch.train_step(x[rows], y[rows])
             theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
             after = scratch.get_weights(), keras_model.get_weights()
             max_abs, rel = param_diff(*after)
             sensitivity = 0.0
-            if reference is not None:  # the float64 twin in lockstep: how far float32 rounding moved the run
+            if reference is not None:  # the float64 scratch copy in lockstep: how far float32 rounding moved the run
                 reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
                 sensitivity = param_diff(after[0], reference.get_weights())[1]
             if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
                 report.diagnosis = diagnose_step(scratch, step, epoch, before, after, x[rows])
-            report.steps.append({"step": step, "epoch": epoch, "loss_scratch": ours, "loss_keras": theirs,
-                                 "param_max_abs": max_abs, "param_norm_rel": rel,
-                                 "float32_sensitivity": sensitivity})
+            report.steps.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss_scratch": ours,
+                    "loss_keras": theirs,
+                    "param_max_abs": max_abs,
+                    "param_norm_rel": rel,
+                    "float32_sensitivity": sensitivity,
+                }
+            )
             step += 1
             if on_step:
                 on_step(epoch, b + 1, n_batches, epochs)
         ours_eval = scratch.evaluate(x, y)
         keras_loss, keras_out = evaluate_loss(keras_model, x, y, loss.name, loss.config())
         keras_acc = accuracy(loss.prepare_targets(y, keras_out), keras_out)
-        report.epochs.append({"epoch": epoch + 1, "loss_scratch": ours_eval["loss"], "loss_keras": keras_loss,
-                              "acc_scratch": ours_eval["accuracy"], "acc_keras": keras_acc,
-                              "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
-                              "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0})
+        report.epochs.append(
+            {
+                "epoch": epoch + 1,
+                "loss_scratch": ours_eval["loss"],
+                "loss_keras": keras_loss,
+                "acc_scratch": ours_eval["accuracy"],
+                "acc_keras": keras_acc,
+                "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
+                "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0,
+            }
+        )
     _, report.final_param_diff = param_diff(scratch.get_weights(), keras_model.get_weights())
-    report.tol = train_tolerance(dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0)
+    report.tol = train_tolerance(
+        dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0
+    )
     ours_pred = scratch.predict(x)
     theirs_pred = np.asarray(keras_model(x, training=False))
     if ours_pred.shape[-1] > 1:
@@ -185,8 +228,14 @@ def run_training(
     return report
 
 
-def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list[Array], list[Array]],
-                  after: tuple[list[Array], list[Array]], x: Array) -> str:
+def diagnose_step(
+    scratch: Sequential,
+    step: int,
+    epoch: int,
+    before: tuple[list[Array], list[Array]],
+    after: tuple[list[Array], list[Array]],
+    x: Array,
+) -> str:
     """Where a run first parts: the step, the weight that moved most differently, and the pattern of the two
     updates (scratch's W_after - W_before against Keras's)."""
     names = scratch.weight_names()
@@ -195,19 +244,23 @@ def diagnose_step(scratch: Sequential, step: int, epoch: int, before: tuple[list
     ours_update, keras_update = after[0][k] - before[0][k], after[1][k] - before[1][k]
     started_equal = all(np.array_equal(a, b) for a, b in zip(*before))
     lead = (f"parameters identical before step {step + 1}, " if started_equal else "") + (
-        f"the run first parts at step {step + 1} (epoch {epoch + 1})")
-    text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {describe(ours_update, keras_update, n=len(x))}"
+        f"the run first parts at step {step + 1} (epoch {epoch + 1})"
+    )
+    update = describe(ours_update, keras_update, n=len(x))
+    text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {update}"
     near = kink_inputs_within(scratch, x, param_diff(*before)[1])
     if near and not started_equal:
-        text += (f"; {near} ReLU input(s) of this batch lie within the two sides' parameter difference of 0: a kink "
-                 "crossing (the masks may differ with no formula wrong), which float32 rounding makes possible")
+        text += (
+            f"; {near} ReLU input(s) of this batch lie within the two sides' parameter difference of 0: a kink "
+            "crossing (the masks may differ with no formula wrong), which float32 rounding makes possible"
+        )
     return text
 
 
 def kink_inputs_within(scratch: Sequential, x: Array, relative: float) -> int:
     """How many ReLU-like inputs of the last batch `x` have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
     propagated from the batch: inputs that parameters `relative` apart could put on either side of 0."""
-    terms = forward_magnitudes(scratch, x)
+    terms = forward_term_sweep(scratch, x)
     if terms is None:
         return 0
     eps = float(np.finfo(scratch.dtype).eps)

@@ -9,8 +9,9 @@ located.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,15 @@ def _compare(arch: str, x: Array, y: Array, plant: Callable[[Sequential], Any], 
 
     scratch, keras_model = build_pair(arch, dtype)
     planted_loss = plant(scratch)
-    return compare_models(scratch, keras_model, x, y, planted_loss or "categorical_crossentropy", gradcheck_samples=0,
-                          config={"arch": arch, "batch": len(x)})
+    return compare_models(
+        scratch,
+        keras_model,
+        x,
+        y,
+        planted_loss or "categorical_crossentropy",
+        gradcheck_samples=0,
+        config={"arch": arch, "batch": len(x)},
+    )
 
 
 def _batch(n: int, d: int, k: int, seed: int = 0, scale: float = 1.0) -> tuple[Array, Array]:
@@ -105,8 +113,13 @@ def dx_untransposed(dtype: str = "float64") -> Any:
         self.db = dZ.sum(axis=0)
         return dZ @ self.W  # W where W.T belongs (square layers, so the shapes do not complain)
 
-    return _compare("6-6-6-6", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None, dtype=dtype)
+    return _compare(
+        "6-6-6-6",
+        x,
+        y,
+        lambda m: [_swap_class(layer, "backward_from_z", backward_from_z) for layer in m.layers] and None,
+        dtype=dtype,
+    )
 
 
 def bias_gradient_mean(dtype: str = "float64") -> Any:
@@ -118,8 +131,13 @@ def bias_gradient_mean(dtype: str = "float64") -> Any:
         self.db = dZ.mean(axis=0)  # a mean where the batch sum belongs
         return dZ @ self.W.T
 
-    return _compare("8-6-4", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None, dtype=dtype)
+    return _compare(
+        "8-6-4",
+        x,
+        y,
+        lambda m: [_swap_class(layer, "backward_from_z", backward_from_z) for layer in m.layers] and None,
+        dtype=dtype,
+    )
 
 
 def sigmoid_grad_of_output(dtype: str = "float64") -> Any:
@@ -154,8 +172,13 @@ def gradients_accumulate(dtype: str = "float64") -> Any:
         self.db = getattr(self, "db", 0) + dZ.sum(axis=0)
         return dZ @ self.W.T
 
-    return _compare("6-5-3", x, y, lambda m: [_swap_class(l, "backward_from_z", backward_from_z) for l in m.layers]
-                    and None, dtype=dtype)
+    return _compare(
+        "6-5-3",
+        x,
+        y,
+        lambda m: [_swap_class(layer, "backward_from_z", backward_from_z) for layer in m.layers] and None,
+        dtype=dtype,
+    )
 
 
 # ----- optimizer bugs -----------------------------------------------------------------------------------------------
@@ -200,29 +223,83 @@ class MomentumWrongSign(SGD):
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in [
-        ZooEntry("missing_1_over_n", "the loss gradient P - Y without the 1/N of the batch mean", "gradient",
-                 missing_1_over_n, "layer 2 (dense_1) dL/dZ"),
-        ZooEntry("relu_mask_at_kink", "ReLU's derivative with the mask z >= 0 (1 at the kink, Keras has 0)",
-                 "gradient", relu_mask_at_kink, "layer 2 (dense_1) dL/dZ"),
-        ZooEntry("softmax_batch_max", "softmax shifted by the max over the whole batch instead of each row",
-                 "gradient", softmax_batch_max, "layer 2 (dense_1) A"),
-        ZooEntry("dx_untransposed", "dX = dZ @ W instead of dZ @ W.T (square layers hide the shape error)",
-                 "gradient", dx_untransposed, "layer 2 (dense_1) dL/dA"),
-        ZooEntry("bias_gradient_mean", "db as the mean of dZ over the batch instead of the sum", "gradient",
-                 bias_gradient_mean, "layer 2 (dense_1) dL/dbias"),
-        ZooEntry("sigmoid_grad_of_output", "sigmoid's derivative evaluated at A = s(Z) instead of at Z", "gradient",
-                 sigmoid_grad_of_output, "layer 1 (dense) dL/dZ"),
-        ZooEntry("backward_mutates_input", "ReLU backward zeroing the caller's dA in place", "gradient",
-                 backward_mutates_input, "layer 2 (dense_1) dL/dA"),
-        ZooEntry("gradients_accumulate", "dW += ... across calls, never reset", "gradient", gradients_accumulate,
-                 "layer 2 (dense_1) dL/dkernel"),
-        ZooEntry("adam_swapped_betas", "Adam with beta_1 and beta_2 exchanged", "optimizer",
-                 lambda: _train(SwappedBetas(learning_rate=0.01, beta_1=0.8, beta_2=0.95)), "step 1 "),
-        ZooEntry("adam_missing_bias_power", "Adam's bias correction without the power t (hidden by one step with "
-                 "beta_1 == beta_2)", "optimizer",
-                 lambda: _train(MissingBiasPower(learning_rate=0.01, beta_1=0.8, beta_2=0.95)), "step 2 "),
-        ZooEntry("momentum_wrong_sign", "SGD momentum applied with the wrong sign (w - m)", "optimizer",
-                 lambda: _train(MomentumWrongSign(learning_rate=0.05, momentum=0.9)), "step 1 "),
+        ZooEntry(
+            "missing_1_over_n",
+            "the loss gradient P - Y without the 1/N of the batch mean",
+            "gradient",
+            missing_1_over_n,
+            "layer 2 (dense_1) dL/dZ",
+        ),
+        ZooEntry(
+            "relu_mask_at_kink",
+            "ReLU's derivative with the mask z >= 0 (1 at the kink, Keras has 0)",
+            "gradient",
+            relu_mask_at_kink,
+            "layer 2 (dense_1) dL/dZ",
+        ),
+        ZooEntry(
+            "softmax_batch_max",
+            "softmax shifted by the max over the whole batch instead of each row",
+            "gradient",
+            softmax_batch_max,
+            "layer 2 (dense_1) A",
+        ),
+        ZooEntry(
+            "dx_untransposed",
+            "dX = dZ @ W instead of dZ @ W.T (square layers hide the shape error)",
+            "gradient",
+            dx_untransposed,
+            "layer 2 (dense_1) dL/dA",
+        ),
+        ZooEntry(
+            "bias_gradient_mean",
+            "db as the mean of dZ over the batch instead of the sum",
+            "gradient",
+            bias_gradient_mean,
+            "layer 2 (dense_1) dL/dbias",
+        ),
+        ZooEntry(
+            "sigmoid_grad_of_output",
+            "sigmoid's derivative evaluated at A = s(Z) instead of at Z",
+            "gradient",
+            sigmoid_grad_of_output,
+            "layer 1 (dense) dL/dZ",
+        ),
+        ZooEntry(
+            "backward_mutates_input",
+            "ReLU backward zeroing the caller's dA in place",
+            "gradient",
+            backward_mutates_input,
+            "layer 2 (dense_1) dL/dA",
+        ),
+        ZooEntry(
+            "gradients_accumulate",
+            "dW += ... across calls, never reset",
+            "gradient",
+            gradients_accumulate,
+            "layer 2 (dense_1) dL/dkernel",
+        ),
+        ZooEntry(
+            "adam_swapped_betas",
+            "Adam with beta_1 and beta_2 exchanged",
+            "optimizer",
+            lambda: _train(SwappedBetas(learning_rate=0.01, beta_1=0.8, beta_2=0.95)),
+            "step 1 ",
+        ),
+        ZooEntry(
+            "adam_missing_bias_power",
+            "Adam's bias correction without the power t (hidden by one step with beta_1 == beta_2)",
+            "optimizer",
+            lambda: _train(MissingBiasPower(learning_rate=0.01, beta_1=0.8, beta_2=0.95)),
+            "step 2 ",
+        ),
+        ZooEntry(
+            "momentum_wrong_sign",
+            "SGD momentum applied with the wrong sign (w - m)",
+            "optimizer",
+            lambda: _train(MomentumWrongSign(learning_rate=0.05, momentum=0.9)),
+            "step 1 ",
+        ),
     ]
 }
 

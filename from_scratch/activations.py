@@ -14,8 +14,9 @@ Keras twin of each entry under the same name.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -139,7 +140,9 @@ def gelu(z: Array) -> Array:
 
 
 def gelu_grad(z: Array) -> Array:
-    """dA/dZ = erfc(-c Z) / 2 + Z c exp(-(c Z)^2) / sqrt(pi)  (Phi(Z) + Z phi(Z) with the exact c).  Smooth: 1/2 at 0."""
+    """dA/dZ = erfc(-c Z) / 2 + Z c exp(-(c Z)^2) / sqrt(pi)  (Phi(Z) + Z phi(Z) with the exact c).
+
+    Smooth: 1/2 at 0."""
     cz = GELU_INV_SQRT_2 * z
     return 0.5 * _erfc(-cz).astype(z.dtype) + z * GELU_INV_SQRT_2 * np.exp(-cz * cz) / math.sqrt(math.pi)
 
@@ -220,7 +223,9 @@ class Activation:
         return self.grad_terms(z) if self.grad_terms is not None else np.abs(self.grad(z))
 
 
-def elementwise(name: str, f: Callable[[Array], Array], f_grad: Callable[[Array], Array], **declared: Any) -> Activation:
+def elementwise(
+    name: str, f: Callable[[Array], Array], f_grad: Callable[[Array], Array], **declared: Any
+) -> Activation:
     """An entry for an elementwise activation, whose backward pass is dZ = dA * f'(Z)."""
     return Activation(name, f, lambda z, a, dA: dA * f_grad(z), f_grad, **declared)
 
@@ -267,8 +272,14 @@ ACTIVATIONS: dict[str, Activation] = {
     "leaky_relu": elementwise("leaky_relu", leaky_relu, leaky_relu_grad, kink_value=LEAKY_RELU_SLOPE, kinked=True),
     "elu": elementwise("elu", elu, elu_grad, kink_value=1.0),
     "gelu": elementwise("gelu", gelu, gelu_grad, kink_value=0.5),
-    "gelu_tanh": elementwise("gelu_tanh", gelu_tanh, gelu_tanh_grad, kink_value=0.5, grad_terms=_gelu_tanh_terms,
-                             value_terms=_gelu_tanh_value_terms),
+    "gelu_tanh": elementwise(
+        "gelu_tanh",
+        gelu_tanh,
+        gelu_tanh_grad,
+        kink_value=0.5,
+        grad_terms=_gelu_tanh_terms,
+        value_terms=_gelu_tanh_value_terms,
+    ),
     "softplus": elementwise("softplus", softplus, softplus_grad, kink_value=0.5),
     "step": elementwise("step", step, step_grad, kinked=True, differentiable=False),
 }

@@ -74,7 +74,7 @@ class Architecture:
         layers = []
         for position, token in enumerate(tokens[1:], start=1):
             if token.startswith("dropout"):
-                layers.append(LayerSpec("dropout", options={"rate": _rate(token[len("dropout"):], text, position)}))
+                layers.append(LayerSpec("dropout", options={"rate": _rate(token[len("dropout") :], text, position)}))
                 continue
             if token in ("bn", "batchnorm"):
                 layers.append(LayerSpec("batch_normalization"))
@@ -107,7 +107,9 @@ def _rate(token: str, text: str, position: int) -> float:
     except ValueError:
         rate = -1.0
     if not 0 <= rate < 1:
-        raise BadInputError(f"malformed architecture {text!r}: layer {position} dropout rate {token!r} is not in [0, 1)")
+        raise BadInputError(
+            f"malformed architecture {text!r}: layer {position} dropout rate {token!r} is not in [0, 1)"
+        )
     return rate
 
 

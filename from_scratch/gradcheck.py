@@ -10,8 +10,9 @@ exactly 0) measures the average of the two one-sided slopes instead: keep checke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,9 @@ def gradcheck(
                     return model.loss_and_gradients(x, y, loss, sample_weight)[0]
 
                 numeric = numerical_gradient(f, np.array(w[index]), h)
-                points.append(GradcheckPoint(p, tuple(int(i) for i in index), float(analytic[p][index]), float(numeric)))
+                points.append(
+                    GradcheckPoint(p, tuple(int(i) for i in index), float(analytic[p][index]), float(numeric))
+                )
     finally:
         model.set_weights(weights)
     return points

@@ -46,7 +46,7 @@ class Layer:
     - `regularization()`: the penalty the layer adds to the loss (default 0); its gradient is already in `grads`.
     - `record()`: named intermediates to line up with the twin's in the layer-by-layer diagnosis (Dense: Z, dZ).
     - `forward_terms(x_terms)` / `backward_terms(x_terms, dy_terms)`: the magnitudes of the terms that rounding
-      summed (see compare/scales.py); without them the harness measures this layer's float64 errors plain
+      summed (see compare/terms.py); without them the harness measures this layer's float64 errors plain
       norm-relative and its float32 errors against Keras's own float32 error (the layer-agnostic rule).
     """
 
@@ -100,8 +100,10 @@ def as_shape(shape: Any, what: str = "input_shape") -> Shape:
     """A shape without the batch axis as a tuple of positive ints; an int D is the 1-tuple (D,)."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    if not isinstance(shape, (tuple, list)) or not shape or not all(
-        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape
+    if (
+        not isinstance(shape, (tuple, list))
+        or not shape
+        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape)
     ):
         raise BadInputError(f"{what} must be a positive integer or a tuple of positive integers, got {shape!r}")
     return tuple(int(d) for d in shape)
@@ -226,7 +228,7 @@ class Dense(Layer):
         return [self.W, self.b]
 
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
-        """Magnitudes of the terms behind Z and A, from those behind X (float64, see compare/scales.py):
+        """Magnitudes of the terms behind Z and A, from those behind X (float64, see compare/terms.py):
         M_Z = M_X |W| + |b|, M_A = |A| + |f'(Z)| M_Z (+ the activation's own `value_terms`; softmax: its JVP bound).
         A value that is itself a cancellation (Z near 0 from terms of both signs) carries an error of order u M_Z,
         not u |Z|, and dW = A_prev^T dZ inherits it, so the next layer measures with M_A, not |A|."""
@@ -241,8 +243,9 @@ class Dense(Layer):
         own = f.value_terms(z) if f.value_terms is not None else 0
         return {"Z": z_terms, "A": a + own + f.grad_magnitude(z) * z_terms}
 
-    def backward_terms(self, x_terms: Array, dA_terms: Array | None,
-                       dZ_terms: Array | None = None) -> tuple[list[Array], Array, dict[str, Array]]:
+    def backward_terms(
+        self, x_terms: Array, dA_terms: Array | None, dZ_terms: Array | None = None
+    ) -> tuple[list[Array], Array, dict[str, Array]]:
         """([M_W, M_b], |dX| terms, {"dZ": |dZ| terms}) from the terms behind dA (or dZ itself on the fused path):
         |dZ| = |dA| |f'(Z)| (softmax: P (|dA| + sum_k |dA_k| P_k)), M_W = M_X^T |dZ|, M_b = sum_n |dZ|,
         |dX| = |dZ| |W|^T."""
@@ -388,7 +391,9 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None) -> None:
         if not (0 <= momentum <= 1) or not epsilon > 0:
-            raise BadInputError(f"BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0, got {momentum}, {epsilon}")
+            raise BadInputError(
+                f"BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0, got {momentum}, {epsilon}"
+            )
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.name = name or "batch_normalization"
 
@@ -444,15 +449,17 @@ class BatchNormalization(Layer):
         """M_gamma = sum_n |dA| |Xhat|, M_beta = sum_n |dA|, the terms of dX's three sums, and for the moving
         statistics (no gradient) the magnitude of the terms behind their updated values."""
         r = self.r.astype(np.float64)
-        xhat = np.abs((self.X.astype(np.float64) - self.mu.astype(np.float64)) * r) + (
-            x_terms + x_terms.mean(axis=0)) * r  # (X - mu) r cancels
+        xhat = (
+            np.abs((self.X.astype(np.float64) - self.mu.astype(np.float64)) * r) + (x_terms + x_terms.mean(axis=0)) * r
+        )  # (X - mu) r cancels
         dxhat = dA_terms * np.abs(self.gamma.astype(np.float64))
         n = dA_terms.shape[0]
         dX = (r / n) * (n * dxhat + dxhat.sum(axis=0) + xhat * (dxhat * xhat).sum(axis=0))
         keep = 1 - self.momentum  # m momentum + mu (1 - momentum), mu a mean of terms of size M_X
         mean_terms = np.abs(self.moving_mean.astype(np.float64)) + keep * x_terms.mean(axis=0)
         var_terms = np.abs(self.moving_variance.astype(np.float64)) + keep * (
-            (x_terms + x_terms.mean(axis=0)) ** 2).mean(axis=0)
+            (x_terms + x_terms.mean(axis=0)) ** 2
+        ).mean(axis=0)
         return [(dA_terms * xhat).sum(axis=0), dA_terms.sum(axis=0), mean_terms, var_terms], dX, {}
 
     def dtype_eps(self, x: Array) -> Array:

@@ -12,8 +12,8 @@ dZ = (P - Y) / N, skipping the softmax Jacobian.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import numpy as np
 
@@ -127,8 +127,9 @@ class Sequential:
     def astype(self, dtype: str) -> Sequential:
         """The same model in `dtype`: each layer copied and built again, then these weights set (exactly: float32
         to float64 is exact, and set_weights refuses a rounding cast). Fixed dropout masks carry over."""
-        model = Sequential([copy.deepcopy(layer) for layer in self.layers], dtype=dtype, seed=self.seed,
-                           input_shape=self.input_shape)
+        model = Sequential(
+            [copy.deepcopy(layer) for layer in self.layers], dtype=dtype, seed=self.seed, input_shape=self.input_shape
+        )
         model.set_weights(self.get_weights())
         for ours, theirs in zip(self.layers, model.layers):
             if getattr(ours, "fixed_mask", None) is not None:
@@ -233,12 +234,14 @@ class Sequential:
         penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
         if fused:
             value = loss.from_logits_value(y, last.Z, sample_weight)
-            dX = last.backward_from_z(loss.gradient_from_logits(y, last.Z, sample_weight), input_grad
-                                      or len(self.layers) > 1)
+            dX = last.backward_from_z(
+                loss.gradient_from_logits(y, last.Z, sample_weight), input_grad or len(self.layers) > 1
+            )
         else:
             value = loss(y, output, sample_weight)
-            dX = self._backward(last, loss.gradient(y, output, sample_weight), records[-1],
-                                input_grad or len(self.layers) > 1)
+            dX = self._backward(
+                last, loss.gradient(y, output, sample_weight), records[-1], input_grad or len(self.layers) > 1
+            )
         for i in range(len(self.layers) - 2, -1, -1):  # does the layer below need this layer's dX?
             dX = self._backward(self.layers[i], dX, records[i], input_grad or i > 0)
         for layer, record in zip(self.layers, records):
@@ -272,8 +275,12 @@ class Sequential:
         """Keras-style variable paths aligned with get_weights(): dense/kernel, dense/bias, dense_1/kernel, ..."""
         return [f"{layer.name}/{label}" for layer in self.layers for label in layer.param_names()]
 
-    def compile(self, optimizer: str | Optimizer = "sgd", loss: str | Loss = "categorical_crossentropy",
-                metrics: Sequence[str] = ()) -> None:
+    def compile(
+        self,
+        optimizer: str | Optimizer = "sgd",
+        loss: str | Loss = "categorical_crossentropy",
+        metrics: Sequence[str] = (),
+    ) -> None:
         """Choose the optimizer, the loss and the metrics ("accuracy") that `fit` and `train_step` use."""
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
@@ -303,8 +310,16 @@ class Sequential:
             return self.loss.from_logits_value(y, self.layers[-1].Z)
         return self.loss(y, output)
 
-    def fit(self, x: Array, y: Array, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
-            validation_data: tuple[Array, Array] | None = None, seed: int | None = None) -> History:
+    def fit(
+        self,
+        x: Array,
+        y: Array,
+        batch_size: int = 32,
+        epochs: int = 1,
+        shuffle: bool = True,
+        validation_data: tuple[Array, Array] | None = None,
+        seed: int | None = None,
+    ) -> History:
         """Minibatch training as keras.Model.fit: each epoch visits the samples (shuffled with a seeded NumPy
         generator when `shuffle`) in batches of `batch_size`, the last one partial. The history records, per
         epoch, the batch losses' mean weighted by batch size (as Keras's loss tracker) and the metrics."""

@@ -17,7 +17,8 @@ Non-trainable weights (BatchNormalization's moving statistics) are skipped: pass
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -199,8 +200,13 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+        return {
+            **super().config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
 
     def build(self, params: Sequence[Array]) -> None:
         self._zeros(params, "momentums", "velocities", "velocity_hats")
@@ -249,8 +255,13 @@ class RMSprop(Optimizer):
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
-                "centered": self.centered}
+        return {
+            **super().config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
 
     def build(self, params: Sequence[Array]) -> None:
         self._zeros(params, "velocities", "momentums", "average_gradients")
@@ -285,8 +296,11 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "initial_accumulator_value": self.initial_accumulator_value,
-                "epsilon": self.epsilon}
+        return {
+            **super().config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
 
     def build(self, params: Sequence[Array]) -> None:
         start = fl32(self.initial_accumulator_value)

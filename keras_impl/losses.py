@@ -7,10 +7,10 @@ and drops the logits a softmax output carries (silently switching to the clipped
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
-
 from keras import ops
 
 

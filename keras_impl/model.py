@@ -8,8 +8,9 @@ float32).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -30,7 +31,9 @@ def settings() -> dict[str, str]:
         "backend": keras.backend.backend(),
         "TF_ENABLE_ONEDNN_OPTS": (
             "unknown: TensorFlow was imported before keras_impl (import keras_impl or compare first)"
-            if keras_impl.TENSORFLOW_PRELOADED else os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: oneDNN on)")),
+            if keras_impl.TENSORFLOW_PRELOADED
+            else os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: oneDNN on)")
+        ),
         "op_determinism": "enabled",
     }
 
@@ -56,7 +59,9 @@ class FixedMaskDropout(keras.layers.Layer):
 
     This is exactly the arithmetic of TensorFlow's stateless_dropout behind keras.layers.Dropout (scale first,
     then `where` on the keep-mask), with the mask given instead of drawn from TensorFlow's Philox generator,
-    which NumPy cannot reproduce. tests/test_layers_parity.py::test_fixed_mask_dropout_equals_keras_dropout_given_its_mask shows that, fed the mask Keras's own Dropout
+    which NumPy cannot reproduce.
+    tests/test_layers_parity.py::test_fixed_mask_dropout_equals_keras_dropout_given_its_mask shows that, fed the
+    mask Keras's own Dropout
     draws, this layer gives Keras's Dropout output bit for bit.
     """
 
@@ -121,8 +126,12 @@ class KerasPass:
 
 
 def batch_tensors(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str | Callable[[str], keras.losses.Loss],
-    loss_config: dict[str, Any] | None, sample_weight: np.ndarray | None,
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str | Callable[[str], keras.losses.Loss],
+    loss_config: dict[str, Any] | None,
+    sample_weight: np.ndarray | None,
 ) -> tuple[str, keras.losses.Loss, tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """The model's dtype, the Keras loss object in it, and x, y, sample_weight as tensors of that dtype.
 
@@ -195,6 +204,7 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
     """The same Sequential model in `dtype`: every layer rebuilt from its own config with that dtype, the weights
     copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64 truth that
     float32 comparisons are measured against."""
+
     def rebuild(layer: keras.layers.Layer) -> keras.layers.Layer:
         twin = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
         if isinstance(layer, FixedMaskDropout):

@@ -9,7 +9,8 @@ Layer state that a training call changes (BatchNormalization's moving statistics
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np

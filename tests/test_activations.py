@@ -66,9 +66,7 @@ class TestSoftmax:
     def test_jacobian_is_diag_p_minus_ppT_against_finite_differences(self):
         z = np.array([0.3, -1.2, 2.0, 0.1])
         p = softmax(z[None])[0]
-        numeric = np.stack(
-            [numerical_gradient(lambda v, i=i: softmax(v[None])[0, i], z, h=1e-6) for i in range(4)]
-        )
+        numeric = np.stack([numerical_gradient(lambda v, i=i: softmax(v[None])[0, i], z, h=1e-6) for i in range(4)])
         np.testing.assert_allclose(softmax_jacobian(p), numeric, atol=FINITE_DIFF_TOL)
         # the two cases of the derivation: i == j gives p_i (1 - p_i), i != j gives -p_i p_j
         np.testing.assert_allclose(softmax_jacobian(p)[1, 1], p[1] * (1 - p[1]))

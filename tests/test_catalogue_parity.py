@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 
 import keras_impl
 from compare.harness import build_pair, compare_models
-from compare.scales import rounding_at_kinks
 from compare.matrix import GRADIENT_ACTIVATIONS, LOSS_CASES, matrix, run_entry, targets
+from compare.terms import rounding_at_kinks
 from from_scratch import Architecture, Sequential
 from from_scratch.activations import ACTIVATIONS
+from from_scratch.layers import LAYERS
 from from_scratch.losses import LOSSES, get_loss
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.losses import KERAS_LOSSES, make_loss
 from keras_impl.model import KERAS_LAYERS
-from from_scratch.layers import LAYERS
 
 
 def test_every_scratch_entry_has_a_keras_twin():
@@ -116,8 +116,12 @@ def _wrong(cls, mutate):
         ("dense", "6-5-bn-dropout0.3-4", lambda layer, dX: dX, None),  # control: unchanged backward passes
         ("dense", "6-5-4", lambda layer, dX: (setattr(layer, "db", layer.db / 2), dX)[1], "grad dense/bias"),
         ("dropout", "6-5-dropout0.3-4", lambda layer, dX: dX * (1 - layer.rate), "grad dense/kernel"),
-        ("batch_normalization", "6-5-bn-4", lambda layer, dX: (setattr(layer, "dgamma", 2 * layer.dgamma), dX)[1],
-         "grad batch_normalization/gamma"),
+        (
+            "batch_normalization",
+            "6-5-bn-4",
+            lambda layer, dX: (setattr(layer, "dgamma", 2 * layer.dgamma), dX)[1],
+            "grad batch_normalization/gamma",
+        ),
         ("batch_normalization", "6-5-bn-4", lambda layer, dX: dX * 0.999, "grad dense/kernel"),
     ],
     ids=["control", "dense-half-bias", "dropout-missing-scale", "bn-double-gamma", "bn-dx-factor"],
@@ -143,12 +147,15 @@ def test_wrong_backward_is_caught_per_layer_type(kind, arch, mutate, expected_ro
 FUZZ = int(os.environ.get("BACKPROP_PARITY_FUZZ", "0"))
 
 
-@settings(max_examples=FUZZ or 25, derandomize=not FUZZ, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=FUZZ or 25,
+    derandomize=not FUZZ,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
-    hidden=st.lists(
-        st.tuples(st.integers(1, 12), st.sampled_from(GRADIENT_ACTIVATIONS)), min_size=0, max_size=3
-    ),
+    hidden=st.lists(st.tuples(st.integers(1, 12), st.sampled_from(GRADIENT_ACTIVATIONS)), min_size=0, max_size=3),
     case=st.sampled_from(LOSS_CASES),
     batch=st.integers(1, 24),
     scale=st.sampled_from([1e-2, 1.0, 10.0]),
@@ -165,7 +172,9 @@ def test_random_architectures_from_the_registries(hidden, case, batch, scale, ex
     tokens.append(f"3:{case.output}")
     arch = "-".join(tokens)
     scratch, report = fuzz_case(arch, dtype, seed, batch, scale, case.make(), case.targets)
-    assume(not rounding_at_kinks(scratch, scratch.layers[0].X))  # a ReLU input that is rounding noise: the kink is tested on its own
+    assume(
+        not rounding_at_kinks(scratch, scratch.layers[0].X)
+    )  # a ReLU input that is rounding noise: the kink is tested on its own
     assert report.passed, f"{arch} {case.id}: " + report.verdict() + "\n" + "\n".join(map(str, report.failures))
 
 
@@ -176,8 +185,9 @@ def fuzz_case(arch_text, dtype, seed, batch, scale, loss=None, kind="onehot"):
     x = rng.standard_normal((batch, arch.input_dim)) * scale
     y = targets(kind, batch, arch.output_dim, rng)
     scratch = Sequential.from_architecture(arch, dtype=dtype, seed=seed)
-    report = compare_models(scratch, keras_impl.build_model(arch, dtype), x, y, loss or "categorical_crossentropy",
-                            gradcheck_samples=0)
+    report = compare_models(
+        scratch, keras_impl.build_model(arch, dtype), x, y, loss or "categorical_crossentropy", gradcheck_samples=0
+    )
     return scratch, report
 
 
@@ -213,7 +223,6 @@ def test_a_doubled_gradient_below_batchnorm_still_fails_in_float32():
     """The zero floor applies only where the truth is float64 noise: a real gradient below a BN layer (1e-8 of its
     terms) is still held to the strict rule."""
     scratch, keras_model = build_pair("6-5:tanh-bn-4:tanh-bn-3", "float32", seed=2)
-    weights = scratch.get_weights()
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((16, 6)), np.eye(3)[rng.integers(0, 3, size=16)]
     original = type(scratch.layers[2]).backward_from_z
@@ -253,7 +262,14 @@ def test_found_by_fuzzing_batchnorm_output_cancellation():
     """Kept from a property-based failure: 4-1:softplus-bn-3:linear, float32, batch 2, inputs x0.01. After
     BatchNormalization of near-constant activations the output carries a forward error of ~1e-5 relative on both
     sides; the output row now measures against the forward sweep's term magnitudes, as the gradient rows do."""
-    assert_fuzz_case_passes("4-1:softplus-bn-3:linear", "float32", seed=1, batch=2, scale=0.01, loss=get_loss("categorical_crossentropy", from_logits=True))
+    assert_fuzz_case_passes(
+        "4-1:softplus-bn-3:linear",
+        "float32",
+        seed=1,
+        batch=2,
+        scale=0.01,
+        loss=get_loss("categorical_crossentropy", from_logits=True),
+    )
 
 
 def test_found_by_fuzzing_saturated_gelu_tanh_in_float32():

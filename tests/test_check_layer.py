@@ -67,13 +67,17 @@ class KerasScale(keras.layers.Layer):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("make", [
-    lambda d: (swish.Swish(), swish.keras_swish(d), (7,)),
-    lambda d: (layer_norm.LayerNorm(), layer_norm.keras_layer_norm(d), (6,)),
-    lambda d: (Dense(5, "gelu"), keras.layers.Dense(5, activation="gelu", dtype=d), (4,)),
-    lambda d: (BatchNormalization(), keras.layers.BatchNormalization(dtype=d), (3,)),
-    lambda d: (Scale(), KerasScale(dtype=d), (2, 3)),
-], ids=["swish", "layer_norm", "dense_gelu", "batch_normalization", "user_scale_2d"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: (swish.Swish(), swish.keras_swish(d), (7,)),
+        lambda d: (layer_norm.LayerNorm(), layer_norm.keras_layer_norm(d), (6,)),
+        lambda d: (Dense(5, "gelu"), keras.layers.Dense(5, activation="gelu", dtype=d), (4,)),
+        lambda d: (BatchNormalization(), keras.layers.BatchNormalization(dtype=d), (3,)),
+        lambda d: (Scale(), KerasScale(dtype=d), (2, 3)),
+    ],
+    ids=["swish", "layer_norm", "dense_gelu", "batch_normalization", "user_scale_2d"],
+)
 def test_right_layers_pass(make, dtype):
     layer, twin, shape = make(dtype)
     report = check_layer(layer, twin, shape, dtype=dtype)
@@ -119,8 +123,11 @@ def test_inputs_are_kept_away_from_declared_kinks():
 
 
 def test_parameter_mismatch_names_both_shapes():
-    with pytest.raises(BadInputError, match=r"has 2 parameter\(s\) of shapes \[\(4, 3\), \(3,\)\], but Keras layer "
-                                            r"'dense_\d+' has 2 of shapes \[\(4, 5\), \(5,\)\]"):
+    with pytest.raises(
+        BadInputError,
+        match=r"has 2 parameter\(s\) of shapes \[\(4, 3\), \(3,\)\], but Keras layer "
+        r"'dense_\d+' has 2 of shapes \[\(4, 5\), \(5,\)\]",
+    ):
         check_layer(Dense(3), keras.layers.Dense(5, dtype="float64"), (4,))
 
 
@@ -157,24 +164,38 @@ def test_cli_passes_a_right_layer(capsys):
 
 
 def test_cli_fails_a_wrong_layer_with_the_diagnosis(capsys):
-    code, out, _ = run(capsys, "check-layer", f"{SWISH}:broken_swish", f"{SWISH}:keras_swish", "--input-shape", "7",
-                       "--dtype", "float32", "--json")
+    code, out, _ = run(
+        capsys,
+        "check-layer",
+        f"{SWISH}:broken_swish",
+        f"{SWISH}:keras_swish",
+        "--input-shape",
+        "7",
+        "--dtype",
+        "float32",
+        "--json",
+    )
     report = json.loads(out)
     assert code == 1 and not report["passed"]
     assert report["diagnosis"]["quantity"] == "dL/dX (input)"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["nope.py:swish", f"{SWISH}:keras_swish"], "SCRATCH 'nope.py:swish': no such file nope.py"),
-    ([f"{SWISH}:nothing", f"{SWISH}:keras_swish"], "has no function 'nothing'"),
-    (["swish", f"{SWISH}:keras_swish"], "expected module:factory or path/to/file.py:factory"),
-    (["no_such_module_xyz:f", f"{SWISH}:keras_swish"], "importing no_such_module_xyz raised ModuleNotFoundError"),
-    (["json:dumps", f"{SWISH}:keras_swish"], "dumps() raised TypeError"),
-    ([f"{SWISH}:keras_swish", f"{SWISH}:keras_swish"], "returned a Activation, not a from_scratch.Layer"),
-    ([f"{SWISH}:swish", f"{SWISH}:swish"], "keras_layer must be a keras.layers.Layer, got Swish"),
-    ([f"{LAYER_NORM}:layer_norm", f"{LAYER_NORM}:keras_layer_norm", "--input-shape", "3,2"],
-     "layer_norm.py:layer_norm raised ValueError"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["nope.py:swish", f"{SWISH}:keras_swish"], "SCRATCH 'nope.py:swish': no such file nope.py"),
+        ([f"{SWISH}:nothing", f"{SWISH}:keras_swish"], "has no function 'nothing'"),
+        (["swish", f"{SWISH}:keras_swish"], "expected module:factory or path/to/file.py:factory"),
+        (["no_such_module_xyz:f", f"{SWISH}:keras_swish"], "importing no_such_module_xyz raised ModuleNotFoundError"),
+        (["json:dumps", f"{SWISH}:keras_swish"], "dumps() raised TypeError"),
+        ([f"{SWISH}:keras_swish", f"{SWISH}:keras_swish"], "returned a Activation, not a from_scratch.Layer"),
+        ([f"{SWISH}:swish", f"{SWISH}:swish"], "keras_layer must be a keras.layers.Layer, got Swish"),
+        (
+            [f"{LAYER_NORM}:layer_norm", f"{LAYER_NORM}:keras_layer_norm", "--input-shape", "3,2"],
+            "layer_norm.py:layer_norm raised ValueError",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     if "--input-shape" not in argv:
         argv = [*argv, "--input-shape", "7"]
@@ -192,7 +213,7 @@ def test_cli_refuses_a_bad_input_shape(capsys, shape):
 
 
 # ----- the pytest plugin -------------------------------------------------------------------------------------------
-PLUGIN_TEST = f'''
+PLUGIN_TEST = f"""
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("swish", {str(SWISH)!r})
 swish = importlib.util.module_from_spec(spec); spec.loader.exec_module(swish)
@@ -206,15 +227,31 @@ def test_right(parity):
 
 def test_wrong(parity):
     parity(swish.BrokenSwish(), swish.keras_swish(), input_shape=(7,))
-'''
+"""
 
 
 def run_pytest(tmp_path, *options):
     (tmp_path / "test_user_layer.py").write_text(PLUGIN_TEST)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-                           "-p", "no:hypothesispytest", str(tmp_path / "test_user_layer.py"), *options],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            str(tmp_path / "test_user_layer.py"),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
 
 
 def test_plugin_fixture_passes_and_fails_with_the_table(tmp_path):

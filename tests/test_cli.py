@@ -70,10 +70,16 @@ def test_one_perturbed_gradient_entry_fails_exactly_its_row(capsys, monkeypatch,
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["compare", "--arch", "64-x-10"], "malformed architecture '64-x-10': layer 1 width 'x' is not a positive integer"),
+        (
+            ["compare", "--arch", "64-x-10"],
+            "malformed architecture '64-x-10': layer 1 width 'x' is not a positive integer",
+        ),
         (["compare", "--arch", "64"], "malformed architecture '64'"),
         (["compare", "--arch", "4-0-3"], "layer 1 width '0' is not a positive integer"),
-        (["compare", "--arch", "4-3:swish"], "unknown activation 'swish'; known: elu, gelu, gelu_tanh, leaky_relu, linear, relu"),
+        (
+            ["compare", "--arch", "4-3:swish"],
+            "unknown activation 'swish'; known: elu, gelu, gelu_tanh, leaky_relu, linear, relu",
+        ),
         (["compare", "--loss", "hinge"], "unknown loss 'hinge'; known: binary_crossentropy, categorical_crossentropy"),
         (["compare", "--data", "mnist"], "unknown data set 'mnist'"),
         (["compare", "--data", "digits", "--arch", "64-10-3"], "digits has 64 features and 10 classes"),
@@ -91,7 +97,9 @@ def test_bad_batch_is_an_argparse_error_with_exit_2(capsys):
         cli.main(["compare", "--batch", "0"])
     _, err = capsys.readouterr()
     assert exc.value.code == 2
-    assert err.strip().splitlines() == ["backprop-parity compare: error: argument --batch: must be a positive integer, got 0"]
+    assert err.strip().splitlines() == [
+        "backprop-parity compare: error: argument --batch: must be a positive integer, got 0"
+    ]
 
 
 def test_digits_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
@@ -102,9 +110,7 @@ def test_digits_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
 
 
 def test_python_dash_m_compare_exit_code_and_no_traceback():
-    proc = subprocess.run(
-        [sys.executable, "-m", "compare", "compare", "--arch", "3-?"], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "compare", "compare", "--arch", "3-?"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
@@ -118,8 +124,10 @@ def test_python_dash_m_compare_exit_code_and_no_traceback():
         (["--loss", "binary_crossentropy"], "arch=64-32:relu-16:relu-10:sigmoid "),
         (["--loss", "huber", "--activation", "tanh"], "arch=64-32:tanh-16:tanh-10:linear "),
         (["--from-logits", "--label-smoothing", "0.1"], "arch=64-32:relu-16:relu-10:linear "),
-        (["--dropout", "0.25", "--batchnorm", "--l2", "0.01"],
-         "arch=64-32:relu:l2=0.01-bn-dropout0.25-16:relu:l2=0.01-bn-dropout0.25-10:softmax:l2=0.01 "),
+        (
+            ["--dropout", "0.25", "--batchnorm", "--l2", "0.01"],
+            "arch=64-32:relu:l2=0.01-bn-dropout0.25-16:relu:l2=0.01-bn-dropout0.25-10:softmax:l2=0.01 ",
+        ),
         (["--arch", "8-4-bn-3", "--loss", "sparse_categorical_crossentropy"], "arch=8-4:relu-bn-3:softmax "),
         (["--l1", "0.01"], "arch=64-32:relu:l1=0.01-16:relu:l1=0.01-10:softmax:l1=0.01 "),
     ],
@@ -153,3 +161,10 @@ def test_examples_command_runs_one_example_and_refuses_unknown_names(capsys, tmp
     code, out, err = run(capsys, "examples", "nope")
     assert code == 2 and out == ""
     assert "unknown example 'nope'; known: forward_pass, gradcheck" in err
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_train_with_dropout_shares_one_mask_per_step(capsys, dtype):
+    """Both sides draw nothing themselves: each step one mask is drawn and given to both (it used to crash)."""
+    code, out, _ = run(capsys, "train", "--arch", "64-16-dropout0.3-10", "--epochs", "1", "--dtype", dtype)
+    assert code == 0 and "PASS" in out and "the same predictions on every sample" in out

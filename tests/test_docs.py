@@ -14,7 +14,7 @@ import ast
 import importlib.util
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,9 @@ def github_slug(heading: str) -> str:
     """The anchor GitHub gives a heading: lower case, punctuation dropped (letters of any script, marks, digits, `_`,
     `-` and spaces kept), spaces to hyphens. Inline code and link syntax are reduced to their text first."""
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).lower()
-    kept = "".join(c for c in text if c in " -" or unicodedata.category(c)[0] in "LMN" or unicodedata.category(c) == "Pc")
+    kept = "".join(
+        c for c in text if c in " -" or unicodedata.category(c)[0] in "LMN" or unicodedata.category(c) == "Pc"
+    )
     return kept.replace(" ", "-")
 
 
@@ -89,7 +91,7 @@ def anchors(text: str) -> set[str]:
     return result
 
 
-@lru_cache(maxsize=None)
+@cache
 def definitions(path: Path) -> frozenset[str]:
     """Names defined in a Python file: functions, classes and module-level constants, and inside classes their
     methods and attributes as `Class::name` (nested classes as `Outer::Inner::name`)."""
@@ -198,10 +200,7 @@ def test_every_registry_entry_has_a_derivation(kind, key, file, implementation):
     """A new activation, loss or optimizer must be named (`key`) and its implementation linked in the document."""
     text = document(DERIVATIONS)
     assert f"`{key}`" in text, f"{kind} {key!r} is not mentioned in docs/derivations.md"
-    linked = {
-        (name.split("::")[0], path)
-        for _, name, path in code_references(text, DERIVATIONS.parent)
-    }
+    linked = {(name.split("::")[0], path) for _, name, path in code_references(text, DERIVATIONS.parent)}
     assert (implementation, (ROOT / file).resolve()) in linked, (
         f"{kind} {key!r}: no link [`{implementation}`](../{file}) (or to one of its methods) in docs/derivations.md"
     )
@@ -238,7 +237,9 @@ def test_readme_ja_quotes_the_real_table_header():
 # ----- the checker itself --------------------------------------------------------------------------------------------
 class TestChecker:
     def test_reports_a_name_that_is_not_defined(self):
-        text = "See [`relu_gradient`](../from_scratch/activations.py) and [`relu_grad`](../from_scratch/activations.py).\n"
+        text = (
+            "See [`relu_gradient`](../from_scratch/activations.py) and [`relu_grad`](../from_scratch/activations.py).\n"
+        )
         problems = check_markdown(text, DERIVATIONS.parent)
         assert problems == ["<text>:1: `relu_gradient` is not defined in from_scratch/activations.py"]
 

@@ -43,7 +43,8 @@ def run(arch: str, dtype: str):
 
 def failing(report) -> set[str]:
     return {row.name for row in report.rows if not row.passed} | {
-        f"step {step.where}" for step in report.trace if not step.passed}
+        f"step {step.where}" for step in report.trace if not step.passed
+    }
 
 
 def wrong(value):
@@ -59,8 +60,11 @@ def fields(arch: str):
     names = scratch.weight_names()
     trainable = scratch.trainable
     offsets = np.cumsum([0] + [len(layer.params) for layer in scratch.layers])
-    out = [("loss", None, None, {"loss", "step loss"}), ("output", None, None, {"output"}),
-           ("input_grad", None, None, {"grad input", "step dL/dX (input)"})]
+    out = [
+        ("loss", None, None, {"loss", "step loss"}),
+        ("output", None, None, {"output"}),
+        ("input_grad", None, None, {"grad input", "step dL/dX (input)"}),
+    ]
     for i, layer in enumerate(scratch.layers):
         for j, label in enumerate(layer.param_names()):
             k = int(offsets[i] + j)
@@ -92,8 +96,12 @@ def perturbed(side: harness.Side, field: str, index, key) -> harness.Side:
     return dataclasses.replace(side, records=records)
 
 
-CASES = [pytest.param(name, dtype, f, i, k, expect, id=f"{name}-{dtype}-{f}-{i}-{k}")
-         for name, arch in ARCHS.items() for dtype in DTYPES for f, i, k, expect in fields(arch)]
+CASES = [
+    pytest.param(name, dtype, f, i, k, expect, id=f"{name}-{dtype}-{f}-{i}-{k}")
+    for name, arch in ARCHS.items()
+    for dtype in DTYPES
+    for f, i, k, expect in fields(arch)
+]
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -199,8 +207,9 @@ def test_the_float32_truth_is_keras_in_float64_on_the_same_weights(monkeypatch):
     truth = captured[1]
     independent = keras_astype(keras_model, "float64")
     independent.set_weights([w.astype(np.float64) for w in weights])
-    again = keras_impl.loss_and_gradients(independent, x.astype(np.float32).astype(np.float64), y,
-                                          "categorical_crossentropy")
+    again = keras_impl.loss_and_gradients(
+        independent, x.astype(np.float32).astype(np.float64), y, "categorical_crossentropy"
+    )
     assert truth.loss == again.loss
     for a, b in zip(truth.grads, again.grads):
         np.testing.assert_array_equal(a, b)
@@ -219,6 +228,7 @@ def test_a_wrong_gradient_fails_the_taylor_witness(dtype):
     assert report.passed
     slope = report.rows[-1]
     assert slope.name.startswith("Taylor") and 1.9 < slope.error < 2.1
+
     class ScaledDense(Dense):  # a backward 1% off: every gradient scaled by 1.01
         def backward(self, dA, input_grad=True):
             dX = super().backward(dA, input_grad)
@@ -259,10 +269,13 @@ def plant_first_bias_doubled(model):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("plant,first,pattern", [
-    (plant_bn_dx_halved, "layer 3 (dense_1) dL/dA", "a constant factor 0.5"),  # the last BN's dX reaches dense_1
-    (plant_first_bias_doubled, "layer 1 (dense) dL/dbias", "a constant factor 2"),
-])
+@pytest.mark.parametrize(
+    "plant,first,pattern",
+    [
+        (plant_bn_dx_halved, "layer 3 (dense_1) dL/dA", "a constant factor 0.5"),  # the last BN's dX reaches dense_1
+        (plant_first_bias_doubled, "layer 1 (dense) dL/dbias", "a constant factor 2"),
+    ],
+)
 def test_wrong_backward_below_batchnorm_fails_in_both_dtypes(plant, first, pattern, dtype):
     """Found by review: with term magnitudes, float32 accepted these in 64-32-bn-16-bn-10 (the terms below a BN
     layer are 1e5 to 1.8e8 times the gradient). Measured against the float64 truth, both fail and are located."""
@@ -276,9 +289,19 @@ def test_wrong_backward_below_batchnorm_fails_in_both_dtypes(plant, first, patte
     assert pattern in report.diagnosis.text
 
 
-@pytest.mark.parametrize("name", ["missing_1_over_n", "relu_mask_at_kink", "softmax_batch_max", "dx_untransposed",
-                                  "bias_gradient_mean", "sigmoid_grad_of_output", "backward_mutates_input",
-                                  "gradients_accumulate"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "missing_1_over_n",
+        "relu_mask_at_kink",
+        "softmax_batch_max",
+        "dx_untransposed",
+        "bias_gradient_mean",
+        "sigmoid_grad_of_output",
+        "backward_mutates_input",
+        "gradients_accumulate",
+    ],
+)
 def test_every_gradient_zoo_bug_is_caught_and_located_in_float32(name):
     from compare.zoo import ZOO, diagnosis_text
 

@@ -1,4 +1,4 @@
-"""A user's own Keras model: read into its NumPy twin (compare.keras_model) and compared through the command line.
+"""A user's own Keras model: read into its NumPy model (compare.keras_model) and compared through the command line.
 
 Real keras.Sequential models, trained with Keras's own `fit` where it matters and saved as .keras files.
 """
@@ -6,13 +6,13 @@ Real keras.Sequential models, trained with Keras's own `fit` where it matters an
 import functools
 import json
 
+import keras
 import numpy as np
 import pytest
 
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
-import keras
 from compare import cli, keras_model
-from compare.keras_model import comparison_twin, compare_keras_model, describe, from_keras, loss_of
+from compare.keras_model import compare_keras_model, comparison_twin, describe, from_keras, loss_of
 from compare.training import run_training
 from from_scratch.errors import BadInputError
 from keras_impl.activations import gelu_tanh
@@ -45,10 +45,16 @@ def compile_model(model, loss, dtype):
 def randomize(model, seed=0):
     """Non-trivial weights in every slot (moving variances positive)."""
     rng = np.random.default_rng(seed)
-    model.set_weights([
-        (np.abs(rng.standard_normal(v.shape)) + 0.5 if "moving_variance" in v.path else rng.standard_normal(v.shape))
-        .astype(v.dtype) for v in model.weights
-    ])
+    model.set_weights(
+        [
+            (
+                np.abs(rng.standard_normal(v.shape)) + 0.5
+                if "moving_variance" in v.path
+                else rng.standard_normal(v.shape)
+            ).astype(v.dtype)
+            for v in model.weights
+        ]
+    )
 
 
 # ----- trained models ----------------------------------------------------------------------------------------------
@@ -75,13 +81,21 @@ def trained(digits, tmp_path_factory):
     three epochs on digits with Keras's fit and saved."""
     saved = {}
     for dtype in ("float64", "float32"):
-        model = train([
-            L.Dense(24, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3), dtype=dtype, name="hidden"),
-            L.BatchNormalization(momentum=0.9, dtype=dtype, name="norm"),
-            L.Dropout(0.2, dtype=dtype, name="drop"),
-            L.Dense(16, activation="elu", dtype=dtype, name="hidden_2"),
-            L.Dense(10, activation="softmax", dtype=dtype, name="out"),
-        ], digits, dtype, f"digits_{dtype}", epochs=3)
+        model = train(
+            [
+                L.Dense(
+                    24, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3), dtype=dtype, name="hidden"
+                ),
+                L.BatchNormalization(momentum=0.9, dtype=dtype, name="norm"),
+                L.Dropout(0.2, dtype=dtype, name="drop"),
+                L.Dense(16, activation="elu", dtype=dtype, name="hidden_2"),
+                L.Dense(10, activation="softmax", dtype=dtype, name="out"),
+            ],
+            digits,
+            dtype,
+            f"digits_{dtype}",
+            epochs=3,
+        )
         path = tmp_path_factory.mktemp("models") / f"digits_{dtype}.keras"
         model.save(path)
         saved[dtype] = (path, model)
@@ -90,11 +104,17 @@ def trained(digits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_without_dropout(digits, tmp_path_factory):
-    model = train([
-        L.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3), dtype="float64"),
-        L.BatchNormalization(dtype="float64"),
-        L.Dense(10, activation="softmax", dtype="float64"),
-    ], digits, "float64", "no_dropout", epochs=2)
+    model = train(
+        [
+            L.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3), dtype="float64"),
+            L.BatchNormalization(dtype="float64"),
+            L.Dense(10, activation="softmax", dtype="float64"),
+        ],
+        digits,
+        "float64",
+        "no_dropout",
+        epochs=2,
+    )
     path = tmp_path_factory.mktemp("models") / "no_dropout.keras"
     model.save(path)
     return path, model
@@ -112,8 +132,13 @@ def test_trained_model_passes_every_row(capsys, trained, dtype, flags):
     assert [r["name"] for r in report["rows"] if r["status"] != "PASS"] == []
     names = [r["name"] for r in report["rows"]]
     assert names[:3] == ["weights from the Keras model", "weights round trip", "loss"]
-    assert {"grad hidden/kernel", "grad norm/gamma", "state norm/moving_variance after step", "grad out/bias",
-            "grad input"} <= set(names)
+    assert {
+        "grad hidden/kernel",
+        "grad norm/gamma",
+        "state norm/moving_variance after step",
+        "grad out/bias",
+        "grad input",
+    } <= set(names)
     assert report["config"]["keras_model"] == str(path)
     assert report["config"]["arch"] == "64-24:tanh:l2=0.001-bn-dropout0.2-16:elu-10:softmax"
     assert report["config"]["dtype"] == (flags[-1] if flags else dtype)
@@ -138,18 +163,36 @@ def test_text_report_and_weights_left_untouched(capsys, trained):
 F32 = float(np.float32(0.003))  # keras.regularizers.L1 keeps its factor as a float32 tensor
 
 LAYER_CASES = [
-    *[(lambda dtype, a=a: L.Dense(5, activation=a, dtype=dtype), f"5:{a}") for a in
-      ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "softplus"]],
+    *[
+        (lambda dtype, a=a: L.Dense(5, activation=a, dtype=dtype), f"5:{a}")
+        for a in ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "softplus"]
+    ],
     (lambda dtype: L.Dense(5, activation=gelu_tanh, dtype=dtype), "5:gelu_tanh"),
-    (lambda dtype: L.Dense(5, activation=functools.partial(keras.activations.gelu, approximate=True), dtype=dtype),
-     "5:gelu_tanh"),
+    (
+        lambda dtype: L.Dense(5, activation=functools.partial(keras.activations.gelu, approximate=True), dtype=dtype),
+        "5:gelu_tanh",
+    ),
     (lambda dtype: L.Dense(5, activation=None, dtype=dtype), "5:linear"),
-    (lambda dtype: L.Dense(5, "relu", kernel_regularizer=keras.regularizers.L2(0.01),
-                           bias_regularizer=keras.regularizers.L1(0.003), dtype=dtype),
-     f"5:relu:l2=0.01:bias_l1={F32:g}"),
-    (lambda dtype: L.Dense(5, "tanh", kernel_regularizer=keras.regularizers.L1L2(l1=0.001, l2=0.002),
-                           bias_regularizer=keras.regularizers.L1L2(l2=0.0005), dtype=dtype),
-     "5:tanh:l1=0.001:l2=0.002:bias_l2=0.0005"),
+    (
+        lambda dtype: L.Dense(
+            5,
+            "relu",
+            kernel_regularizer=keras.regularizers.L2(0.01),
+            bias_regularizer=keras.regularizers.L1(0.003),
+            dtype=dtype,
+        ),
+        f"5:relu:l2=0.01:bias_l1={F32:g}",
+    ),
+    (
+        lambda dtype: L.Dense(
+            5,
+            "tanh",
+            kernel_regularizer=keras.regularizers.L1L2(l1=0.001, l2=0.002),
+            bias_regularizer=keras.regularizers.L1L2(l2=0.0005),
+            dtype=dtype,
+        ),
+        "5:tanh:l1=0.001:l2=0.002:bias_l2=0.0005",
+    ),
     (lambda dtype: L.BatchNormalization(momentum=0.8, epsilon=1e-4, dtype=dtype), "bn"),
     (lambda dtype: L.Dropout(0.3, dtype=dtype), "dropout0.3"),
 ]
@@ -196,10 +239,14 @@ def test_scratch_layers_take_the_keras_names_and_the_twin_shares_the_layers():
         ("categorical_crossentropy", "CategoricalCrossentropy(from_logits=False, label_smoothing=0.0)"),
         (keras.losses.mean_absolute_error, "MeanAbsoluteError()"),
         (keras.losses.Huber(delta=2.5), "Huber(delta=2.5)"),
-        (keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
-         "BinaryCrossentropy(from_logits=True, label_smoothing=0.1)"),
-        (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-         "SparseCategoricalCrossentropy(from_logits=True)"),
+        (
+            keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
+            "BinaryCrossentropy(from_logits=True, label_smoothing=0.1)",
+        ),
+        (
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "SparseCategoricalCrossentropy(from_logits=True)",
+        ),
     ],
 )
 def test_loss_of_reads_the_compiled_loss_and_its_arguments(compiled, expected):
@@ -212,8 +259,11 @@ def test_loss_of_reads_the_compiled_loss_and_its_arguments(compiled, expected):
 @pytest.mark.parametrize(
     "compiled,message",
     [
-        ("hinge", "compiled with loss 'hinge', which has no scratch twin; supported: categorical_crossentropy"),
-        (keras.losses.CategoricalFocalCrossentropy(), "loss 'CategoricalFocalCrossentropy', which has no scratch twin"),
+        ("hinge", "compiled with loss 'hinge', which has no scratch counterpart; supported: categorical_crossentropy"),
+        (
+            keras.losses.CategoricalFocalCrossentropy(),
+            "loss 'CategoricalFocalCrossentropy', which has no scratch counterpart",
+        ),
         (keras.losses.MeanSquaredError(reduction="sum"), "reduction='sum'; only Keras's default 'sum_over_batch_size'"),
         (keras.losses.SparseCategoricalCrossentropy(ignore_class=0), "with ignore_class=0; only ignore_class=None"),
     ],
@@ -257,33 +307,59 @@ def functional(name):
 
 
 BAD_MODELS = {
-    "activation_layer": (lambda: sequential([L.Dense(3, name="d"), L.Activation("relu", name="act")]),
-                         "layer 'act' (Activation): this layer class is not supported; supported: InputLayer; Dense"),
-    "conv2d": (lambda: sequential([L.Conv2D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
-               "layer 'conv' (Conv2D): this layer class is not supported"),
-    "no_bias": (lambda: sequential([L.Dense(3, use_bias=False, name="nobias")]),
-                "layer 'nobias' (Dense): use_bias=False"),
-    "bn_center": (lambda: sequential([L.Dense(3), L.BatchNormalization(center=False, name="bn")]),
-                  "layer 'bn' (BatchNormalization): center=False"),
-    "leaky_slope": (lambda: sequential([L.Dense(3, activation=L.LeakyReLU(negative_slope=0.1), name="leaky")]),
-                    ("layer 'leaky' (Dense): activation LeakyReLU(negative_slope=0.1) layer; only the function "
-                     "leaky_relu with Keras's default negative_slope=0.2")),
-    "swish": (lambda: sequential([L.Dense(3, activation="swish", name="sw")]),
-              "layer 'sw' (Dense): activation 'silu'; supported:"),
-    "constraint": (lambda: sequential([L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2), name="c")]),
-                   "layer 'c' (Dense): kernel_constraint=MaxNorm"),
-    "functional": (lambda: functional("fun"),
-                   "model 'fun' is a Functional model, not a keras.Sequential"),
-    "not_1d": (lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
-               "model 'seq' takes inputs of shape (None, 4, 2); only 1-D features (None, D) are supported"),
+    "activation_layer": (
+        lambda: sequential([L.Dense(3, name="d"), L.Activation("relu", name="act")]),
+        "layer 'act' (Activation): this layer class is not supported; supported: InputLayer; Dense",
+    ),
+    "conv2d": (
+        lambda: sequential([L.Conv2D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
+        "layer 'conv' (Conv2D): this layer class is not supported",
+    ),
+    "no_bias": (
+        lambda: sequential([L.Dense(3, use_bias=False, name="nobias")]),
+        "layer 'nobias' (Dense): use_bias=False",
+    ),
+    "bn_center": (
+        lambda: sequential([L.Dense(3), L.BatchNormalization(center=False, name="bn")]),
+        "layer 'bn' (BatchNormalization): center=False",
+    ),
+    "leaky_slope": (
+        lambda: sequential([L.Dense(3, activation=L.LeakyReLU(negative_slope=0.1), name="leaky")]),
+        (
+            "layer 'leaky' (Dense): activation LeakyReLU(negative_slope=0.1) layer; only the function "
+            "leaky_relu with Keras's default negative_slope=0.2"
+        ),
+    ),
+    "swish": (
+        lambda: sequential([L.Dense(3, activation="swish", name="sw")]),
+        "layer 'sw' (Dense): activation 'silu'; supported:",
+    ),
+    "constraint": (
+        lambda: sequential([L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2), name="c")]),
+        "layer 'c' (Dense): kernel_constraint=MaxNorm",
+    ),
+    "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
+    "not_1d": (
+        lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
+        "model 'seq' takes inputs of shape (None, 4, 2); only 1-D features (None, D) are supported",
+    ),
     "hinge": (lambda: sequential([L.Dense(3)], name="h"), "model 'h' is compiled with loss 'hinge'"),
-    "mixed_dtypes": (lambda: sequential([L.Dense(3, dtype="float64", name="d64"), L.Dropout(0.5, name="drop32", dtype="float32")],
-                                        dtype="float64"),
-                     ("layer 'drop32' (Dropout): dtype float32, but layer 'd64' is float64 (Keras casts the "
-                      "activations to float32 there)")),
-    "mixed_precision": (lambda: sequential([L.Dense(3, dtype="mixed_float16", name="half")]),
-                        ("layer 'half' (Dense): dtype policy 'mixed_float16' (computes in float16, keeps weights "
-                         "in float32): only float64 or float32 throughout")),
+    "mixed_dtypes": (
+        lambda: sequential(
+            [L.Dense(3, dtype="float64", name="d64"), L.Dropout(0.5, name="drop32", dtype="float32")], dtype="float64"
+        ),
+        (
+            "layer 'drop32' (Dropout): dtype float32, but layer 'd64' is float64 (Keras casts the "
+            "activations to float32 there)"
+        ),
+    ),
+    "mixed_precision": (
+        lambda: sequential([L.Dense(3, dtype="mixed_float16", name="half")]),
+        (
+            "layer 'half' (Dense): dtype policy 'mixed_float16' (computes in float16, keeps weights "
+            "in float32): only float64 or float32 throughout"
+        ),
+    ),
 }
 
 
@@ -323,14 +399,22 @@ def test_unsupported_model_is_one_line_and_exit_2(capsys, bad_paths, key):
         (["compare", "--keras-model", "{folder}/missing.keras"], "Keras model '{folder}/missing.keras': no such file"),
         (["compare", "--keras-model", "{folder}/model.h5"], "Keras model '{folder}/model.h5' is not a .keras file"),
         (["compare", "--keras-model", "{folder}/notzip.keras"], "a .keras file is a zip archive, this one is not"),
-        (["compare", "--keras-model", "{folder}/custom.keras"],
-         "cannot be loaded by Keras: layer 'mine' (Custom) is a custom layer class (not Keras's own); supported:"),
-        (["compare", "--keras-model", "{folder}/no_bias.keras", "--arch", "64-32-16-10"],
-         "--arch cannot be combined with --keras-model"),
-        (["compare", "--keras-model", "{folder}/no_bias.keras", "--dropout", "0.1"],
-         "--dropout cannot be combined with --keras-model"),
-        (["train", "--keras-model", "{folder}/no_bias.keras", "--arch", "4-3"],
-         "--arch cannot be combined with --keras-model"),
+        (
+            ["compare", "--keras-model", "{folder}/custom.keras"],
+            "cannot be loaded by Keras: layer 'mine' (Custom) is a custom layer class (not Keras's own); supported:",
+        ),
+        (
+            ["compare", "--keras-model", "{folder}/no_bias.keras", "--arch", "64-32-16-10"],
+            "--arch cannot be combined with --keras-model",
+        ),
+        (
+            ["compare", "--keras-model", "{folder}/no_bias.keras", "--dropout", "0.1"],
+            "--dropout cannot be combined with --keras-model",
+        ),
+        (
+            ["train", "--keras-model", "{folder}/no_bias.keras", "--arch", "4-3"],
+            "--arch cannot be combined with --keras-model",
+        ),
         (["compare", "--keras-model", "{folder}/bn_center.keras", "--from-logits"], "--from-logits configures --loss"),
         (["compare", "--keras-model", "{folder}/swish.keras", "--data", "digits"], "layer 'sw' (Dense)"),
     ],
@@ -346,17 +430,21 @@ def test_data_that_does_not_fit_the_model_says_both_widths(capsys, tmp_path, dig
     model.compile(loss="categorical_crossentropy")
     model.save(tmp_path / "small.keras")
     for command in ("compare", "train"):
-        assert_one_line_exit_2(*run(capsys, command, "--keras-model", tmp_path / "small.keras", "--data", "digits"),
-                               "--data digits has 64 features and 10 outputs, but the Keras model 'small' takes 4 "
-                               "inputs and gives 3 outputs")
+        assert_one_line_exit_2(
+            *run(capsys, command, "--keras-model", tmp_path / "small.keras", "--data", "digits"),
+            "--data digits has 64 features and 10 outputs, but the Keras model 'small' takes 4 "
+            "inputs and gives 3 outputs",
+        )
 
 
-def test_train_refuses_dropout_and_a_rounding_dtype(capsys, trained):
+def test_train_shares_dropout_masks_and_refuses_a_rounding_dtype(capsys, trained):
     path, _ = trained["float64"]
-    assert_one_line_exit_2(*run(capsys, "train", "--keras-model", path, "--epochs", 1),
-                           "layer 'drop' (Dropout): train does not share dropout masks")
-    assert_one_line_exit_2(*run(capsys, "compare", "--keras-model", path, "--dtype", "float32"),
-                           "dtype float32 was asked for a float64 Keras model: its weights would be rounded")
+    code, out, err = run(capsys, "train", "--keras-model", path, "--epochs", 1, "--data", "digits")
+    assert code == 0 and "PASS" in out, out + err
+    assert_one_line_exit_2(
+        *run(capsys, "compare", "--keras-model", path, "--dtype", "float32"),
+        "dtype float32 was asked for a float64 Keras model: its weights would be rounded",
+    )
 
 
 # ----- (e) the check can fail --------------------------------------------------------------------------------------
@@ -372,8 +460,9 @@ def test_a_perturbed_copied_weight_fails_its_row(capsys, monkeypatch, trained):
 
     monkeypatch.setattr(keras_model, "from_keras", perturbed)
     path, _ = trained["float64"]
-    code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json",
-                       "--gradcheck", 0)
+    code, out, _ = run(
+        capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json", "--gradcheck", 0
+    )
     report = json.loads(out)
     assert code == 1 and not report["passed"]
     assert [r["name"] for r in report["rows"] if r["status"] == "FAIL"] == ["weights from the Keras model"]
@@ -384,8 +473,9 @@ def test_a_mistranslated_option_fails_the_loss_and_its_gradient(capsys, monkeypa
     the Keras side is the user's own layer, with its regularizer."""
     monkeypatch.setattr(keras_model, "_regularizer_options", lambda layer, which: {})
     path, _ = trained["float64"]
-    code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json",
-                       "--gradcheck", 0)
+    code, out, _ = run(
+        capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json", "--gradcheck", 0
+    )
     report = json.loads(out)
     assert code == 1
     failed = [r["name"] for r in report["rows"] if r["status"] == "FAIL"]

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
-from keras_impl.model import FixedMaskDropout
 from from_scratch import Architecture, Sequential
+from keras_impl.model import FixedMaskDropout
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -6,10 +6,10 @@ import pytest
 from compare import cli
 from compare.data import digits, load_dataset, read_idx, spirals
 from compare.training import TRAIN_F64_TOL, run_training
-from from_scratch.errors import BadInputError
 from compare.zoo import MissingBiasPower as NoBiasCorrectionPower
 from compare.zoo import SwappedBetas
-from from_scratch.optimizers import OPTIMIZERS, ExponentialDecay, SGD, fl32, get_optimizer
+from from_scratch.errors import BadInputError
+from from_scratch.optimizers import OPTIMIZERS, SGD, ExponentialDecay, fl32, get_optimizer
 
 #: 100 float64 steps of every optimizer: the issue's target, 1e-14 norm-relative (measured: <= 4e-16).
 STEPS_F64_TOL = 1e-14
@@ -44,8 +44,9 @@ def test_every_optimizer_has_a_case_and_a_keras_twin():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_100_steps_stay_together_in_float64(case):
     x, y = spirals(n=120, seed=1)
-    report = run_training("2-16:tanh-8-3", x, y, optimizer_name(case), dict(CASES[case]), epochs=10, batch_size=12,
-                          max_steps=100)
+    report = run_training(
+        "2-16:tanh-8-3", x, y, optimizer_name(case), dict(CASES[case]), epochs=10, batch_size=12, max_steps=100
+    )
     assert len(report.steps) == 100
     worst = max(s["param_norm_rel"] for s in report.steps)
     assert worst <= STEPS_F64_TOL, f"{case}: {worst:.2e}"
@@ -110,8 +111,9 @@ def test_digits_training_in_ci(optimizer):
 
 def test_float32_drift_stays_inside_its_derived_bound():
     x, y = spirals(n=120, seed=1)
-    report = run_training("2-16:tanh-8-3", x, y, "adam", {"learning_rate": 0.01}, epochs=10, batch_size=12,
-                          dtype="float32")
+    report = run_training(
+        "2-16:tanh-8-3", x, y, "adam", {"learning_rate": 0.01}, epochs=10, batch_size=12, dtype="float32"
+    )
     assert report.passed, report.verdict()
 
 
@@ -141,8 +143,19 @@ def test_idx_files_train_end_to_end(tmp_path, capsys):
     np.testing.assert_array_equal(read_idx(str(tmp_path / "img.idx")), images)
     x, y = load_dataset(f"idx:{tmp_path / 'img.idx'},{tmp_path / 'lbl.idx'}")
     assert x.shape == (40, 16) and y.shape == (40, 3) and x.max() <= 1.0
-    code = cli.main(["train", "--data", f"idx:{tmp_path / 'img.idx'},{tmp_path / 'lbl.idx'}", "--arch", "16-8-3",
-                     "--epochs", "2", "--batch", "16"])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            f"idx:{tmp_path / 'img.idx'},{tmp_path / 'lbl.idx'}",
+            "--arch",
+            "16-8-3",
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+        ]
+    )
     assert code == 0
     assert "PASS: 6 steps" in capsys.readouterr().out
 
@@ -152,7 +165,7 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path, capsys):
     write_idx(tmp_path / "img.idx", images, 0x08)
     (tmp_path / "cut.idx").write_bytes((tmp_path / "img.idx").read_bytes()[:-3])
     (tmp_path / "junk.idx").write_bytes(b"hello world")
-    with pytest.raises(BadInputError, match="truncated or padded: 33 bytes, expected 36 for shape \(5, 2, 2\)"):
+    with pytest.raises(BadInputError, match=r"truncated or padded: 33 bytes, expected 36 for shape \(5, 2, 2\)"):
         read_idx(str(tmp_path / "cut.idx"))
     with pytest.raises(BadInputError, match="is not an IDX file"):
         read_idx(str(tmp_path / "junk.idx"))
@@ -164,8 +177,26 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path, capsys):
 def test_train_command_plot_and_json(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out_png = tmp_path / "train.png"
-    code = cli.main(["train", "--data", "xor", "--arch", "2-4:tanh-2", "--optimizer", "sgd", "--lr", "0.5",
-                     "--epochs", "3", "--batch", "4", "--plot", str(out_png), "--json"])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            "xor",
+            "--arch",
+            "2-4:tanh-2",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.5",
+            "--epochs",
+            "3",
+            "--batch",
+            "4",
+            "--plot",
+            str(out_png),
+            "--json",
+        ]
+    )
     assert code == 0
     assert out_png.stat().st_size > 10_000
     import json
@@ -177,7 +208,15 @@ def test_train_command_plot_and_json(tmp_path, capsys):
 def test_float32_run_with_a_wrong_formula_still_fails():
     """The float32 bound follows the trajectory's own float32 sensitivity, but a formula difference is far outside."""
     x, y = spirals(n=120, seed=1)
-    report = run_training("2-16:tanh-8-3", x, y, SwappedBetas(learning_rate=0.01, beta_1=0.8, beta_2=0.95),
-                          epochs=10, batch_size=12, dtype="float32", max_steps=100)
+    report = run_training(
+        "2-16:tanh-8-3",
+        x,
+        y,
+        SwappedBetas(learning_rate=0.01, beta_1=0.8, beta_2=0.95),
+        epochs=10,
+        batch_size=12,
+        dtype="float32",
+        max_steps=100,
+    )
     assert not report.passed
     assert report.final_param_diff > 10 * report.tol

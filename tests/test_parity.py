@@ -13,13 +13,20 @@ def random_cases(count, seed=2024):
     """Architectures with 1-4 hidden layers of widths 1-64, batches 1-64, inputs scaled up to x30."""
     rng = np.random.default_rng(seed)
     cases = []
-    for i in range(count):
+    for _ in range(count):
         depth = int(rng.integers(1, 5))
         widths = [int(rng.integers(1, 65)) for _ in range(depth)]
         d, k = int(rng.integers(1, 33)), int(rng.integers(2, 11))
         batch = int(rng.integers(1, 65))
         scale = float(rng.choice([1.0, 3.0, 30.0]))
-        cases.append(pytest.param("-".join(map(str, [d, *widths, k])), batch, scale, id=f"{d}-{'-'.join(map(str, widths))}-{k}_n{batch}_x{scale:g}"))
+        cases.append(
+            pytest.param(
+                "-".join(map(str, [d, *widths, k])),
+                batch,
+                scale,
+                id=f"{d}-{'-'.join(map(str, widths))}-{k}_n{batch}_x{scale:g}",
+            )
+        )
     return cases
 
 

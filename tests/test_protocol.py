@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compare.scales import declares_terms
+from compare.terms import declares_terms
 from from_scratch import ACTIVATIONS, LAYERS, LOSSES, BadInputError, Dense, Dropout, Layer, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.losses import get_loss
@@ -41,8 +41,11 @@ def test_every_loss_declares_its_targets_output_and_fused_terms(name):
             loss.fused_terms(np.ones((2, 3)), np.ones((2, 3)))
 
 
-SPECS = {"dense": LayerSpec("dense", 3, "relu"), "dropout": LayerSpec("dropout", options={"rate": 0.5}),
-         "batch_normalization": LayerSpec("batch_normalization")}
+SPECS = {
+    "dense": LayerSpec("dense", 3, "relu"),
+    "dropout": LayerSpec("dropout", options={"rate": 0.5}),
+    "batch_normalization": LayerSpec("batch_normalization"),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -81,7 +84,9 @@ def test_shape_and_type_errors_name_the_problem():
         Sequential([Twice()])
     with pytest.raises(BadInputError, match=r"input_shape must be a positive integer or a tuple"):
         Sequential([Twice()], input_shape=(4, 0))
-    with pytest.raises(BadInputError, match="layer 'dense' takes inputs of shape \\(D,\\) \\(features\\), got \\(2, 3\\)"):
+    with pytest.raises(
+        BadInputError, match="layer 'dense' takes inputs of shape \\(D,\\) \\(features\\), got \\(2, 3\\)"
+    ):
         Sequential([Dense(3)], input_shape=(2, 3))
     with pytest.raises(BadInputError, match="not registry layers"):
         _ = Sequential([Twice()], input_shape=(4,)).architecture

@@ -110,8 +110,12 @@ def test_a_passing_comparison_records_every_layer_and_agrees():
     report = compare_models(scratch, keras_impl.build_model(arch, "float64"), x, y, gradcheck_samples=0)
     assert report.passed and report.diagnosis.first is None
     wheres = [step.where for step in report.trace]
-    assert wheres[:4] == ["layer 1 (dense) Z", "layer 1 (dense) A", "layer 2 (batch_normalization) A",
-                          "layer 3 (dense_1) Z"]
+    assert wheres[:4] == [
+        "layer 1 (dense) Z",
+        "layer 1 (dense) A",
+        "layer 2 (batch_normalization) A",
+        "layer 3 (dense_1) Z",
+    ]
     assert "layer 2 (batch_normalization) dL/dgamma" in wheres and wheres[-1] == "dL/dX (input)"
 
 

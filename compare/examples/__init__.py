@@ -10,8 +10,9 @@ Only `gradcheck` needs TensorFlow, and imports it inside its `run`; importing th
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from compare.examples import forward_pass, gradcheck, gradient_descent, perceptron, regression, softmax
 from from_scratch.errors import BadInputError, unknown_name
@@ -37,18 +38,32 @@ class Example:
 EXAMPLES: dict[str, Example] = {
     example.name: example
     for example in [
-        Example("perceptron", "AND, OR, NAND gates in matrix form, XOR from them, and an MLP that learns XOR",
-                perceptron.run),
-        Example("regression", "fit y = wx + b to (3, 7), (9, 13) from y = 3x - 8 by gradient descent (E = 36 at start)",
-                regression.run),
-        Example("gradient_descent", "minimise x0^2 + x1^2 from (3, 4) with numerical and analytic gradients",
-                gradient_descent.run),
-        Example("forward_pass", "the seed's three-layer forward pass, correct, next to what its listing computes",
-                forward_pass.run),
-        Example("softmax", "softmax shift invariance, and the step / sigmoid / ReLU plot (needs matplotlib)",
-                softmax.run),
-        Example("gradcheck", "backprop vs central differences vs Keras on a 4-5-3 network (needs TensorFlow)",
-                gradcheck.run),
+        Example(
+            "perceptron",
+            "AND, OR, NAND gates in matrix form, XOR from them, and an MLP that learns XOR",
+            perceptron.run,
+        ),
+        Example(
+            "regression",
+            "fit y = wx + b to (3, 7), (9, 13) from y = 3x - 8 by gradient descent (E = 36 at start)",
+            regression.run,
+        ),
+        Example(
+            "gradient_descent",
+            "minimise x0^2 + x1^2 from (3, 4) with numerical and analytic gradients",
+            gradient_descent.run,
+        ),
+        Example(
+            "forward_pass",
+            "the seed's three-layer forward pass, correct, next to what its listing computes",
+            forward_pass.run,
+        ),
+        Example(
+            "softmax", "softmax shift invariance, and the step / sigmoid / ReLU plot (needs matplotlib)", softmax.run
+        ),
+        Example(
+            "gradcheck", "backprop vs central differences vs Keras on a 4-5-3 network (needs TensorFlow)", gradcheck.run
+        ),
     ]
 }
 

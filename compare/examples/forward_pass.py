@@ -15,7 +15,8 @@ its sigmoid rounds to one decimal (`np.round(..., decimals=1)`). `seed_listing` 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -94,8 +95,10 @@ def run(out: Callable[[str], None] = print) -> dict[str, Any]:
     out("Listing minus correct:")
     for name, d in differences.items():
         out(f"  {name:7s} {_fmt(d)}   max |difference| {max_abs[name]:.4f}")
-    out(f"With b1 added only once (sums still passed on un-activated) the output would be {_fmt(b1_once['y3'])}: "
-        "fixing b1 alone does not recover y; the activations must be passed on as well.")
+    out(
+        f"With b1 added only once (sums still passed on un-activated) the output would be {_fmt(b1_once['y3'])}: "
+        "fixing b1 alone does not recover y; the activations must be passed on as well."
+    )
     return {
         "correct": correct,
         "seed_listing": listing,

@@ -18,7 +18,8 @@ TensorFlow is imported inside `run` only, so the other examples work without it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +60,11 @@ def run(
     numerical = np.array([p.numerical for p in points])
     error = max_rel_error(analytic, numerical)
     passed = bool(error <= GRADCHECK_TOL)
-    out(f"backprop vs central differences on {len(points)} coordinates: "
+    out(
+        f"backprop vs central differences on {len(points)} coordinates: "
         f"max abs {max_abs_error(analytic, numerical):.3g}, "
-        f"relative {error:.3g} (tolerance {GRADCHECK_TOL:g}): {'PASS' if passed else 'FAIL'}")
+        f"relative {error:.3g} (tolerance {GRADCHECK_TOL:g}): {'PASS' if passed else 'FAIL'}"
+    )
     for p in points[:3]:
         out(f"  param {p.param} {p.index}: analytic {p.analytic:+.10f}, numerical {p.numerical:+.10f}")
 

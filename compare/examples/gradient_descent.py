@@ -11,7 +11,8 @@ is (2 x0, 2 x1), so each step multiplies x by 1 - 2 lr = 0.8 and after 100 steps
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

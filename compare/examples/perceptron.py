@@ -18,7 +18,8 @@ Simplified: the XOR network trains by whole-batch plain SGD (from_scratch.optimi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

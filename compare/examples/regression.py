@@ -20,7 +20,8 @@ The badly conditioned H (ratio ~233) is why: x is not centred, so w and b pull a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,10 @@ def run(out: Callable[[str], None] = print, lr: float = 0.02, steps: int = 3000,
     eigenvalues = np.linalg.eigvalsh(hessian(X))
     lr_max = 2.0 / float(eigenvalues.max())
     out(f"Data (x, t): {[(float(a), float(b)) for a, b in zip(X.ravel(), T.ravel())]}; start y = 3x - 8")
-    out(f"Hessian eigenvalues {eigenvalues[1]:.3f}, {eigenvalues[0]:.3f}: converges for lr < {lr_max:.4f}; "
-        f"lr = {lr}, slowest direction shrinks by {abs(1 - lr * eigenvalues[0]):.5f} per step")
+    out(
+        f"Hessian eigenvalues {eigenvalues[1]:.3f}, {eigenvalues[0]:.3f}: converges for lr < {lr_max:.4f}; "
+        f"lr = {lr}, slowest direction shrinks by {abs(1 - lr * eigenvalues[0]):.5f} per step"
+    )
     w, b = START
     history = []
     for k in range(steps + 1):
@@ -63,8 +66,10 @@ def run(out: Callable[[str], None] = print, lr: float = 0.02, steps: int = 3000,
         if k <= show or k == steps:
             if k == steps and steps > show + 1:
                 out("  ...")
-            out(f"  step {k:4d}: w = {w:.6f}, b = {b:.6f}, y = {y.ravel().round(4).tolist()}, E = {error:.6g}, "
-                f"dE/dw = {dW:.6g}, dE/db = {db:.6g}")
+            out(
+                f"  step {k:4d}: w = {w:.6f}, b = {b:.6f}, y = {y.ravel().round(4).tolist()}, E = {error:.6g}, "
+                f"dE/dw = {dW:.6g}, dE/db = {db:.6g}"
+            )
         if k < steps:
             w, b = w - lr * dW, b - lr * db
     out(f"After {steps} steps: y = {w:.6f} x + {b:.6f}, E = {history[-1]['E']:.3g} (target y = x + 4)")

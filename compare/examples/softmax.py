@@ -17,8 +17,9 @@ one panel each); only ReLU's output is unbounded above.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +81,10 @@ def run(
     out(f"z ~ U(-10, 10), n = {n}, seed {seed}: {np.array2string(z, precision=3)}")
     out(f"softmax(z)       = {np.array2string(p, precision=6)} (sum {p.sum():.17g})")
     out(f"softmax(z + {shift:g}) = {np.array2string(p_shifted, precision=6)}")
-    out(f"max |softmax(z) - softmax(z + {shift:g})| = {difference:.3g}; "
-        f"rounding z + {shift:g} alone moved the logits by up to {input_rounding:.3g}")
+    out(
+        f"max |softmax(z) - softmax(z + {shift:g})| = {difference:.3g}; "
+        f"rounding z + {shift:g} alone moved the logits by up to {input_rounding:.3g}"
+    )
 
     z_exact = np.round(z * 1024) / 1024  # multiples of 2^-10: z + shift is exact
     exact_difference = float(np.abs(softmax(z_exact[None, :]) - softmax((z_exact + shift)[None, :])).max())
@@ -90,8 +93,10 @@ def run(
     big = z + 1000.0
     naive = naive_softmax(big)
     naive_overflows = bool(np.isnan(naive).any())
-    out(f"z + 1000: naive exp(z) / sum exp(z) gives {np.array2string(naive[:3])}...; "
-        f"from_scratch softmax gives {np.array2string(softmax(big[None, :])[0][:3], precision=6)}...")
+    out(
+        f"z + 1000: naive exp(z) / sum exp(z) gives {np.array2string(naive[:3])}...; "
+        f"from_scratch softmax gives {np.array2string(softmax(big[None, :])[0][:3], precision=6)}..."
+    )
 
     saved = None
     if plot_path is not None:

@@ -51,8 +51,9 @@ class LayerNorm(Layer):
         self.dbeta = dy.sum(axis=0)
         dxhat = dy * self.gamma
         d = dy.shape[-1]
-        return (self.r / d) * (d * dxhat - dxhat.sum(axis=-1, keepdims=True)
-                               - self.xhat * (dxhat * self.xhat).sum(axis=-1, keepdims=True))
+        return (self.r / d) * (
+            d * dxhat - dxhat.sum(axis=-1, keepdims=True) - self.xhat * (dxhat * self.xhat).sum(axis=-1, keepdims=True)
+        )
 
 
 def layer_norm() -> LayerNorm:

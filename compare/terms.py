@@ -13,7 +13,7 @@ bias feeding BatchNormalization, whose exact gradient is 0) is rounding noise of
 measure takes such a tensor relative to CANCELLATION_FLOOR ||M|| (compare/tolerances.py).
 
 Each layer computes its own terms (`forward_terms`, `backward_terms`: declarations of the layer, see
-from_scratch.layers.Layer); a model with a layer that declares none has no term magnitudes (`gradient_scales`
+from_scratch.layers.Layer); a model with a layer that declares none has no term magnitudes (`gradient_terms`
 returns None) and its float64 errors are measured plain norm-relative.
 Computed in float64 from the scratch model's caches after `backward_pass`; nothing is written onto the layers.
 """
@@ -29,7 +29,7 @@ from from_scratch.model import BackwardPass
 Array = np.ndarray
 
 
-class Scales(NamedTuple):
+class Terms(NamedTuple):
     """Term magnitudes: `params` aligned with get_weights(), `input_grad` for dL/dX, `output` for the output, and
     per layer the magnitudes of its recorded quantities (`records`: "A", "dA" and the layer's own, e.g. "Z",
     "dZ"), which the layer-by-layer diagnosis measures against."""
@@ -45,7 +45,7 @@ def declares_terms(model: Any) -> bool:
     return all(hasattr(layer, "forward_terms") and hasattr(layer, "backward_terms") for layer in model.layers)
 
 
-def forward_magnitudes(model: Any, x: Array) -> list[dict[str, Array]] | None:
+def forward_term_sweep(model: Any, x: Array) -> list[dict[str, Array]] | None:
     """The forward sweep of term magnitudes over the model's caches, from |X| of the last batch: per layer
     {"X": terms behind its input, "A": behind its output, and its own, e.g. "Z"}. None if a layer declares none."""
     if not declares_terms(model):
@@ -59,12 +59,13 @@ def forward_magnitudes(model: Any, x: Array) -> list[dict[str, Array]] | None:
     return records
 
 
-def gradient_scales(model: Any, x: Array, y: Array, loss: Any, result: BackwardPass,
-                    sample_weight: Array | None = None) -> Scales | None:
+def gradient_terms(
+    model: Any, x: Array, y: Array, loss: Any, result: BackwardPass, sample_weight: Array | None = None
+) -> Terms | None:
     """Term magnitudes for every gradient of `model` (aligned with get_weights()), for dL/dX and for the output
     (the forward sweep's last magnitude), from the `result` of `model.backward_pass(x, y, loss)` just run.
     None when a layer declares no term magnitudes."""
-    records = forward_magnitudes(model, x)
+    records = forward_term_sweep(model, x)
     if records is None:
         return None
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
@@ -86,7 +87,7 @@ def gradient_scales(model: Any, x: Array, y: Array, loss: Any, result: BackwardP
         params, d_abs, extra = layer.backward_terms(record["X"], d_abs)
         record.update(extra)
         per_layer.append(params)
-    return Scales([m for params in reversed(per_layer) for m in params], d_abs, records[-1]["A"], records)
+    return Terms([m for params in reversed(per_layer) for m in params], d_abs, records[-1]["A"], records)
 
 
 #: The size below which a pre-activation is rounding noise of its terms (a few hundred ulps of float64): there the
@@ -94,13 +95,14 @@ def gradient_scales(model: Any, x: Array, y: Array, loss: Any, result: BackwardP
 KINK_ROUNDING = 1e-13
 
 
-def near_kinks(model: Any, z_records: list[dict[str, Array]], terms: list[dict[str, Array]],
-               relative: float) -> dict[str, int]:
+def near_kinks(
+    model: Any, z_records: list[dict[str, Array]], terms: list[dict[str, Array]], relative: float
+) -> dict[str, int]:
     """Per layer with a kinked activation (`Activation.kinked`), how many inputs have |Z| <= relative M_Z with
     M_Z > 0: inputs that an error of `relative` times their terms could put on either side of 0. Exact zeros from
     zero terms (a zero input row with zero bias) are not counted: both sides compute them exactly.
 
-    `z_records`: the pass's per-layer records (with "Z"); `terms`: the term magnitudes' (`forward_magnitudes`).
+    `z_records`: the pass's per-layer records (with "Z"); `terms`: the term magnitudes' (`forward_term_sweep`).
     """
     counts = {}
     for layer, record, term in zip(model.layers, z_records, terms):
@@ -115,7 +117,7 @@ def near_kinks(model: Any, z_records: list[dict[str, Array]], terms: list[dict[s
 def rounding_at_kinks(model: Any, x: Array) -> list[str]:
     """Layers whose kinked activation has an input that is rounding noise of its terms (|Z| <= KINK_ROUNDING M_Z)
     in the model's last forward pass on `x`: a mask there is decided by rounding, not by the formula."""
-    terms = forward_magnitudes(model, x)
+    terms = forward_term_sweep(model, x)
     if terms is None:
         return []
     records = [layer.record() for layer in model.layers]
