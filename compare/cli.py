@@ -190,18 +190,17 @@ def run_zoo(args: argparse.Namespace) -> int:
     """Run each bug, print its evidence and diagnosis; exit 0 when every bug is caught where it should be."""
     import json
 
-    from compare.report import render
+    from compare.report import render_zoo_entry
     from compare.zoo import ZOO, diagnosis_text
     from from_scratch.errors import unknown_name
 
     if args.name and args.name not in ZOO:
         raise unknown_name("zoo entry", args.name, ZOO)
-    results, missed = [], 0
+    results = []
     for entry in [ZOO[args.name]] if args.name else ZOO.values():
         report = entry.run()
         text = diagnosis_text(report)
         caught = not report.passed and entry.expect in text
-        missed += not caught
         results.append(
             {
                 "name": entry.name,
@@ -212,13 +211,8 @@ def run_zoo(args: argparse.Namespace) -> int:
             }
         )
         if not args.json:
-            print(f"== {entry.name}: {entry.description}")
-            if entry.kind == "gradient":
-                print(render(report))
-            else:
-                print(report.verdict())
-                print(f"diagnosis: {text}")
-            print(f"-> {'caught and located' if caught else 'NOT located as expected'} ({entry.expect.strip()})\n")
+            print(render_zoo_entry(entry, report, text, caught))
+    missed = sum(not r["caught"] for r in results)
     if args.json:
         print(json.dumps(results, indent=2, default=float))
     else:
@@ -285,30 +279,14 @@ def loss_from_args(args: argparse.Namespace) -> object:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    import json
 
     from compare.matrix import matrix, run_entry
+    from compare.report import matrix_record, render_matrix
 
-    rows, failed = [], 0
-    for entry in matrix():
-        report = run_entry(entry, seed=args.seed)
-        failed += not report.passed
-        rows.append(
-            [entry.arch, entry.case.id, entry.dtype, f"{report.worst():.2e}", "PASS" if report.passed else "FAIL"]
-        )
-    if args.json:
-        import json
-
-        keys = ["arch", "loss", "dtype", "worst", "status"]
-        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
-    else:
-        print(
-            tabulate(
-                rows, headers=["configuration", "loss", "dtype", "worst checked error", "result"], disable_numparse=True
-            )
-        )
-        print(f"\n{'PASS' if not failed else 'FAIL'}: {len(rows) - failed} of {len(rows)} configurations agree")
-    return EXIT_PASS if not failed else EXIT_FAIL
+    records = [matrix_record(entry, run_entry(entry, seed=args.seed)) for entry in matrix()]
+    print(json.dumps(records, indent=2) if args.json else render_matrix(records))
+    return EXIT_PASS if all(r["status"] == "PASS" for r in records) else EXIT_FAIL
 
 
 def run_compare(args: argparse.Namespace) -> int:

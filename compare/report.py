@@ -100,3 +100,30 @@ def progress_bar(quiet: bool) -> Callable[[int, int, int, int], None]:
         )
 
     return progress
+
+
+def render_zoo_entry(entry: Any, report: Report, diagnosis: str, caught: bool) -> str:
+    """One bug of the zoo: what it is, its evidence (the table for a gradient bug, the verdict for a training run),
+    its diagnosis and whether it was located where expected."""
+    evidence = render(report) if entry.kind == "gradient" else f"{report.verdict()}\ndiagnosis: {diagnosis}"
+    located = "caught and located" if caught else "NOT located as expected"
+    return f"== {entry.name}: {entry.description}\n{evidence}\n-> {located} ({entry.expect.strip()})\n"
+
+
+def matrix_record(entry: Any, report: Report) -> dict[str, str]:
+    """One configuration of `compare --all`, as the JSON and the table give it."""
+    return {
+        "arch": entry.arch,
+        "loss": entry.case.id,
+        "dtype": entry.dtype,
+        "worst": f"{report.worst():.2e}",
+        "status": "PASS" if report.passed else "FAIL",
+    }
+
+
+def render_matrix(records: list[dict[str, str]]) -> str:
+    """The `compare --all` table and its one-line verdict."""
+    rows = [[r["arch"], r["loss"], r["dtype"], r["worst"], r["status"]] for r in records]
+    table = tabulate(rows, headers=["configuration", "loss", "dtype", "worst error", "result"], disable_numparse=True)
+    passed = sum(r["status"] == "PASS" for r in records)
+    return f"{table}\n\n{'PASS' if passed == len(records) else 'FAIL'}: {passed} of {len(records)} configurations agree"
