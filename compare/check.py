@@ -75,10 +75,6 @@ class Projection(Loss):
     def reduce_grad(self, grad: Array, sample_weight: Array | None) -> Array:
         return grad
 
-    def permuted(self, order: Array) -> Projection:
-        """The same projection for the batch's rows taken in `order`."""
-        return Projection(self.upstream[order])
-
     def keras_loss(self, dtype: str) -> Any:
         """The Keras twin with the same G, in `dtype`."""
         from keras_impl.losses import Projection as KerasProjection

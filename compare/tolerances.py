@@ -35,8 +35,8 @@ F64_TOL = 1e-12
 CANCELLATION_FLOOR = 1e-3
 
 #: float32: how many times farther from the float64 truth T (Keras in float64 on the same weights and batch) a
-#: float32 side may be than float32 rounding explains, gauged by the other side and by a second Keras sample (the
-#: batch in reversed order): see `truth_rel_error`. Two correct float32 implementations each carry their own
+#: float32 side may be than float32 rounding explains, gauged by the other side and by a second Keras sample (every
+#: input and weight one ulp off): see `truth_rel_error`. Two correct float32 implementations each carry their own
 #: rounding; for a quantity summed from many terms the two are of the same size, for a near-total cancellation
 #: (gradients below a BatchNormalization at batch 2-3 with inputs x10, a width-1 layer) the ratio of two rounding
 #: samples has a long tail. Measured on correct models: at most 10.1 over 919 random configurations (11,367 rows
@@ -103,8 +103,8 @@ def truth_rel_error(
 
         max(||a - T|| / max(||b - T||, ||b' - T||, floor),  ||b - T|| / max(||a - T||, ||b' - T||, floor))
 
-    with b' a second Keras float32 result on the same batch in reversed order (the same mathematics, other
-    summation orders: a second sample of Keras's rounding) and floor = F32_FLOOR ||T||. The scratch side a is
+    with b' Keras's float32 result with every input and weight moved by one ulp (a second sample of how far float32
+    rounding moves the quantity, its conditioning included) and floor = F32_FLOOR ||T||. The scratch side a is
     gauged by Keras's rounding; the Keras side b by the other two, so a wrong Keras-side value cannot widen its own
     bound. With term magnitudes M and a truth that is float64 noise (||T|| <= ZERO_TRUTH ||M||), the floor is
     F32_ZERO_FLOOR ||M||."""

@@ -309,3 +309,33 @@ def test_every_gradient_zoo_bug_is_caught_and_located_in_float32(name):
     report = entry.run(dtype="float32")
     assert not report.passed
     assert entry.expect in diagnosis_text(report)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_second_keras_sample_moves_every_input_and_weight_by_one_ulp(monkeypatch, dtype):
+    """The float32 gauge b' is Keras on values one ulp off: every input and weight moved, by exactly one ulp."""
+    scratch, keras_model = build_pair(ARCHS["depth3_bn_dropout"], dtype, seed=1)
+    x, y = batch(ARCHS["depth3_bn_dropout"])
+    x = x.astype(dtype)
+    weights = scratch.get_weights()
+    keras_model.set_weights(weights)
+    seen = {}
+    original = harness.keras_side
+
+    def spy(model, xs, *args, **kwargs):
+        seen["x"], seen["weights"] = xs, model.get_weights()
+        return original(model, xs, *args, **kwargs)
+
+    monkeypatch.setattr(harness, "keras_side", spy)
+    harness.share_dropout_masks(scratch, keras_model, len(x))
+    harness.jittered_side(
+        keras_model, x, y.astype(dtype), harness.get_loss("categorical_crossentropy"), None, weights, seed=0
+    )
+    went_up = []
+    for before, after in zip([x, *weights], [seen["x"], *seen["weights"]]):
+        assert after.dtype == before.dtype
+        up, down = (np.nextafter(before, np.array(v, before.dtype)) for v in (np.inf, -np.inf))
+        assert np.all((after == up) | (after == down))
+        went_up.append((after == up).ravel())
+    assert 0.3 < np.concatenate(went_up).mean() < 0.7  # random directions
+    np.testing.assert_array_equal(keras_model.get_weights()[0], weights[0])  # the model is left as it was
