@@ -11,7 +11,14 @@ use, so `import compare` does not import TensorFlow.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# TensorFlow reads these when it is imported, which may be right after this package (`import compare, keras`):
+# pinned here as keras_impl pins them (oneDNN's fused kernels off, quiet logs), without importing TensorFlow.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _LAZY = {"check_layer": "compare.check", "check_model": "compare.check", "from_keras": "compare.keras_model"}
 

@@ -9,8 +9,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from from_scratch.errors import BadInputError
+from from_scratch.errors import BadInputError, a_or_an
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -175,22 +176,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def print_training(report: object, args: argparse.Namespace) -> None:
     """Write the plot if asked, then print the run as JSON or as its table (compare.report)."""
-    import json
-
-    from compare.report import render_training
+    from compare.report import render_training, to_json
 
     if args.plot:
         from compare.plot import plot_training
 
         plot_training(report, args.plot)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else render_training(report, args.plot))
+    print(to_json(report) if args.json else render_training(report, args.plot))
 
 
 def run_zoo(args: argparse.Namespace) -> int:
     """Run each bug, print its evidence and diagnosis; exit 0 when every bug is caught where it should be."""
-    import json
-
-    from compare.report import render_zoo_entry
+    from compare.report import render_zoo_entry, to_json
     from compare.zoo import ZOO, diagnosis_text
     from from_scratch.errors import unknown_name
 
@@ -214,16 +211,15 @@ def run_zoo(args: argparse.Namespace) -> int:
             print(render_zoo_entry(entry, report, text, caught))
     missed = sum(not r["caught"] for r in results)
     if args.json:
-        print(json.dumps(results, indent=2, default=float))
+        print(to_json(results))
     else:
         print(f"{len(results) - missed} of {len(results)} bugs caught and located")
     return EXIT_PASS if not missed else EXIT_FAIL
 
 
 def run_examples(args: argparse.Namespace) -> int:
-    import json
-
     from compare.examples import EXAMPLES, run_example
+    from compare.report import to_json
 
     if args.name and args.name not in EXAMPLES:
         from from_scratch.errors import unknown_name
@@ -240,7 +236,7 @@ def run_examples(args: argparse.Namespace) -> int:
         if not args.json:
             print()
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(to_json(figures))
     return EXIT_PASS
 
 
@@ -279,13 +275,11 @@ def loss_from_args(args: argparse.Namespace) -> object:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    import json
-
     from compare.matrix import matrix, run_entry
-    from compare.report import matrix_record, render_matrix
+    from compare.report import matrix_record, render_matrix, to_json
 
     records = [matrix_record(entry, run_entry(entry, seed=args.seed)) for entry in matrix()]
-    print(json.dumps(records, indent=2) if args.json else render_matrix(records))
+    print(to_json(records) if args.json else render_matrix(records))
     return EXIT_PASS if all(r["status"] == "PASS" for r in records) else EXIT_FAIL
 
 
@@ -312,32 +306,44 @@ def load_factory(spec: str, what: str) -> object:
     """Call the factory `spec` names (module:factory or path/to/file.py:factory) and return what it makes."""
     import importlib
     import importlib.util
-    from pathlib import Path
 
     target, _, name = spec.rpartition(":")
     if not target or not name.isidentifier():
         raise BadInputError(f"{what} {spec!r}: expected module:factory or path/to/file.py:factory")
+    is_file = target.endswith(".py") or "/" in target or "\\" in target
+    if is_file and not Path(target).is_file():
+        raise BadInputError(f"{what} {spec!r}: no such file {target}")
+    # as `python file.py` and `python -m module` do, the file's folder (or the current one) is importable, so the
+    # user's file can import its neighbours
+    folder = str(Path(target).resolve().parent if is_file else Path.cwd())
+    sys.path.insert(0, folder)
     try:
-        if target.endswith(".py") or "/" in target or "\\" in target:
-            path = Path(target)
-            if not path.is_file():
-                raise BadInputError(f"{what} {spec!r}: no such file {target}")
-            module_spec = importlib.util.spec_from_file_location(f"_parity_{path.stem}", path)
+        if is_file:
+            module_spec = importlib.util.spec_from_file_location(f"_parity_{Path(target).stem}", target)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
-    except BadInputError:
-        raise
-    except Exception as exc:  # the user's module failed to import: say so in one line
-        raise BadInputError(f"{what} {spec!r}: importing {target} raised {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the user's module failed to import: say so in one line, with where
+        raise BadInputError(f"{what} {spec!r}: importing {target} raised {_where(exc)}") from None
+    finally:
+        sys.path.remove(folder)
     factory = getattr(module, name, None)
     if not callable(factory):
         raise BadInputError(f"{what} {spec!r}: {target} has no function {name!r}")
     try:
         return factory()
     except Exception as exc:
-        raise BadInputError(f"{what} {spec!r}: {name}() raised {type(exc).__name__}: {exc}") from None
+        raise BadInputError(f"{what} {spec!r}: {name}() raised {_where(exc)}") from None
+
+
+def _where(exc: BaseException) -> str:
+    """ "ValueError: message (at file.py:12 in build)": the exception and the innermost frame that raised it."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{place}"
 
 
 def run_check_layer(args: argparse.Namespace) -> int:
@@ -345,17 +351,23 @@ def run_check_layer(args: argparse.Namespace) -> int:
 
     layer = load_factory(args.scratch, "SCRATCH")
     if not isinstance(layer, Layer):
-        raise BadInputError(f"SCRATCH {args.scratch!r} returned a {type(layer).__name__}, not a from_scratch.Layer")
+        raise BadInputError(
+            f"SCRATCH {args.scratch!r} returned {a_or_an(type(layer).__name__)}, not a from_scratch.Layer"
+        )
+    import keras
+
     from compare.check import check_layer
     from compare.report import render, to_json
 
     twin = load_factory(args.keras, "KERAS")
+    if not isinstance(twin, keras.layers.Layer):
+        raise BadInputError(f"KERAS {args.keras!r} returned {a_or_an(type(twin).__name__)}, not a keras.layers.Layer")
     try:
         report = check_layer(layer, twin, args.input_shape, batch=args.batch, dtype=args.dtype, seed=args.seed)
     except BadInputError:
         raise
     except Exception as exc:  # raised inside the user's layer or its twin: one line, not a traceback
-        raise BadInputError(f"checking {args.scratch} raised {type(exc).__name__}: {exc}") from None
+        raise BadInputError(f"checking {args.scratch} raised {_where(exc)}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 

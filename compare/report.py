@@ -4,6 +4,7 @@ as a table per epoch; the training progress bar."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,8 +49,24 @@ def render(report: Report) -> str:
     )
 
 
-def to_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2)
+def to_json(report: Any) -> str:
+    """Strict JSON (RFC 8259) of a report, or of any JSON-like value: a non-finite number (an error of inf when a
+    side has NaN, a Taylor slope of inf for a function linear along its direction) becomes the string "inf",
+    "-inf" or "nan", since bare Infinity and NaN tokens are not JSON."""
+    value = report.to_dict() if hasattr(report, "to_dict") else report
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # a NumPy scalar
+        return _finite(value.item())
+    return value
 
 
 def render_training(report: Any, plot: str | None = None) -> str:

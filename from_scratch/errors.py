@@ -33,3 +33,8 @@ def from_registry(kind: str, registry: dict[str, Any], name: str, **kwargs: Any)
 def unknown_name(kind: str, name: object, known: object) -> UnknownNameError:
     """Build the error for `name` missing from a registry of `kind`s, listing the `known` names."""
     return UnknownNameError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+
+
+def a_or_an(noun: str) -> str:
+    """The noun with its indefinite article, for messages: "a Dense", "an int"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

@@ -37,8 +37,9 @@ class Layer:
     - `weight_names`: a name per entry of `params` (default "weight_0", "weight_1", ...).
     - `trainable`: a flag per entry of `params` (default all True); a non-trainable entry (a moving mean) has a
       zero gradient and is compared by its value after the training pass.
-    - `deterministic`: False when a training forward pass draws random numbers (Dropout): then the layer must
-      offer `fix_mask(mask)` so both sides can be given the same randomness.
+    - `deterministic`: False when a training forward pass draws random numbers (Dropout): then the layer offers
+      `draw_mask(shape)` and `fix_mask(mask)`, and its Keras twin a `mask` attribute (as keras_impl's
+      FixedMaskDropout), so that the harness can give both sides the same randomness.
     - `kinks`: input values where the derivative jumps (a ReLU-like layer: (0.0,)); `check_layer` keeps its random
       inputs away from them, since at a kink two correct implementations may legitimately differ.
     - `input_grad_optional`: True when `backward(dy, input_grad=False)` may skip dL/dX (and return None), which
@@ -59,7 +60,9 @@ class Layer:
 
     @property
     def kind(self) -> str:
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+        """The class name in snake_case, as Keras names layers (PReLU -> "p_re_lu", LayerNorm -> "layer_norm")."""
+        name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(self).__name__)
+        return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
     @property
     def params(self) -> list[Array]:

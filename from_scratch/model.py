@@ -14,11 +14,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from from_scratch.arch import Architecture, LayerSpec
-from from_scratch.errors import BadInputError, unknown_name
+from from_scratch.errors import BadInputError, a_or_an, unknown_name
 from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
@@ -73,8 +74,9 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise BadInputError(
-                    f"layer {i} is a {type(layer).__name__}, not a from_scratch.Layer: subclass Layer and give it "
-                    "build(input_shape, dtype, rng), forward(x, training=False), backward(dy), params and grads"
+                    f"layer {i} is {a_or_an(type(layer).__name__)}, not a from_scratch.Layer: subclass Layer and "
+                    "give it build(input_shape, dtype, rng), forward(x, training=False), backward(dy), params and "
+                    "grads"
                 )
         self.layers = list(layers)
         self.input_shape = shape
@@ -83,6 +85,7 @@ class Sequential:
         rng = np.random.default_rng(seed)
         counts: dict[str, int] = {}
         self.layer_input_shapes: list[Shape] = []
+        self.layer_output_shapes: list[Shape] = []
         for layer in self.layers:
             self.layer_input_shapes.append(shape)
             n = counts.get(layer.kind, 0)
@@ -90,6 +93,7 @@ class Sequential:
             layer.name = layer.kind if n == 0 else f"{layer.kind}_{n}"  # Keras's names in a fresh session
             built = layer.build(shape, self.dtype, rng)
             shape = as_shape(built, f"layer {layer.name!r}: build() must return the output shape, it returned")
+            self.layer_output_shapes.append(shape)
         self.output_shape = shape
 
     @property
@@ -223,8 +227,9 @@ class Sequential:
         loss = get_loss(loss)
         a = self._as_input(x)
         records: list[dict[str, Array]] = []
-        for layer in self.layers:
+        for layer, shape in zip(self.layers, self.layer_output_shapes):
             a = layer.forward(a, training=True)
+            _check_shape(layer, "forward() returned", a, (len(x), *shape))
             records.append({"A": a})
         output = a
         y = self._as_targets(y, loss, len(output))
@@ -239,23 +244,26 @@ class Sequential:
             )
         else:
             value = loss(y, output, sample_weight)
-            dX = self._backward(
-                last, loss.gradient(y, output, sample_weight), records[-1], input_grad or len(self.layers) > 1
-            )
+            last_i = len(self.layers) - 1
+            dX = self._backward(last_i, loss.gradient(y, output, sample_weight), records[-1], input_grad or last_i > 0)
         for i in range(len(self.layers) - 2, -1, -1):  # does the layer below need this layer's dX?
-            dX = self._backward(self.layers[i], dX, records[i], input_grad or i > 0)
+            dX = self._backward(i, dX, records[i], input_grad or i > 0)
         for layer, record in zip(self.layers, records):
-            record.update({key: np.array(value) for key, value in layer.record().items() if value is not None})
+            record.update({key: np.array(v) for key, v in layer.record().items() if v is not None})
+            _check_grads(layer)
         grads = [g for layer in self.layers for g in layer.grads]
         return BackwardPass(float(value + penalty), grads, dX, output, fused, records)
 
-    @staticmethod
-    def _backward(layer: Layer, dA: Array, record: dict[str, Array], input_grad: bool) -> Array | None:
-        """layer.backward(dA), skipping dL/dX where nothing needs it and the layer allows it; records dA."""
+    def _backward(self, i: int, dA: Array, record: dict[str, Array], input_grad: bool) -> Array | None:
+        """Layer i's backward(dA), skipping dL/dX where nothing needs it and the layer allows it; records dA and
+        checks that dL/dX has the layer's input shape."""
+        layer = self.layers[i]
         record["dA"] = dA
         if not input_grad and layer.input_grad_optional:
             return layer.backward(dA, input_grad=False)
-        return layer.backward(dA)
+        dX = layer.backward(dA)
+        _check_shape(layer, "backward() returned dL/dX", dX, (len(dA), *self.layer_input_shapes[i]))
+        return dX
 
     def loss_and_gradients(
         self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None
@@ -348,6 +356,28 @@ class Sequential:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             history.append(logs)
         return history
+
+
+def _check_shape(layer: Layer, what: str, value: Any, shape: tuple[int, ...]) -> None:
+    """A layer's forward output or backward dL/dX must be an array of the shape the protocol promises."""
+    if not isinstance(value, np.ndarray) or value.shape != shape:
+        got = f"shape {value.shape}" if isinstance(value, np.ndarray) else a_or_an(type(value).__name__)
+        raise BadInputError(f"layer {layer.name!r}: {what} {got}, expected shape {shape}")
+
+
+def _check_grads(layer: Layer) -> None:
+    """After backward, `grads` holds one array per entry of `params`, each of its parameter's shape."""
+    params, grads = layer.params, layer.grads
+    if len(grads) != len(params):
+        raise BadInputError(
+            f"layer {layer.name!r}: grads has {len(grads)} array(s) for {len(params)} parameter(s); backward must "
+            "leave dL/dparam in grads, aligned with params"
+        )
+    for name, p, g in zip(layer.param_names(), params, grads):
+        if np.shape(g) != np.shape(p):
+            raise BadInputError(
+                f"layer {layer.name!r}: the gradient of {name} has shape {np.shape(g)}, its parameter {np.shape(p)}"
+            )
 
 
 def _check_numbers(what: str, a: Array) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,8 +189,8 @@ def test_cli_fails_a_wrong_layer_with_the_diagnosis(capsys):
         (["swish", f"{SWISH}:keras_swish"], "expected module:factory or path/to/file.py:factory"),
         (["no_such_module_xyz:f", f"{SWISH}:keras_swish"], "importing no_such_module_xyz raised ModuleNotFoundError"),
         (["json:dumps", f"{SWISH}:keras_swish"], "dumps() raised TypeError"),
-        ([f"{SWISH}:keras_swish", f"{SWISH}:keras_swish"], "returned a Activation, not a from_scratch.Layer"),
-        ([f"{SWISH}:swish", f"{SWISH}:swish"], "keras_layer must be a keras.layers.Layer, got Swish"),
+        ([f"{SWISH}:keras_swish", f"{SWISH}:keras_swish"], "returned an Activation, not a from_scratch.Layer"),
+        ([f"{SWISH}:swish", f"{SWISH}:swish"], "swish' returned a Swish, not a keras.layers.Layer"),
         (
             [f"{LAYER_NORM}:layer_norm", f"{LAYER_NORM}:keras_layer_norm", "--input-shape", "3,2"],
             "layer_norm.py:layer_norm raised ValueError",
@@ -267,3 +268,79 @@ def test_plugin_options(tmp_path):
     result = run_pytest(tmp_path, "--parity-dtype", "float32", "--parity-seed", "5", "-k", "right")
     assert result.returncode == 0, result.stdout
     assert "DTYPE float32 SEED 5" in result.stdout
+
+
+def test_json_is_strict_when_the_taylor_slope_is_infinite(capsys):
+    """A layer that is linear along the Taylor direction leaves only rounding: slope inf, a pass, and the JSON
+    carries it as the string "inf" (bare Infinity is not JSON)."""
+
+    class Double(Layer):
+        def forward(self, x, training=False):
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
+    report = check_layer(Double(), keras.layers.Rescaling(2.0, dtype="float64"), (3,))
+    assert report.passed and report.rows[-1].error == float("inf")
+    from compare.report import to_json
+
+    parsed = json.loads(to_json(report), parse_constant=lambda token: pytest.fail(f"non-JSON token {token}"))
+    assert parsed["rows"][-1]["error"] == "inf"
+
+
+# ----- a layer that breaks the protocol is told how -----------------------------------------------------------------
+class NoGrads(Scale):
+    @property
+    def grads(self):
+        return []
+
+
+class TransposedGrad(Scale):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.dw = self.dw.reshape(self.w.shape[::-1]) if self.dw.ndim == 2 else self.dw[None, :]
+        return dx
+
+
+class WrongWidth(Layer):
+    def forward(self, x, training=False):
+        return np.concatenate([x, x], axis=1)
+
+    def backward(self, dy):
+        return dy
+
+
+@pytest.mark.parametrize(
+    "layer,shape,message",
+    [
+        (NoGrads(), (3,), "layer 'no_grads': grads has 0 array(s) for 1 parameter(s)"),
+        (TransposedGrad(), (2, 3), "layer 'transposed_grad': the gradient of w has shape (3, 2), its parameter (2, 3)"),
+        (WrongWidth(), (3,), "layer 'wrong_width': forward() returned shape (16, 6), expected shape (16, 3)"),
+    ],
+)
+def test_a_protocol_slip_is_named(layer, shape, message):
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        check_layer(layer, KerasScale(dtype="float64") if isinstance(layer, Scale) else keras.layers.Identity(), shape)
+
+
+def test_cli_names_where_a_users_code_raised_and_imports_its_neighbours(capsys, tmp_path):
+    (tmp_path / "helpers.py").write_text("def width(shape):\n    (d,) = shape\n    return d\n")
+    (tmp_path / "mine.py").write_text(
+        "import helpers\nfrom from_scratch import Layer\n\n"
+        "class Mine(Layer):\n"
+        "    def build(self, input_shape, dtype, rng):\n"
+        "        return (helpers.width(input_shape),)\n"
+        "    def forward(self, x, training=False):\n        return x\n"
+        "    def backward(self, dy):\n        return dy\n\n"
+        "def mine():\n    return Mine()\n\n"
+        "def twin():\n    import keras\n    return keras.layers.Identity(dtype='float64')\n"
+    )
+    code, out, _ = run(
+        capsys, "check-layer", f"{tmp_path}/mine.py:mine", f"{tmp_path}/mine.py:twin", "--input-shape", "4"
+    )
+    assert code == 0 and "PASS" in out
+    code, _, err = run(
+        capsys, "check-layer", f"{tmp_path}/mine.py:mine", f"{tmp_path}/mine.py:twin", "--input-shape", "4,2"
+    )
+    assert code == 2 and "raised ValueError: too many values to unpack" in err and "(at helpers.py:2 in width)" in err
