@@ -142,8 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     from compare.data import load_dataset
-    from compare.report import progress_bar
-    from compare.training import run_training
 
     x, y = load_dataset(args.data)
     from from_scratch.arch import Architecture
@@ -156,20 +154,39 @@ def run_train(args: argparse.Namespace) -> int:
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
             f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
         )
-    config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
+    return train_and_print(args, arch, x, y, loss, args.dtype)
+
+
+def train_and_print(
+    args: argparse.Namespace,
+    arch: object,
+    x: object,
+    y: object,
+    loss: object,
+    dtype: str,
+    initial_weights: list | None = None,
+    header: dict | None = None,
+) -> int:
+    """Both sides trained in lockstep with the command's optimizer options, then printed; the exit code."""
+    from compare.report import progress_bar
+    from compare.training import run_training
+
+    options = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
     report = run_training(
         arch,
         x,
         y,
         args.optimizer,
-        config,
+        options,
         loss,
         args.epochs,
         args.batch,
-        args.dtype,
+        dtype,
         args.seed,
         on_step=progress_bar(args.json),
+        initial_weights=initial_weights,
     )
+    report.config = {**(header or {}), **report.config}
     print_training(report, args)
     return EXIT_PASS if report.passed else EXIT_FAIL
 

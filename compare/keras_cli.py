@@ -84,11 +84,9 @@ def run_keras_compare(args: argparse.Namespace, given: set[str]) -> int:
 def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     """`train --keras-model`: both sides trained in lockstep from the saved model's weights (run_training with
     initial_weights), printed as `train` prints."""
-    from compare.cli import EXIT_FAIL, EXIT_PASS, print_training
+    from compare.cli import train_and_print
     from compare.data import load_dataset
     from compare.keras_model import choose_loss, describe, from_keras, load
-    from compare.report import progress_bar
-    from compare.training import run_training
     from from_scratch.losses import get_loss
 
     model = load(args.keras_model)
@@ -103,21 +101,13 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
         )
     if loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(x.dtype)  # one-hot data set labels -> class indices
-    config = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
-    report = run_training(
+    return train_and_print(
+        args,
         arch,
         x,
         y,
-        args.optimizer,
-        config,
         loss,
-        args.epochs,
-        args.batch,
         scratch.dtype.name,
-        args.seed,
-        on_step=progress_bar(args.json),
         initial_weights=scratch.get_weights(),
+        header={"keras_model": args.keras_model},
     )
-    report.config = {"keras_model": args.keras_model, **report.config}
-    print_training(report, args)
-    return EXIT_PASS if report.passed else EXIT_FAIL
