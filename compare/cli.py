@@ -13,7 +13,7 @@ from pathlib import Path
 
 from from_scratch.errors import BadInputError, a_or_an
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,14 +41,34 @@ def _positive(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backprop-parity")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="backprop-parity", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("compare", help="compare loss, outputs and every gradient on one batch")
     p.add_argument("--arch", default="64-32-16-10", help="input width then layer widths, e.g. 64-32-16-10")
     p.add_argument("--batch", type=_positive, default=32, help="batch size (default 32)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights and the synthetic batch")
+    p.add_argument("--seed", type=_non_negative, default=0, help="seeds the weights and the synthetic batch (>= 0)")
     p.add_argument("--data", default="synthetic", help="synthetic (default) or digits (needs scikit-learn)")
     p.add_argument("--loss", default="categorical_crossentropy", help="a Keras loss identifier")
     p.add_argument("--from-logits", action="store_true", help="pass from_logits=True to the loss")
@@ -72,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gradcheck",
-        type=int,
+        type=_non_negative,
         default=8,
         metavar="N",
         help="numerical-gradient coordinates sampled per parameter (0 to skip)",
@@ -94,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=_positive, default=64)
     t.add_argument("--loss", default=None, help="default: categorical_crossentropy (mean_squared_error for regression)")
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_non_negative, default=0)
     t.add_argument(
         "--plot", default=None, metavar="OUT.png", help="loss curves, parameter difference, confusion matrix"
     )
@@ -130,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--batch", type=_positive, default=16, help="batch size (default 16)")
     c.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    c.add_argument("--seed", type=int, default=0, help="seeds the parameters, the batch and the upstream gradient")
+    c.add_argument(
+        "--seed", type=_non_negative, default=0, help="seeds the parameters, the batch and the upstream gradient"
+    )
     c.add_argument("--json", action="store_true", help="print the report as JSON")
 
     e = sub.add_parser("examples", help="worked examples from the seed material (all of them when NAME is omitted)")
@@ -143,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     from compare.data import load_dataset
 
+    check_plot_path(args.plot)  # before any work: a bad path must not cost a finished training run
     x, y = load_dataset(args.data)
     from from_scratch.arch import Architecture
     from from_scratch.losses import get_loss
@@ -172,20 +195,35 @@ def train_and_print(
     from compare.training import run_training
 
     options = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
-    report = run_training(
-        arch,
-        x,
-        y,
-        args.optimizer,
-        options,
-        loss,
-        args.epochs,
-        args.batch,
-        dtype,
-        args.seed,
-        on_step=progress_bar(args.json),
-        initial_weights=initial_weights,
-    )
+    try:
+        report = run_training(
+            arch,
+            x,
+            y,
+            args.optimizer,
+            options,
+            loss,
+            args.epochs,
+            args.batch,
+            dtype,
+            args.seed,
+            on_step=progress_bar(args.json),
+            initial_weights=initial_weights,
+        )
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: the epochs finished so far, then exit 130
+        from compare.report import render_epochs
+
+        partial = getattr(interrupt, "report", None)
+        done = len(partial.epochs) if partial is not None else 0
+        if partial is not None and done:
+            print(render_epochs(partial))
+        steps = len(partial.steps) if partial is not None else 0
+        print(
+            f"backprop-parity {args.command}: interrupted after {done} of {args.epochs} epochs ({steps} steps); "
+            "no verdict",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     report.config = {**(header or {}), **report.config}
     print_training(report, args)
     return EXIT_PASS if report.passed else EXIT_FAIL
@@ -258,8 +296,11 @@ def run_examples(args: argparse.Namespace) -> int:
 
 
 def architecture_from_args(args: argparse.Namespace) -> object:
-    """--arch plus the layer flags (activation, output activation, dropout, batchnorm, l1/l2) as one description."""
+    """--arch plus the layer flags (activation, output activation, dropout, batchnorm, l1/l2) as one description,
+    built from the values themselves (not re-read from text: no value is rounded) and checked by building the
+    scratch layers, which needs no TensorFlow."""
     from from_scratch.arch import Architecture, LayerSpec
+    from from_scratch.layers import LAYERS
     from from_scratch.losses import LOSSES
 
     default = LOSSES[args.loss].default_output if args.loss in LOSSES else "linear"  # an unknown loss: refused later
@@ -277,7 +318,9 @@ def architecture_from_args(args: argparse.Namespace) -> object:
                 layers.append(LayerSpec("batch_normalization"))
             if args.dropout is not None:
                 layers.append(LayerSpec("dropout", options={"rate": args.dropout}))
-    return Architecture.parse(str(Architecture(arch.input_dim, tuple(layers))))  # validates the options too
+    for spec in layers:
+        LAYERS[spec.kind].from_spec(spec)  # each value checked where the layer checks it
+    return Architecture(arch.input_dim, tuple(layers))
 
 
 def loss_from_args(args: argparse.Namespace) -> object:
@@ -301,18 +344,51 @@ def run_matrix(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    if args.all:
+        ignored = [
+            f
+            for f, v in (
+                ("--arch", args.arch != "64-32-16-10"),
+                ("--loss", args.loss != "categorical_crossentropy"),
+                ("--dropout", args.dropout is not None),
+                ("--batchnorm", args.batchnorm),
+                ("--l1", args.l1),
+                ("--l2", args.l2),
+                ("--activation", args.activation != "relu"),
+                ("--output-activation", args.output_activation),
+                ("--from-logits", args.from_logits),
+                ("--label-smoothing", args.label_smoothing is not None),
+                ("--batch", args.batch != 32),
+                ("--dtype", args.dtype != "float64"),
+                ("--data", args.data != "synthetic"),
+                ("--gradcheck", args.gradcheck != 8),
+            )
+            if v
+        ]
+        if ignored:
+            raise BadInputError(
+                f"--all runs the fixed matrix of every activation, loss, depth and dtype; it does not "
+                f"take {', '.join(ignored)} (only --seed and --json)"
+            )
+        return run_matrix(args)
+    from compare.data import BATCHES, check_memory
+    from from_scratch.errors import unknown_name
+
+    arch, loss = architecture_from_args(args), loss_from_args(args)  # all checked before TensorFlow loads
+    if args.data not in BATCHES:
+        raise unknown_name("data set", args.data, BATCHES)
+    widths = [arch.input_dim] + [spec.units or 0 for spec in arch.layers]
+    check_memory(f"compare --batch {args.batch}", args.batch, widths, 8)
     from compare.harness import run_comparison
     from compare.report import render, to_json
 
-    if args.all:
-        return run_matrix(args)
     report = run_comparison(
-        arch=architecture_from_args(args),
+        arch=arch,
         batch=args.batch,
         dtype=args.dtype,
         seed=args.seed,
         data=args.data,
-        loss=loss_from_args(args),
+        loss=loss,
         gradcheck_samples=args.gradcheck,
     )
     print(to_json(report) if args.json else render(report))
@@ -398,8 +474,40 @@ COMMANDS = {
 }
 
 
+def check_plot_path(path: str | None) -> None:
+    """A --plot path must be a file (not a folder) in an existing, writable folder, with an image format that
+    matplotlib writes: checked before training starts."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise BadInputError(f"--plot {path!r} is a folder; give a file name such as {str(target / 'training.png')!r}")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise BadInputError(f"--plot {path!r}: the folder {str(folder)!r} does not exist or is not writable")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise BadInputError("--plot needs matplotlib: pip install 'backprop-parity[plot]'") from None
+    formats = Figure().canvas.get_supported_filetypes()
+    if target.suffix.lower().lstrip(".") not in formats:
+        raise BadInputError(
+            f"--plot {path!r}: unknown image format {target.suffix or '(none)'!r}; use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import numpy as np
+
+    # NumPy's overflow warnings would add lines to the one-line contract; overflow that matters is reported by the
+    # command itself (a diverged run, a non-finite loss on both sides)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _dispatch(args, argv)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     try:
         if getattr(args, "keras_model", None) is not None:  # compare / train a saved Keras model
             from compare.keras_cli import run_keras_command
@@ -412,6 +520,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
         return EXIT_PASS
+    except KeyboardInterrupt:
+        print(f"backprop-parity {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RecursionError:  # Keras walks a Sequential recursively: a network of ~1,000 layers is too deep for it
+        print(
+            f"backprop-parity {args.command}: error: the network is too deep for Keras to build or run (Python's "
+            "recursion limit was reached inside Keras/TensorFlow); use fewer layers",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # not a verdict and not the user's mistake: say so in one line, never exit 1
+        print(
+            f"backprop-parity {args.command}: internal error (a bug in backprop-parity; please report it): "
+            f"{_where(exc)}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

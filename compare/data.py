@@ -101,33 +101,54 @@ IDX_TYPES = {
 
 
 def read_idx(path: str) -> Array:
-    """An MNIST-format IDX file: 2 zero bytes, a type byte, a dimension count, big-endian int32 sizes, data."""
+    """An MNIST-format IDX file: 2 zero bytes, a type byte, a dimension count, big-endian int32 sizes, data.
+
+    Only a regular file is read, and only as many bytes as its header promises, after checking that promise
+    against the file's size: a device such as /dev/zero, or a header that claims terabytes, is refused before
+    anything large is read.
+    """
+    import os
+    import stat
+
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BadInputError(f"IDX file {path!r} is not a regular file")
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(4)
+            if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+                raise BadInputError(f"{path!r} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+            dims = raw[3]
+            sizes = f.read(4 * dims)
+            if len(sizes) < 4 * dims:
+                raise BadInputError(f"IDX file {path!r} is truncated in its header ({4 + len(sizes)} bytes)")
+            shape = tuple(int.from_bytes(sizes[4 * i : 4 + 4 * i], "big") for i in range(dims))
+            dtype = np.dtype(IDX_TYPES[raw[2]])
+            expected = 4 + 4 * dims + int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if size != expected:
+                raise BadInputError(
+                    f"IDX file {path!r} is truncated or padded: {size} bytes, expected {expected} for shape {shape}"
+                )
+            data = f.read(expected - 4 - 4 * dims)
     except OSError as exc:
         raise BadInputError(f"cannot read IDX file {path!r}: {exc.strerror or exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise BadInputError(f"{path!r} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    dims = raw[3]
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise BadInputError(f"IDX file {path!r} is truncated in its header ({len(raw)} bytes)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise BadInputError(
-            f"IDX file {path!r} is truncated or padded: {len(raw)} bytes, expected {expected} for shape {shape}"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def idx(images: str, labels: str) -> tuple[Array, Array]:
     """MNIST-format images (N, H, W) and labels (N,) from user files: X (N, H*W) / 255, one-hot Y."""
     x, t = read_idx(images), read_idx(labels)
+    if x.ndim < 2 or len(x) == 0:
+        raise BadInputError(f"IDX images {images!r} have shape {x.shape}: expected (N, ...) with N >= 1 samples")
     if t.ndim != 1 or len(t) != len(x):
         raise BadInputError(f"IDX labels have shape {t.shape}, expected ({len(x)},) to match the images")
+    bad = np.flatnonzero((t < 0) | (t != np.round(t)))
+    if bad.size:  # a class index is a whole number >= 0: -1 must not train as the last class, 2.5 not as 2
+        i = int(bad[0])
+        raise BadInputError(
+            f"IDX labels {labels!r}: label {t[i].item()!r} at position {i} of the file is not a class index "
+            "(a whole number >= 0)"
+        )
     return x.reshape(len(x), -1).astype(np.float64) / 255.0, one_hot(t.astype(np.int64), int(t.max()) + 1)
 
 
@@ -182,3 +203,33 @@ def load_batch(name: str, input_dim: int, classes: int, n: int, seed: int) -> tu
     if n <= 0:
         raise BadInputError(f"batch size must be a positive integer, got {n}")
     return BATCHES[name](input_dim, classes, n, seed)
+
+
+#: How many float arrays of a batch's activations one comparison may hold at once, per layer width, as an estimate
+#: on the safe side (not a measurement): both sides' Z, A, dA, dZ and their per-layer records (about 16), Keras's
+#: pass and trace, and in float32 the float64 truth and the one-ulp sample (about 24 more).
+COPIES_PER_WIDTH = 40
+
+
+def check_memory(what: str, n: int, widths: list[int], itemsize: int = 8) -> None:
+    """Refuse, before allocating, a run whose activations alone would not fit in the memory available now:
+    n samples x sum(widths) x COPIES_PER_WIDTH x itemsize bytes against the system's available memory."""
+    need = n * sum(widths) * COPIES_PER_WIDTH * itemsize
+    available = available_memory()
+    if available is not None and need > available:
+        raise BadInputError(
+            f"{what} needs about {need / 2**30:.1f} GiB for its activations ({n} samples x {sum(widths)} values x "
+            f"{COPIES_PER_WIDTH} copies), but {available / 2**30:.1f} GiB are available; use a smaller batch"
+        )
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

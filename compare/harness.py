@@ -34,6 +34,7 @@ from compare.tolerances import (
     truth_rel_error,
 )
 from from_scratch.arch import Architecture
+from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import GRADCHECK_STEP, gradcheck, numerical_gradient
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
@@ -430,6 +431,11 @@ def compare_models(
     ours, result = scratch_side(scratch, x, y, loss, sample_weight)
     terms = gradient_terms(scratch, x, y, loss, result, sample_weight)
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
+    if not np.isfinite(ours.loss) and not np.isfinite(theirs.loss):  # not a parity question: say so
+        raise BadInputError(
+            f"the loss is {ours.loss} on the scratch side and {theirs.loss} in Keras: the computation overflows for "
+            "these weights and inputs (a huge regularisation factor or input scale?), so there is nothing to compare"
+        )
     truth = again = None
     if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
         keras64 = keras_astype(keras_model, "float64")

@@ -69,9 +69,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def render_training(report: Any, plot: str | None = None) -> str:
-    """A training-parity run: its configuration, one row per epoch (both sides' loss and accuracy, the parameter
-    difference), where the plot went, the verdict and, when the sides parted, where."""
+def render_epochs(report: Any) -> str:
+    """A training run's configuration and one row per finished epoch (both sides' loss and accuracy, the parameter
+    difference)."""
     rows = [
         [
             e["epoch"],
@@ -84,14 +84,22 @@ def render_training(report: Any, plot: str | None = None) -> str:
         ]
         for e in report.epochs
     ]
-    lines = [
-        "  ".join(f"{k}={v}" for k, v in report.config.items()),
-        tabulate(
-            rows,
-            headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras", "max |dW|", "norm-rel dW"],
-            disable_numparse=True,
-        ),
-    ]
+    return "\n".join(
+        [
+            "  ".join(f"{k}={v}" for k, v in report.config.items()),
+            tabulate(
+                rows,
+                headers=["epoch", "loss scratch", "loss keras", "acc scratch", "acc keras", "max |dW|", "norm-rel dW"],
+                disable_numparse=True,
+            ),
+        ]
+    )
+
+
+def render_training(report: Any, plot: str | None = None) -> str:
+    """A training-parity run: its epochs (`render_epochs`), where the plot went, the verdict and, when the sides
+    parted, where."""
+    lines = [render_epochs(report)]
     if plot:
         lines.append(f"plot written to {plot}")
     lines.append(report.verdict())

@@ -19,6 +19,7 @@ from compare.diagnosis import describe
 from compare.harness import build_pair, share_dropout_masks
 from compare.terms import forward_term_sweep, near_kinks
 from from_scratch.arch import Architecture
+from from_scratch.errors import BadInputError
 from from_scratch.losses import get_loss
 from from_scratch.model import Sequential, accuracy
 from from_scratch.optimizers import Optimizer, get_optimizer
@@ -158,56 +159,67 @@ def run_training(
     )
     step = 0
     after = scratch.get_weights(), keras_model.get_weights()  # each step's "before" is the previous "after"
-    for epoch in range(epochs):
-        order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        for b, start in enumerate(range(0, len(x), batch_size)):
-            if max_steps is not None and step >= max_steps:
-                break
-            rows = order[start : start + batch_size]
-            before = after
-            share_dropout_masks(scratch, keras_model, len(rows))  # one mask per step, the same on both sides
-            if reference is not None:
-                for ours_layer, ref_layer in zip(scratch.layers, reference.layers):
-                    if not ours_layer.deterministic:
-                        ref_layer.fix_mask(ours_layer.fixed_mask)
-            ours = scratch.train_step(x[rows], y[rows])
-            theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
-            after = scratch.get_weights(), keras_model.get_weights()
-            max_abs, rel = param_diff(*after)
-            sensitivity = 0.0
-            if reference is not None:  # the float64 scratch copy in lockstep: how far float32 rounding moved the run
-                reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
-                sensitivity = param_diff(after[0], reference.get_weights())[1]
-            if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
-                report.diagnosis = diagnose_step(scratch, step, epoch, before, after, x[rows])
-            report.steps.append(
+    try:
+        for epoch in range(epochs):
+            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            for b, start in enumerate(range(0, len(x), batch_size)):
+                if max_steps is not None and step >= max_steps:
+                    break
+                rows = order[start : start + batch_size]
+                before = after
+                share_dropout_masks(scratch, keras_model, len(rows))  # one mask per step, the same on both sides
+                if reference is not None:
+                    for ours_layer, ref_layer in zip(scratch.layers, reference.layers):
+                        if not ours_layer.deterministic:
+                            ref_layer.fix_mask(ours_layer.fixed_mask)
+                ours = scratch.train_step(x[rows], y[rows])
+                theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
+                if not np.isfinite(ours) and not np.isfinite(theirs):  # not a parity question: say so
+                    raise BadInputError(
+                        f"training diverged on both sides at step {step + 1} (epoch {epoch + 1}): the loss is "
+                        f"{ours} here and {theirs} in Keras; lower the learning rate"
+                    )
+                after = scratch.get_weights(), keras_model.get_weights()
+                max_abs, rel = param_diff(*after)
+                sensitivity = 0.0
+                if (
+                    reference is not None
+                ):  # the float64 scratch copy in lockstep: how far float32 rounding moved the run
+                    reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
+                    sensitivity = param_diff(after[0], reference.get_weights())[1]
+                if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
+                    report.diagnosis = diagnose_step(scratch, step, epoch, before, after, x[rows])
+                report.steps.append(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss_scratch": ours,
+                        "loss_keras": theirs,
+                        "param_max_abs": max_abs,
+                        "param_norm_rel": rel,
+                        "float32_sensitivity": sensitivity,
+                    }
+                )
+                step += 1
+                if on_step:
+                    on_step(epoch, b + 1, n_batches, epochs)
+            ours_eval = scratch.evaluate(x, y)
+            keras_loss, keras_out = evaluate_loss(keras_model, x, y, loss.name, loss.config())
+            keras_acc = accuracy(loss.prepare_targets(y, keras_out), keras_out)
+            report.epochs.append(
                 {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss_scratch": ours,
-                    "loss_keras": theirs,
-                    "param_max_abs": max_abs,
-                    "param_norm_rel": rel,
-                    "float32_sensitivity": sensitivity,
+                    "epoch": epoch + 1,
+                    "loss_scratch": ours_eval["loss"],
+                    "loss_keras": keras_loss,
+                    "acc_scratch": ours_eval["accuracy"],
+                    "acc_keras": keras_acc,
+                    "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
+                    "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0,
                 }
             )
-            step += 1
-            if on_step:
-                on_step(epoch, b + 1, n_batches, epochs)
-        ours_eval = scratch.evaluate(x, y)
-        keras_loss, keras_out = evaluate_loss(keras_model, x, y, loss.name, loss.config())
-        keras_acc = accuracy(loss.prepare_targets(y, keras_out), keras_out)
-        report.epochs.append(
-            {
-                "epoch": epoch + 1,
-                "loss_scratch": ours_eval["loss"],
-                "loss_keras": keras_loss,
-                "acc_scratch": ours_eval["accuracy"],
-                "acc_keras": keras_acc,
-                "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
-                "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0,
-            }
-        )
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: the caller reports the epochs finished so far
+        interrupt.report = report
+        raise
     _, report.final_param_diff = param_diff(scratch.get_weights(), keras_model.get_weights())
     report.tol = train_tolerance(
         dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0

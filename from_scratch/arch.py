@@ -16,6 +16,7 @@ The string form used on the command line is a dash-separated list: the input wid
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,10 @@ class LayerSpec:
     def token(self) -> str:
         """The layer's token in the string form."""
         if self.kind == "dropout":
-            return f"dropout{self.options['rate']:g}"
+            return f"dropout{float(self.options['rate'])!r}"  # repr: the exact float, read back as the same float
         if self.kind == "batch_normalization":
             return "bn"
-        options = "".join(f":{_SHORT[key]}={value:g}" for key, value in self.options.items())
+        options = "".join(f":{_SHORT[key]}={float(value)!r}" for key, value in self.options.items())
         return f"{self.units}:{self.activation}{options}"
 
 
@@ -59,7 +60,7 @@ class Architecture:
     @classmethod
     def parse(cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax") -> Architecture:
         """Parse "64-32-16-10" (or "64-32:tanh-10:softmax"); malformed strings raise BadInputError."""
-        tokens = text.strip().split("-") if isinstance(text, str) else []
+        tokens = _TOKENS.split(text.strip()) if isinstance(text, str) else []
         if len(tokens) < 2 or any(not t for t in tokens):
             raise BadInputError(
                 f"malformed architecture {text!r}: expected the input width then one width per layer, "
@@ -97,6 +98,9 @@ class Architecture:
         return cls(input_dim, tuple(layers))
 
 
+#: '-' separates the tokens, except the minus of a float's exponent (1e-05, 5E-3), so any float Python reads is read.
+_TOKENS = re.compile(r"(?<![0-9.][eE])-")
+
 _LONG = {"l1": "kernel_l1", "l2": "kernel_l2", "bias_l1": "bias_l1", "bias_l2": "bias_l2"}
 _SHORT = {v: k for k, v in _LONG.items()}
 
@@ -129,6 +133,8 @@ def _non_negative(token: str, text: str, position: int, key: str) -> float:
 
 
 def _positive_int(token: str, text: str, what: str) -> int:
-    if not token.isdigit() or int(token) <= 0:
+    """A width: decimal digits (any script's, as int() reads them: full-width 64 is 64; the report shows what was
+    read); a superscript or other digit-like character is refused, not crashed on."""
+    if not token.isdecimal() or int(token) <= 0:
         raise BadInputError(f"malformed architecture {text!r}: {what} {token!r} is not a positive integer")
     return int(token)

@@ -38,3 +38,45 @@ def unknown_name(kind: str, name: object, known: object) -> UnknownNameError:
 def a_or_an(noun: str) -> str:
     """The noun with its indefinite article, for messages: "a Dense", "an int"."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def check_real(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """`value` as a float when it is a real number (an int, a float or a NumPy scalar, not a bool), not NaN or
+    infinite, and within [low, high] (an end excluded when `*_open`); otherwise BadInputError naming the owner,
+    the setting, the value and the range."""
+    import numbers
+
+    def bounds() -> str:
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        return f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BadInputError(f"{owner} {name} must be a real number in {bounds()}, got {value!r}")
+    number = float(value)
+    inside = number == number and abs(number) != float("inf")  # not NaN, not infinite
+    if low is not None:
+        inside = inside and (number > low if low_open else number >= low)
+    if high is not None:
+        inside = inside and (number < high if high_open else number <= high)
+    if not inside:
+        raise BadInputError(f"{owner} {name} must be in {bounds()}, got {value!r}")
+    return number
+
+
+def check_count(owner: str, name: str, value: Any, low: int = 1) -> int:
+    """`value` as an int when it is an integer (Python or NumPy, not a bool) >= low; BadInputError otherwise."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise BadInputError(f"{owner} {name} must be an integer >= {low}, got {value!r}")
+    return int(value)

@@ -14,7 +14,7 @@ import numpy as np
 
 from from_scratch.activations import Activation, get_activation
 from from_scratch.arch import LayerSpec
-from from_scratch.errors import BadInputError
+from from_scratch.errors import BadInputError, check_real
 
 Array = np.ndarray
 Shape = tuple[int, ...]
@@ -128,10 +128,9 @@ class Regularizer:
     """
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
-        for name, value in (("l1", l1), ("l2", l2)):
-            if not np.isfinite(value) or value < 0:
-                raise BadInputError(f"regularizer {name} must be a finite number >= 0, got {value!r}")
-        self.l1, self.l2 = float(l1), float(l2)
+        # Keras keeps the factors in float32 (see above): beyond float32's range they cannot be represented at all
+        top = float(np.finfo(np.float32).max)
+        self.l1, self.l2 = check_real("regularizer", "l1", l1, 0, top), check_real("regularizer", "l2", l2, 0, top)
         self.l1_used, self.l2_used = float(np.float32(l1)), float(np.float32(l2))
 
     def __bool__(self) -> bool:
@@ -312,9 +311,7 @@ class Dropout(Layer):
     deterministic = False
 
     def __init__(self, rate: float, name: str | None = None) -> None:
-        if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-            raise BadInputError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_real("Dropout", "rate", rate, 0, 1, high_open=True)
         self.name = name or "dropout"
         self.fixed_mask: Array | None = None
 
@@ -393,11 +390,8 @@ class BatchNormalization(Layer):
     input_grad_optional = True
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None) -> None:
-        if not (0 <= momentum <= 1) or not epsilon > 0:
-            raise BadInputError(
-                f"BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0, got {momentum}, {epsilon}"
-            )
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.momentum = check_real("BatchNormalization", "momentum", momentum, 0, 1)
+        self.epsilon = check_real("BatchNormalization", "epsilon", epsilon, 0, low_open=True)
         self.name = name or "batch_normalization"
 
     @classmethod

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from from_scratch.activations import log_softmax, sigmoid, softmax
-from from_scratch.errors import BadInputError, from_registry
+from from_scratch.errors import BadInputError, check_real, from_registry
 
 Array = np.ndarray
 
@@ -129,10 +129,10 @@ class Crossentropy(Loss):
         return p_abs + y_abs
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
-        if not 0 <= label_smoothing <= 1:
-            raise BadInputError(f"loss {self.name!r}: label_smoothing must be in [0, 1], got {label_smoothing:g}")
-        self.from_logits = from_logits
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_real(f"loss {self.name!r}:", "label_smoothing", label_smoothing, 0, 1)
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise BadInputError(f"loss {self.name!r}: from_logits must be True or False, got {from_logits!r}")
+        self.from_logits = bool(from_logits)
 
     def config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
@@ -343,7 +343,7 @@ class Huber(Loss):
     name = "huber"
 
     def __init__(self, delta: float = 1.0) -> None:
-        self.delta = float(delta)
+        self.delta = check_real("loss 'huber':", "delta", delta, 0, low_open=True)
 
     def config(self) -> dict[str, Any]:
         return {"delta": self.delta}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from from_scratch.arch import Architecture, LayerSpec
-from from_scratch.errors import BadInputError, a_or_an, unknown_name
+from from_scratch.errors import BadInputError, a_or_an, check_count, unknown_name
 from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
@@ -176,6 +176,7 @@ class Sequential:
             expected = ", ".join(["N", *map(str, self.input_shape)])
             raise BadInputError(f"input: expected shape ({expected}), got {x.shape}")
         _check_numbers("input", x)
+        _check_fits_dtype("input", x, self.dtype)
         return x.astype(self.dtype, copy=False)
 
     def _as_targets(self, y: Array, loss: Loss, n: int) -> Array:
@@ -331,6 +332,8 @@ class Sequential:
         """Minibatch training as keras.Model.fit: each epoch visits the samples (shuffled with a seeded NumPy
         generator when `shuffle`) in batches of `batch_size`, the last one partial. The history records, per
         epoch, the batch losses' mean weighted by batch size (as Keras's loss tracker) and the metrics."""
+        batch_size = check_count("fit", "batch_size", batch_size)
+        epochs = check_count("fit", "epochs", epochs, low=0)
         x = self._as_input(x)
         y = np.asarray(y)
         if len(x) != len(y):
@@ -377,6 +380,19 @@ def _check_grads(layer: Layer) -> None:
         if np.shape(g) != np.shape(p):
             raise BadInputError(
                 f"layer {layer.name!r}: the gradient of {name} has shape {np.shape(g)}, its parameter {np.shape(p)}"
+            )
+
+
+def _check_fits_dtype(what: str, a: Array, dtype: np.dtype) -> None:
+    """Refuse values that the cast to the model's dtype would turn into infinity (float64 beyond float32's range
+    into a float32 model): the cast would not be rounding but a silent inf, then NaN."""
+    if np.issubdtype(a.dtype, np.floating) and np.finfo(a.dtype).max > np.finfo(dtype).max:
+        over = np.abs(a) > np.finfo(dtype).max
+        if over.any():
+            index = tuple(int(i) for i in np.argwhere(over)[0])
+            raise BadInputError(
+                f"{what}: {a[index].item()!r} at index {index} is beyond the range of {dtype} "
+                f"(+-{np.finfo(dtype).max:.4g})"
             )
 
 

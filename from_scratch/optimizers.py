@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from from_scratch.errors import BadInputError, from_registry
+from from_scratch.errors import BadInputError, check_real, from_registry
 
 Array = np.ndarray
 
@@ -43,10 +43,12 @@ class ExponentialDecay:
     """
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False):
-        if decay_steps <= 0:
-            raise BadInputError(f"ExponentialDecay decay_steps must be positive, got {decay_steps}")
-        self.initial_learning_rate, self.decay_steps = initial_learning_rate, decay_steps
-        self.decay_rate, self.staircase = decay_rate, staircase
+        self.initial_learning_rate = check_real(
+            "ExponentialDecay", "initial_learning_rate", initial_learning_rate, 0, low_open=True
+        )
+        self.decay_steps = check_real("ExponentialDecay", "decay_steps", decay_steps, 0, low_open=True)
+        self.decay_rate = check_real("ExponentialDecay", "decay_rate", decay_rate, 0, low_open=True)
+        self.staircase = staircase
 
     def __call__(self, step: int) -> np.float32:
         p = np.float32(step) / np.float32(self.decay_steps)
@@ -77,13 +79,20 @@ class Optimizer:
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
     ) -> None:
+        owner = type(self).__name__
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise BadInputError("set at most one of clipnorm, clipvalue, global_clipnorm (as Keras)")
-        if not callable(learning_rate) and not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise BadInputError(f"{type(self).__name__} learning_rate must be a positive number, got {learning_rate!r}")
+        if not isinstance(learning_rate, ExponentialDecay):
+            learning_rate = check_real(owner, "learning_rate", learning_rate, 0, low_open=True)
         self.learning_rate = learning_rate
-        self.weight_decay, self.clipnorm, self.clipvalue = weight_decay, clipnorm, clipvalue
-        self.global_clipnorm = global_clipnorm
+
+        def optional(name: str, value: Any, low_open: bool) -> float | None:
+            return None if value is None else check_real(owner, name, value, 0, low_open=low_open)
+
+        self.weight_decay = optional("weight_decay", weight_decay, False)
+        self.clipnorm = optional("clipnorm", clipnorm, True)
+        self.clipvalue = optional("clipvalue", clipvalue, True)
+        self.global_clipnorm = optional("global_clipnorm", global_clipnorm, True)
         self.iterations = 0
         self.slots: dict[str, list[Array]] = {}
 
@@ -152,9 +161,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise BadInputError(f"SGD momentum must be in [0, 1], got {momentum}")
-        self.momentum, self.nesterov = momentum, nesterov
+        self.momentum, self.nesterov = check_real("SGD", "momentum", momentum, 0, 1), nesterov
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -197,7 +204,10 @@ class Adam(Optimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+        owner = type(self).__name__  # beta = 1 would divide by 1 - beta^t = 0
+        self.beta_1 = check_real(owner, "beta_1", beta_1, 0, 1, high_open=True)
+        self.beta_2 = check_real(owner, "beta_2", beta_2, 0, 1, high_open=True)
+        self.epsilon, self.amsgrad = check_real(owner, "epsilon", epsilon, 0), amsgrad
 
     def config(self) -> dict[str, Any]:
         return {
@@ -252,7 +262,9 @@ class RMSprop(Optimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.rho = check_real("RMSprop", "rho", rho, 0, 1, high_open=True)
+        self.momentum = check_real("RMSprop", "momentum", momentum, 0, 1, high_open=True)
+        self.epsilon, self.centered = check_real("RMSprop", "epsilon", epsilon, 0), centered
 
     def config(self) -> dict[str, Any]:
         return {
@@ -293,7 +305,10 @@ class Adagrad(Optimizer):
         self, learning_rate: Any = 0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7, **kwargs: Any
     ) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+        self.initial_accumulator_value = check_real(
+            "Adagrad", "initial_accumulator_value", initial_accumulator_value, 0
+        )
+        self.epsilon = check_real("Adagrad", "epsilon", epsilon, 0)
 
     def config(self) -> dict[str, Any]:
         return {

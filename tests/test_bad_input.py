@@ -125,7 +125,7 @@ API_CASES = {
     ),
     "negative learning rate": (
         lambda: get_optimizer("sgd", learning_rate=-0.1),
-        "SGD learning_rate must be a positive number, got -0.1",
+        "SGD learning_rate must be in (0, inf), got -0.1",
     ),
     "zero units": (lambda: Dense(0), "Dense units must be a positive integer, got 0"),
     "negative units": (lambda: Dense(-3), "Dense units must be a positive integer, got -3"),
@@ -166,8 +166,8 @@ CLI_CASES = {
         ["train", "--data", "xor", "--arch", "3-4-2"],
         "--data xor has 2 features and 2 outputs, but --arch 3-4-2 expects 3 and 2",
     ),
-    "dropout rate": (["compare", "--dropout", "1.5"], "dropout rate '1.5' is not in [0, 1)"),
-    "negative lr": (["train", "--data", "xor", "--arch", "2-3-2", "--lr", "-1"], "learning_rate must be a positive"),
+    "dropout rate": (["compare", "--dropout", "1.5"], "Dropout rate must be in [0, 1), got 1.5"),
+    "negative lr": (["train", "--data", "xor", "--arch", "2-3-2", "--lr", "-1"], "learning_rate must be in (0, inf)"),
 }
 
 

@@ -181,7 +181,7 @@ LAYER_CASES = [
             bias_regularizer=keras.regularizers.L1(0.003),
             dtype=dtype,
         ),
-        f"5:relu:l2=0.01:bias_l1={F32:g}",
+        f"5:relu:l2=0.01:bias_l1={F32!r}",  # the float32 value Keras stores, printed exactly
     ),
     (
         lambda dtype: L.Dense(
