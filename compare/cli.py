@@ -273,6 +273,8 @@ def run_zoo(args: argparse.Namespace) -> int:
 
 
 def run_examples(args: argparse.Namespace) -> int:
+    if args.name in (None, "softmax"):
+        check_plot_path(args.plot_path)  # the softmax example writes it
     from compare.examples import EXAMPLES, run_example
     from compare.report import to_json
 
@@ -475,8 +477,8 @@ COMMANDS = {
 
 
 def check_plot_path(path: str | None) -> None:
-    """A --plot path must be a file (not a folder) in an existing, writable folder, with an image format that
-    matplotlib writes: checked before training starts."""
+    """A plot path (--plot, --plot-path) must be a file (not a folder) in an existing, writable folder, with an
+    image format that matplotlib writes: checked before any work starts."""
     if path is None:
         return
     target = Path(path)

@@ -108,7 +108,14 @@ class Sequential:
 
     @classmethod
     def from_architecture(cls, arch: Architecture, dtype: str = "float64", seed: int | None = 0) -> Sequential:
-        """Build the model that `arch` describes (the same description builds the Keras twin)."""
+        """Build the model that `arch` describes (the same description builds the Keras twin); a string is parsed
+        as Architecture.parse reads it."""
+        if isinstance(arch, str):
+            arch = Architecture.parse(arch)
+        if not isinstance(arch, Architecture):
+            raise BadInputError(
+                f"from_architecture takes an Architecture or its text, got {a_or_an(type(arch).__name__)}"
+            )
         layers = []
         for spec in arch.layers:
             if spec.kind not in LAYERS:
@@ -149,6 +156,10 @@ class Sequential:
         """Replace every parameter; count, shape and dtype must match (a float64 array is never rounded into a
         float32 model; float32 into float64 is exact and accepted)."""
         slots = [(layer, i, p) for layer in self.layers for i, p in enumerate(layer.params)]
+        if not isinstance(weights, (list, tuple)):
+            raise BadInputError(
+                f"set_weights takes a list of arrays (as get_weights() gives), got {a_or_an(type(weights).__name__)}"
+            )
         if len(weights) != len(slots):
             raise BadInputError(f"set_weights: expected {len(slots)} arrays, got {len(weights)}")
         for (layer, i, current), new in zip(slots, weights):

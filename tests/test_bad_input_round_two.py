@@ -86,6 +86,9 @@ CLI_CASES = {
     "plot unknown format": (["train", "--plot", "out.xyz"], "--plot 'out.xyz': unknown image format '.xyz'"),
     "plot is a folder": (["train", "--plot", "."], "--plot '.' is a folder"),
     "plot folder missing": (["train", "--plot", "/nonexistent/dir/p.png"], "does not exist or is not writable"),
+    "plot no extension": (["train", "--plot", "training"], "unknown image format '(none)'"),
+    "examples plot path": (["examples", "--plot-path", "act.xyz"], "--plot 'act.xyz': unknown image format"),
+    "huge float32 batch": (["compare", "--batch", "20000000", "--dtype", "float32"], "use a smaller batch"),
     "huge batch": (["compare", "--batch", "10000000"], "GiB are available; use a smaller batch"),
     "unknown data": (["compare", "--data", "nope"], "unknown data set 'nope'; known: digits, synthetic"),
     "all ignores arch": (["compare", "--all", "--arch", "4-2"], "--all runs the fixed matrix"),
@@ -226,6 +229,8 @@ NONSENSE = {
     "fit batch float": (lambda: fitted(batch_size=2.5), "fit batch_size must be an integer >= 1, got 2.5"),
     "learning rate text": (lambda: get_optimizer("sgd", learning_rate="fast"), "learning_rate must be a real"),
     "dropout rate bool": (lambda: Dropout(True), "Dropout rate must be a real number in [0, 1), got True"),
+    "architecture of another type": (lambda: Sequential.from_architecture(64), "takes an Architecture or its text"),
+    "weights not a list": (lambda: Sequential([Dense(2)], input_dim=3).set_weights(None), "takes a list of arrays"),
     "float32 overflow input": (
         lambda: Sequential([Dense(2)], input_dim=3, dtype="float32").predict(np.array([[1e39, 0.0, 0.0]])),
         "input: 1e+39 at index (0, 0) is beyond the range of float32",
