@@ -12,10 +12,13 @@ use, so `import compare` does not import TensorFlow.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 # TensorFlow reads these when it is imported, which may be right after this package (`import compare, keras`):
 # pinned here as keras_impl pins them (oneDNN's fused kernels off, quiet logs), without importing TensorFlow.
+if "tensorflow" not in sys.modules:  # pinned in time: keras_impl's report may say so
+    os.environ["BACKPROP_PARITY_PINNED"] = "1"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

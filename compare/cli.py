@@ -177,6 +177,13 @@ def run_train(args: argparse.Namespace) -> int:
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
             f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
         )
+    from compare.data import check_memory
+
+    check_memory(
+        f"train --batch {args.batch}",
+        min(args.batch, len(x)),
+        [arch.input_dim] + [s.units for s in arch.layers if s.units],
+    )
     return train_and_print(args, arch, x, y, loss, args.dtype)
 
 
@@ -215,7 +222,11 @@ def train_and_print(
 
         partial = getattr(interrupt, "report", None)
         done = len(partial.epochs) if partial is not None else 0
-        if partial is not None and done:
+        if partial is not None and args.json:
+            from compare.report import to_json
+
+            print(to_json({"config": partial.config, "epochs": partial.epochs, "interrupted": True}))
+        elif partial is not None and done:
             print(render_epochs(partial))
         steps = len(partial.steps) if partial is not None else 0
         print(
@@ -347,26 +358,10 @@ def run_matrix(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     if args.all:
-        ignored = [
-            f
-            for f, v in (
-                ("--arch", args.arch != "64-32-16-10"),
-                ("--loss", args.loss != "categorical_crossentropy"),
-                ("--dropout", args.dropout is not None),
-                ("--batchnorm", args.batchnorm),
-                ("--l1", args.l1),
-                ("--l2", args.l2),
-                ("--activation", args.activation != "relu"),
-                ("--output-activation", args.output_activation),
-                ("--from-logits", args.from_logits),
-                ("--label-smoothing", args.label_smoothing is not None),
-                ("--batch", args.batch != 32),
-                ("--dtype", args.dtype != "float64"),
-                ("--data", args.data != "synthetic"),
-                ("--gradcheck", args.gradcheck != 8),
-            )
-            if v
-        ]
+        from compare.keras_cli import explicit_options
+
+        given = explicit_options(getattr(args, "argv", []))
+        ignored = ["--" + dest.replace("_", "-") for dest in sorted(given) if dest not in ("all", "seed", "json")]
         if ignored:
             raise BadInputError(
                 f"--all runs the fixed matrix of every activation, loss, depth and dtype; it does not "
@@ -379,7 +374,7 @@ def run_compare(args: argparse.Namespace) -> int:
     arch, loss = architecture_from_args(args), loss_from_args(args)  # all checked before TensorFlow loads
     if args.data not in BATCHES:
         raise unknown_name("data set", args.data, BATCHES)
-    widths = [arch.input_dim] + [spec.units or 0 for spec in arch.layers]
+    widths = [arch.input_dim] + [spec.units for spec in arch.layers if spec.units]
     check_memory(f"compare --batch {args.batch}", args.batch, widths, 8)
     from compare.harness import run_comparison
     from compare.report import render, to_json
@@ -419,7 +414,7 @@ def load_factory(spec: str, what: str) -> object:
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
-    except Exception as exc:  # the user's module failed to import: say so in one line, with where
+    except (Exception, SystemExit) as exc:  # the user's module failed to import (or exited): one line, with where
         raise BadInputError(f"{what} {spec!r}: importing {target} raised {_where(exc)}") from None
     finally:
         sys.path.remove(folder)
@@ -428,7 +423,7 @@ def load_factory(spec: str, what: str) -> object:
         raise BadInputError(f"{what} {spec!r}: {target} has no function {name!r}")
     try:
         return factory()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit too: user code must not set this command's exit code
         raise BadInputError(f"{what} {spec!r}: {name}() raised {_where(exc)}") from None
 
 
@@ -442,6 +437,8 @@ def _where(exc: BaseException) -> str:
 
 
 def run_check_layer(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from from_scratch.layers import Layer
 
     layer = load_factory(args.scratch, "SCRATCH")
@@ -457,11 +454,15 @@ def run_check_layer(args: argparse.Namespace) -> int:
     twin = load_factory(args.keras, "KERAS")
     if not isinstance(twin, keras.layers.Layer):
         raise BadInputError(f"KERAS {args.keras!r} returned {a_or_an(type(twin).__name__)}, not a keras.layers.Layer")
+    from compare.data import check_memory
+
+    width = int(np.prod(args.input_shape, dtype=object))
+    check_memory(f"check-layer --batch {args.batch}", args.batch, [width, width])  # the input and (at least) output
     try:
         report = check_layer(layer, twin, args.input_shape, batch=args.batch, dtype=args.dtype, seed=args.seed)
     except BadInputError:
         raise
-    except Exception as exc:  # raised inside the user's layer or its twin: one line, not a traceback
+    except (Exception, SystemExit) as exc:  # raised inside the user's layer or its twin: one line, no traceback
         raise BadInputError(f"checking {args.scratch} raised {_where(exc)}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
@@ -482,11 +483,18 @@ def check_plot_path(path: str | None) -> None:
     if path is None:
         return
     target = Path(path)
-    if target.is_dir():
-        raise BadInputError(f"--plot {path!r} is a folder; give a file name such as {str(target / 'training.png')!r}")
     folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise BadInputError(f"--plot {path!r}: the folder {str(folder)!r} does not exist or is not writable")
+    try:
+        if path.endswith(("/", "\\")) or target.is_dir():
+            raise BadInputError(f"--plot {path!r} is a folder; give a file name such as {str(target / 'plot.png')!r}")
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise BadInputError(f"--plot {path!r}: the folder {str(folder)!r} does not exist or is not writable")
+        if len(target.name.encode()) > os.pathconf(folder, "PC_NAME_MAX"):
+            raise BadInputError(f"--plot {path!r}: the file name is longer than this file system allows")
+        if target.is_symlink() and not target.exists() or target.exists() and not target.is_file():
+            raise BadInputError(f"--plot {path!r} exists and is not a regular file (a dangling link, a FIFO, a device)")
+    except OSError as exc:
+        raise BadInputError(f"--plot {path!r}: {exc.strerror or exc}") from None
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -510,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was given explicitly (compare --all, --keras-model)
     try:
         if getattr(args, "keras_model", None) is not None:  # compare / train a saved Keras model
             from compare.keras_cli import run_keras_command
@@ -525,6 +534,12 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"backprop-parity {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError as exc:  # what the estimates did not foresee: still one line, and not "the sides differ"
+        print(
+            f"backprop-parity {args.command}: error: out of memory ({exc}); use a smaller batch or network",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except RecursionError:  # Keras walks a Sequential recursively: a network of ~1,000 layers is too deep for it
         print(
             f"backprop-parity {args.command}: error: the network is too deep for Keras to build or run (Python's "

@@ -111,9 +111,9 @@ def read_idx(path: str) -> Array:
     import stat
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO would wait for a writer
+            raise BadInputError(f"IDX file {path!r} is not a regular file")
         with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise BadInputError(f"IDX file {path!r} is not a regular file")
             size = os.fstat(f.fileno()).st_size
             raw = f.read(4)
             if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
@@ -142,14 +142,16 @@ def idx(images: str, labels: str) -> tuple[Array, Array]:
         raise BadInputError(f"IDX images {images!r} have shape {x.shape}: expected (N, ...) with N >= 1 samples")
     if t.ndim != 1 or len(t) != len(x):
         raise BadInputError(f"IDX labels have shape {t.shape}, expected ({len(x)},) to match the images")
-    bad = np.flatnonzero((t < 0) | (t != np.round(t)))
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0) | (t != np.round(t)))
     if bad.size:  # a class index is a whole number >= 0: -1 must not train as the last class, 2.5 not as 2
         i = int(bad[0])
         raise BadInputError(
             f"IDX labels {labels!r}: label {t[i].item()!r} at position {i} of the file is not a class index "
             "(a whole number >= 0)"
         )
-    return x.reshape(len(x), -1).astype(np.float64) / 255.0, one_hot(t.astype(np.int64), int(t.max()) + 1)
+    classes = int(t.max()) + 1
+    check_memory(f"IDX labels {labels!r} (largest class {classes - 1})", len(t), [classes])  # the one-hot rows
+    return x.reshape(len(x), -1).astype(np.float64) / 255.0, one_hot(t.astype(np.int64), classes)
 
 
 #: Whole data sets for training, by name: () -> (X, Y). `idx:IMAGES,LABELS` reads user files.
@@ -211,15 +213,22 @@ def load_batch(name: str, input_dim: int, classes: int, n: int, seed: int) -> tu
 COPIES_PER_WIDTH = 40
 
 
+#: Likewise for the weights: scratch and Keras weights and gradients, the float64 truth's, the optimizer's slots.
+COPIES_PER_WEIGHT = 12
+
+
 def check_memory(what: str, n: int, widths: list[int], itemsize: int = 8) -> None:
-    """Refuse, before allocating, a run whose activations alone would not fit in the memory available now:
-    n samples x sum(widths) x COPIES_PER_WIDTH x itemsize bytes against the system's available memory."""
-    need = n * sum(widths) * COPIES_PER_WIDTH * itemsize
+    """Refuse, before allocating, a run that would not fit in the memory available now: its activations
+    (n samples x sum(widths) x COPIES_PER_WIDTH) and the weights between consecutive widths (x COPIES_PER_WEIGHT),
+    times itemsize bytes, against the system's available memory."""
+    weights = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    need = (n * sum(widths) * COPIES_PER_WIDTH + weights * COPIES_PER_WEIGHT) * itemsize
     available = available_memory()
     if available is not None and need > available:
         raise BadInputError(
-            f"{what} needs about {need / 2**30:.1f} GiB for its activations ({n} samples x {sum(widths)} values x "
-            f"{COPIES_PER_WIDTH} copies), but {available / 2**30:.1f} GiB are available; use a smaller batch"
+            f"{what} needs about {need / 2**30:.1f} GiB ({n} samples x {sum(widths)} activations x "
+            f"{COPIES_PER_WIDTH} copies, {weights} weights x {COPIES_PER_WEIGHT}), but {available / 2**30:.1f} GiB "
+            "are available; use a smaller batch or network"
         )
 
 

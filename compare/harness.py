@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import keras_impl
-from compare.data import load_batch, targets
+from compare.data import check_memory, load_batch, targets
 from compare.diagnosis import Diagnosis, Step, diagnose
 from compare.terms import Terms, gradient_terms
 from compare.tolerances import (
@@ -34,7 +34,7 @@ from compare.tolerances import (
     truth_rel_error,
 )
 from from_scratch.arch import Architecture
-from from_scratch.errors import BadInputError
+from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GRADCHECK_STEP, gradcheck, numerical_gradient
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
@@ -420,6 +420,15 @@ def compare_models(
     numerical-gradient witness."""
     loss = get_loss(loss)
     dtype = scratch.dtype.name
+    if not hasattr(keras_model, "get_weights") or not getattr(keras_model, "inputs", None):
+        raise BadInputError(f"the Keras side must be a built keras model, got {type(keras_model).__name__}")
+    if keras_model.inputs[0].dtype != dtype:
+        raise BadInputError(
+            f"the scratch model is {dtype} but the Keras model takes {keras_model.inputs[0].dtype}: "
+            "compare models of one dtype"
+        )
+    gradcheck_samples = check_count("compare", "gradcheck_samples", gradcheck_samples, low=0)
+    seed = check_count("compare", "seed", seed, low=0)
     weights = scratch.get_weights()
     keras_model.set_weights(weights)
     rows = [round_trip_row(weights, keras_model.get_weights())]
@@ -431,10 +440,22 @@ def compare_models(
     ours, result = scratch_side(scratch, x, y, loss, sample_weight)
     terms = gradient_terms(scratch, x, y, loss, result, sample_weight)
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
-    if not np.isfinite(ours.loss) and not np.isfinite(theirs.loss):  # not a parity question: say so
+    overflow = next(
+        (
+            name
+            for name, a, b in (
+                ("loss", ours.loss, theirs.loss),
+                ("output", ours.output, theirs.output),
+                ("dL/dX", ours.input_grad, theirs.input_grad),
+            )
+            if not np.all(np.isfinite(a)) and not np.all(np.isfinite(b))
+        ),
+        None,
+    )
+    if overflow:  # both sides overflow alike: not a parity question, say so
         raise BadInputError(
-            f"the loss is {ours.loss} on the scratch side and {theirs.loss} in Keras: the computation overflows for "
-            "these weights and inputs (a huge regularisation factor or input scale?), so there is nothing to compare"
+            f"the {overflow} is not finite on either side: the computation overflows for these weights and inputs "
+            "(a huge regularisation factor, weight or input scale?), so there is nothing to compare"
         )
     truth = again = None
     if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
@@ -474,8 +495,11 @@ def run_comparison(
 ) -> Report:
     """Build both sides from one description, initialise the scratch side from `seed`, and compare on one batch."""
     loss = get_loss(loss)
+    batch = check_count("run_comparison", "batch", batch)
+    seed = check_count("run_comparison", "seed", seed, low=0)
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
+    check_memory(f"a batch of {batch}", batch, [arch.input_dim] + [s.units for s in arch.layers if s.units])
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
     if data == "synthetic" and loss.target_kind != "onehot":
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))

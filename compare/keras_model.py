@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 import keras_impl  # first: it pins TensorFlow's settings (oneDNN off, determinism) before TensorFlow loads
-from compare.data import DATASETS, load_batch, load_dataset, targets
+from compare.data import DATASETS, check_memory, load_batch, load_dataset, targets
 from compare.harness import Report, Row, compare_models
 from compare.tolerances import ROUND_TRIP_TOL, max_abs_error, max_rel_error
 from from_scratch.activations import ACTIVATIONS
@@ -501,6 +501,7 @@ def compare_keras_model(
     twin = comparison_twin(model, dtype)
     loss = choose_loss(model, loss)
     arch = scratch.architecture
+    check_memory(f"a batch of {batch}", batch, [arch.input_dim] + [s.units for s in arch.layers if s.units])
     x, y = keras_model_batch(arch, loss, data, batch, seed, model.name)
     source = os.fspath(path_or_model) if isinstance(path_or_model, (str, os.PathLike)) else f"<{model.name}>"
     config = {

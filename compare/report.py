@@ -109,11 +109,12 @@ def render_training(report: Any, plot: str | None = None) -> str:
 
 
 def progress_bar(quiet: bool) -> Callable[[int, int, int, int], None]:
-    """The training progress callback: one bar per epoch on stderr, redrawn in place on a terminal (nothing when
-    `quiet`, e.g. with --json)."""
+    """The training progress callback: a bar per epoch on stderr, redrawn in place, on a terminal only (a log or
+    a pipe gets the epoch table on stdout at the end, and stderr keeps to the one-line errors; nothing when `quiet`,
+    e.g. with --json)."""
 
     def progress(epoch: int, batch: int, batches: int, epochs: int) -> None:
-        if quiet or (batch != batches and not sys.stderr.isatty()):
+        if quiet or not sys.stderr.isatty():
             return
         done = int(20 * batch / batches)
         end = "\n" if batch == batches else ""

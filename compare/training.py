@@ -220,7 +220,15 @@ def run_training(
     except KeyboardInterrupt as interrupt:  # Ctrl-C: the caller reports the epochs finished so far
         interrupt.report = report
         raise
-    _, report.final_param_diff = param_diff(scratch.get_weights(), keras_model.get_weights())
+    final = scratch.get_weights(), keras_model.get_weights()
+    last = report.epochs[-1] if report.epochs else {}
+    blown = not np.isfinite(last.get("loss_scratch", 0.0)) and not np.isfinite(last.get("loss_keras", 0.0))
+    if blown or not all(np.all(np.isfinite(w)) for w in final[0]) and not all(np.all(np.isfinite(w)) for w in final[1]):
+        raise BadInputError(  # the last update blew up on both sides: not a parity question
+            f"training diverged on both sides by the last step ({len(report.steps)}): the parameters or the loss "
+            "are no longer finite; lower the learning rate"
+        )
+    _, report.final_param_diff = param_diff(*final)
     report.tol = train_tolerance(
         dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0
     )

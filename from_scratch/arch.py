@@ -88,6 +88,8 @@ class Architecture:
             options = {}
             for part in parts:
                 key, _, value = part.partition("=")
+                if _LONG.get(key) in options:
+                    raise BadInputError(f"malformed architecture {text!r}: layer {position} gives {key}= twice")
                 if key not in _LONG:
                     raise BadInputError(
                         f"malformed architecture {text!r}: layer {position} option {part!r}; "

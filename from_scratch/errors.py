@@ -70,7 +70,19 @@ def check_real(
         inside = inside and (number < high if high_open else number <= high)
     if not inside:
         raise BadInputError(f"{owner} {name} must be in {bounds()}, got {value!r}")
-    return number
+    return number + 0.0  # -0.0 is 0.0 (its text form must read back)
+
+
+def check_flag(owner: str, name: str, value: Any) -> bool:
+    """`value` when it is True or False (or a NumPy bool): a string such as "no" is refused, not taken as true."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise BadInputError(f"{owner} {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(owner: str, seed: Any) -> int | None:
+    """A random seed: None or an integer >= 0 (NumPy refuses negative seeds)."""
+    return None if seed is None else check_count(owner, "seed", seed, low=0)
 
 
 def check_count(owner: str, name: str, value: Any, low: int = 1) -> int:

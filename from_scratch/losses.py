@@ -403,4 +403,8 @@ def get_loss(loss: str | Loss, **kwargs: Any) -> Loss:
         if kwargs:
             raise BadInputError(f"loss arguments {sorted(kwargs)} given with a loss object; pass them to its class")
         return loss
-    return from_registry("loss", LOSSES, loss, **kwargs)
+    return from_registry("loss", LOSSES, ALIASES.get(loss, loss) if isinstance(loss, str) else loss, **kwargs)
+
+
+#: Keras's short names for the losses above (keras.losses.get accepts them too).
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}

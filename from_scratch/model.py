@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from from_scratch.arch import Architecture, LayerSpec
-from from_scratch.errors import BadInputError, a_or_an, check_count, unknown_name
+from from_scratch.errors import BadInputError, a_or_an, check_count, check_seed, unknown_name
 from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
@@ -69,8 +69,8 @@ class Sequential:
         if (input_dim is None) == (input_shape is None):
             raise BadInputError("give exactly one of input_shape=(...) and input_dim=D")
         shape = as_shape(input_dim, "input_dim") if input_shape is None else as_shape(input_shape)
-        if not layers:
-            raise BadInputError("a Sequential model needs at least one layer")
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise BadInputError("a Sequential model takes a non-empty list of layers")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise BadInputError(
@@ -81,7 +81,7 @@ class Sequential:
         self.layers = list(layers)
         self.input_shape = shape
         self.dtype = np.dtype(dtype)
-        self.seed = seed
+        self.seed = check_seed("Sequential", seed)
         rng = np.random.default_rng(seed)
         counts: dict[str, int] = {}
         self.layer_input_shapes: list[Shape] = []
@@ -93,6 +93,7 @@ class Sequential:
             layer.name = layer.kind if n == 0 else f"{layer.kind}_{n}"  # Keras's names in a fresh session
             built = layer.build(shape, self.dtype, rng)
             shape = as_shape(built, f"layer {layer.name!r}: build() must return the output shape, it returned")
+            _check_declarations(layer)
             self.layer_output_shapes.append(shape)
         self.output_shape = shape
 
@@ -302,6 +303,8 @@ class Sequential:
         metrics: Sequence[str] = (),
     ) -> None:
         """Choose the optimizer, the loss and the metrics ("accuracy") that `fit` and `train_step` use."""
+        if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
+            raise BadInputError(f"compile: metrics must be a list of names such as ['accuracy'], got {metrics!r}")
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise unknown_name("metric", unknown[0], METRICS)
@@ -311,13 +314,19 @@ class Sequential:
 
     def train_step(self, x: Array, y: Array) -> float:
         """One step on one batch: forward, backward, optimizer update. Returns the batch loss before the update."""
+        self._check_compiled("train_step")
         result = self.backward_pass(x, y, self.loss, input_grad=False)
         self.optimizer.update([p for layer in self.layers for p in layer.params], result.grads, self.trainable)
         self.last_output = result.output
         return result.loss
 
+    def _check_compiled(self, what: str) -> None:
+        if not hasattr(self, "optimizer"):
+            raise BadInputError(f"{what}: call compile(optimizer=..., loss=...) first")
+
     def evaluate(self, x: Array, y: Array) -> dict[str, float]:
         """Loss (inference mode) and metrics on (x, y)."""
+        self._check_compiled("evaluate")
         output = self.predict(x)
         y = self._as_targets(y, self.loss, len(output))
         logs = {"loss": float(self._inference_loss(y, output))}
@@ -347,8 +356,8 @@ class Sequential:
         epochs = check_count("fit", "epochs", epochs, low=0)
         x = self._as_input(x)
         y = np.asarray(y)
-        if len(x) != len(y):
-            raise BadInputError(f"fit: {len(x)} input rows but {len(y)} label rows")
+        if y.ndim == 0 or len(x) != len(y):
+            raise BadInputError(f"fit: {len(x)} input rows but {len(y) if y.ndim else 'no'} label rows")
         if not hasattr(self, "optimizer"):
             raise BadInputError("fit: call compile(optimizer=..., loss=...) first")
         rng = np.random.default_rng(self.seed if seed is None else seed)
@@ -370,6 +379,19 @@ class Sequential:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             history.append(logs)
         return history
+
+
+def _check_declarations(layer: Layer) -> None:
+    """After build: `params` is a list of arrays, and `weight_names` / `trainable` (when declared) have one entry
+    per parameter."""
+    params = layer.params
+    if not isinstance(params, (list, tuple)) or not all(isinstance(p, np.ndarray) for p in params):
+        raise BadInputError(f"layer {layer.name!r}: params must be a list of NumPy arrays, got {params!r:.80}")
+    for what, declared in (("weight_names", layer.weight_names), ("trainable", layer.trainable)):
+        if declared is not None and len(declared) != len(params):
+            raise BadInputError(
+                f"layer {layer.name!r}: {what} has {len(declared)} entries for {len(params)} parameter(s)"
+            )
 
 
 def _check_shape(layer: Layer, what: str, value: Any, shape: tuple[int, ...]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from from_scratch.errors import BadInputError, check_real, from_registry
+from from_scratch.errors import BadInputError, check_flag, check_real, from_registry
 
 Array = np.ndarray
 
@@ -161,7 +161,8 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
-        self.momentum, self.nesterov = check_real("SGD", "momentum", momentum, 0, 1), nesterov
+        self.momentum = check_real("SGD", "momentum", momentum, 0, 1)
+        self.nesterov = check_flag("SGD", "nesterov", nesterov)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -207,7 +208,7 @@ class Adam(Optimizer):
         owner = type(self).__name__  # beta = 1 would divide by 1 - beta^t = 0
         self.beta_1 = check_real(owner, "beta_1", beta_1, 0, 1, high_open=True)
         self.beta_2 = check_real(owner, "beta_2", beta_2, 0, 1, high_open=True)
-        self.epsilon, self.amsgrad = check_real(owner, "epsilon", epsilon, 0), amsgrad
+        self.epsilon, self.amsgrad = check_real(owner, "epsilon", epsilon, 0), check_flag(owner, "amsgrad", amsgrad)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -264,7 +265,8 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.rho = check_real("RMSprop", "rho", rho, 0, 1, high_open=True)
         self.momentum = check_real("RMSprop", "momentum", momentum, 0, 1, high_open=True)
-        self.epsilon, self.centered = check_real("RMSprop", "epsilon", epsilon, 0), centered
+        self.epsilon = check_real("RMSprop", "epsilon", epsilon, 0)
+        self.centered = check_flag("RMSprop", "centered", centered)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,7 @@ import sys
 
 #: True when TensorFlow was loaded before this package could pin its settings (then oneDNN is as TensorFlow found
 #: it at its own import, whatever TF_ENABLE_ONEDNN_OPTS says now); `settings()` reports it.
-TENSORFLOW_PRELOADED = "tensorflow" in sys.modules
+TENSORFLOW_PRELOADED = "tensorflow" in sys.modules and os.environ.get("BACKPROP_PARITY_PINNED") != "1"
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -325,3 +325,149 @@ def test_version(capsys):
 )
 def test_both_sides_diverging_alike_is_said_so_not_called_a_difference(capsys, argv, message):
     assert_refused(*run(capsys, *argv), message)
+
+
+# ----- found by an adversarial pass after the first round ----------------------------------------------------------
+MORE_CLI = {
+    "diverged on the last step": (
+        [
+            "train",
+            "--data",
+            "xor",
+            "--arch",
+            "2-4-2",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e38",
+            "--dtype",
+            "float32",
+        ],
+        "training diverged on both sides",
+    ),
+    "all with a default given": (["compare", "--all", "--dtype", "float64"], "it does not take --dtype"),
+    "option given twice": (["compare", "--arch", "4-3:l2=0.01:l2=0.02"], "layer 1 gives l2= twice"),
+    "weights too large": (["compare", "--arch", "100000-100000", "--batch", "1"], "10000100000 weights"),
+    "plot with a trailing slash": (["train", "--plot", "x.png/"], "is a folder"),
+    "plot name too long": (["train", "--plot", "a" * 300 + ".png"], "File name too long"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_CLI))
+def test_more_not_a_verdict_cases(capsys, name):
+    argv, message = MORE_CLI[name]
+    assert_refused(*run(capsys, *argv), message)
+
+
+def test_a_fifo_is_refused_without_waiting(capsys, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.idx"
+    os.mkfifo(fifo)
+    assert_refused(*run(capsys, "train", "--data", f"idx:{fifo},{fifo}", "--arch", "4-5-3"), "is not a regular file")
+
+
+def test_a_dangling_plot_link_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "p.png").symlink_to(tmp_path / "nowhere" / "p.png")
+    assert_refused(*run(capsys, "train", "--plot", tmp_path / "p.png"), "exists and is not a regular file")
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("import sys\nsys.exit(0)\n", "importing"),
+        ("def f():\n    raise SystemExit('bye')\n", "f() raised SystemExit: bye"),
+        ("import sys\ndef f():\n    sys.exit(0)\n", "f() raised SystemExit: 0"),
+    ],
+)
+def test_user_code_cannot_set_the_exit_code(capsys, tmp_path, body, message):
+    (tmp_path / "bad.py").write_text(body)
+    swish = "examples/custom_layer/swish.py:keras_swish"
+    assert_refused(*run(capsys, "check-layer", f"{tmp_path}/bad.py:f", swish, "--input-shape", "7"), message)
+
+
+def test_an_infinite_idx_label_is_refused_with_its_position(tmp_path):
+    from compare.data import idx
+
+    images = idx_file(tmp_path / "x.idx", np.zeros((3, 2, 2)))
+    with pytest.raises(BadInputError, match="label inf at position 1 of the file"):
+        idx(images, idx_file(tmp_path / "y.idx", [0, np.inf, 1], 0x0D))
+
+
+def test_an_interrupted_json_training_prints_json(capsys, monkeypatch):
+    from compare import training
+
+    def interrupt(self, x, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Sequential, "train_step", interrupt)
+    code, out, _ = run(capsys, "train", "--data", "xor", "--arch", "2-4-2", "--json")
+    assert code == 130 and strict(out)["interrupted"] is True
+
+
+class Scale1(Dense):
+    weight_names = ("kernel",)
+
+
+class ListParams(Dense):
+    @property
+    def params(self):
+        return [[1.0]]
+
+
+DECLARATIONS = {
+    "weight_names of another length": (lambda: Sequential([Scale1(2)], input_dim=3), "weight_names has 1 entries"),
+    "params not arrays": (lambda: Sequential([ListParams(2)], input_dim=3), "params must be a list of NumPy arrays"),
+    "seed -1": (lambda: Sequential([Dense(2)], input_dim=3, seed=-1), "Sequential seed must be an integer >= 0"),
+    "seed text": (lambda: Sequential([Dense(2)], input_dim=3, seed="0"), "Sequential seed must be an integer"),
+    "layers not a list": (lambda: Sequential(Dense(3), input_dim=4), "takes a non-empty list of layers"),
+    "metrics None": (lambda: Sequential([Dense(2)], input_dim=3).compile(metrics=None), "metrics must be a list"),
+    "evaluate before compile": (
+        lambda: Sequential([Dense(2)], input_dim=3).evaluate(np.zeros((1, 3)), np.eye(2)[:1]),
+        "evaluate: call compile",
+    ),
+    "fit without labels": (lambda: fitted_with(None), "fit: 4 input rows but no label rows"),
+    "amsgrad as text": (lambda: get_optimizer("adam", amsgrad="no"), "Adam amsgrad must be True or False"),
+    "nesterov as text": (lambda: get_optimizer("sgd", nesterov="no"), "SGD nesterov must be True or False"),
+    "centered as text": (lambda: get_optimizer("rmsprop", centered="yes"), "RMSprop centered must be True or False"),
+}
+
+
+def fitted_with(y):
+    model = Sequential.from_architecture("2-3-2", seed=0)
+    model.compile("sgd", "categorical_crossentropy")
+    return model.fit(np.zeros((4, 2)), y)
+
+
+@pytest.mark.parametrize("name", sorted(DECLARATIONS))
+def test_more_api_slips_are_bad_input(name):
+    make, message = DECLARATIONS[name]
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        make()
+
+
+def test_keras_short_loss_names_and_negative_zero_are_accepted():
+    assert get_loss("mse").name == "mean_squared_error" and get_loss("mae").name == "mean_absolute_error"
+    assert str(Architecture.parse("4-dropout0.0-2")) == "4-dropout0.0-2:softmax"
+    assert Dropout(-0.0).rate == 0.0 and str(Dropout(-0.0).rate) == "0.0"
+
+
+def test_compare_refuses_a_dtype_mismatch_and_bad_counts():
+    import keras_impl
+    from compare.harness import compare_models, run_comparison
+
+    scratch = Sequential.from_architecture("3-2", seed=0)
+    with pytest.raises(BadInputError, match="the scratch model is float64 but the Keras model takes float32"):
+        compare_models(scratch, keras_impl.build_model(scratch.architecture, "float32"), np.zeros((2, 3)), np.eye(2))
+    with pytest.raises(BadInputError, match="run_comparison batch must be an integer >= 1, got '32'"):
+        run_comparison("3-2", batch="32")
+    with pytest.raises(BadInputError, match="compare gradcheck_samples must be an integer >= 0, got -1"):
+        compare_models(
+            Sequential.from_architecture("3-2"),
+            keras_impl.build_model(Architecture.parse("3-2")),
+            np.zeros((2, 3)),
+            np.eye(2),
+            gradcheck_samples=-1,
+        )
