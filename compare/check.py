@@ -94,6 +94,11 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
 
     if not isinstance(keras_layer, keras.layers.Layer):
         raise BadInputError(f"keras_layer must be a keras.layers.Layer, got {type(keras_layer).__name__}")
+    if isinstance(keras_layer, keras.Model):
+        raise BadInputError(
+            f"keras_layer is a model ({type(keras_layer).__name__}), not a layer: pass the layer "
+            "itself, or compare whole models with compare.check_model"
+        )
     if keras_layer.dtype_policy.compute_dtype != dtype or keras_layer.dtype_policy.variable_dtype != dtype:
         try:
             keras_layer = keras_layer.__class__.from_config({**keras_layer.get_config(), "dtype": dtype})

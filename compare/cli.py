@@ -257,7 +257,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     from compare.zoo import ZOO, diagnosis_text
     from from_scratch.errors import unknown_name
 
-    if args.name and args.name not in ZOO:
+    if args.name is not None and args.name not in ZOO:
         raise unknown_name("zoo entry", args.name, ZOO)
     results = []
     for entry in [ZOO[args.name]] if args.name else ZOO.values():
@@ -289,7 +289,7 @@ def run_examples(args: argparse.Namespace) -> int:
     from compare.examples import EXAMPLES, run_example
     from compare.report import to_json
 
-    if args.name and args.name not in EXAMPLES:
+    if args.name is not None and args.name not in EXAMPLES:
         from from_scratch.errors import unknown_name
 
         raise unknown_name("example", args.name, EXAMPLES)
@@ -509,11 +509,14 @@ def check_plot_path(path: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
     import numpy as np
 
-    # NumPy's overflow warnings would add lines to the one-line contract; overflow that matters is reported by the
-    # command itself (a diverged run, a non-finite loss on both sides)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    # NumPy's overflow warnings and Keras's advice would add lines to the one-line contract; what matters is
+    # reported by the command itself (a diverged run, a non-finite loss on both sides)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         return _dispatch(args, argv)
 
 

@@ -367,6 +367,13 @@ def loss_of(model: keras.Model | str | os.PathLike) -> Loss | None:
     """
     model = _as_model(model)
     compiled = getattr(model, "loss", None)
+    compile_config = getattr(model, "_compile_config", None)  # what compile() was given (kept for saving)
+    weights = compile_config.config.get("loss_weights") if compile_config is not None else None
+    if weights is not None:
+        raise BadInputError(
+            f"model {model.name!r} is compiled with loss_weights={weights!r}, which the comparison "
+            "does not apply; recompile without them or pass --loss"
+        )
     if compiled is None:
         return None
     label = compiled if isinstance(compiled, str) else getattr(compiled, "__name__", type(compiled).__name__)

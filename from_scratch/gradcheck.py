@@ -16,7 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from from_scratch.errors import BadInputError, check_real
+
 Array = np.ndarray
+
+
+def _as_float_array(what: str, x: object) -> Array:
+    try:
+        return np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # a ragged list, text, None
+        raise BadInputError(f"{what} must be an array of real numbers: {exc}") from None
+
 
 #: The step of `gradcheck`'s central differences: balances truncation and rounding in float64 (module docstring).
 GRADCHECK_STEP = 1e-5
@@ -27,7 +37,10 @@ def numerical_gradient(f: Callable[[Array], float], x: Array, h: float = 1e-4) -
 
     `x` is perturbed one coordinate at a time and restored exactly; the caller's array is left unchanged.
     """
-    x = np.array(x, dtype=np.float64)
+    if not callable(f):
+        raise BadInputError(f"numerical_gradient needs a function of x, got {type(f).__name__}")
+    check_real("numerical_gradient", "h", h, 0, low_open=True)
+    x = _as_float_array("numerical_gradient: x", x)
     grad = np.zeros_like(x)
     for i in np.ndindex(x.shape):
         keep = x[i]

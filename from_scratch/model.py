@@ -164,7 +164,7 @@ class Sequential:
         if len(weights) != len(slots):
             raise BadInputError(f"set_weights: expected {len(slots)} arrays, got {len(weights)}")
         for (layer, i, current), new in zip(slots, weights):
-            new = np.asarray(new)
+            new = _as_array(f"set_weights: layer {layer.name!r} parameter {i}", new)
             where = f"set_weights: layer {layer.name!r} parameter {i}"
             if new.shape != current.shape:
                 raise BadInputError(f"{where}: expected shape {current.shape}, got {new.shape}")
@@ -183,7 +183,7 @@ class Sequential:
     def _as_input(self, x: Array) -> Array:
         """X (N, *input_shape) as the model dtype (cast as Keras casts inputs); refuses a wrong shape, an empty
         batch, non-numbers and NaN or infinity."""
-        x = np.asarray(x)
+        x = _as_array("input", x)
         if x.ndim != 1 + len(self.input_shape) or x.shape[1:] != self.input_shape:
             expected = ", ".join(["N", *map(str, self.input_shape)])
             raise BadInputError(f"input: expected shape ({expected}), got {x.shape}")
@@ -379,6 +379,14 @@ class Sequential:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
             history.append(logs)
         return history
+
+
+def _as_array(what: str, value: Any) -> Array:
+    """np.asarray(value), with a ragged list or another non-array refused as bad input."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"{what}: not an array of numbers ({exc})") from None
 
 
 def _check_declarations(layer: Layer) -> None:

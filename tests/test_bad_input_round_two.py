@@ -471,3 +471,38 @@ def test_compare_refuses_a_dtype_mismatch_and_bad_counts():
             np.eye(2),
             gradcheck_samples=-1,
         )
+
+
+def test_keras_advice_stays_off_stderr_and_empty_names_are_refused(capsys):
+    code, out, err = run(capsys, "compare", "--from-logits", "--output-activation", "softmax", "--gradcheck", "0")
+    assert code in (0, 1) and err == ""
+    assert_refused(*run(capsys, "zoo", ""), "unknown zoo entry ''")
+    assert_refused(*run(capsys, "examples", ""), "unknown example ''")
+
+
+def test_loss_weights_are_refused_not_dropped():
+    import keras
+
+    from compare.keras_model import loss_of
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(loss="mse", loss_weights=[2.0])
+    with pytest.raises(BadInputError, match=r"compiled with loss_weights=\[2.0\], which the comparison does not"):
+        loss_of(model)
+
+
+def test_ragged_arrays_a_model_as_layer_and_a_zero_step_are_bad_input():
+    import keras
+
+    from compare.check import check_layer
+    from from_scratch.gradcheck import numerical_gradient
+
+    model = Sequential([Dense(2)], input_dim=3)
+    with pytest.raises(BadInputError, match="input: not an array of numbers"):
+        model.predict([[1.0, 2.0, 3.0], [1.0]])
+    with pytest.raises(BadInputError, match="set_weights: layer 'dense' parameter 0: not an array of numbers"):
+        model.set_weights([[[1.0], [1.0, 2.0]], np.zeros(2)])
+    with pytest.raises(BadInputError, match="keras_layer is a model"):
+        check_layer(Dense(2), keras.Sequential([keras.layers.Dense(2)]), (3,))
+    with pytest.raises(BadInputError, match=r"numerical_gradient h must be in \(0, inf\), got 0"):
+        numerical_gradient(lambda v: float(v.sum()), np.ones(2), h=0)
