@@ -100,8 +100,11 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
             "itself, or compare whole models with compare.check_model"
         )
     if keras_layer.dtype_policy.compute_dtype != dtype or keras_layer.dtype_policy.variable_dtype != dtype:
+        from keras.src.saving.serialization_lib import SafeModeScope
+
         try:
-            keras_layer = keras_layer.__class__.from_config({**keras_layer.get_config(), "dtype": dtype})
+            with SafeModeScope(False):  # the caller's own layer object (a Lambda too), rebuilt in this process
+                keras_layer = keras_layer.__class__.from_config({**keras_layer.get_config(), "dtype": dtype})
         except Exception as exc:  # a user's layer whose config does not rebuild it
             raise BadInputError(
                 f"Keras layer {keras_layer.name!r} ({type(keras_layer).__name__}) computes in "

@@ -463,7 +463,7 @@ def run_check_layer(args: argparse.Namespace) -> int:
     except BadInputError:
         raise
     except (Exception, SystemExit) as exc:  # raised inside the user's layer or its twin: one line, no traceback
-        raise BadInputError(f"checking {args.scratch} raised {_where(exc)}") from None
+        raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 

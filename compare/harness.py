@@ -430,10 +430,18 @@ def compare_models(
     gradcheck_samples = check_count("compare", "gradcheck_samples", gradcheck_samples, low=0)
     seed = check_count("compare", "seed", seed, low=0)
     weights = scratch.get_weights()
-    keras_model.set_weights(weights)
+    try:
+        keras_model.set_weights(weights)
+    except ValueError as exc:  # another architecture: Keras's own message, in one line
+        raise BadInputError(f"the Keras model's weights do not match the scratch model's: {exc}") from None
     rows = [round_trip_row(weights, keras_model.get_weights())]
-    x = np.asarray(x).astype(dtype, copy=False)
-    y = np.asarray(y).astype(dtype, copy=False)
+    try:
+        x = np.asarray(x).astype(dtype, copy=False)
+        y = np.asarray(y).astype(dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"x and y must be arrays of numbers: {exc}") from None
+    if x.ndim == 0 or y.ndim == 0:
+        raise BadInputError("x and y must be arrays of numbers with one row per sample, got a scalar or None")
     share_dropout_masks(scratch, keras_model, len(x))
     scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
     scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh

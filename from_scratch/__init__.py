@@ -11,6 +11,7 @@ from from_scratch.gradcheck import gradcheck, numerical_gradient
 from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer
 from from_scratch.losses import LOSSES, get_loss
 from from_scratch.model import Sequential
+from from_scratch.optimizers import OPTIMIZERS, get_optimizer
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,7 +25,9 @@ __all__ = [
     "Layer",
     "LayerSpec",
     "Sequential",
+    "OPTIMIZERS",
     "get_loss",
+    "get_optimizer",
     "gradcheck",
     "numerical_gradient",
 ]

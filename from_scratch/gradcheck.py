@@ -88,6 +88,10 @@ def gradcheck(
     `loss_and_gradients` unless `analytic` (aligned with get_weights()) is given, e.g. another framework's
     gradients. The model's weights are restored afterwards.
     """
+    if not all(hasattr(model, a) for a in ("get_weights", "set_weights", "loss_and_gradients")):
+        raise BadInputError(
+            f"gradcheck needs a model with get_weights, set_weights and loss_and_gradients, got {type(model).__name__}"
+        )
     rng = np.random.default_rng(seed)
     weights = model.get_weights()
     if analytic is None:

@@ -266,6 +266,8 @@ class Dense(Layer):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """Z = X @ W + b, A = f(Z).  X (N, D) -> A (N, M); caches X, Z, A."""
+        if self.W is None:
+            raise BadInputError(f"layer {self.name!r} is not built: put it in a Sequential (or call build) first")
         self.X = x
         self.Z = x @ self.W + self.b
         self.A = self.activation.forward(self.Z)
@@ -273,6 +275,8 @@ class Dense(Layer):
 
     def backward(self, dA: Array, input_grad: bool = True) -> Array | None:
         """dZ = f'(Z) * dA, then `backward_from_z`.  dA (N, M) -> dX (N, D)."""
+        if not hasattr(self, "Z"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
         self.dA = dA
         return self.backward_from_z(self.activation.backward(self.Z, self.A, dA), input_grad)
 

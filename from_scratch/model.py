@@ -353,6 +353,8 @@ class Sequential:
         generator when `shuffle`) in batches of `batch_size`, the last one partial. The history records, per
         epoch, the batch losses' mean weighted by batch size (as Keras's loss tracker) and the metrics."""
         batch_size = check_count("fit", "batch_size", batch_size)
+        if validation_data is not None and not (isinstance(validation_data, tuple) and len(validation_data) == 2):
+            raise BadInputError(f"fit: validation_data must be a tuple (x, y), got {validation_data!r:.60}")
         epochs = check_count("fit", "epochs", epochs, low=0)
         x = self._as_input(x)
         y = np.asarray(y)

@@ -211,7 +211,10 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
             twin.mask = layer.mask
         return twin
 
+    from keras.src.saving.serialization_lib import SafeModeScope
+
     inputs = keras.Input(shape=model.input_shape[1:], dtype=dtype)
-    copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=rebuild)
+    with SafeModeScope(False):  # the caller's own layers (a Lambda among them) rebuilt in this process: not a file
+        copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=rebuild)
     copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
     return copy

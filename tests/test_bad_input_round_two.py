@@ -506,3 +506,42 @@ def test_ragged_arrays_a_model_as_layer_and_a_zero_step_are_bad_input():
         check_layer(Dense(2), keras.Sequential([keras.layers.Dense(2)]), (3,))
     with pytest.raises(BadInputError, match=r"numerical_gradient h must be in \(0, inf\), got 0"):
         numerical_gradient(lambda v: float(v.sum()), np.ones(2), h=0)
+
+
+def test_the_last_python_api_slips():
+    import keras
+
+    import keras_impl
+    from compare.check import check_layer, check_model
+    from from_scratch import get_optimizer as exported
+    from from_scratch.gradcheck import gradcheck
+
+    assert exported("adam").name == "adam"
+    with pytest.raises(BadInputError, match="layer 'dense' is not built"):
+        Dense(3).forward(np.ones((2, 4)))
+    layer = Sequential([Dense(3)], input_dim=4).layers[0]
+    with pytest.raises(BadInputError, match="backward before any forward pass"):
+        layer.backward(np.ones((2, 3)))
+    scratch = Sequential.from_architecture("4-3", seed=0)
+    with pytest.raises(BadInputError, match="the Keras model's weights do not match the scratch model's"):
+        check_model(scratch, keras_impl.build_model(Architecture.parse("4-5-3")), np.zeros((2, 4)), np.eye(3)[:2])
+    with pytest.raises(BadInputError, match="x and y must be arrays of numbers"):
+        check_model(scratch, keras_impl.build_model(Architecture.parse("4-3")), None, np.eye(3)[:2])
+    with pytest.raises(BadInputError, match=r"fit: validation_data must be a tuple \(x, y\)"):
+        scratch.compile("sgd", "categorical_crossentropy")
+        scratch.fit(np.zeros((2, 4)), np.eye(3)[:2], validation_data=(np.zeros((2, 4)),))
+    with pytest.raises(BadInputError, match="gradcheck needs a model with get_weights"):
+        gradcheck(None, np.zeros((2, 4)), np.eye(3)[:2])
+    for dtype in ("float32", "float64"):  # a Lambda twin, rebuilt for the float64 truth (and for another dtype)
+        report = check_layer(Dense(3), keras.layers.Dense(3, dtype="float32"), (4,), dtype=dtype)
+        assert report.passed
+    twin = keras.layers.Lambda(lambda t: 2 * t, dtype="float32")
+
+    class Double(Dense.__mro__[1]):  # a plain Layer
+        def forward(self, x, training=False):
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
+    assert check_layer(Double(), twin, (3,), dtype="float32").passed

@@ -193,7 +193,7 @@ def test_cli_fails_a_wrong_layer_with_the_diagnosis(capsys):
         ([f"{SWISH}:swish", f"{SWISH}:swish"], "swish' returned a Swish, not a keras.layers.Layer"),
         (
             [f"{LAYER_NORM}:layer_norm", f"{LAYER_NORM}:keras_layer_norm", "--input-shape", "3,2"],
-            "layer_norm.py:layer_norm raised ValueError",
+            "layer_norm.py:keras_layer_norm raised ValueError",
         ),
     ],
 )
