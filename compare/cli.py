@@ -182,7 +182,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_memory(
         f"train --batch {args.batch}",
         min(args.batch, len(x)),
-        [arch.input_dim] + [s.units for s in arch.layers if s.units],
+        arch.widths,
     )
     return train_and_print(args, arch, x, y, loss, args.dtype)
 
@@ -374,8 +374,7 @@ def run_compare(args: argparse.Namespace) -> int:
     arch, loss = architecture_from_args(args), loss_from_args(args)  # all checked before TensorFlow loads
     if args.data not in BATCHES:
         raise unknown_name("data set", args.data, BATCHES)
-    widths = [arch.input_dim] + [spec.units for spec in arch.layers if spec.units]
-    check_memory(f"compare --batch {args.batch}", args.batch, widths, 8)
+    check_memory(f"compare --batch {args.batch}", args.batch, arch.widths, 8)
     from compare.harness import run_comparison
     from compare.report import render, to_json
 

@@ -231,8 +231,9 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
         out.append((row, place, step, get, terms))
 
     for i, layer in enumerate(model.layers):
+        recorded = _recorded(layer)
         for key in ("Z", "A"):
-            if key in _recorded(layer, key):
+            if key in recorded:
                 add(
                     None,
                     "forward",
@@ -247,10 +248,11 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
     last = len(model.layers) - 1
     for i in range(last, -1, -1):
         layer = model.layers[i]
+        recorded = _recorded(layer)
         for key in ("dA", "dZ"):
             if key == "dA" and fused and i == last:
                 continue  # the fused path starts at dL/dZ
-            if key in _recorded(layer, key):
+            if key in recorded:
                 add(
                     None,
                     "backward",
@@ -290,7 +292,7 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
     return out
 
 
-def _recorded(layer: Any, key: str) -> tuple[str, ...]:
+def _recorded(layer: Any) -> tuple[str, ...]:
     """Which of Z/A/dA/dZ a layer's records hold on both sides: A and dA always, Z and dZ for layers that record
     them (Dense)."""
     own = tuple(layer.record()) if hasattr(layer, "record") else ()
@@ -507,7 +509,7 @@ def run_comparison(
     seed = check_count("run_comparison", "seed", seed, low=0)
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
-    check_memory(f"a batch of {batch}", batch, [arch.input_dim] + [s.units for s in arch.layers if s.units])
+    check_memory(f"a batch of {batch}", batch, arch.widths)
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
     if data == "synthetic" and loss.target_kind != "onehot":
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))

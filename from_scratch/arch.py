@@ -54,6 +54,11 @@ class Architecture:
         dense = [spec for spec in self.layers if spec.kind == "dense"]
         return dense[-1].units if dense else self.input_dim
 
+    @property
+    def widths(self) -> list[int]:
+        """The input width, then each Dense layer's width: the sizes of the activations and weights a run holds."""
+        return [self.input_dim] + [spec.units for spec in self.layers if spec.units]
+
     def __str__(self) -> str:
         return "-".join([str(self.input_dim)] + [spec.token() for spec in self.layers])
 
