@@ -262,7 +262,7 @@ class Sequential:
         for i in range(len(self.layers) - 2, -1, -1):  # does the layer below need this layer's dX?
             dX = self._backward(i, dX, records[i], input_grad or i > 0)
         for layer, record in zip(self.layers, records):
-            record.update({key: np.array(v) for key, v in layer.record().items() if v is not None})
+            record.update({key: v for key, v in layer.record().items() if v is not None})  # fresh each pass
             _check_grads(layer)
         grads = [g for layer in self.layers for g in layer.grads]
         return BackwardPass(float(value + penalty), grads, dX, output, fused, records)
