@@ -5,7 +5,8 @@ backward ones (dL/dA, dL/dZ, then dW, db), and lines them up as `Step`s in the o
 (compare/harness.py `quantities`):
 
     forward:  layer 1 Z, layer 1 A, layer 2 Z, ... , the output, the loss
-    backward: last layer dL/dA (absent on the fused softmax + cross-entropy path), dL/dZ, its weight gradients,
+    backward: last layer dL/dA (absent on the fused softmax + cross-entropy path, for the logits layer
+              and the pass-through layers above it), dL/dZ, its weight gradients,
               then the layer below, ..., down to dL/dX
 
 and `diagnose` names the first quantity whose error exceeds the tolerance, with a short description of the

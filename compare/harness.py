@@ -208,10 +208,11 @@ def jittered_side(
         model.set_weights(state)
 
 
-def quantities(model: Sequential, fused: bool) -> list[Quantity]:
+def quantities(model: Sequential, logits_at: int | None) -> list[Quantity]:
     """Every compared quantity of a model: the table's rows (loss, output, each parameter's gradient or, for a
     non-trainable weight, its value after the step, dL/dX) and the per-layer steps in the order of computation
-    (forward Z, A per layer, the loss; backward dA, dZ, the parameter gradients per layer from the last; dL/dX)."""
+    (forward Z, A per layer, the loss; backward dA, dZ, the parameter gradients per layer from the last; dL/dX).
+    `logits_at`: the layer the loss took its logits from (BackwardPass.logits_at); dL/dA exists below it only."""
     names = model.weight_names()
     trainable = model.trainable
     offsets = np.cumsum([0] + [len(layer.params) for layer in model.layers])
@@ -250,8 +251,8 @@ def quantities(model: Sequential, fused: bool) -> list[Quantity]:
         layer = model.layers[i]
         recorded = _recorded(layer)
         for key in ("dA", "dZ"):
-            if key == "dA" and fused and i == last:
-                continue  # the fused path starts at dL/dZ
+            if key == "dA" and logits_at is not None and i >= logits_at:
+                continue  # the fused path starts at the logits' dL/dZ
             if key in recorded:
                 add(
                     None,
@@ -301,7 +302,7 @@ def _recorded(layer: Any) -> tuple[str, ...]:
 
 def compare_sides(
     model: Sequential,
-    fused: bool,
+    logits_at: int | None,
     ours: Side,
     theirs: Side,
     truth: Side | None,
@@ -313,7 +314,7 @@ def compare_sides(
     Keras's float32 result on one-ulp-jittered values, `again`)."""
     rows, steps = [], []
     n = len(ours.output)
-    for row_name, place, step, get, get_terms in quantities(model, fused):
+    for row_name, place, step, get, get_terms in quantities(model, logits_at):
         a, b = get(ours), get(theirs)
         t = get(truth) if truth is not None else None
         m = get_terms(terms) if terms is not None else None
@@ -474,7 +475,7 @@ def compare_models(
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)
         again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed)
-    table, steps = compare_sides(scratch, result.fused, ours, theirs, truth, terms, dtype, again)
+    table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     if gradcheck_samples:
         reference = truth if truth is not None else theirs

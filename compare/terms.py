@@ -69,20 +69,22 @@ def gradient_terms(
     if records is None:
         return None
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
-    last = model.layers[-1]
     p = result.output.astype(np.float64)
     per_layer: list[list[Array]] = []
-    if result.fused:
+    if result.fused:  # the layers above the logits layer pass its output through and have no parameters
+        top = result.logits_at
+        per_layer += [[] for _ in model.layers[top + 1 :]]
         y64 = loss.prepare_targets(np.asarray(y, np.float64), p)
         dZ_abs = loss.reduce_grad(loss.fused_terms(np.abs(y64), np.abs(p)), w)
-        params, d_abs, extra = last.backward_terms(records[-1]["X"], None, dZ_abs)
+        params, d_abs, extra = model.layers[top].backward_terms(records[top]["X"], None, dZ_abs)
     else:
+        top = len(model.layers) - 1
         grad = np.abs(loss.gradient(np.asarray(y, np.float64), p, sample_weight))
-        records[-1]["dA"] = grad
-        params, d_abs, extra = last.backward_terms(records[-1]["X"], grad)
-    records[-1].update(extra)
+        records[top]["dA"] = grad
+        params, d_abs, extra = model.layers[top].backward_terms(records[top]["X"], grad)
+    records[top].update(extra)
     per_layer.append(params)
-    for layer, record in zip(reversed(model.layers[:-1]), reversed(records[:-1])):
+    for layer, record in zip(reversed(model.layers[:top]), reversed(records[:top])):
         record["dA"] = d_abs
         params, d_abs, extra = layer.backward_terms(record["X"], d_abs)
         record.update(extra)

@@ -45,6 +45,9 @@ class Layer:
     - `input_grad_optional`: True when `backward(dy, input_grad=False)` may skip dL/dX (and return None), which
       the model uses for the first layer of a training step.
     - `regularization()`: the penalty the layer adds to the loss (default 0); its gradient is already in `grads`.
+    - `passes_through(training)`: True when `forward(x, training)` returns `x` itself (default False): an inactive
+      Dropout. Keras's twin then returns its input tensor, which keeps the logits a softmax output carries, so a
+      cross-entropy above it is still computed from the logits below. Such a layer has no parameters.
     - `record()`: named intermediates to line up with the twin's in the layer-by-layer diagnosis (Dense: Z, dZ).
     - `forward_terms(x_terms)` / `backward_terms(x_terms, dy_terms)`: the magnitudes of the terms that rounding
       summed (see compare/terms.py); without them the harness measures this layer's float64 errors plain
@@ -84,6 +87,9 @@ class Layer:
 
     def regularization(self) -> float:
         return 0.0
+
+    def passes_through(self, training: bool) -> bool:
+        return False
 
     def record(self) -> dict[str, Array]:
         return {}
@@ -337,6 +343,10 @@ class Dropout(Layer):
     def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
         """No parameters; |dX| = |dA| s M in training."""
         return [], dA_terms * float(self.scale) * self.mask if self.training else dA_terms, {}
+
+    def passes_through(self, training: bool) -> bool:
+        """Inactive (inference, or rate 0): A = X, the same array, as Keras's Dropout returns its input."""
+        return not (training and self.rate > 0)
 
     def fix_mask(self, mask: Array | None) -> None:
         """Use `mask` (N, D) of 0/1 in every training pass (None: draw a fresh one each pass)."""

@@ -6,7 +6,8 @@
 
 When the loss fuses with the output activation (softmax + categorical cross-entropy, as Keras does through the
 logits a softmax output carries), the loss is computed from the output layer's logits Z and backprop starts at
-dZ = (P - Y) / N, skipping the softmax Jacobian.
+dZ = (P - Y) / N, skipping the softmax Jacobian. Layers above it that return their input unchanged in this mode
+(`Layer.passes_through`: an inactive Dropout) keep the logits attached, as Keras's tensors do.
 """
 
 from __future__ import annotations
@@ -35,17 +36,24 @@ class BackwardPass:
 
     loss: the reduced loss; grads: dL/dparam aligned with `get_weights()`; input_grad: dL/dX (N, D), or None when
     it was not asked for;
-    output: the model output P (N, K); fused: whether the loss was computed from the output logits;
-    records: per layer, its output "A", the gradient that reached it "dA" (absent for the output layer on the
-    fused path) and the layer's own named intermediates (`Layer.record()`: Dense adds "Z" and "dZ").
+    output: the model output P (N, K); logits_at: the index of the layer whose logits Z the loss was computed
+    from (the fused path), or None;
+    records: per layer, its output "A", the gradient that reached it "dA" (absent on the fused path for the logits
+    layer and the pass-through layers above it) and the layer's own named intermediates (`Layer.record()`: Dense
+    adds "Z" and "dZ").
     """
 
     loss: float
     grads: list[Array]
     input_grad: Array | None
     output: Array
-    fused: bool
+    logits_at: int | None
     records: list[dict[str, Array]]
+
+    @property
+    def fused(self) -> bool:
+        """Whether the loss was computed from logits (Keras's hidden-logits path)."""
+        return self.logits_at is not None
 
 
 class Sequential:
@@ -220,10 +228,21 @@ class Sequential:
         """The model output in inference mode.  X (N, D) -> (N, K)."""
         return self.forward(x, training=False)
 
-    def fuses(self, loss: Loss) -> bool:
-        """Whether `loss` is computed from the output layer's logits (Keras's hidden-logits path)."""
-        last = self.layers[-1]
-        return isinstance(last, Dense) and last.activation.name in loss.fuses_with
+    def logits_layer(self, loss: Loss, training: bool = True) -> int | None:
+        """The index of the Dense layer whose logits `loss` is computed from (Keras's hidden-logits path), or None.
+
+        Keras attaches the logits to a softmax/sigmoid output tensor; a layer that returns that same tensor (an
+        inactive Dropout: `passes_through(training)`) keeps them attached, so the search starts at the output
+        and steps down past such layers."""
+        i = len(self.layers) - 1
+        while i > 0 and self.layers[i].passes_through(training):
+            i -= 1
+        layer = self.layers[i]
+        return i if isinstance(layer, Dense) and layer.activation.name in loss.fuses_with else None
+
+    def fuses(self, loss: Loss, training: bool = True) -> bool:
+        """Whether `loss` is computed from logits (`logits_layer`) in a pass in this mode."""
+        return self.logits_layer(loss, training) is not None
 
     def backward_pass(
         self,
@@ -247,25 +266,25 @@ class Sequential:
         output = a
         y = self._as_targets(y, loss, len(output))
         sample_weight = self._as_sample_weight(sample_weight, len(output))
-        last = self.layers[-1]
-        fused = self.fuses(loss)
+        at = self.logits_layer(loss)
         penalty = sum(layer.regularization() for layer in self.layers)  # Keras adds model.losses to the loss
-        if fused:
-            value = loss.from_logits_value(y, last.Z, sample_weight)
-            dX = last.backward_from_z(
-                loss.gradient_from_logits(y, last.Z, sample_weight), input_grad or len(self.layers) > 1
-            )
+        if at is not None:  # the layers above `at` pass its output through: backprop starts at its dZ
+            logits = self.layers[at]
+            value = loss.from_logits_value(y, logits.Z, sample_weight)
+            dX = logits.backward_from_z(loss.gradient_from_logits(y, logits.Z, sample_weight), input_grad or at > 0)
+            below = at - 1
         else:
             value = loss(y, output, sample_weight)
-            last_i = len(self.layers) - 1
-            dX = self._backward(last_i, loss.gradient(y, output, sample_weight), records[-1], input_grad or last_i > 0)
-        for i in range(len(self.layers) - 2, -1, -1):  # does the layer below need this layer's dX?
+            below = len(self.layers) - 1
+            dX = self._backward(below, loss.gradient(y, output, sample_weight), records[-1], input_grad or below > 0)
+            below -= 1
+        for i in range(below, -1, -1):  # does the layer below need this layer's dX?
             dX = self._backward(i, dX, records[i], input_grad or i > 0)
         for layer, record in zip(self.layers, records):
             record.update({key: v for key, v in layer.record().items() if v is not None})  # fresh each pass
             _check_grads(layer)
         grads = [g for layer in self.layers for g in layer.grads]
-        return BackwardPass(float(value + penalty), grads, dX, output, fused, records)
+        return BackwardPass(float(value + penalty), grads, dX, output, at, records)
 
     def _backward(self, i: int, dA: Array, record: dict[str, Array], input_grad: bool) -> Array | None:
         """Layer i's backward(dA), skipping dL/dX where nothing needs it and the layer allows it; records dA and
@@ -335,8 +354,9 @@ class Sequential:
         return logs
 
     def _inference_loss(self, y: Array, output: Array) -> float:
-        if self.fuses(self.loss):
-            return self.loss.from_logits_value(y, self.layers[-1].Z)
+        at = self.logits_layer(self.loss, training=False)
+        if at is not None:
+            return self.loss.from_logits_value(y, self.layers[at].Z)
         return self.loss(y, output)
 
     def fit(
@@ -402,6 +422,11 @@ def _check_declarations(layer: Layer) -> None:
             raise BadInputError(
                 f"layer {layer.name!r}: {what} has {len(declared)} entries for {len(params)} parameter(s)"
             )
+    if params and (layer.passes_through(True) or layer.passes_through(False)):
+        raise BadInputError(
+            f"layer {layer.name!r}: passes_through() is True but the layer has {len(params)} parameter(s); a layer "
+            "that returns its input unchanged has none"
+        )
 
 
 def _check_shape(layer: Layer, what: str, value: Any, shape: tuple[int, ...]) -> None:

@@ -64,3 +64,54 @@ def test_batchnorm_inference_uses_the_moving_statistics_after_a_step(dtype):
     tol = 1e-12 if dtype == "float64" else 1e-5
     assert np.linalg.norm(ours - theirs) <= tol * np.linalg.norm(theirs)
     assert not np.array_equal(scratch.layers[1].moving_mean, np.zeros(5))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "arch",
+    ["4-3-dropout0.0", "4-5-3-dropout0.0-dropout0.0", "4-5:relu-1:sigmoid-dropout0.0"],
+)
+def test_an_inactive_dropout_above_the_output_keeps_keras_logits(arch, dtype):
+    """Keras's inactive Dropout returns its input tensor, which still carries the softmax's (or sigmoid's) logits,
+    so the cross-entropy above it is computed from them: both sides fuse through it and every per-layer quantity
+    agrees (the trace once reported a false FAIL at the dropout's dL/dA)."""
+    from compare.harness import run_comparison
+
+    loss = "binary_crossentropy" if arch.endswith(":sigmoid-dropout0.0") else "categorical_crossentropy"
+    report = run_comparison(arch, batch=16, dtype=dtype, loss=loss, gradcheck_samples=0)
+    assert report.passed, [(s.layer_name, s.quantity, s.error) for s in report.trace if not s.passed]
+    backward = {(s.layer, s.quantity) for s in report.trace if s.phase == "backward"}
+    top = len(Architecture.parse(arch).layers)
+    assert (top, "dL/dA") not in backward  # no dL/dA above the logits
+    assert any(q == "dL/dZ" for _, q in backward)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_evaluate_through_a_trailing_dropout_is_computed_from_the_logits_as_keras_does(dtype):
+    """In inference even Dropout(0.3) passes the softmax output through, logits attached: Keras's loss is then the
+    log-softmax of the logits, not the log of a probability clipped at 1e-7. With logits far apart the two differ by
+    tens, so a scratch evaluate that took the clipped path fails here."""
+    import keras
+
+    from keras_impl.model import evaluate_loss
+
+    scratch = Sequential.from_architecture("3-4:softmax-dropout0.3", dtype=dtype, seed=2)
+    kernel, bias = scratch.get_weights()
+    scratch.set_weights([kernel * 60, bias])
+    real = keras.Sequential(
+        [
+            keras.Input((3,), dtype=dtype),
+            keras.layers.Dense(4, "softmax", dtype=dtype),
+            keras.layers.Dropout(0.3, dtype=dtype),
+        ]
+    )
+    real.set_weights(scratch.get_weights())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((10, 3)).astype(dtype)
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 10)]
+    scratch.compile("sgd", "categorical_crossentropy")
+    ours = scratch.evaluate(x, y)["loss"]
+    theirs, _ = evaluate_loss(real, x, y, "categorical_crossentropy")
+    assert theirs > 20  # beyond -log(1e-7) = 16.1: the clipped path could not give it
+    # float32: the two log-softmax arrangements round differently (measured 1e-7 relative, a few ulps)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12 if dtype == "float64" else 1e-6)

@@ -103,3 +103,28 @@ def test_astype_copies_layers_weights_and_masks_exactly():
     np.testing.assert_array_equal(twin.layers[1].fixed_mask, mask)
     with pytest.raises(BadInputError, match="does not fit a float32 model without rounding"):
         twin.astype("float32")
+
+
+def test_a_pass_through_layer_with_parameters_is_refused():
+    """A layer that returns its input unchanged keeps Keras's logits attached, and the fused path never calls its
+    backward: a parameter there would have no gradient, so the declaration is refused at build."""
+
+    class Leaky(Layer):
+        def build(self, input_shape, dtype, rng):
+            self.w = np.zeros(1, dtype)
+            return input_shape
+
+        @property
+        def params(self):
+            return [self.w]
+
+        def passes_through(self, training):
+            return not training
+
+        def forward(self, x, training=False):
+            return x
+
+    with pytest.raises(BadInputError, match="layer 'leaky': passes_through\\(\\) is True but the layer has 1 param"):
+        Sequential([Dense(3, "softmax"), Leaky()], input_dim=4)
+    assert Dropout(0.5).passes_through(False) and not Dropout(0.5).passes_through(True)
+    assert Dropout(0.0).passes_through(True)
