@@ -177,14 +177,10 @@ def run_train(args: argparse.Namespace) -> int:
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
             f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
         )
-    from compare.data import check_memory
+    from compare.data import as_inputs, check_memory
 
-    check_memory(
-        f"train --batch {args.batch}",
-        min(args.batch, len(x)),
-        arch.widths,
-    )
-    return train_and_print(args, arch, x, y, loss, args.dtype)
+    check_memory(f"train --batch {args.batch}", min(args.batch, len(x)), arch.footprint())
+    return train_and_print(args, arch, as_inputs(x, arch.input_shape), y, loss, args.dtype)
 
 
 def train_and_print(
@@ -333,7 +329,7 @@ def architecture_from_args(args: argparse.Namespace) -> object:
                 layers.append(LayerSpec("dropout", options={"rate": args.dropout}))
     for spec in layers:
         LAYERS[spec.kind].from_spec(spec)  # each value checked where the layer checks it
-    return Architecture(arch.input_dim, tuple(layers))
+    return Architecture.of_shape(arch.input_shape, tuple(layers))
 
 
 def loss_from_args(args: argparse.Namespace) -> object:
@@ -374,7 +370,7 @@ def run_compare(args: argparse.Namespace) -> int:
     arch, loss = architecture_from_args(args), loss_from_args(args)  # all checked before TensorFlow loads
     if args.data not in BATCHES:
         raise unknown_name("data set", args.data, BATCHES)
-    check_memory(f"compare --batch {args.batch}", args.batch, arch.widths, 8)
+    check_memory(f"compare --batch {args.batch}", args.batch, arch.footprint(), 8)
     from compare.harness import run_comparison
     from compare.report import render, to_json
 

@@ -207,6 +207,12 @@ def load_batch(name: str, input_dim: int, classes: int, n: int, seed: int) -> tu
     return BATCHES[name](input_dim, classes, n, seed)
 
 
+def as_inputs(x: Array, input_shape: tuple[int, ...]) -> Array:
+    """A batch of flat rows (N, D) as the model's inputs (N, *input_shape): digits' 64 pixels, row by row, are the
+    8x8x1 image (channels last)."""
+    return x.reshape(len(x), *input_shape)
+
+
 #: How many float arrays of a batch's activations one comparison may hold at once, per layer width, as an estimate
 #: on the safe side (not a measurement): both sides' Z, A, dA, dZ and their per-layer records (about 16), Keras's
 #: pass and trace, and in float32 the float64 truth and the one-ulp sample (about 24 more).
@@ -217,16 +223,22 @@ COPIES_PER_WIDTH = 40
 COPIES_PER_WEIGHT = 12
 
 
-def check_memory(what: str, n: int, widths: list[int], itemsize: int = 8) -> None:
+def check_memory(what: str, n: int, sizes: list[int] | tuple[int, int], itemsize: int = 8) -> None:
     """Refuse, before allocating, a run that would not fit in the memory available now: its activations
-    (n samples x sum(widths) x COPIES_PER_WIDTH) and the weights between consecutive widths (x COPIES_PER_WEIGHT),
-    times itemsize bytes, against the system's available memory."""
-    weights = sum(a * b + b for a, b in zip(widths, widths[1:]))
-    need = (n * sum(widths) * COPIES_PER_WIDTH + weights * COPIES_PER_WEIGHT) * itemsize
+    (n samples x the values per sample x COPIES_PER_WIDTH) and its weights (x COPIES_PER_WEIGHT), times itemsize
+    bytes, against the system's available memory.
+
+    `sizes`: (values per sample, weights) as `Architecture.footprint()` gives them, or a list of Dense widths
+    (values: their sum; weights: those between consecutive widths)."""
+    if isinstance(sizes, tuple):
+        values, weights = sizes
+    else:
+        values, weights = sum(sizes), sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    need = (n * values * COPIES_PER_WIDTH + weights * COPIES_PER_WEIGHT) * itemsize
     available = available_memory()
     if available is not None and need > available:
         raise BadInputError(
-            f"{what} needs about {need / 2**30:.1f} GiB ({n} samples x {sum(widths)} activations x "
+            f"{what} needs about {need / 2**30:.1f} GiB ({n} samples x {values} activations x "
             f"{COPIES_PER_WIDTH} copies, {weights} weights x {COPIES_PER_WEIGHT}), but {available / 2**30:.1f} GiB "
             "are available; use a smaller batch or network"
         )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import keras_impl
-from compare.data import check_memory, load_batch, targets
+from compare.data import as_inputs, check_memory, load_batch, targets
 from compare.diagnosis import Diagnosis, Step, diagnose
 from compare.terms import Terms, gradient_terms
 from compare.tolerances import (
@@ -35,7 +35,7 @@ from compare.tolerances import (
 )
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
-from from_scratch.gradcheck import GRADCHECK_STEP, gradcheck, numerical_gradient
+from from_scratch.gradcheck import GRADCHECK_STEP, GradcheckPoint, gradcheck, slopes
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
 from keras_impl.model import astype as keras_astype
@@ -371,10 +371,9 @@ def gradcheck_row(
     points = gradcheck(
         model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads, sample_weight=sample_weight
     )
-    analytic = [p.analytic for p in points]
-    numerical = [p.numerical for p in points]
     if keras_input_grad is not None:
         rng = np.random.default_rng(seed + 1)
+        f0 = model.loss_and_gradients(x, y, loss, sample_weight)[0]
         for flat in rng.choice(x.size, size=min(samples, x.size), replace=False):
             index = np.unravel_index(flat, x.shape)
 
@@ -383,12 +382,16 @@ def gradcheck_row(
                 trial[index] = value
                 return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
 
-            analytic.append(float(np.asarray(keras_input_grad)[index]))
-            numerical.append(float(numerical_gradient(f, np.array(x[index]), GRADCHECK_STEP)))
-    analytic, numerical = np.array(analytic), np.array(numerical)
+            left, central, right = slopes(f, np.array(x[index]), f0, GRADCHECK_STEP)
+            analytic_value = float(np.asarray(keras_input_grad)[index])
+            points.append(GradcheckPoint(-1, tuple(int(i) for i in index), analytic_value, central, left, right))
+    analytic = np.array([p.analytic for p in points])
+    numerical = np.array([p.witness for p in points])
+    kinks = sum(p.at_kink for p in points)
     rel = max_rel_error(analytic, numerical)
+    at_kinks = f", {kinks} at kinks" if kinks else ""
     return Row(
-        f"numerical grad vs Keras ({len(analytic)} coords, float64)",
+        f"numerical grad vs Keras ({len(analytic)} coords{at_kinks}, float64)",
         (len(analytic),),
         max_abs_error(analytic, numerical),
         rel,
@@ -510,8 +513,9 @@ def run_comparison(
     seed = check_count("run_comparison", "seed", seed, low=0)
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
-    check_memory(f"a batch of {batch}", batch, arch.widths)
+    check_memory(f"a batch of {batch}", batch, arch.footprint())
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
+    x = as_inputs(x, arch.input_shape)
     if data == "synthetic" and loss.target_kind != "onehot":
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":

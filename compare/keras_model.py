@@ -508,7 +508,7 @@ def compare_keras_model(
     twin = comparison_twin(model, dtype)
     loss = choose_loss(model, loss)
     arch = scratch.architecture
-    check_memory(f"a batch of {batch}", batch, arch.widths)
+    check_memory(f"a batch of {batch}", batch, arch.footprint())
     x, y = keras_model_batch(arch, loss, data, batch, seed, model.name)
     source = os.fspath(path_or_model) if isinstance(path_or_model, (str, os.PathLike)) else f"<{model.name}>"
     config = {

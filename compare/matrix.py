@@ -1,4 +1,5 @@
-"""The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3.
+"""The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3, and
+small image networks covering every image layer (IMAGE_ARCHS).
 
 `LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
 targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
@@ -16,6 +17,7 @@ import numpy as np
 from compare.data import targets
 from compare.harness import build_pair, compare_models
 from from_scratch.activations import ACTIVATIONS
+from from_scratch.arch import Architecture
 from from_scratch.losses import Loss, get_loss
 
 Array = np.ndarray
@@ -56,23 +58,46 @@ LOSS_CASES: tuple[LossCase, ...] = (
 )
 
 
+#: Small image networks that exercise every image layer and option: overlapping and 'same' windows, strides
+#: that do not divide the input (8 - 3 = 5 by 3), dilation, tied maxima are tested apart (tests/test_conv_parity.py).
+#: tests/test_catalogue_parity.py checks that every layer kind of from_scratch.layers.LAYERS appears in the matrix.
+IMAGE_ARCHS: tuple[str, ...] = (
+    "6x7x2-conv3k3:tanh-flatten-4",
+    "6x7x2-conv3k2x3:relu:same:s=2-flatten-4",
+    "8x5x2-conv3k3:elu:s=3-flatten-4",
+    "7x7x1-conv2k3:sigmoid:same:d=2-pool2-flatten-4",
+    "7x7x2-pool3:s=1-flatten-4",
+    "7x5x1-conv2k2:tanh-pool2:same-flatten-4",
+    "7x7x2-avgpool2:same-flatten-4",
+    "6x6x2-conv2k2:softplus-avgpool3:s=2-flatten-4",
+    "6x6x2-conv3k3:tanh-gap-4",
+    "24-reshape4x3x2-conv2k2:tanh-bn-dropout0.25-flatten-4",
+)
+
+
 @dataclass(frozen=True)
 class MatrixEntry:
-    """One configuration of the matrix: an architecture string, a loss case and a dtype."""
+    """One configuration of the matrix: an architecture string, a loss case and a dtype. `image` names one of
+    IMAGE_ARCHS (its last Dense layer takes the case's output activation) instead of the MLP of `depth`."""
 
     hidden: str
     case: LossCase
     depth: int
     dtype: str
+    image: str = ""
 
     @property
     def arch(self) -> str:
+        if self.image:
+            return f"{self.image}:{self.case.output}"
         widths = [7, 6, 5][: self.depth - 1]
         hidden = "".join(f"-{w}:{self.hidden}" for w in widths)
         return f"5{hidden}-4:{self.case.output}"
 
     @property
     def id(self) -> str:
+        if self.image:
+            return f"{self.image}-{self.case.id}-{self.dtype}"
         return f"{self.hidden}-{self.case.id}-depth{self.depth}-{self.dtype}"
 
 
@@ -85,12 +110,17 @@ def matrix(dtypes: tuple[str, ...] = ("float64", "float32")) -> Iterator[MatrixE
                     continue  # depth 1 has no hidden layer: one entry per loss case is enough
                 for dtype in dtypes:
                     yield MatrixEntry(hidden, case, depth, dtype)
+    for image in IMAGE_ARCHS:  # each image network with a softmax and a regression head
+        for case in (LOSS_CASES[0], LOSS_CASES[-4]):
+            for dtype in dtypes:
+                yield MatrixEntry("", case, 0, dtype, image)
 
 
 def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Array]:
-    """A seeded batch for one matrix entry: X (n, 5) ~ N(0, 1) and targets of the case's kind."""
+    """A seeded batch for one matrix entry: X (n, *input_shape) ~ N(0, 1) and targets of the case's kind."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, 5)), targets(entry.case.targets, n, 4, rng)
+    shape = Architecture.parse(entry.arch).input_shape
+    return rng.standard_normal((n, *shape)), targets(entry.case.targets, n, 4, rng)
 
 
 def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:

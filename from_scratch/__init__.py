@@ -1,11 +1,13 @@
 """A neural network in NumPy alone, in matrix form: whole batches, no per-sample loops.
 
 Read it in this order: activations.py (f and f'), losses.py (L and dL/dP), layers.py (Dense forward and
-backward), model.py (Sequential: the chain rule across layers), gradcheck.py (the numerical witness).
+backward), conv.py (convolution and pooling through im2col), model.py (Sequential: the chain rule across
+layers), gradcheck.py (the numerical witness).
 """
 
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
+from from_scratch.conv import AveragePooling2D, Conv2D, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape
 from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import gradcheck, numerical_gradient
 from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer
@@ -19,7 +21,13 @@ __all__ = [
     "LOSSES",
     "Architecture",
     "BadInputError",
+    "AveragePooling2D",
     "BatchNormalization",
+    "Conv2D",
+    "Flatten",
+    "GlobalAveragePooling2D",
+    "MaxPooling2D",
+    "Reshape",
     "Dense",
     "Dropout",
     "Layer",

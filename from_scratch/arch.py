@@ -1,21 +1,30 @@
 """The architecture description: the single source of truth from which both sides are built.
 
-An `Architecture` is plain data (no NumPy, no Keras): the input width and a tuple of `LayerSpec`s.
+An `Architecture` is plain data (no NumPy, no Keras): the input shape and a tuple of `LayerSpec`s.
 `from_scratch.model.Sequential.from_architecture` and `keras_impl.model.build_model` each build their network
 from the same object, so the two sides cannot drift apart in shape, activation or option.
 
-The string form used on the command line is a dash-separated list: the input width, then one token per layer.
+The string form used on the command line is a dash-separated list: the input, then one token per layer.
+- The input is a width (`64`) or an image shape height x width x channels (`8x8x1`, channels last).
 - A plain number is a Dense layer (`32`); `32:tanh` names its activation; `32:relu:l2=0.01` adds Keras L1L2
   regularisers (`l1=`, `l2=` on the kernel, `bias_l1=`, `bias_l2=` on the bias). Hidden Dense layers default
   to `hidden_activation` and the last one to `output_activation`.
 - `dropout0.5` is a Dropout layer with rate 0.5; `bn` a BatchNormalization layer (Keras defaults).
+- `conv8k3` is Conv2D(8 filters, 3x3 kernel) with the hidden activation; `conv8k3x2` a 3x2 kernel. Options after
+  ':' as for Dense: an activation, `same` or `valid` (padding, default valid), `s=2` or `s=2x1` (strides),
+  `d=2` (dilation_rate): `conv16k3:tanh:same:s=2`.
+- `pool2` is MaxPooling2D(2) (strides default to the pool size), `avgpool2` AveragePooling2D(2); options `s=`,
+  `same`: `pool3:s=1` overlaps its windows. `gap` is GlobalAveragePooling2D, `flatten` Flatten (Keras's (h, w, c)
+  order), `reshape4x4x4` Reshape((4, 4, 4)).
 
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
     "64-32-bn-dropout0.2-10"
+    "8x8x1-conv8k3-pool2-flatten-10"  ==  "8x8x1-conv8k3x3:relu:valid-pool2x2:valid-flatten-10:softmax"
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,45 +47,159 @@ class LayerSpec:
             return f"dropout{float(self.options['rate'])!r}"  # repr: the exact float, read back as the same float
         if self.kind == "batch_normalization":
             return "bn"
+        if self.kind in _SPATIAL_PREFIX:
+            o = self.options
+            size = o["kernel_size"] if self.kind == "conv2d" else o["pool_size"]
+            head = (f"conv{self.units}k" if self.kind == "conv2d" else _SPATIAL_PREFIX[self.kind]) + _dims(size)
+            out = [head, self.activation] if self.kind == "conv2d" else [head]
+            if o["padding"] != "valid":
+                out.append(o["padding"])
+            if o["strides"] != ((1, 1) if self.kind == "conv2d" else size):  # the defaults are left out
+                out.append(f"s={_dims(o['strides'])}")
+            if o.get("dilation_rate", (1, 1)) != (1, 1):
+                out.append(f"d={_dims(o['dilation_rate'])}")
+            return ":".join(out)
+        if self.kind == "global_average_pooling2d":
+            return "gap"
+        if self.kind == "flatten":
+            return "flatten"
+        if self.kind == "reshape":
+            return "reshape" + _dims(self.options["target_shape"])
         options = "".join(f":{_SHORT[key]}={float(value)!r}" for key, value in self.options.items())
         return f"{self.units}:{self.activation}{options}"
+
+    def output_shape(self, input_shape: tuple[int, ...], position: int = 0) -> tuple[int, ...]:
+        """The shape (without the batch axis) this layer gives for inputs of `input_shape`; a layer that cannot
+        take that shape is refused, naming the layer's position, kind and both shapes."""
+        where = f"layer {position} ({self.kind})" if position else f"layer {self.kind!r}"
+        if self.kind in ("dense",):
+            if len(input_shape) != 1:
+                raise BadInputError(
+                    f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' or 'gap' before it"
+                )
+            return (self.units,)
+        if self.kind in _SPATIAL_PREFIX or self.kind == "global_average_pooling2d":
+            if len(input_shape) != 3:
+                raise BadInputError(
+                    f"{where} takes images of shape (height, width, channels), got {input_shape}: give the input "
+                    "as HxWxC (e.g. 8x8x1) or reshape first"
+                )
+            if self.kind == "global_average_pooling2d":
+                return (input_shape[2],)
+            o = self.options
+            size = o["kernel_size"] if self.kind == "conv2d" else o["pool_size"]
+            dilation = o.get("dilation_rate", (1, 1))
+            out = []
+            for axis in range(2):
+                n, k, st, d = input_shape[axis], size[axis], o["strides"][axis], dilation[axis]
+                m = window_geometry(n, k, st, d, o["padding"])[0]
+                if m <= 0:
+                    raise BadInputError(
+                        f"{where}: a {'x'.join(map(str, size))} window (dilation {_dims(dilation)}) does not fit "
+                        f"in the input {input_shape} with padding 'valid'; use 'same' or a smaller window"
+                    )
+                out.append(m)
+            return (out[0], out[1], self.units if self.kind == "conv2d" else input_shape[2])
+        if self.kind == "flatten":
+            return (math.prod(input_shape),)
+        if self.kind == "reshape":
+            target = tuple(self.options["target_shape"])
+            if math.prod(target) != math.prod(input_shape):
+                raise BadInputError(
+                    f"{where}: cannot reshape {input_shape} ({math.prod(input_shape)} values) to {target} "
+                    f"({math.prod(target)} values)"
+                )
+            return target
+        return tuple(input_shape)  # dropout, batch normalization and other shape-keeping layers
+
+    def weight_count(self, input_shape: tuple[int, ...]) -> int:
+        """How many numbers the layer's weights hold for inputs of `input_shape`."""
+        if self.kind == "dense":
+            return (input_shape[-1] + 1) * self.units
+        if self.kind == "conv2d":
+            kh, kw = self.options["kernel_size"]
+            return (kh * kw * input_shape[-1] + 1) * self.units
+        if self.kind == "batch_normalization":
+            return 4 * input_shape[-1]
+        return 0
+
+    def buffer_size(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+        """Values per sample the layer holds beside its output: the im2col matrix of a Conv2D, the windows of a
+        pooling layer."""
+        if self.kind in _SPATIAL_PREFIX:
+            size = self.options["kernel_size"] if self.kind == "conv2d" else self.options["pool_size"]
+            return output_shape[0] * output_shape[1] * size[0] * size[1] * input_shape[2]
+        return 0
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """input_dim and the layers in order; `output_dim` is the last Dense layer's width."""
+    """The input and the layers in order.
+
+    `input_dim` is the input's width (for an image, its number of values H*W*C); `input_shape` is its shape without
+    the batch axis: (D,) for features (the default), (H, W, C) for an image. `output_dim` is the last layer's width.
+    """
 
     input_dim: int
     layers: tuple[LayerSpec, ...]
+    input_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.input_shape:
+            object.__setattr__(self, "input_shape", (self.input_dim,))
+        elif math.prod(self.input_shape) != self.input_dim:
+            raise BadInputError(f"input_shape {self.input_shape} does not hold input_dim={self.input_dim} values")
+
+    @classmethod
+    def of_shape(cls, input_shape: tuple[int, ...], layers: tuple[LayerSpec, ...]) -> Architecture:
+        """The architecture for inputs of `input_shape` (a width D is (D,))."""
+        return cls(math.prod(input_shape), tuple(layers), tuple(input_shape))
 
     @property
     def output_dim(self) -> int:
-        dense = [spec for spec in self.layers if spec.kind == "dense"]
-        return dense[-1].units if dense else self.input_dim
+        return self.shapes()[-1][-1]
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Each layer's output shape (without the batch axis), in order; a layer that cannot take the shape
+        reaching it is refused, naming it."""
+        shape, out = self.input_shape, []
+        for position, spec in enumerate(self.layers, start=1):
+            shape = spec.output_shape(shape, position)
+            out.append(shape)
+        return out
 
     @property
     def widths(self) -> list[int]:
-        """The input width, then each Dense layer's width: the sizes of the activations and weights a run holds."""
+        """The input width, then each Dense layer's width (a network of Dense layers only)."""
         return [self.input_dim] + [spec.units for spec in self.layers if spec.units]
 
+    def footprint(self) -> tuple[int, int]:
+        """(values per sample in activations and buffers: the input, every layer's output and im2col or window
+        buffer; numbers in the weights), from the shapes alone, for the memory check before anything is built."""
+        values, weights, shape = self.input_dim, 0, self.input_shape
+        for spec, out in zip(self.layers, self.shapes()):
+            values += math.prod(out) + spec.buffer_size(shape, out)
+            weights += spec.weight_count(shape)
+            shape = out
+        return values, weights
+
     def __str__(self) -> str:
-        return "-".join([str(self.input_dim)] + [spec.token() for spec in self.layers])
+        head = "x".join(map(str, self.input_shape))
+        return "-".join([head] + [spec.token() for spec in self.layers])
 
     @classmethod
     def parse(cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax") -> Architecture:
-        """Parse "64-32-16-10" (or "64-32:tanh-10:softmax"); malformed strings raise BadInputError."""
+        """Parse "64-32-16-10", "64-32:tanh-10:softmax" or "8x8x1-conv8k3-pool2-flatten-10" (module docstring);
+        malformed strings raise BadInputError."""
         tokens = _TOKENS.split(text.strip()) if isinstance(text, str) else []
         if len(tokens) < 2 or any(not t for t in tokens):
             raise BadInputError(
-                f"malformed architecture {text!r}: expected the input width then one width per layer, "
-                "separated by '-', e.g. '64-32-16-10'"
+                f"malformed architecture {text!r}: expected the input width (or HxWxC) then one token per layer, "
+                "separated by '-', e.g. '64-32-16-10' or '8x8x1-conv8k3-pool2-flatten-10'"
             )
-        input_dim = _positive_int(tokens[0], text, "input width")
-        dense_positions = [
-            i for i, t in enumerate(tokens) if i > 0 and not t.startswith("dropout") and t not in ("bn", "batchnorm")
-        ]
-        if not dense_positions:
-            raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
+        input_shape = _shape(tokens[0], text, "input width", (1, 3))
+        dense_positions = [i for i, t in enumerate(tokens) if i > 0 and t.split(":")[0].isdecimal()]
+        hidden_or_output = dense_positions[-1] if dense_positions else None
         layers = []
         for position, token in enumerate(tokens[1:], start=1):
             if token.startswith("dropout"):
@@ -85,9 +208,25 @@ class Architecture:
             if token in ("bn", "batchnorm"):
                 layers.append(LayerSpec("batch_normalization"))
                 continue
+            if token in _PLAIN:
+                layers.append(LayerSpec(_PLAIN[token]))
+                continue
+            if token.startswith("reshape"):
+                target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
+                layers.append(LayerSpec("reshape", options={"target_shape": target}))
+                continue
+            spatial = _spatial(token, text, position, hidden_activation)
+            if spatial is not None:
+                layers.append(spatial)
+                continue
             units_text, *parts = token.split(":")
+            if not units_text.isdecimal():
+                raise BadInputError(
+                    f"malformed architecture {text!r}: layer {position} {token!r} is not a layer; known: a width "
+                    "(Dense), dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC"
+                )
             units = _positive_int(units_text, text, f"layer {position} width")
-            activation = output_activation if position == dense_positions[-1] else hidden_activation
+            activation = output_activation if position == hidden_or_output else hidden_activation
             if parts and "=" not in parts[0]:
                 activation = parts.pop(0)
             options = {}
@@ -102,7 +241,112 @@ class Architecture:
                     )
                 options[_LONG[key]] = _non_negative(value, text, position, key)
             layers.append(LayerSpec("dense", units, activation, options))
-        return cls(input_dim, tuple(layers))
+        arch = cls.of_shape(input_shape, tuple(layers))
+        try:
+            shapes = arch.shapes()
+        except BadInputError as exc:
+            raise BadInputError(f"malformed architecture {text!r}: {exc}") from None
+        if len(shapes[-1]) != 1:
+            raise BadInputError(
+                f"malformed architecture {text!r}: the output has shape {shapes[-1]}; end with features (D,): "
+                "add 'flatten' or 'gap' and a Dense layer"
+            )
+        if not dense_positions and not any(spec.kind == "conv2d" for spec in layers):
+            raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
+        return arch
+
+
+#: Layers without options: their token, and their kind.
+_PLAIN = {"flatten": "flatten", "gap": "global_average_pooling2d"}
+
+#: The token prefix of each windowed layer (Conv2D's is followed by its filter count: conv8k3).
+_SPATIAL_PREFIX = {"conv2d": "conv", "max_pooling2d": "pool", "average_pooling2d": "avgpool"}
+_SPATIAL = re.compile(r"^(?:(conv)([0-9]+)k|(maxpool|avgpool|pool))([0-9]+(?:x[0-9]+)?)$")
+
+
+def _dims(pair: tuple[int, ...]) -> str:
+    """(3, 3) -> "3", (3, 2) -> "3x2" (a square pair is written once), (4, 4, 4) -> "4x4x4"."""
+    if len(pair) == 2 and pair[0] == pair[1]:
+        return str(pair[0])
+    return "x".join(map(str, pair))
+
+
+def _spatial(token: str, text: str, position: int, hidden_activation: str) -> LayerSpec | None:
+    """conv8k3[:activation][:same|valid][:s=2][:d=2], pool2[:s=1][:same], avgpool2[...]; None for other tokens."""
+    head, *parts = token.split(":")
+    m = _SPATIAL.match(head)
+    if m is None:
+        if re.match(r"^(conv|maxpool|avgpool|pool)[0-9]", head):
+            raise BadInputError(
+                f"malformed architecture {text!r}: layer {position} {head!r}; expected convFkK (conv8k3, conv8k3x2), "
+                "poolP or avgpoolP (pool2, pool3x2)"
+            )
+        return None
+    conv = m.group(1) is not None
+    where = f"layer {position}"
+    size = _pair(m.group(4), text, f"{where} {'kernel' if conv else 'pool'} size")
+    options: dict[str, Any] = {"padding": "valid"}
+    activation = hidden_activation if conv else "linear"
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq and part in ("same", "valid"):
+            options["padding"] = part
+        elif not eq and conv and "activation" not in options:
+            activation, options["activation"] = part, True
+        elif key in ("s", "strides") and "strides" not in options:
+            options["strides"] = _pair(value, text, f"{where} strides")
+        elif conv and key in ("d", "dilation_rate") and "dilation_rate" not in options:
+            options["dilation_rate"] = _pair(value, text, f"{where} dilation_rate")
+        else:
+            known = "an activation, same, valid, s=, d=" if conv else "same, valid, s="
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} option {part!r} (given twice or unknown; known: {known})"
+            )
+    options.pop("activation", None)
+    if conv:
+        options.setdefault("strides", (1, 1))
+        options.setdefault("dilation_rate", (1, 1))
+        if options["strides"] != (1, 1) and options["dilation_rate"] != (1, 1):
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} strides {_dims(options['strides'])} with dilation_rate "
+                f"{_dims(options['dilation_rate'])}: Keras's Conv2D takes strides > 1 or dilation > 1, not both"
+            )
+        filters = _positive_int(m.group(2), text, f"{where} filters")
+        return LayerSpec("conv2d", filters, activation, {"kernel_size": size, **options})
+    options.setdefault("strides", size)  # Keras: strides=None means the pool size
+    kind = "average_pooling2d" if m.group(3) == "avgpool" else "max_pooling2d"
+    return LayerSpec(kind, None, "linear", {"pool_size": size, **options})
+
+
+def _pair(token: str, text: str, what: str) -> tuple[int, int]:
+    """ "3" -> (3, 3), "3x2" -> (3, 2)."""
+    dims = _shape(token, text, what, (1, 2))
+    return (dims[0], dims[0]) if len(dims) == 1 else (dims[0], dims[1])
+
+
+def _shape(token: str, text: str, what: str, lengths: tuple[int, int]) -> tuple[int, ...]:
+    """ "64" -> (64,), "8x8x1" -> (8, 8, 1): one to three positive integers joined by 'x'."""
+    parts = token.split("x")
+    if not lengths[0] <= len(parts) <= lengths[1]:
+        raise BadInputError(
+            f"malformed architecture {text!r}: {what} {token!r} is not a positive integer"
+            + (" or HxWxC" if lengths[1] == 3 else " or AxB")
+        )
+    return tuple(_positive_int(part, text, what) for part in parts)
+
+
+def window_geometry(n: int, k: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) of a sliding window along one axis, as Keras/TensorFlow
+    compute it. The window spans e = dilation (k - 1) + 1 inputs.
+        valid: out = floor((n - e) / stride) + 1, no padding (out <= 0: the window does not fit)
+        same:  out = ceil(n / stride), total padding P = max((out - 1) stride + e - n, 0), split P // 2 before and
+               the rest after (the odd cell goes after: bottom and right)."""
+    e = dilation * (k - 1) + 1
+    if padding == "valid":
+        return (n - e) // stride + 1 if n >= e else 0, 0, 0
+    out = -(-n // stride)
+    total = max((out - 1) * stride + e - n, 0)
+    return out, total // 2, total - total // 2
 
 
 #: '-' separates the tokens, except the minus of a float's exponent (1e-05, 5E-3), so any float Python reads is read.

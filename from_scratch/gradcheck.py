@@ -5,7 +5,10 @@
 The truncation error is about h^2 |f'''| / 6 and the rounding error about eps |f| / h; in float64, h = 1e-5
 balances the two for losses of order one (measured on a 64-32-16-10 MLP: at most 3e-11 absolute, against 4e-10
 at h = 1e-6 and 1.4e-10 at h = 1e-4). A coordinate whose perturbation crosses a kink (a ReLU input at
-exactly 0) measures the average of the two one-sided slopes instead: keep checked inputs away from kinks.
+exactly 0, a max-pool window with tied maxima) measures the average of the two one-sided slopes instead, so each
+point also keeps its one-sided slopes: where they part by more than KINK_JUMP the loss has a kink there, and the
+point's `witness` is the slope between them nearest to the analytic value (which must be a one-sided slope or lie
+between them, as any subgradient does), not the central difference.
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ def _as_float_array(what: str, x: object) -> Array:
 
 #: The step of `gradcheck`'s central differences: balances truncation and rounding in float64 (module docstring).
 GRADCHECK_STEP = 1e-5
+
+#: One-sided slopes (f(x+h) - f(x)) / h and (f(x) - f(x-h)) / h that differ by more than this fraction of the
+#: larger are a kink, not curvature: on a smooth loss they differ by about h |f''| (1e-5 |f''| at the default
+#: step), so a false kink would need |f''| > 1e3 |f'|.
+KINK_JUMP = 1e-2
+
+
+def slopes(f: Callable[[Array], float], x: Array, f0: float, h: float = GRADCHECK_STEP) -> tuple[float, float, float]:
+    """(left, central, right) slopes of the scalar f at the scalar x, f0 = f(x): (f0 - f(x-h)) / h,
+    (f(x+h) - f(x-h)) / 2h, (f(x+h) - f0) / h. The caller's array is left unchanged."""
+    x = _as_float_array("slopes: x", x)
+    f_plus, f_minus = f(x + h), f(x - h)
+    return (f0 - f_minus) / h, (f_plus - f_minus) / (2 * h), (f_plus - f0) / h
 
 
 def numerical_gradient(f: Callable[[Array], float], x: Array, h: float = 1e-4) -> Array:
@@ -61,6 +77,23 @@ class GradcheckPoint:
     index: tuple[int, ...]
     analytic: float
     numerical: float
+    left: float | None = None
+    right: float | None = None
+
+    @property
+    def at_kink(self) -> bool:
+        """The one-sided slopes differ by more than KINK_JUMP of the larger: the loss is not smooth here."""
+        if self.left is None or self.right is None:
+            return False
+        return abs(self.right - self.left) > KINK_JUMP * max(abs(self.left), abs(self.right))
+
+    @property
+    def witness(self) -> float:
+        """The value the analytic gradient is held to: the central difference, or at a kink the point of
+        [min(left, right), max(left, right)] nearest to the analytic value."""
+        if not self.at_kink:
+            return self.numerical
+        return float(np.clip(self.analytic, min(self.left, self.right), max(self.left, self.right)))
 
     @property
     def rel_error(self) -> float:
@@ -98,6 +131,7 @@ def gradcheck(
         analytic = model.loss_and_gradients(x, y, loss, sample_weight)[1]
     analytic = [np.array(g, dtype=np.float64) for g in analytic]
     points = []
+    f0 = model.loss_and_gradients(x, y, loss, sample_weight)[0]
     try:
         for p, w in enumerate(weights):
             count = min(n_samples, w.size)
@@ -110,10 +144,9 @@ def gradcheck(
                     model.set_weights(trial)
                     return model.loss_and_gradients(x, y, loss, sample_weight)[0]
 
-                numeric = numerical_gradient(f, np.array(w[index]), h)
-                points.append(
-                    GradcheckPoint(p, tuple(int(i) for i in index), float(analytic[p][index]), float(numeric))
-                )
+                left, central, right = slopes(f, np.array(w[index]), f0, h)
+                index = tuple(int(i) for i in index)
+                points.append(GradcheckPoint(p, index, float(analytic[p][index]), central, left, right))
     finally:
         model.set_weights(weights)
     return points

@@ -154,6 +154,19 @@ class Regularizer:
         return w.dtype.type(self.l1_used) * np.sign(w) + w.dtype.type(2 * self.l2_used) * w
 
 
+def activation_terms(f: Activation, z: Array, a: Array, z_terms: Array) -> dict[str, Array]:
+    """{"Z": M_Z, "A": M_A} for A = f(Z) given the term magnitudes M_Z behind Z (Dense.forward_terms):
+    M_A = |A| + |f'(Z)| M_Z (+ the activation's own `value_terms`; softmax: its JVP bound)."""
+    z = z.astype(np.float64)
+    a = np.abs(a.astype(np.float64))
+    if f.grad is None:  # softmax
+        return {"Z": z_terms, "A": a + a * (z_terms + (a * z_terms).sum(axis=-1, keepdims=True))}
+    if f.name == "step":
+        return {"Z": z_terms, "A": a}
+    own = f.value_terms(z) if f.value_terms is not None else 0
+    return {"Z": z_terms, "A": a + own + f.grad_magnitude(z) * z_terms}
+
+
 def glorot_uniform(fan_in: int, fan_out: int, dtype: np.dtype, rng: np.random.Generator) -> Array:
     """Keras's default kernel initializer: U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)).
 
@@ -240,16 +253,8 @@ class Dense(Layer):
         M_Z = M_X |W| + |b|, M_A = |A| + |f'(Z)| M_Z (+ the activation's own `value_terms`; softmax: its JVP bound).
         A value that is itself a cancellation (Z near 0 from terms of both signs) carries an error of order u M_Z,
         not u |Z|, and dW = A_prev^T dZ inherits it, so the next layer measures with M_A, not |A|."""
-        z = self.Z.astype(np.float64)
-        a = np.abs(self.A.astype(np.float64))
         z_terms = x_terms @ np.abs(self.W.astype(np.float64)) + np.abs(self.b.astype(np.float64))
-        f = self.activation
-        if f.grad is None:  # softmax
-            return {"Z": z_terms, "A": a + a * (z_terms + (a * z_terms).sum(axis=-1, keepdims=True))}
-        if f.name == "step":
-            return {"Z": z_terms, "A": a}
-        own = f.value_terms(z) if f.value_terms is not None else 0
-        return {"Z": z_terms, "A": a + own + f.grad_magnitude(z) * z_terms}
+        return activation_terms(self.activation, self.Z, self.A, z_terms)
 
     def backward_terms(
         self, x_terms: Array, dA_terms: Array | None, dZ_terms: Array | None = None
@@ -378,6 +383,7 @@ class Dropout(Layer):
 class BatchNormalization(Layer):
     """Batch normalisation over the batch axis, as keras.layers.BatchNormalization (momentum 0.99, epsilon 1e-3).
 
+    (An image X (N, H, W, C): the same per channel, over the n = N H W positions.)
     The mathematics, X (N, D):  mu = mean_n X,  var = mean_n (X - mu)^2 (biased),  r = 1 / sqrt(var + eps),
         Xhat = (X - mu) r,   A = gamma Xhat + beta                          -> A (N, D)
     and the moving statistics move:  m <- m momentum + mu (1 - momentum),  v <- v momentum + var (1 - momentum).
@@ -416,12 +422,15 @@ class BatchNormalization(Layer):
         return LayerSpec("batch_normalization", None, "linear", {"momentum": self.momentum, "epsilon": self.epsilon})
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
-        d = _width(input_shape, self.name)
+        """One gamma, beta and moving statistic per feature: the last axis (an image's channels, normalised over
+        the batch and every position, as Keras's axis=-1)."""
+        d = input_shape[-1]
+        self.axes = tuple(range(len(input_shape)))  # the batch axis and any spatial ones
         self.gamma = np.ones(d, dtype=dtype)
         self.beta = np.zeros(d, dtype=dtype)
         self.moving_mean = np.zeros(d, dtype=dtype)
         self.moving_variance = np.ones(d, dtype=dtype)
-        return (d,)
+        return tuple(input_shape)
 
     @property
     def params(self) -> list[Array]:
@@ -437,8 +446,8 @@ class BatchNormalization(Layer):
         self.X = x
         self.training = training
         if training:
-            mu = x.mean(axis=0)
-            var = ((x - mu) ** 2).mean(axis=0)
+            mu = x.mean(axis=self.axes)
+            var = ((x - mu) ** 2).mean(axis=self.axes)
             m = self.momentum
             self.moving_mean[...] = self.moving_mean * m + mu * (1.0 - m)
             self.moving_variance[...] = self.moving_variance * m + var * (1.0 - m)
@@ -453,7 +462,7 @@ class BatchNormalization(Layer):
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """|A| + |gamma| r (M_X + mean_n M_X): the centring X - mu is a cancellation of terms of that size."""
         r = self.r.astype(np.float64)
-        centred = (x_terms + x_terms.mean(axis=0)) * r * np.abs(self.gamma.astype(np.float64))
+        centred = (x_terms + x_terms.mean(axis=self.axes)) * r * np.abs(self.gamma.astype(np.float64))
         return {"A": np.abs(self.A.astype(np.float64)) + centred}
 
     def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
@@ -461,17 +470,18 @@ class BatchNormalization(Layer):
         statistics (no gradient) the magnitude of the terms behind their updated values."""
         r = self.r.astype(np.float64)
         xhat = (
-            np.abs((self.X.astype(np.float64) - self.mu.astype(np.float64)) * r) + (x_terms + x_terms.mean(axis=0)) * r
+            np.abs((self.X.astype(np.float64) - self.mu.astype(np.float64)) * r)
+            + (x_terms + x_terms.mean(axis=self.axes)) * r
         )  # (X - mu) r cancels
         dxhat = dA_terms * np.abs(self.gamma.astype(np.float64))
-        n = dA_terms.shape[0]
-        dX = (r / n) * (n * dxhat + dxhat.sum(axis=0) + xhat * (dxhat * xhat).sum(axis=0))
+        n = dA_terms.size // dA_terms.shape[-1]
+        dX = (r / n) * (n * dxhat + dxhat.sum(axis=self.axes) + xhat * (dxhat * xhat).sum(axis=self.axes))
         keep = 1 - self.momentum  # m momentum + mu (1 - momentum), mu a mean of terms of size M_X
-        mean_terms = np.abs(self.moving_mean.astype(np.float64)) + keep * x_terms.mean(axis=0)
+        mean_terms = np.abs(self.moving_mean.astype(np.float64)) + keep * x_terms.mean(axis=self.axes)
         var_terms = np.abs(self.moving_variance.astype(np.float64)) + keep * (
-            (x_terms + x_terms.mean(axis=0)) ** 2
-        ).mean(axis=0)
-        return [(dA_terms * xhat).sum(axis=0), dA_terms.sum(axis=0), mean_terms, var_terms], dX, {}
+            (x_terms + x_terms.mean(axis=self.axes)) ** 2
+        ).mean(axis=self.axes)
+        return [(dA_terms * xhat).sum(axis=self.axes), dA_terms.sum(axis=self.axes), mean_terms, var_terms], dX, {}
 
     def dtype_eps(self, x: Array) -> Array:
         return np.asarray(self.epsilon, dtype=x.dtype)
@@ -480,15 +490,15 @@ class BatchNormalization(Layer):
         """dgamma, dbeta and dX in Keras's arrangement (class docstring).  dA (N, D) -> dX (N, D) (None if not
         input_grad)."""
         self.dA = dA
-        c = dA.sum(axis=0)
-        dinv = (dA * self.X).sum(axis=0) - c * self.mu
+        c = dA.sum(axis=self.axes)
+        dinv = (dA * self.X).sum(axis=self.axes) - c * self.mu
         self.dgamma = dinv * self.r
         self.dbeta = c
         if not input_grad:
             return None
         if not self.training:  # inference: mu and var are constants
             return dA * self.inv
-        n = dA.shape[0]
+        n = dA.size // dA.shape[-1]
         one = self.r.dtype.type
         dvar = dinv * self.gamma * one(-0.5) * self.r * self.r * self.r
         # summed in TensorFlow's order (the product's term, then the mean's, then the variance's): at batch 2, where

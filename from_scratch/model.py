@@ -130,19 +130,19 @@ class Sequential:
             if spec.kind not in LAYERS:
                 raise unknown_name("layer", spec.kind, LAYERS)
             layers.append(LAYERS[spec.kind].from_spec(spec))
-        return cls(layers, input_dim=arch.input_dim, dtype=dtype, seed=seed)
+        return cls(layers, input_shape=arch.input_shape, dtype=dtype, seed=seed)
 
     @property
     def architecture(self) -> Architecture:
         """The description of this model, from which `keras_impl.build_model` builds its twin."""
         custom = [layer.name for layer in self.layers if not hasattr(layer, "spec")]
-        if custom or len(self.input_shape) != 1:
+        if custom:
             raise BadInputError(
-                f"this model has no architecture description: layer(s) {', '.join(custom) or 'none'} are not "
-                f"registry layers and the input shape is {self.input_shape}; compare it with compare.check_model"
+                f"this model has no architecture description: layer(s) {', '.join(custom)} are not registry "
+                "layers; compare it with compare.check_model"
             )
         specs: tuple[LayerSpec, ...] = tuple(layer.spec() for layer in self.layers)
-        return Architecture(self.input_dim, specs)
+        return Architecture.of_shape(self.input_shape, specs)
 
     def astype(self, dtype: str) -> Sequential:
         """The same model in `dtype`: each layer copied and built again, then these weights set (exactly: float32

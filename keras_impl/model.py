@@ -93,23 +93,50 @@ def _batch_normalization(spec: Any, dtype: str) -> keras.layers.Layer:
     )
 
 
+def _conv2d(spec: Any, dtype: str) -> keras.layers.Layer:
+    o = spec.options
+    return keras.layers.Conv2D(
+        spec.units,
+        o["kernel_size"],
+        strides=o["strides"],
+        padding=o["padding"],
+        dilation_rate=o["dilation_rate"],
+        activation=KERAS_ACTIVATIONS[spec.activation],
+        dtype=dtype,
+    )
+
+
+def _pooling(cls: type[keras.layers.Layer]) -> Callable[[Any, str], keras.layers.Layer]:
+    def make(spec: Any, dtype: str) -> keras.layers.Layer:
+        o = spec.options
+        return cls(o["pool_size"], strides=o["strides"], padding=o["padding"], dtype=dtype)
+
+    return make
+
+
 #: The Keras twin of each entry in from_scratch.layers.LAYERS: spec, dtype -> keras layer.
 KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "dense": _dense,
     "dropout": _dropout,
     "batch_normalization": _batch_normalization,
+    "conv2d": _conv2d,
+    "max_pooling2d": _pooling(keras.layers.MaxPooling2D),
+    "average_pooling2d": _pooling(keras.layers.AveragePooling2D),
+    "global_average_pooling2d": lambda spec, dtype: keras.layers.GlobalAveragePooling2D(dtype=dtype),
+    "flatten": lambda spec, dtype: keras.layers.Flatten(dtype=dtype),
+    "reshape": lambda spec, dtype: keras.layers.Reshape(spec.options["target_shape"], dtype=dtype),
 }
 
 
 def build_model(arch: Any, dtype: str = "float64") -> keras.Sequential:
     """The keras.Sequential that `arch` (a from_scratch.arch.Architecture) describes, in `dtype`.
 
-    `arch` is used through its attributes only (input_dim, layers[].kind/units/activation/options), so this
+    `arch` is used through its attributes only (input_shape, layers[].kind/units/activation/options), so this
     package does not import from_scratch.
     """
     keras.config.set_floatx(dtype)
     layers = [KERAS_LAYERS[spec.kind](spec, dtype) for spec in arch.layers]
-    return keras.Sequential([keras.Input(shape=(arch.input_dim,), dtype=dtype), *layers])
+    return keras.Sequential([keras.Input(shape=tuple(arch.input_shape), dtype=dtype), *layers])
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 `trace` runs the model's layers one at a time so that every intermediate tensor can be watched: for a Dense layer
 the pre-activation Z = X @ kernel + bias and the activation A = f(Z), exactly the three operations of
-`keras.layers.Dense.call`; any other layer is called as itself. One tape then gives dL/dA and dL/dZ for every
-layer. tests/test_trace.py checks that this pass gives the same loss and gradients as calling the model, bit for bit.
+`keras.layers.Dense.call` (for a Conv2D, its convolution_op, the bias add and the activation); any other layer is
+called as itself. One tape then gives dL/dA and dL/dZ for every layer. tests/test_trace.py checks that this pass
+gives the same loss and gradients as calling the model, bit for bit.
 Layer state that a training call changes (BatchNormalization's moving statistics) is restored afterwards.
 """
 
@@ -20,6 +21,19 @@ from keras import ops
 from keras_impl.model import batch_tensors
 
 
+def pre_activation(layer: keras.layers.Layer, h: Any) -> Any:
+    """Z of a Dense or Conv2D layer, by the operations of its own `call` before the activation."""
+    if isinstance(layer, keras.layers.Conv2D):
+        z = layer.convolution_op(h, layer.kernel)
+        if layer.use_bias:
+            z = ops.add(z, ops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)))
+        return z
+    z = ops.matmul(h, layer.kernel)
+    if layer.bias is not None:
+        z = ops.add(z, layer.bias)
+    return z
+
+
 def trace(
     model: keras.Model,
     x: np.ndarray,
@@ -28,7 +42,7 @@ def trace(
     loss_config: dict[str, Any] | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Per layer, in order: {"Z", "A", "dA", "dZ"} for Dense layers, {"A", "dA"} for others (NumPy arrays).
+    """Per layer, in order: {"Z", "A", "dA", "dZ"} for Dense and Conv2D layers, {"A", "dA"} for others (NumPy arrays).
 
     dA is dL/dA, the gradient reaching the layer's output; dZ is dL/dZ. Runs in training mode.
     """
@@ -39,10 +53,8 @@ def trace(
         h = x_t
         for layer in model.layers:
             record: dict[str, Any] = {}
-            if isinstance(layer, keras.layers.Dense):
-                z = ops.matmul(h, layer.kernel)
-                if layer.bias is not None:
-                    z = ops.add(z, layer.bias)
+            if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+                z = pre_activation(layer, h)
                 tape.watch(z)
                 record["Z"] = z
                 h = layer.activation(z) if layer.activation is not None else z

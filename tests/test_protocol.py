@@ -45,7 +45,22 @@ SPECS = {
     "dense": LayerSpec("dense", 3, "relu"),
     "dropout": LayerSpec("dropout", options={"rate": 0.5}),
     "batch_normalization": LayerSpec("batch_normalization"),
+    "conv2d": LayerSpec(
+        "conv2d", 2, "relu", {"kernel_size": (2, 2), "padding": "same", "strides": (1, 1), "dilation_rate": (1, 1)}
+    ),
+    "max_pooling2d": LayerSpec(
+        "max_pooling2d", None, "linear", {"pool_size": (2, 2), "padding": "valid", "strides": (1, 1)}
+    ),
+    "average_pooling2d": LayerSpec(
+        "average_pooling2d", None, "linear", {"pool_size": (2, 2), "padding": "same", "strides": (2, 2)}
+    ),
+    "global_average_pooling2d": LayerSpec("global_average_pooling2d"),
+    "flatten": LayerSpec("flatten"),
+    "reshape": LayerSpec("reshape", None, "linear", {"target_shape": (2, 3)}),
 }
+
+#: The input shape each kind is built for here: features for the MLP layers, a small image for the others.
+SHAPES = {"dense": (4,), "dropout": (4,), "batch_normalization": (4,), "reshape": (3, 2)}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -53,7 +68,7 @@ def test_every_layer_declares_what_the_harness_needs(kind):
     assert set(SPECS) == set(LAYERS)
     layer = LAYERS[kind].from_spec(SPECS[kind])
     assert isinstance(layer, Layer) and layer.kind == kind
-    model = Sequential([layer], input_shape=(4,))
+    model = Sequential([layer], input_shape=SHAPES.get(kind, (3, 3, 2)))
     assert len(layer.param_names()) == len(layer.params) == len(layer.param_trainable())
     assert declares_terms(model)
     if not layer.deterministic:

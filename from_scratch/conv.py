@@ -1,0 +1,464 @@
+"""Image layers in matrix form (channels last): X (N, H, W, C).
+
+A convolution is one matrix product. `im2col` lays every window of the (padded) input out as a row,
+
+    cols[(n, i, j), (p, q, c)] = Xpad[n, i*s_h + p*d_h, j*s_w + q*d_w, c]        (N*Ho*Wo, kh*kw*C)
+
+so that with the kernel K (kh, kw, C, F) seen as the matrix K_m (kh*kw*C, F),
+
+    Z = cols @ K_m + b                    (N*Ho*Wo, F) -> (N, Ho, Wo, F),   A = f(Z)
+
+and the backward pass is the transpose of that product, exactly as in Dense:
+
+    dK_m = cols.T @ dZ      db = sum over (n, i, j) of dZ      dcols = dZ @ K_m.T
+
+with `col2im` sending each row of dcols back to the input cells its window read. Windows overlap when the stride
+is smaller than the window, so col2im *adds* into a cell (a cell read by two windows receives both gradients);
+assigning instead of adding is the classic bug it guards against (compare/zoo.py).
+
+Pooling uses the same windows: max pooling sends dA to the first maximum of each window in row-major order (where
+TensorFlow sends it when a window has tied maxima), average pooling divides by the number of real cells in the
+window (Keras's 'same' padding does not count the padded ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from from_scratch.activations import Activation, get_activation
+from from_scratch.arch import LayerSpec, window_geometry
+from from_scratch.errors import BadInputError
+from from_scratch.layers import LAYERS, Layer, Shape, activation_terms
+
+Array = np.ndarray
+Pair = tuple[int, int]
+
+
+def _pair(value: int | tuple[int, int] | list[int], what: str, layer: str) -> Pair:
+    """3 -> (3, 3); (3, 2) -> (3, 2): a positive int or a pair of them, as Keras's arguments."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in pair)
+    ):
+        raise BadInputError(f"{layer}: {what} must be a positive integer or a pair of them, got {value!r}")
+    return (int(pair[0]), int(pair[1]))
+
+
+def _padding(value: str, layer: str) -> str:
+    if value not in ("valid", "same"):
+        raise BadInputError(f"{layer}: padding must be 'valid' or 'same', got {value!r}")
+    return value
+
+
+class Windows:
+    """The sliding-window geometry of one layer along height and width: output size, padding, and the two
+    movements between an input and its windows.
+
+    patches(X)   (N, H, W, C) -> (N, Ho, Wo, kh, kw, C): a view of every window (im2col before the reshape)
+    scatter(dP)  (N, Ho, Wo, kh, kw, C) -> (N, H, W, C): each window's gradient added back into the cells it
+                 read (col2im), the padding cropped
+    """
+
+    def __init__(self, input_shape: Shape, size: Pair, strides: Pair, dilation: Pair, padding: str) -> None:
+        self.size, self.strides, self.dilation, self.padding = size, strides, dilation, padding
+        self.in_hw = input_shape[:2]
+        geometry = [window_geometry(input_shape[a], size[a], strides[a], dilation[a], padding) for a in range(2)]
+        self.out_hw = (geometry[0][0], geometry[1][0])
+        self.pads = ((geometry[0][1], geometry[0][2]), (geometry[1][1], geometry[1][2]))
+
+    def pad(self, x: Array, value: float = 0.0) -> Array:
+        """X (N, H, W, C) -> Xpad (N, H + pad_h, W + pad_w, C); 'same' puts the odd cell after (bottom, right)."""
+        if self.pads == ((0, 0), (0, 0)):
+            return x
+        return np.pad(x, ((0, 0), *self.pads, (0, 0)), constant_values=value)
+
+    def patches(self, x: Array, value: float = 0.0) -> Array:
+        """Every window of X, padded with `value`: (N, Ho, Wo, kh, kw, C), a strided view (no copy)."""
+        (kh, kw), (sh, sw), (dh, dw) = self.size, self.strides, self.dilation
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        view = sliding_window_view(self.pad(x, value), span, axis=(1, 2))  # (N, H', W', C, span_h, span_w)
+        view = view[:, ::sh, ::sw, :, ::dh, ::dw][:, : self.out_hw[0], : self.out_hw[1]]
+        return view.transpose(0, 1, 2, 4, 5, 3)
+
+    def scatter(self, d_patches: Array) -> Array:
+        """col2im: dXpad[n, i*s + p*d, j*s + q*d, c] += dP[n, i, j, p, q, c] for every window (i, j) and offset
+        (p, q), then the padding cropped.  (N, Ho, Wo, kh, kw, C) -> (N, H, W, C).
+
+        One strided slice per kernel offset (p, q) covers every window at once; within a slice no cell repeats,
+        so `+=` on it is exact, and the loop over offsets accumulates what overlapping windows share."""
+        (kh, kw), (sh, sw), (dh, dw) = self.size, self.strides, self.dilation
+        (ho, wo), ((top, bottom), (left, right)) = self.out_hw, self.pads
+        n, c = d_patches.shape[0], d_patches.shape[-1]
+        dx = np.zeros((n, self.in_hw[0] + top + bottom, self.in_hw[1] + left + right, c), d_patches.dtype)
+        for p in reversed(range(kh)):  # the windows in row-major order, as TensorFlow's MaxPoolGrad adds them:
+            for q in reversed(range(kw)):  # a cell's window (i, j) = (r - p, c - q) / s rises as p, q fall
+                dx[:, p * dh : p * dh + sh * (ho - 1) + 1 : sh, q * dw : q * dw + sw * (wo - 1) + 1 : sw] += d_patches[
+                    :, :, :, p, q
+                ]
+        return dx[:, top : top + self.in_hw[0], left : left + self.in_hw[1]]
+
+
+def _image_shape(shape: Shape, layer: str) -> Shape:
+    if len(shape) != 3:
+        raise BadInputError(f"layer {layer!r} takes images of shape (height, width, channels), got {shape}")
+    return shape
+
+
+class Conv2D(Layer):
+    """A = f(Z), Z = conv(X, K) + b, as im2col then one matrix product (module docstring).
+
+    X (N, H, W, C), K (kh, kw, C, F) (Keras's layout), b (F,) -> Z, A (N, Ho, Wo, F), with Ho = floor((H + P_h -
+    d_h (kh - 1) - 1) / s_h) + 1 (P_h the padding: 0 for 'valid'; for 'same' what makes Ho = ceil(H / s_h),
+    the odd cell at the bottom/right).
+    Backward, from dA:
+        dZ = f'(Z) * dA
+        dK = (cols.T @ dZ_m).reshape(kh, kw, C, F)        dZ_m = dZ as (N*Ho*Wo, F)
+        db = dZ summed over n, i, j                        (F,)
+        dX = col2im(dZ_m @ K_m.T)                          (N, H, W, C)
+    """
+
+    kind = "conv2d"
+    weight_names = ("kernel", "bias")
+    trainable = (True, True)
+    input_grad_optional = True
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Pair,
+        strides: int | Pair = 1,
+        padding: str = "valid",
+        dilation_rate: int | Pair = 1,
+        activation: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or "conv2d"
+        where = f"Conv2D {self.name!r}"
+        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
+            raise BadInputError(f"{where}: filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", where)
+        self.strides = _pair(strides, "strides", where)
+        self.padding = _padding(padding, where)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", where)
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise BadInputError(
+                f"{where}: strides {self.strides} with dilation_rate {self.dilation_rate}: Keras's Conv2D takes "
+                "strides > 1 or dilation > 1, not both"
+            )
+        self.activation: Activation = get_activation(activation or "linear")
+        self.K: Array | None = None
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Conv2D:
+        return cls(spec.units, activation=spec.activation, **spec.options)
+
+    def spec(self) -> LayerSpec:
+        options = {
+            "kernel_size": self.kernel_size,
+            "padding": self.padding,
+            "strides": self.strides,
+            "dilation_rate": self.dilation_rate,
+        }
+        return LayerSpec("conv2d", self.filters, self.activation.name, options)
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        """Glorot-uniform kernel (fan_in = kh kw C, fan_out = kh kw F, as Keras), zero bias."""
+        h, w, c = _image_shape(input_shape, self.name)
+        self.windows = Windows(input_shape, self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        if min(self.windows.out_hw) <= 0:
+            raise BadInputError(
+                f"layer {self.name!r}: a {self.kernel_size} kernel (dilation {self.dilation_rate}) does not fit "
+                f"in the input {input_shape} with padding 'valid'"
+            )
+        kh, kw = self.kernel_size
+        limit = np.sqrt(6.0 / (kh * kw * c + kh * kw * self.filters))
+        self.K = rng.uniform(-limit, limit, size=(kh, kw, c, self.filters)).astype(dtype)
+        self.b = np.zeros(self.filters, dtype=dtype)
+        return (*self.windows.out_hw, self.filters)
+
+    @property
+    def params(self) -> list[Array]:
+        return [self.K, self.b]
+
+    @property
+    def grads(self) -> list[Array]:
+        return [self.dK, self.db]
+
+    def record(self) -> dict[str, Array]:
+        """Z and dL/dZ, lined up with the twin's pre-activation in the diagnosis."""
+        return {"Z": self.Z, "dZ": getattr(self, "dZ", None)}
+
+    def im2col(self, x: Array) -> Array:
+        """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
+        kernel's (kh, kw, C) rows."""
+        patches = self.windows.patches(x)
+        return patches.reshape(-1, int(np.prod(patches.shape[3:])))
+
+    def col2im(self, d_cols: Array, n: int) -> Array:
+        """d_cols (N*Ho*Wo, kh*kw*C) -> dX (N, H, W, C): the transpose of im2col (overlaps added)."""
+        ho, wo = self.windows.out_hw
+        return self.windows.scatter(d_cols.reshape(n, ho, wo, *self.kernel_size, -1))
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        """Z = im2col(X) @ K_m + b, A = f(Z).  X (N, H, W, C) -> A (N, Ho, Wo, F)."""
+        if self.K is None:
+            raise BadInputError(f"layer {self.name!r} is not built: put it in a Sequential (or call build) first")
+        self.X = x
+        self.cols = self.im2col(x)
+        z = self.cols @ self.K.reshape(-1, self.filters) + self.b
+        self.Z = z.reshape(len(x), *self.windows.out_hw, self.filters)
+        self.A = self.activation.forward(self.Z)
+        return self.A
+
+    def backward(self, dA: Array, input_grad: bool = True) -> Array | None:
+        """dZ = f'(Z) * dA; dK = cols.T @ dZ_m, db = sum dZ_m, dX = col2im(dZ_m @ K_m.T).  dA (N, Ho, Wo, F) ->
+        dX (N, H, W, C) (None when input_grad is False: the first layer of a training step)."""
+        if not hasattr(self, "Z"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
+        self.dA = dA
+        self.dZ = self.activation.backward(self.Z, self.A, dA)
+        dz = self.dZ.reshape(-1, self.filters)
+        self.dK = (self.cols.T @ dz).reshape(self.K.shape)
+        self.db = dz.sum(axis=0)
+        if not input_grad:
+            return None
+        return self.col2im(dz @ self.K.reshape(-1, self.filters).T, len(dA))
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        """M_Z = conv(M_X, |K|) + |b| (the same product on magnitudes), M_A as Dense's (compare/terms.py)."""
+        k_abs = np.abs(self.K.astype(np.float64)).reshape(-1, self.filters)
+        z_terms = (self.im2col(x_terms) @ k_abs + np.abs(self.b.astype(np.float64))).reshape(self.Z.shape)
+        return activation_terms(self.activation, self.Z, self.A, z_terms)
+
+    def backward_terms(
+        self, x_terms: Array, dA_terms: Array | None, dZ_terms: Array | None = None
+    ) -> tuple[list[Array], Array, dict[str, Array]]:
+        """|dZ| = |dA| |f'(Z)|; M_K = im2col(M_X).T |dZ|, M_b = sum |dZ|, |dX| = col2im(|dZ| |K|^T)."""
+        if dZ_terms is None:
+            dZ_terms = dA_terms * self.activation.grad_magnitude(self.Z.astype(np.float64))
+        dz = dZ_terms.reshape(-1, self.filters)
+        k_abs = np.abs(self.K.astype(np.float64)).reshape(-1, self.filters)
+        d_k = (self.im2col(x_terms).T @ dz).reshape(self.K.shape)
+        return [d_k, dz.sum(axis=0)], self.col2im(dz @ k_abs.T, len(x_terms)), {"dZ": dZ_terms}
+
+
+class _Pooling(Layer):
+    """Shared by the two pooling layers: Keras's arguments, the windows, the shape."""
+
+    weight_names: tuple[str, ...] = ()
+    trainable: tuple[bool, ...] = ()
+    default_name = "pooling"
+
+    def __init__(
+        self,
+        pool_size: int | Pair = 2,
+        strides: int | Pair | None = None,
+        padding: str = "valid",
+        name: str | None = None,
+    ) -> None:
+        self.name = name or self.default_name
+        where = f"{type(self).__name__} {self.name!r}"
+        self.pool_size = _pair(pool_size, "pool_size", where)
+        self.strides = self.pool_size if strides is None else _pair(strides, "strides", where)
+        self.padding = _padding(padding, where)
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> _Pooling:
+        return cls(**spec.options)
+
+    def spec(self) -> LayerSpec:
+        options = {"pool_size": self.pool_size, "padding": self.padding, "strides": self.strides}
+        return LayerSpec(self.kind, None, "linear", options)
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        h, w, c = _image_shape(input_shape, self.name)
+        self.windows = Windows(input_shape, self.pool_size, self.strides, (1, 1), self.padding)
+        if min(self.windows.out_hw) <= 0:
+            raise BadInputError(
+                f"layer {self.name!r}: a {self.pool_size} pool does not fit in the input {input_shape} with padding "
+                "'valid'"
+            )
+        self.dtype = dtype
+        return (*self.windows.out_hw, c)
+
+
+class MaxPooling2D(_Pooling):
+    """A[n, i, j, c] = max over the window (i, j) of X[n, ., ., c].  X (N, H, W, C) -> A (N, Ho, Wo, C).
+
+    Backward: each window's dA goes to one cell, its maximum; with tied maxima, the first in row-major order
+    (top row first, then left to right), where TensorFlow's MaxPoolGrad sends it (the test with constructed ties
+    shows it). Overlapping windows (strides < pool) may pick the same cell: their gradients add. 'same' padding
+    pads with -inf, so a padded cell is never the maximum.
+    """
+
+    kind = "max_pooling2d"
+    default_name = "max_pooling2d"
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        patches = self.windows.patches(x, -np.inf)
+        n, ho, wo, ph, pw, c = patches.shape
+        flat = patches.reshape(n, ho, wo, ph * pw, c)
+        self.argmax = flat.argmax(axis=3)[:, :, :, None]  # the first maximum, row-major within the window
+        self.A = np.take_along_axis(flat, self.argmax, axis=3)[:, :, :, 0]
+        return self.A
+
+    def backward(self, dA: Array) -> Array:
+        """dX = col2im(one-hot of each window's argmax x dA).  dA (N, Ho, Wo, C) -> dX (N, H, W, C)."""
+        n, ho, wo, c = dA.shape
+        ph, pw = self.pool_size
+        routed = np.zeros((n, ho, wo, ph * pw, c), dA.dtype)
+        np.put_along_axis(routed, self.argmax, dA[:, :, :, None], axis=3)
+        return self.windows.scatter(routed.reshape(n, ho, wo, ph, pw, c))
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        """The maximum is exact: M_A = M_X at the chosen cell."""
+        flat = self.windows.patches(x_terms).reshape(*self.argmax.shape[:3], -1, self.argmax.shape[-1])
+        return {"A": np.take_along_axis(flat, self.argmax, axis=3)[:, :, :, 0]}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        return [], self.backward(dA_terms), {}
+
+
+class AveragePooling2D(_Pooling):
+    """A[n, i, j, c] = (sum of X[n, ., ., c] over the window's real cells) / (their count).
+    X (N, H, W, C) -> A (N, Ho, Wo, C). With 'valid' the count is ph*pw; with 'same' a window at the border
+    counts only the cells inside the image (TensorFlow's avg_pool), not the padding.
+    Backward: every real cell of a window receives dA / count; overlapping windows add.
+    """
+
+    kind = "average_pooling2d"
+    default_name = "average_pooling2d"
+
+    def counts(self, n_channels: int, dtype: np.dtype) -> Array:
+        """(1, Ho, Wo, 1): the number of real cells in each window."""
+        h, w = self.windows.in_hw
+        ones = np.ones((1, h, w, 1), dtype)
+        return self.windows.patches(ones).sum(axis=(3, 4, 5))[:, :, :, None]
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        self.count = self.counts(x.shape[-1], x.dtype)
+        self.A = self.windows.patches(x).sum(axis=(3, 4)) / self.count
+        return self.A
+
+    def backward(self, dA: Array) -> Array:
+        """dX = col2im(dA / count broadcast over each window).  dA (N, Ho, Wo, C) -> dX (N, H, W, C)."""
+        share = (dA / self.count)[:, :, :, None, None, :]
+        ph, pw = self.pool_size
+        return self.windows.scatter(np.broadcast_to(share, (*dA.shape[:3], ph, pw, dA.shape[3])))
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        return {"A": self.windows.patches(x_terms).sum(axis=(3, 4)) / self.count}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        return [], self.backward(dA_terms), {}
+
+
+class GlobalAveragePooling2D(Layer):
+    """A[n, c] = mean over (i, j) of X[n, i, j, c].  X (N, H, W, C) -> A (N, C).  dX = dA / (H W) everywhere."""
+
+    kind = "global_average_pooling2d"
+    weight_names: tuple[str, ...] = ()
+    trainable: tuple[bool, ...] = ()
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or "global_average_pooling2d"
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> GlobalAveragePooling2D:
+        return cls()
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(self.kind, None, "linear", {})
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        self.in_shape = _image_shape(input_shape, self.name)
+        return (input_shape[2],)
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        self.A = x.mean(axis=(1, 2))
+        return self.A
+
+    def backward(self, dA: Array) -> Array:
+        h, w, c = self.in_shape
+        return np.broadcast_to((dA / dA.dtype.type(h * w))[:, None, None, :], (len(dA), h, w, c)).copy()
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        return {"A": x_terms.mean(axis=(1, 2))}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        return [], self.backward(dA_terms), {}
+
+
+class Reshape(Layer):
+    """A = X reshaped to (N, *target_shape), C order (Keras's).  Backward: dX = dA reshaped back."""
+
+    kind = "reshape"
+    weight_names: tuple[str, ...] = ()
+    trainable: tuple[bool, ...] = ()
+
+    def __init__(self, target_shape: tuple[int, ...], name: str | None = None) -> None:
+        self.name = name or self.kind
+        self.target_shape = tuple(target_shape)
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Reshape:
+        return cls(**spec.options)
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(self.kind, None, "linear", {"target_shape": self.target_shape})
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        self.in_shape = tuple(input_shape)
+        if int(np.prod(self.target_shape)) != int(np.prod(input_shape)):
+            raise BadInputError(f"layer {self.name!r}: cannot reshape {input_shape} to {self.target_shape}")
+        return self.target_shape
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        self.A = x.reshape(len(x), *self.target_shape)
+        return self.A
+
+    def backward(self, dA: Array) -> Array:
+        return dA.reshape(len(dA), *self.in_shape)
+
+    def forward_terms(self, x_terms: Array) -> dict[str, Array]:
+        return {"A": x_terms.reshape(len(x_terms), *self.target_shape)}
+
+    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
+        return [], self.backward(dA_terms), {}
+
+
+class Flatten(Reshape):
+    """A = X reshaped to (N, H*W*C) in Keras's channels-last order: index (i*W + j)*C + c.
+    (A (c, h, w) flattening, natural for a channels-first textbook, scrambles the next Dense layer's rows.)"""
+
+    kind = "flatten"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__((), name or "flatten")
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Flatten:
+        return cls()
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(self.kind, None, "linear", {})
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        self.target_shape = (int(np.prod(input_shape)),)
+        return super().build(input_shape, dtype, rng)
+
+
+LAYERS.update(
+    {
+        "conv2d": Conv2D,
+        "max_pooling2d": MaxPooling2D,
+        "average_pooling2d": AveragePooling2D,
+        "global_average_pooling2d": GlobalAveragePooling2D,
+        "flatten": Flatten,
+        "reshape": Reshape,
+    }
+)

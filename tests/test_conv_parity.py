@@ -1,0 +1,240 @@
+"""Image layers against Keras: every layer over random shapes, kernels, strides, paddings and dilations
+(hypothesis), tied maxima and overlapping pools, the numerical witness, and one proof per layer type that the
+check fails on a wrong backward pass."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
+from compare.check import check_layer
+from compare.matrix import IMAGE_ARCHS
+from from_scratch import Architecture, BadInputError, Sequential
+from from_scratch.arch import LayerSpec
+from from_scratch.layers import LAYERS
+from keras_impl.model import KERAS_LAYERS
+
+#: CI runs a fixed (derandomized) set of examples per layer; BACKPROP_PARITY_FUZZ=N runs N fresh random ones.
+FUZZ = int(os.environ.get("BACKPROP_PARITY_FUZZ", "0"))
+PROPERTY = settings(
+    max_examples=FUZZ or 6,
+    derandomize=not FUZZ,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+pairs = st.tuples(st.integers(1, 3), st.integers(1, 3))
+paddings = st.sampled_from(["valid", "same"])
+
+
+@st.composite
+def images(draw, low=1):
+    return (draw(st.integers(low, 9)), draw(st.integers(low, 9)), draw(st.integers(1, 3)))
+
+
+@st.composite
+def conv_cases(draw):
+    shape = draw(images())
+    strides = draw(pairs)
+    dilation = (1, 1) if strides != (1, 1) else draw(pairs)
+    kernel = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    padding = draw(paddings)
+    activation = draw(st.sampled_from(["linear", "tanh", "relu", "sigmoid"]))
+    options = {"kernel_size": kernel, "padding": padding, "strides": strides, "dilation_rate": dilation}
+    return LayerSpec("conv2d", draw(st.integers(1, 4)), activation, options), shape
+
+
+def pool_cases(kind):
+    @st.composite
+    def cases(draw):
+        shape = draw(images())
+        size = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+        strides = draw(st.one_of(st.just(size), pairs))  # strides < pool: overlapping windows
+        return LayerSpec(
+            kind, None, "linear", {"pool_size": size, "padding": draw(paddings), "strides": strides}
+        ), shape
+
+    return cases()
+
+
+@st.composite
+def reshape_cases(draw):
+    shape = draw(images())
+    n = int(np.prod(shape))
+    target = draw(st.sampled_from([(n,), (shape[1], shape[0], shape[2]), (1, n, 1), (n, 1, 1)]))
+    return LayerSpec("reshape", None, "linear", {"target_shape": target}), shape
+
+
+#: Per image layer kind: a strategy of (spec, input shape). The shape-agnostic MLP layers are covered by the matrix.
+CASES = {
+    "conv2d": conv_cases(),
+    "max_pooling2d": pool_cases("max_pooling2d"),
+    "average_pooling2d": pool_cases("average_pooling2d"),
+    "global_average_pooling2d": images().map(lambda s: (LayerSpec("global_average_pooling2d"), s)),
+    "flatten": images().map(lambda s: (LayerSpec("flatten"), s)),
+    "reshape": reshape_cases(),
+}
+MLP_KINDS = {"dense", "dropout", "batch_normalization"}
+
+
+def fits(spec, shape):
+    try:
+        Architecture.of_shape(shape, (spec,)).shapes()
+    except BadInputError:
+        return False
+    return True
+
+
+def test_every_layer_kind_has_cases_here_or_in_the_matrix():
+    assert set(CASES) | MLP_KINDS == set(LAYERS) == set(KERAS_LAYERS)
+    in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
+    assert set(LAYERS) <= in_matrix | {"dense"} | MLP_KINDS
+    assert set(CASES) <= in_matrix
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_layer_agrees_with_keras_on_random_shapes(kind, dtype):
+    """Random nonzero parameters (biases too), a random upstream gradient, and the numerical witness."""
+
+    @PROPERTY
+    @given(case=CASES[kind].filter(lambda c: fits(*c)), seed=st.integers(0, 2**16))
+    def run(case, seed):
+        spec, shape = case
+        report = check_layer(
+            LAYERS[kind].from_spec(spec), KERAS_LAYERS[kind](spec, dtype), shape, batch=3, dtype=dtype, seed=seed
+        )
+        assert report.passed, f"{spec} on {shape}: " + "\n".join(map(str, report.failures))
+
+    run()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "pool, strides, padding",
+    [((2, 2), (2, 2), "valid"), ((3, 3), (1, 1), "valid"), ((2, 3), (1, 2), "same"), ((3, 3), (2, 2), "same")],
+)
+def test_max_pool_routes_tied_maxima_as_tensorflow_does(pool, strides, padding, dtype):
+    """Inputs of 0s and 1s tie in almost every window; with overlapping windows one cell is the chosen maximum of
+    several windows. Scratch's dX equals TensorFlow's MaxPoolGrad bit for bit: one cell per window, the first
+    maximum in row-major order, overlaps added."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2, size=(3, 7, 6, 2)).astype(dtype)
+    spec = LayerSpec("max_pooling2d", None, "linear", {"pool_size": pool, "padding": padding, "strides": strides})
+    model = Sequential([LAYERS["max_pooling2d"].from_spec(spec)], input_shape=x.shape[1:], dtype=dtype)
+    keras_layer = KERAS_LAYERS["max_pooling2d"](spec, dtype)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = keras_layer(xt)
+    upstream = rng.standard_normal(out.shape).astype(dtype)
+    theirs = tape.gradient(out, xt, output_gradients=tf.constant(upstream)).numpy()
+    a = model.forward(x, training=True)
+    ours = model.layers[0].backward(upstream)
+    np.testing.assert_array_equal(a, out.numpy())
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.count_nonzero(ours) < np.count_nonzero(np.broadcast_to(1, x.shape))  # ties: not every cell gets one
+    if strides[0] < pool[0]:  # overlapping windows: some cell collects the gradient of more than one window
+        counts = model.layers[0].backward(np.ones_like(upstream))
+        assert counts.max() >= 2
+
+
+def wrong_backward(cls):
+    """`cls` with a backward pass that is wrong by one part in 10^6 in one entry of dL/dX (and of the first
+    parameter's gradient, for a layer with parameters)."""
+
+    class Wrong(cls):
+        def backward(self, dy, *args, **kwargs):
+            dx = super().backward(dy, *args, **kwargs)
+            if self.params:
+                self.grads[0].flat[0] += 1e-6 * np.abs(self.grads[0]).max()
+            if dx is None:  # a training step's first layer
+                return None
+            dx = dx.copy()
+            dx.flat[0] += 1e-6 * np.abs(dx).max()
+            return dx
+
+    return Wrong
+
+
+FAIL_CASES = {
+    "conv2d": (
+        LayerSpec(
+            "conv2d", 3, "tanh", {"kernel_size": (3, 2), "padding": "same", "strides": (2, 1), "dilation_rate": (1, 1)}
+        ),
+        (5, 6, 2),
+    ),
+    "max_pooling2d": (
+        LayerSpec("max_pooling2d", None, "linear", {"pool_size": (3, 3), "padding": "valid", "strides": (1, 1)}),
+        (5, 5, 2),
+    ),
+    "average_pooling2d": (
+        LayerSpec("average_pooling2d", None, "linear", {"pool_size": (2, 2), "padding": "same", "strides": (2, 2)}),
+        (5, 5, 2),
+    ),
+    "global_average_pooling2d": (LayerSpec("global_average_pooling2d"), (4, 3, 2)),
+    "flatten": (LayerSpec("flatten"), (4, 3, 2)),
+    "reshape": (LayerSpec("reshape", None, "linear", {"target_shape": (6, 4)}), (4, 3, 2)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_a_wrong_backward_fails_the_check(kind):
+    """The same check passes the layer and fails it with one entry of dL/dX (and of dL/dkernel) off by 1e-6:
+    exactly the rows of what was changed fail."""
+    spec, shape = FAIL_CASES[kind]
+    right = check_layer(LAYERS[kind].from_spec(spec), KERAS_LAYERS[kind](spec, "float64"), shape, batch=3)
+    assert right.passed
+    wrong = wrong_backward(LAYERS[kind]).from_spec(spec)
+    report = check_layer(wrong, KERAS_LAYERS[kind](spec, "float64"), shape, batch=3)
+    failed = {row.name for row in report.failures}
+    expected = {"grad input"} | ({f"grad {wrong.name}/kernel"} if kind == "conv2d" else set())
+    assert expected <= failed and not report.passed
+    assert not failed - expected - {"taylor remainder slope"}, failed
+
+
+# ----- training on digits as 8x8x1 images ---------------------------------------------------------------------------
+CNN = "8x8x1-conv6k3:relu:same-pool2-conv8k3:tanh-flatten-10"
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    from compare.data import as_inputs, load_dataset
+
+    x, y = load_dataset("digits")
+    return as_inputs(x, (8, 8, 1)), y
+
+
+def test_a_cnn_trains_in_lockstep_on_digits_with_identical_predictions(digit_images):
+    from compare.training import TRAIN_F64_TOL, run_training
+
+    x, y = digit_images
+    report = run_training(CNN, x, y, "adam", {"learning_rate": 0.01}, epochs=3, batch_size=64)
+    assert len(report.steps) == 3 * 29
+    assert report.final_param_diff <= TRAIN_F64_TOL and report.same_predictions and report.passed
+    assert report.epochs[-1]["acc_scratch"] > 0.8  # it learned: from chance (0.1) to most digits
+
+
+@pytest.mark.parametrize("case", ["sgd_nesterov", "adamw", "rmsprop_centered_momentum", "adagrad", "sgd_clipnorm"])
+def test_every_kind_of_optimizer_steps_a_cnn_in_lockstep(case, digit_images):
+    from test_optimizers import CASES
+
+    from compare.training import TRAIN_F64_TOL, run_training
+
+    x, y = digit_images
+    report = run_training(CNN, x[:240], y[:240], case.split("_")[0], dict(CASES[case]), epochs=2, batch_size=32)
+    assert report.passed and report.final_param_diff <= TRAIN_F64_TOL, report.verdict()
+
+
+def test_a_cnn_trains_in_float32_within_the_float32_bound(digit_images):
+    from compare.training import run_training
+
+    x, y = digit_images
+    report = run_training(
+        "8x8x1-conv4k3:relu-avgpool2:same-gap-10", x[:512], y[:512], "adam", epochs=2, dtype="float32"
+    )
+    assert report.passed, report.verdict()
