@@ -175,7 +175,7 @@ def run_train(args: argparse.Namespace) -> int:
     if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
         raise BadInputError(
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
-            f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]})"
+            f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]}{_image_hint(x, y)})"
         )
     from compare.data import as_inputs, check_memory
 
@@ -302,6 +302,12 @@ def run_examples(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(figures))
     return EXIT_PASS
+
+
+def _image_hint(x: object, y: object) -> str:
+    """For square images stored as rows (digits: 64 = 8x8 pixels), the CNN form of the suggestion."""
+    side = int(round(x.shape[1] ** 0.5))
+    return f" or {side}x{side}x1-conv8k3-pool2-flatten-{y.shape[1]}" if side >= 4 and side * side == x.shape[1] else ""
 
 
 def architecture_from_args(args: argparse.Namespace) -> object:

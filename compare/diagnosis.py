@@ -96,8 +96,11 @@ def diagnose(steps: list[Step]) -> Diagnosis:
     return Diagnosis(None, "", True)
 
 
-def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None = None) -> str:
-    """A short, recognisable summary of how `ours` (scratch) differs from `theirs` (Keras)."""
+def describe(
+    ours: Array, theirs: Array, n: int | None = None, z: Array | None = None, input_shape: tuple | None = None
+) -> str:
+    """A short, recognisable summary of how `ours` (scratch) differs from `theirs` (Keras). `input_shape`: the
+    shape reaching the layer (an image's (H, W, C) lets a flattened output be recognised in another order)."""
     a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     if a.shape != b.shape:
         return f"shapes differ: scratch {a.shape}, Keras {b.shape}"
@@ -107,6 +110,9 @@ def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None =
             "(0/0 or an overflow: is the softmax shifted by each row's own max?)"
         )
     d = a - b
+    layout = _layout(a, b, input_shape)
+    if layout:
+        return layout
     if a.ndim == 2 and a.shape[0] == a.shape[1] and np.linalg.norm(a - b.T) <= FACTOR_FIT * np.linalg.norm(a):
         return "a transpose: scratch = Keras^T (a W used where W^T belongs, or the reverse)"
     bb = float((b * b).sum())
@@ -128,6 +134,11 @@ def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None =
                 f"zeroed where Z <= 0 ({int(big.sum())} entries): the ReLU mask was applied to dL/dA itself, "
                 "in place; a backward that mutates its input"
             )
+    if big.any() and not b[big].any() and big.sum() < big.size:
+        return (
+            f"scratch has gradient where Keras has exactly 0 ({int(big.sum())} entries) and agrees elsewhere: a "
+            "route Keras does not take (a max-pool gradient sent to every tied maximum? a mask not applied?)"
+        )
     if d.ndim == 2:
         cols = np.flatnonzero(big.any(axis=0))
         rows = np.flatnonzero(big.any(axis=1))
@@ -137,6 +148,44 @@ def describe(ours: Array, theirs: Array, n: int | None = None, z: Array | None =
             return f"confined to row(s) {rows.tolist()} of {d.shape[0]} (these samples only)"
     index = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(d)), d.shape)) if d.size else ()
     return f"no simple pattern; the largest difference is at {index}: scratch {a[index]:.6g}, Keras {b[index]:.6g}"
+
+
+def _close(a: Array, b: Array) -> bool:
+    return bool(np.linalg.norm(a - b) <= FACTOR_FIT * max(np.linalg.norm(a), 1e-300))
+
+
+def _layout(a: Array, b: Array, input_shape: tuple | None) -> str:
+    """The image mistakes that move values without changing them: Keras's values in another axis order (a kernel
+    in DLFS's (c_out, c_in, kh, kw) layout, a Flatten in (c, h, w) order), or a feature map shifted by one cell
+    (the 'same' padding put on the wrong side)."""
+    if np.allclose(a, b, rtol=0, atol=0):
+        return ""
+    if a.ndim == 4 and a.shape[0] * a.shape[1] > 1:  # a kernel (kh, kw, C, F)
+        kh, kw, c, f = a.shape
+        if _close(a, b.transpose(3, 2, 0, 1).reshape(a.shape)):
+            return (
+                "a layout: scratch holds Keras's kernel values in the order (F, C, kh, kw), reshaped, not "
+                "transposed: a (c_out, c_in, kh, kw) kernel (deep-learning-from-scratch's) copied without "
+                "transpose(2, 3, 1, 0)"
+            )
+    if a.ndim == 2 and input_shape is not None and len(input_shape) == 3 and a.shape[1] == np.prod(input_shape):
+        h, w, c = input_shape
+        chw = b.reshape(len(b), h, w, c).transpose(0, 3, 1, 2).reshape(b.shape)
+        if c > 1 and _close(a, chw):
+            return "a layout: scratch flattens in (c, h, w) order, Keras in (h, w, c) (channels last)"
+    if a.ndim == 4 and a.shape[1] > 2 and a.shape[2] > 2:  # a feature map (N, H, W, C)
+        for dy, dx in ((1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (-1, -1)):
+            inner_a = a[:, max(dy, 0) : a.shape[1] + min(dy, 0), max(dx, 0) : a.shape[2] + min(dx, 0)]
+            inner_b = b[:, max(-dy, 0) : b.shape[1] + min(-dy, 0), max(-dx, 0) : b.shape[2] + min(-dx, 0)]
+            if _close(inner_a, inner_b):
+                way = " and ".join(
+                    w for w, v in (("down", dy > 0), ("up", dy < 0), ("right", dx > 0), ("left", dx < 0)) if v
+                )
+                return (
+                    f"shifted by one cell ({way}): away from the border scratch = Keras moved by one position; is "
+                    "the odd cell of 'same' padding put on the wrong side (Keras pads it at the bottom and right)?"
+                )
+    return ""
 
 
 def _factor(c: float, n: int | None) -> str:

@@ -33,6 +33,7 @@ from compare.tolerances import (
     norm_rel_error,
     truth_rel_error,
 )
+from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GRADCHECK_STEP, GradcheckPoint, gradcheck, slopes
@@ -324,15 +325,14 @@ def compare_sides(
                 (place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure, tol))
             )
         if step is not None:
-            z = ours.records[step.layer - 1].get("Z") if step.layer else None
+            layer = model.layers[step.layer - 1] if step.layer else None
+            name = getattr(getattr(layer, "activation", None), "name", None)
+            kinked = name in ACTIVATIONS and ACTIVATIONS[name].kinked  # then Z tells about masks at the kink
+            z = ours.records[step.layer - 1].get("Z") if kinked else None
+            shape = model.layer_input_shapes[step.layer - 1] if step.layer else None
+            context = {"n": n, "z": z} if step.phase == "backward" else {}
             steps.append(
-                step.judged(
-                    a,
-                    b,
-                    error,
-                    error <= tol and bool(np.isfinite(error)),
-                    {"n": n, "z": z} if step.phase == "backward" else {},
-                )
+                step.judged(a, b, error, error <= tol and bool(np.isfinite(error)), {**context, "input_shape": shape})
             )
     return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
 

@@ -1,10 +1,23 @@
-"""The training picture: both loss curves, the parameter difference over steps (log axis), the confusion matrix."""
+"""The training picture: both loss curves, the parameter difference over steps (log axis), the confusion matrix, and
+for a CNN the first convolution's learned filters on both sides."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from from_scratch.errors import BadInputError
+
+
+def filter_tiles(kernel: np.ndarray) -> np.ndarray:
+    """A conv kernel (kh, kw, C, F) as one row of F tiles (kh, kw), averaged over the input channels, separated by a
+    NaN column (drawn blank)."""
+    kh, kw, _, f = kernel.shape
+    row = np.full((kh, f * (kw + 1) - 1), np.nan)
+    for j in range(f):
+        row[:, j * (kw + 1) : j * (kw + 1) + kw] = kernel[:, :, :, j].mean(axis=2)
+    return np.vstack([row, np.full((1, row.shape[1]), np.nan)])
 
 
 def plot_training(report: Any, path: str) -> None:
@@ -17,7 +30,8 @@ def plot_training(report: Any, path: str) -> None:
     except ImportError:
         raise BadInputError("--plot needs matplotlib: pip install 'backprop-parity[plot]'") from None
     steps = [s["step"] for s in report.steps]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    filters = getattr(report, "filters", None)
+    fig, axes = plt.subplots(1, 4 if filters else 3, figsize=(20 if filters else 15, 4.5))
     axes[0].plot(steps, [s["loss_scratch"] for s in report.steps], label="from scratch (NumPy)", lw=2.5, alpha=0.6)
     axes[0].plot(steps, [s["loss_keras"] for s in report.steps], "--", label="Keras", lw=1.2, color="black")
     axes[0].set(title="batch loss per step", xlabel="step", ylabel="loss")
@@ -35,6 +49,11 @@ def plot_training(report: Any, path: str) -> None:
         fig.colorbar(im, ax=axes[2])
     else:
         axes[2].axis("off")
+    if filters:
+        tiles = np.vstack([filter_tiles(filters["scratch"]), filter_tiles(filters["keras"])])
+        limit = float(np.abs(tiles[np.isfinite(tiles)]).max(initial=1e-12))
+        axes[3].imshow(tiles, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[3].set(title="first-layer filters: scratch (top), Keras (bottom)", xticks=[], yticks=[])
     fig.suptitle(report.verdict(), fontsize=9)
     fig.tight_layout()
     try:

@@ -68,6 +68,8 @@ class TrainingReport:
     same_predictions: bool = True
     mismatched_predictions: int = 0
     confusion: list[list[int]] | None = None
+    #: The first Conv2D layer's learned kernels (kh, kw, C, F) at the end, {"scratch": ..., "keras": ...}, for --plot.
+    filters: dict[str, Array] | None = None
     diagnosis: str | None = None
 
     @property
@@ -245,6 +247,11 @@ def run_training(
         a, b = ours_pred[:, 0] > 0.5, theirs_pred[:, 0] > 0.5
     report.mismatched_predictions = int(np.sum(a != b))
     report.same_predictions = report.mismatched_predictions == 0
+    offsets = np.cumsum([0] + [len(layer.params) for layer in scratch.layers])
+    for i, layer in enumerate(scratch.layers):
+        if layer.kind == "conv2d":
+            report.filters = {"scratch": final[0][offsets[i]], "keras": final[1][offsets[i]]}
+            break
     return report
 
 

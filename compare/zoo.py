@@ -220,6 +220,130 @@ class MomentumWrongSign(SGD):
         w -= 2 * self.slots["momentums"][i]  # undo the + m and apply - m
 
 
+# ----- image bugs: the classic mistakes of a hand-written convolution --------------------------------------------
+def _images(n: int, shape: tuple[int, ...], k: int, seed: int = 0) -> tuple[Array, Array]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, *shape)), np.eye(k)[rng.integers(0, k, size=n)]
+
+
+def _assigning_scatter(windows: Any, strided: bool = True) -> Callable[[Array], Array]:
+    """col2im with `=` where `+=` belongs (or, with strided=False, with the stride forgotten): a cell that two
+    windows read keeps only the last window's gradient."""
+
+    def scatter(d_patches: Array) -> Array:
+        (kh, kw), (sh, sw), (dh, dw) = windows.size, windows.strides, windows.dilation
+        if not strided:
+            sh = sw = 1
+        (ho, wo), ((top, bottom), (left, right)) = windows.out_hw, windows.pads
+        n, c = d_patches.shape[0], d_patches.shape[-1]
+        dx = np.zeros((n, windows.in_hw[0] + top + bottom, windows.in_hw[1] + left + right, c), d_patches.dtype)
+        for p in range(kh):
+            for q in range(kw):
+                rows = slice(p * dh, p * dh + sh * (ho - 1) + 1, sh)
+                cols = slice(q * dw, q * dw + sw * (wo - 1) + 1, sw)
+                if strided:
+                    dx[:, rows, cols] = d_patches[:, :, :, p, q]  # the bug: assignment
+                else:
+                    dx[:, rows, cols] += d_patches[:, :, :, p, q]  # the bug: stride 1 where the forward strode
+        return dx[:, top : top + windows.in_hw[0], left : left + windows.in_hw[1]]
+
+    return scatter
+
+
+def col2im_assigns(dtype: str = "float64") -> Any:
+    x, y = _images(8, (6, 6, 2), 4, seed=5)
+
+    def plant(m: Sequential) -> None:
+        m.layers[1].windows.scatter = _assigning_scatter(m.layers[1].windows)
+
+    return _compare("6x6x2-conv3k3:tanh-conv3k3:tanh-flatten-4", x, y, plant, dtype=dtype)
+
+
+def pool_backward_assigns(dtype: str = "float64") -> Any:
+    x, y = _images(8, (6, 6, 2), 4, seed=6)
+
+    def plant(m: Sequential) -> None:
+        m.layers[1].windows.scatter = _assigning_scatter(m.layers[1].windows)
+
+    return _compare("6x6x2-conv3k2:tanh:same-pool3:s=1-flatten-4", x, y, plant, dtype=dtype)
+
+
+def stride_forgotten(dtype: str = "float64") -> Any:
+    x, y = _images(8, (7, 7, 2), 4, seed=7)
+
+    def plant(m: Sequential) -> None:
+        m.layers[1].windows.scatter = _assigning_scatter(m.layers[1].windows, strided=False)
+
+    return _compare("7x7x2-conv3k3:tanh-conv2k3:tanh:s=2-flatten-4", x, y, plant, dtype=dtype)
+
+
+def kernel_dlfs_layout(dtype: str = "float64") -> Any:
+    x, y = _images(8, (5, 5, 2), 4, seed=8)
+
+    def backward(self: Any, dA: Array, input_grad: bool = True) -> Array | None:
+        dX = type(self).__mro__[1].backward(self, dA, input_grad)
+        kh, kw, c, f = self.dK.shape
+        dlfs = self.dK.transpose(3, 2, 0, 1)  # the gradient in (c_out, c_in, kh, kw), as DLFS keeps its kernels
+        self.dK = dlfs.reshape(kh, kw, c, f)  # the bug: reshaped into Keras's layout instead of transposed
+        return dX
+
+    return _compare(
+        "5x5x2-conv3k2:tanh-flatten-4", x, y, lambda m: _swap_class(m.layers[0], "backward", backward), dtype=dtype
+    )
+
+
+def flatten_chw(dtype: str = "float64") -> Any:
+    x, y = _images(8, (4, 4, 1), 4, seed=9)
+
+    def forward(self: Any, a: Array, training: bool = False) -> Array:
+        self.A = a.transpose(0, 3, 1, 2).reshape(len(a), -1)  # (c, h, w): channels first, as a textbook keeps them
+        return self.A
+
+    def backward(self: Any, dA: Array) -> Array:
+        h, w, c = self.in_shape
+        return dA.reshape(len(dA), c, h, w).transpose(0, 2, 3, 1)
+
+    def plant(m: Sequential) -> None:
+        _swap_class(m.layers[1], "forward", forward)
+        m.layers[1].__class__.backward = backward
+
+    return _compare("4x4x1-conv3k3:tanh:same-flatten-4", x, y, plant, dtype=dtype)
+
+
+def maxpool_every_tie(dtype: str = "float64") -> Any:
+    from compare.data import as_inputs, load_batch
+
+    x, y = load_batch("digits", 64, 10, 16, seed=0)  # digit images: zero background, so many tied windows
+
+    def backward(self: Any, dA: Array) -> Array:
+        patches = self.windows.patches(self.X, -np.inf)
+        ties = patches == self.A[:, :, :, None, None, :]  # the bug: every maximum, not the first
+        return self.windows.scatter(ties * dA[:, :, :, None, None, :])
+
+    def plant(m: Sequential) -> None:
+        layer = m.layers[1]
+        forward = type(layer).forward
+
+        def keep_input(self: Any, a: Array, training: bool = False) -> Array:
+            self.X = a
+            return forward(self, a, training)
+
+        _swap_class(layer, "backward", backward)
+        layer.__class__.forward = keep_input
+
+    return _compare("8x8x1-conv4k3:linear:same-pool2-flatten-10", as_inputs(x, (8, 8, 1)), y, plant, dtype=dtype)
+
+
+def same_padding_wrong_side(dtype: str = "float64") -> Any:
+    x, y = _images(8, (6, 6, 1), 4, seed=10)
+
+    def plant(m: Sequential) -> None:
+        windows = m.layers[0].windows
+        windows.pads = tuple((after, before) for before, after in windows.pads)  # the odd cell top/left
+
+    return _compare("6x6x1-conv2k2:tanh:same-flatten-4", x, y, plant, dtype=dtype)
+
+
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in [
@@ -278,6 +402,55 @@ ZOO: dict[str, ZooEntry] = {
             "gradient",
             gradients_accumulate,
             "layer 2 (dense_1) dL/dkernel",
+        ),
+        ZooEntry(
+            "col2im_assigns",
+            "col2im assigning (=) where overlapping windows must add (+=): right only when windows do not overlap",
+            "gradient",
+            col2im_assigns,
+            "layer 1 (conv2d) dL/dA",
+        ),
+        ZooEntry(
+            "pool_backward_assigns",
+            "max-pool backward assigning where overlapping windows (pool 3, stride 1) must add",
+            "gradient",
+            pool_backward_assigns,
+            "layer 1 (conv2d) dL/dA",
+        ),
+        ZooEntry(
+            "kernel_dlfs_layout",
+            "the kernel gradient computed in DLFS's (c_out, c_in, kh, kw) layout and reshaped, not transposed",
+            "gradient",
+            kernel_dlfs_layout,
+            "layer 1 (conv2d) dL/dkernel",
+        ),
+        ZooEntry(
+            "flatten_chw",
+            "Flatten in (c, h, w) order, as a channels-first textbook does; Keras flattens (h, w, c)",
+            "gradient",
+            flatten_chw,
+            "layer 2 (flatten) A",
+        ),
+        ZooEntry(
+            "maxpool_every_tie",
+            "max-pool gradient sent to every tied maximum, not to the first (digit images tie in their background)",
+            "gradient",
+            maxpool_every_tie,
+            "layer 1 (conv2d) dL/dA",
+        ),
+        ZooEntry(
+            "stride_forgotten",
+            "col2im with stride 1 in the backward pass of a stride-2 convolution",
+            "gradient",
+            stride_forgotten,
+            "layer 1 (conv2d) dL/dA",
+        ),
+        ZooEntry(
+            "same_padding_wrong_side",
+            "'same' padding with the odd cell at the top and left; Keras pads it at the bottom and right",
+            "gradient",
+            same_padding_wrong_side,
+            "layer 1 (conv2d) Z",
         ),
         ZooEntry(
             "adam_swapped_betas",

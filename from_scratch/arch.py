@@ -222,8 +222,8 @@ class Architecture:
             units_text, *parts = token.split(":")
             if not units_text.isdecimal():
                 raise BadInputError(
-                    f"malformed architecture {text!r}: layer {position} {token!r} is not a layer; known: a width "
-                    "(Dense), dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC"
+                    f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
+                    "integer) nor a layer (dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC)"
                 )
             units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation

@@ -81,7 +81,7 @@ CLI_CASES = {
     "negative seed": (["compare", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
     "negative gradcheck": (["compare", "--gradcheck", "-1"], "argument --gradcheck: must be an integer >= 0"),
     "train negative seed": (["train", "--seed", "-3"], "argument --seed: must be an integer >= 0, got -3"),
-    "superscript digit": (["compare", "--arch", "64-3²-10"], "layer 1 width '3²' is not a positive integer"),
+    "superscript digit": (["compare", "--arch", "64-3²-10"], "layer 1 '3²' is neither a width (a positive integer)"),
     "l2 beyond float32": (["compare", "--l2", "1e300"], "regularizer l2 must be in [0, 3.40282e+38], got 1e+300"),
     "plot unknown format": (["train", "--plot", "out.xyz"], "--plot 'out.xyz': unknown image format '.xyz'"),
     "plot is a folder": (["train", "--plot", "."], "--plot '.' is a folder"),

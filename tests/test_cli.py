@@ -72,7 +72,7 @@ def test_one_perturbed_gradient_entry_fails_exactly_its_row(capsys, monkeypatch,
     [
         (
             ["compare", "--arch", "64-x-10"],
-            "malformed architecture '64-x-10': layer 1 width 'x' is not a positive integer",
+            "malformed architecture '64-x-10': layer 1 'x' is neither a width (a positive integer) nor a layer",
         ),
         (["compare", "--arch", "64"], "malformed architecture '64'"),
         (["compare", "--arch", "4-0-3"], "layer 1 width '0' is not a positive integer"),
@@ -114,7 +114,9 @@ def test_python_dash_m_compare_exit_code_and_no_traceback():
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "backprop-parity compare: error: malformed architecture '3-?': layer 1 width '?' is not a positive integer"
+        "backprop-parity compare: error: malformed architecture '3-?': layer 1 '?'"
+        " is neither a width (a positive integer) nor a layer (dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten,"
+        " reshapeHxWxC)"
     ]
 
 

@@ -3,6 +3,7 @@
 check fails on a wrong backward pass."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -238,3 +239,101 @@ def test_a_cnn_trains_in_float32_within_the_float32_bound(digit_images):
         "8x8x1-conv4k3:relu-avgpool2:same-gap-10", x[:512], y[:512], "adam", epochs=2, dtype="float32"
     )
     assert report.passed, report.verdict()
+
+
+def test_the_plot_shows_the_learned_filters_of_both_sides(digit_images, tmp_path):
+    pytest.importorskip("matplotlib")
+    from compare.plot import filter_tiles, plot_training
+    from compare.training import run_training
+
+    x, y = digit_images
+    report = run_training(CNN, x[:128], y[:128], "sgd", epochs=1, batch_size=32)
+    ours, theirs = report.filters["scratch"], report.filters["keras"]
+    assert ours.shape == theirs.shape == (3, 3, 1, 6)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-15)
+    tiles = filter_tiles(ours)
+    assert tiles.shape == (4, 6 * 4 - 1) and np.isnan(tiles[:, 3]).all()
+    np.testing.assert_array_equal(tiles[:3, :3], ours[:, :, 0, 0])
+    plot_training(report, str(tmp_path / "cnn.png"))
+    assert (tmp_path / "cnn.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ----- the grammar, and bad input on images -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text,canonical,shapes",
+    [
+        (
+            "8x8x1-conv8k3-pool2-flatten-10",
+            "8x8x1-conv8k3:relu-pool2-flatten-10:softmax",
+            [(6, 6, 8), (3, 3, 8), (72,), (10,)],
+        ),
+        (
+            "9x7x2-conv4k3x2:tanh:same:s=2-pool3:s=1-avgpool2:same-gap-5",
+            "9x7x2-conv4k3x2:tanh:same:s=2-pool3:s=1-avgpool2:same-gap-5:softmax",
+            [(5, 4, 4), (3, 2, 4), (2, 1, 4), (4,), (5,)],
+        ),
+        ("8x5x1-conv2k3:s=3-flatten-3", "8x5x1-conv2k3:relu:s=3-flatten-3:softmax", [(2, 1, 2), (4,), (3,)]),
+        ("7x7x1-conv2k3:same:d=2-flatten-3", "7x7x1-conv2k3:relu:same:d=2-flatten-3:softmax", [(7, 7, 2), (98,), (3,)]),
+        (
+            "24-reshape4x3x2-maxpool2-flatten-2",
+            "24-reshape4x3x2-pool2-flatten-2:softmax",
+            [(4, 3, 2), (2, 1, 2), (4,), (2,)],
+        ),
+    ],
+)
+def test_the_architecture_reads_image_networks_and_writes_them_back(text, canonical, shapes):
+    arch = Architecture.parse(text)
+    assert str(arch) == canonical and Architecture.parse(canonical) == arch
+    assert arch.shapes() == shapes
+    assert Sequential.from_architecture(arch).layer_output_shapes == shapes  # the same shapes, built
+
+
+IMAGE_BAD_INPUT = {
+    "dense on an image": (["--arch", "8x8x1-10"], "layer 1 (dense) takes inputs of shape (D,), got (8, 8, 1)"),
+    "kernel larger than the image": (["--arch", "8x8x1-conv8k9-flatten-10"], "a 9x9 window (dilation 1) does not fit"),
+    "strides with dilation": (["--arch", "8x8x1-conv8k3:s=2:d=2-flatten-10"], "takes strides > 1 or dilation > 1"),
+    "image output": (["--arch", "8x8x1-conv8k3"], "the output has shape (6, 6, 8); end with features"),
+    "zero pool": (["--arch", "8x8x1-pool0-flatten-10"], "layer 1 pool size '0' is not a positive integer"),
+    "zero stride": (["--arch", "8x8x1-conv8k3:s=0-flatten-10"], "layer 1 strides '0' is not a positive integer"),
+    "two activations": (["--arch", "8x8x1-conv8k3:relu:tanh-flatten-10"], "layer 1 option 'tanh'"),
+    "reshape that loses values": (["--arch", "8x8x1-reshape3x3-10"], "cannot reshape (8, 8, 1) (64 values) to (3, 3)"),
+    "four input axes": (["--arch", "8x8x1x1-flatten-10"], "input width '8x8x1x1' is not a positive integer or HxWxC"),
+    "conv on features": (["--arch", "64-conv3k3-flatten-10"], "layer 1 (conv2d) takes images of shape (height, width"),
+    "malformed conv token": (["--arch", "8x8x1-conv8-flatten-10"], "layer 1 'conv8'; expected convFkK"),
+    "an image too large": (["--arch", "1000x1000x3-conv512k3-flatten-10"], "use a smaller batch or network"),
+    "digits into a 28x28 network": (
+        ["--data", "digits", "--arch", "28x28x1-conv8k3-pool2-flatten-10"],
+        "expects 784 and 10 (try --arch 64-32-10 or 8x8x1-conv8k3-pool2-flatten-10)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_BAD_INPUT))
+def test_bad_image_networks_are_one_line_and_exit_2(case, capsys):
+    from compare import cli
+
+    args, message = IMAGE_BAD_INPUT[case]
+    command = "train" if "digits" in args else "compare"
+    code = cli.main([command, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: LAYERS["conv2d"](0, 3), "filters must be a positive integer, got 0"),
+        (lambda: LAYERS["conv2d"](2, (3,)), "kernel_size must be a positive integer or a pair of them, got (3,)"),
+        (lambda: LAYERS["conv2d"](2, 3, padding="full"), "padding must be 'valid' or 'same', got 'full'"),
+        (lambda: LAYERS["conv2d"](2, 3, strides=2, dilation_rate=2), "strides > 1 or dilation > 1, not both"),
+        (lambda: LAYERS["max_pooling2d"](pool_size=0), "pool_size must be a positive integer or a pair of them"),
+        (lambda: LAYERS["average_pooling2d"](strides=(1, True)), "strides must be a positive integer or a pair"),
+        (lambda: Sequential([LAYERS["conv2d"](2, 3)], input_shape=(8,)), "takes images of shape (height, width"),
+        (lambda: Sequential([LAYERS["conv2d"](2, 5)], input_shape=(4, 4, 1)), "does not fit in the input (4, 4, 1)"),
+        (lambda: Sequential([LAYERS["reshape"]((5,))], input_shape=(2, 3)), "cannot reshape (2, 3) to (5,)"),
+    ],
+)
+def test_bad_image_layers_are_refused_from_python(make, message):
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        make()

@@ -32,6 +32,10 @@ def test_every_zoo_bug_is_caught_and_located(name):
         ("gradients_accumulate", "a constant factor 2"),
         ("momentum_wrong_sign", "a sign flip: scratch = -Keras"),
         ("adam_missing_bias_power", "the run first parts at step 2"),
+        ("kernel_dlfs_layout", "a (c_out, c_in, kh, kw) kernel (deep-learning-from-scratch's) copied without"),
+        ("flatten_chw", "scratch flattens in (c, h, w) order, Keras in (h, w, c)"),
+        ("maxpool_every_tie", "scratch has gradient where Keras has exactly 0"),
+        ("same_padding_wrong_side", "shifted by one cell (down and right)"),
     ],
 )
 def test_the_diagnosis_names_the_pattern(name, pattern):
@@ -134,3 +138,16 @@ def test_describe_recognises_patterns(a, b, expected):
     rng = np.random.default_rng(0)
     theirs = rng.standard_normal((6, 6) if b == "square" else (32, 4))
     assert expected in describe(a(theirs), theirs, n=32)
+
+
+def test_col2im_assignment_passes_when_windows_do_not_overlap():
+    """Why the bug survives in hand-written code: with stride = kernel size no cell is read twice, so assigning
+    and adding agree, and the same planted col2im passes; with overlapping windows it is caught (the zoo entry)."""
+    from compare.harness import build_pair
+    from compare.zoo import _assigning_scatter, _images
+
+    x, y = _images(8, (6, 6, 2), 4, seed=5)
+    scratch, keras_model = build_pair("6x6x2-conv3k3:tanh-conv3k2:tanh:s=2-flatten-4", "float64")
+    scratch.layers[1].windows.scatter = _assigning_scatter(scratch.layers[1].windows)
+    assert compare_models(scratch, keras_model, x, y, gradcheck_samples=0).passed
+    assert not ZOO["col2im_assigns"].run().passed
