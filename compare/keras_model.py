@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 import keras_impl  # first: it pins TensorFlow's settings (oneDNN off, determinism) before TensorFlow loads
-from compare.data import DATASETS, check_memory, load_batch, load_dataset, targets
+from compare.data import DATASETS, as_inputs, check_memory, load_batch, load_dataset, targets
 from compare.harness import Report, Row, compare_models
 from compare.tolerances import ROUND_TRIP_TOL, max_abs_error, max_rel_error
 from from_scratch.activations import ACTIVATIONS
@@ -50,8 +50,10 @@ SUPPORTED = (
     "supported: InputLayer; Dense (use_bias=True; activation one of "
     + ", ".join(name for name in ACTIVATIONS if name != "step").replace("gelu_tanh", "gelu_tanh (approximate=True)")
     + " at Keras's default arguments; kernel/bias regularizer L1, L2 or L1L2; no constraint or activity "
-    "regularizer); Dropout (any rate, noise_shape=None); BatchNormalization (axis -1, center=True, scale=True, any "
-    "momentum and epsilon); one dtype, float32 or float64, for every layer"
+    "regularizer); Dropout (any rate, noise_shape=None); BatchNormalization (the last axis, center=True, "
+    "scale=True, any momentum and epsilon); Conv2D (channels_last, groups=1, use_bias=True, an activation as "
+    "Dense's, no regularizer or constraint); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
+    "(keepdims=False); Flatten; Reshape; one dtype, float32 or float64, for every layer"
 )
 
 #: Keras's activation functions (as `Dense(activation="name")` stores them) -> the scratch registry name.
@@ -249,7 +251,11 @@ def _dropout_spec(layer: keras.layers.Dropout) -> LayerSpec:
 def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSpec:
     config = layer.get_config()
     axis = config["axis"]
-    if axis not in (-1, 1, [-1], [1]):  # the features axis of a (N, D) input, counted either way
+    try:
+        last = len(layer.input.shape) - 1  # the features (channels) axis counted from the front
+    except (AttributeError, ValueError):
+        last = 1
+    if axis not in (-1, last, [-1], [last]):  # the last axis (features, or an image's channels), either way
         raise _refuse(layer, f"axis={axis!r}")
     for option, value in (("center", True), ("scale", True), ("synchronized", False), ("renorm", False)):
         if config.get(option, value) != value:
@@ -268,26 +274,90 @@ def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSp
     )
 
 
+def _channels_last(layer: keras.layers.Layer) -> None:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise _refuse(layer, f"data_format={layer.data_format!r}; only channels_last")
+
+
+def _conv2d_spec(layer: keras.layers.Conv2D) -> LayerSpec:
+    _channels_last(layer)
+    if not layer.use_bias:
+        raise _refuse(layer, "use_bias=False (the scratch Conv2D always has a bias)")
+    if layer.groups != 1:
+        raise _refuse(layer, f"groups={layer.groups}")
+    for option in ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"):
+        if getattr(layer, option, None) is not None:
+            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+    if getattr(layer, "activity_regularizer", None) is not None:
+        raise _refuse(layer, "activity_regularizer")
+    options = {
+        "kernel_size": tuple(int(k) for k in layer.kernel_size),
+        "padding": layer.padding,
+        "strides": tuple(int(k) for k in layer.strides),
+        "dilation_rate": tuple(int(k) for k in layer.dilation_rate),
+    }
+    return LayerSpec("conv2d", int(layer.filters), _activation_name(layer), options)
+
+
+def _pooling_spec(kind: str) -> Any:
+    def spec(layer: keras.layers.Layer) -> LayerSpec:
+        _channels_last(layer)
+        options = {
+            "pool_size": tuple(int(k) for k in layer.pool_size),
+            "padding": layer.padding,
+            "strides": tuple(int(k) for k in layer.strides),
+        }
+        return LayerSpec(kind, None, "linear", options)
+
+    return spec
+
+
+def _global_average_pooling2d_spec(layer: keras.layers.GlobalAveragePooling2D) -> LayerSpec:
+    _channels_last(layer)
+    if layer.keepdims:
+        raise _refuse(layer, "keepdims=True")
+    return LayerSpec("global_average_pooling2d")
+
+
+def _flatten_spec(layer: keras.layers.Flatten) -> LayerSpec:
+    _channels_last(layer)
+    return LayerSpec("flatten")
+
+
+def _reshape_spec(layer: keras.layers.Reshape) -> LayerSpec:
+    target = tuple(layer.target_shape)
+    if any(d is None or d < 0 for d in target):
+        raise _refuse(layer, f"target_shape={target!r} with an unknown (-1) dimension; give every dimension")
+    return LayerSpec("reshape", None, "linear", {"target_shape": tuple(int(d) for d in target)})
+
+
 #: The Keras layer classes from_keras reads (exact classes: a subclass may compute something else).
 SPECS = {
     keras.layers.Dense: _dense_spec,
     keras.layers.Dropout: _dropout_spec,
     keras.layers.BatchNormalization: _batch_normalization_spec,
+    keras.layers.Conv2D: _conv2d_spec,
+    keras.layers.MaxPooling2D: _pooling_spec("max_pooling2d"),
+    keras.layers.AveragePooling2D: _pooling_spec("average_pooling2d"),
+    keras.layers.GlobalAveragePooling2D: _global_average_pooling2d_spec,
+    keras.layers.Flatten: _flatten_spec,
+    keras.layers.Reshape: _reshape_spec,
 }
 
 
-def _input_width(model: keras.Model) -> int:
+def _input_shape(model: keras.Model) -> tuple[int, ...]:
     try:
         shape = tuple(model.inputs[0].shape)
     except (AttributeError, IndexError, TypeError, ValueError):
         raise BadInputError(
             f"model {model.name!r} has no input shape yet: start it with keras.Input(shape=(D,)) or build it"
         ) from None
-    if len(shape) != 2 or shape[1] is None:
+    if len(shape) < 2 or any(d is None for d in shape[1:]):
         raise BadInputError(
-            f"model {model.name!r} takes inputs of shape {shape}; only 1-D features (None, D) are supported"
+            f"model {model.name!r} takes inputs of shape {shape}; only a fixed shape (None, D) or (None, H, W, C) "
+            "is supported"
         )
-    return int(shape[1])
+    return tuple(int(d) for d in shape[1:])
 
 
 def describe(model: keras.Model | str | os.PathLike) -> tuple[Architecture, str]:
@@ -320,7 +390,9 @@ def describe(model: keras.Model | str | os.PathLike) -> tuple[Architecture, str]
                 f"dtype {dtype}, but layer {layers[0].name!r} is {dtypes[0]} (Keras casts the "
                 f"activations to {dtype} there); create every layer with the same dtype=",
             )
-    return Architecture(_input_width(model), tuple(specs)), dtypes[0]
+    arch = Architecture.of_shape(_input_shape(model), tuple(specs))
+    arch.shapes()  # every layer takes the shape reaching it
+    return arch, dtypes[0]
 
 
 def _resolve_dtype(model_dtype: str, dtype: str | None) -> str:
@@ -440,7 +512,7 @@ def comparison_twin(model: keras.Model | str | os.PathLike, dtype: str | None = 
         FixedMaskDropout(layer.rate, dtype=dtype, name=layer.name) if type(layer) is keras.layers.Dropout else layer
         for layer in keras_layers(model)
     ]
-    return keras.Sequential([keras.Input(shape=(arch.input_dim,), dtype=dtype), *layers], name=f"{model.name}_twin")
+    return keras.Sequential([keras.Input(shape=arch.input_shape, dtype=dtype), *layers], name=f"{model.name}_twin")
 
 
 # ----- the comparison --------------------------------------------------------------------------------------------
@@ -461,7 +533,7 @@ def keras_model_batch(
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
-    return x, y
+    return as_inputs(x, arch.input_shape), y
 
 
 def choose_loss(model: keras.Model, loss: str | Loss | None) -> Loss:

@@ -311,9 +311,13 @@ BAD_MODELS = {
         lambda: sequential([L.Dense(3, name="d"), L.Activation("relu", name="act")]),
         "layer 'act' (Activation): this layer class is not supported; supported: InputLayer; Dense",
     ),
-    "conv2d": (
-        lambda: sequential([L.Conv2D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
-        "layer 'conv' (Conv2D): this layer class is not supported",
+    "conv2d_no_bias": (
+        lambda: sequential([L.Conv2D(2, 3, use_bias=False, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
+        "layer 'conv' (Conv2D): use_bias=False",
+    ),
+    "conv3d": (
+        lambda: sequential([L.Conv3D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 8, 1)),
+        "layer 'conv' (Conv3D): this layer class is not supported",
     ),
     "no_bias": (
         lambda: sequential([L.Dense(3, use_bias=False, name="nobias")]),
@@ -341,7 +345,7 @@ BAD_MODELS = {
     "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
     "not_1d": (
         lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
-        "model 'seq' takes inputs of shape (None, 4, 2); only 1-D features (None, D) are supported",
+        "layer 1 (dense) takes inputs of shape (D,), got (4, 2): put 'flatten' or 'gap' before it",
     ),
     "hinge": (lambda: sequential([L.Dense(3)], name="h"), "model 'h' is compiled with loss 'hinge'"),
     "mixed_dtypes": (
