@@ -275,14 +275,13 @@ class _Pooling(Layer):
         return LayerSpec(self.kind, None, "linear", options)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
-        h, w, c = _image_shape(input_shape, self.name)
+        c = _image_shape(input_shape, self.name)[2]
         self.windows = Windows(input_shape, self.pool_size, self.strides, (1, 1), self.padding)
         if min(self.windows.out_hw) <= 0:
             raise BadInputError(
                 f"layer {self.name!r}: a {self.pool_size} pool does not fit in the input {input_shape} with padding "
                 "'valid'"
             )
-        self.dtype = dtype
         return (*self.windows.out_hw, c)
 
 
@@ -333,14 +332,14 @@ class AveragePooling2D(_Pooling):
     kind = "average_pooling2d"
     default_name = "average_pooling2d"
 
-    def counts(self, n_channels: int, dtype: np.dtype) -> Array:
-        """(1, Ho, Wo, 1): the number of real cells in each window."""
-        h, w = self.windows.in_hw
-        ones = np.ones((1, h, w, 1), dtype)
-        return self.windows.patches(ones).sum(axis=(3, 4, 5))[:, :, :, None]
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        """The windows, and once for all passes `count` (1, Ho, Wo, 1): the number of real cells in each."""
+        shape = super().build(input_shape, dtype, rng)
+        ones = np.ones((1, *self.windows.in_hw, 1), dtype)
+        self.count = self.windows.patches(ones).sum(axis=(3, 4, 5))[:, :, :, None]
+        return shape
 
     def forward(self, x: Array, training: bool = False) -> Array:
-        self.count = self.counts(x.shape[-1], x.dtype)
         self.A = self.windows.patches(x).sum(axis=(3, 4)) / self.count
         return self.A
 
