@@ -36,7 +36,7 @@ from compare.tolerances import (
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
-from from_scratch.gradcheck import GRADCHECK_STEP, GradcheckPoint, gradcheck, slopes
+from from_scratch.gradcheck import GradcheckPoint, gradcheck
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
 from keras_impl.model import astype as keras_astype
@@ -363,7 +363,9 @@ def gradcheck_row(
 
     It needs no backward pass at all, so a wrong scratch backward shows in its scratch-vs-Keras row alone and
     a formula that both sides got wrong the same way shows here. In a float32 comparison the scratch model is
-    taken in float64 with the same weights (upcasting float32 is exact)."""
+    taken in float64 with the same weights (upcasting float32 is exact). At a kink the witness holds Keras's value
+    between the one-sided derivatives; points that differences cannot decide (`GradcheckPoint.decidable`) are counted
+    in the row's name, not judged, and a row with nothing judged fails."""
     if model.dtype != np.float64:
         model = model.astype("float64")
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -382,18 +384,22 @@ def gradcheck_row(
                 trial[index] = value
                 return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
 
-            left, central, right = slopes(f, np.array(x[index]), f0, GRADCHECK_STEP)
             analytic_value = float(np.asarray(keras_input_grad)[index])
-            points.append(GradcheckPoint(-1, tuple(int(i) for i in index), analytic_value, central, left, right))
-    analytic = np.array([p.analytic for p in points])
-    numerical = np.array([p.witness for p in points])
+            point = GradcheckPoint.measure(-1, tuple(int(i) for i in index), analytic_value, f, x[index], f0)
+            points.append(point)
+    judged = [p for p in points if p.decidable]
+    analytic = np.array([p.analytic for p in judged])
+    numerical = np.array([p.witness for p in judged])
     kinks = sum(p.at_kink for p in points)
-    rel = max_rel_error(analytic, numerical)
+    undecidable = len(points) - len(judged)
+    worst = max_abs_error(analytic, numerical) if judged else float("inf")  # nothing judged: no evidence, a FAIL
+    rel = max_rel_error(analytic, numerical) if judged else float("inf")
     at_kinks = f", {kinks} at kinks" if kinks else ""
+    unjudged = f", {undecidable} undecidable" if undecidable else ""
     return Row(
-        f"numerical grad vs Keras ({len(analytic)} coords{at_kinks}, float64)",
-        (len(analytic),),
-        max_abs_error(analytic, numerical),
+        f"numerical grad vs Keras ({len(points)} coords{at_kinks}{unjudged}, float64)",
+        (len(points),),
+        worst,
         rel,
         rel,
         "max-rel",
