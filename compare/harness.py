@@ -33,7 +33,6 @@ from compare.tolerances import (
     norm_rel_error,
     truth_rel_error,
 )
-from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GradcheckPoint, gradcheck
@@ -326,8 +325,7 @@ def compare_sides(
             )
         if step is not None:
             layer = model.layers[step.layer - 1] if step.layer else None
-            name = getattr(getattr(layer, "activation", None), "name", None)
-            kinked = name in ACTIVATIONS and ACTIVATIONS[name].kinked  # then Z tells about masks at the kink
+            kinked = getattr(getattr(layer, "activation", None), "kinked", False)  # then Z tells about masks at 0
             z = ours.records[step.layer - 1].get("Z") if kinked else None
             shape = model.layer_input_shapes[step.layer - 1] if step.layer else None
             context = {"n": n, "z": z} if step.phase == "backward" else {}

@@ -80,7 +80,7 @@ def relu_mask_at_kink(dtype: str = "float64") -> Any:
     x[4] = 0.0  # a zero row with zero biases: every hidden Z of that row is exactly 0
 
     def plant(m: Sequential) -> None:
-        wrong = Activation("relu", relu, lambda z, a, dA: dA * (z >= 0), relu_grad)
+        wrong = Activation("relu", relu, lambda z, a, dA: dA * (z >= 0), relu_grad, kinked=True)
         for layer in m.layers[:-1]:
             layer.activation = wrong
 
@@ -158,7 +158,7 @@ def backward_mutates_input(dtype: str = "float64") -> Any:
 
     def plant(m: Sequential) -> None:
         for layer in m.layers[:-1]:
-            layer.activation = Activation("relu", relu, in_place, relu_grad)
+            layer.activation = Activation("relu", relu, in_place, relu_grad, kinked=True)
 
     return _compare("6-5-4-3", x, y, plant, dtype=dtype)
 

@@ -3,7 +3,8 @@
 `trace` runs the model's layers one at a time so that every intermediate tensor can be watched: for a Dense layer
 the pre-activation Z = X @ kernel + bias and the activation A = f(Z), exactly the three operations of
 `keras.layers.Dense.call` (for a Conv2D, its convolution_op, the bias add and the activation); any other layer is
-called as itself. One tape then gives dL/dA and dL/dZ for every layer. tests/test_trace.py checks that this pass
+called as itself. One tape then gives dL/dA and dL/dZ for every layer. tests/test_zoo.py
+(`test_keras_trace_is_the_models_own_computation`) checks that this pass
 gives the same loss and gradients as calling the model, bit for bit.
 Layer state that a training call changes (BatchNormalization's moving statistics) is restored afterwards.
 """

@@ -106,6 +106,27 @@ def test_keras_trace_is_the_models_own_computation(arch, dtype):
         index += len(layer.weights)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_keras_trace_of_a_cnn_is_the_models_own_computation(dtype):
+    """For Conv2D the trace runs convolution_op, the bias add and the activation: the output is model(x)'s bit for
+    bit, and the traced dL/dZ summed over (N, H, W) reproduces the tape's bias gradient."""
+    description = Architecture.parse("6x6x2-conv3k3-pool2-conv4k2:same:tanh-flatten-3")
+    scratch = Sequential.from_architecture(description, dtype=dtype, seed=0)
+    model = keras_impl.build_model(description, dtype)
+    model.set_weights(scratch.get_weights())
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 6, 6, 2)).astype(dtype), np.eye(3)[rng.integers(0, 3, size=5)].astype(dtype)
+    main = keras_impl.loss_and_gradients(model, x, y, "categorical_crossentropy")
+    traced = keras_impl.trace.trace(model, x, y, "categorical_crossentropy")
+    np.testing.assert_array_equal(traced[-1]["A"], main.output)
+    convs = [i for i, layer in enumerate(model.layers) if layer.__class__.__name__ == "Conv2D"]
+    index = [sum(len(layer.weights) for layer in model.layers[:i]) for i in convs]
+    for i, first in zip(convs, index):
+        db = traced[i]["dZ"].sum(axis=(0, 1, 2))
+        theirs = main.grads[first + 1]
+        assert np.linalg.norm(db - theirs) <= TRACE_TOL[dtype] * np.linalg.norm(theirs)
+
+
 def test_a_passing_comparison_records_every_layer_and_agrees():
     arch = Architecture.parse("6-5-bn-4")
     scratch = Sequential.from_architecture(arch, seed=0)
