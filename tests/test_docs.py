@@ -5,7 +5,10 @@
   class, method or module-level constant defined in that file (collected with `ast`, nothing is imported);
 - every entry of the activation, loss and optimizer registries has its implementation linked in docs/derivations.md,
   so a new registry entry without a derivation fails here;
-- the float32-rounded constants the document quotes are the ones the code uses.
+- the float32-rounded constants the document quotes are the ones the code uses;
+- the parity detail of docs/derivations.md (Implemented by / Checked by lists, Keras and float32 quirks) sits in
+  collapsed `<details>` blocks that GitHub renders: summary on the opening line, blank lines inside, none nested or
+  left open, and every Implemented by / Checked by list inside one.
 """
 
 from __future__ import annotations
@@ -158,6 +161,41 @@ def check_markdown(text: str, base: Path, source: str = "<text>") -> list[str]:
     return problems
 
 
+DETAILS_OPEN = re.compile(r"^<details><summary>Keras detail: [^<]+</summary>$")
+LIST_ITEM = re.compile(r"^- \*\*(Implemented by|Checked by)\*\*")
+
+
+def details_problems(text: str, source: str = "<text>") -> list[str]:
+    """Every problem with the collapsed blocks of a Markdown text: an opening line other than
+    `<details><summary>Keras detail: ...</summary>`, no blank line after it or before `</details>` (GitHub then shows
+    the Markdown inside as raw text), a nested, unclosed or stray block, and an Implemented by / Checked by list item
+    outside a block."""
+    problems = []
+    lines = blank_code_blocks(text).split("\n")
+    opened = None
+    for line_no, line in enumerate(lines, start=1):
+        where = f"{source}:{line_no}"
+        if line.startswith("<details"):
+            if opened is not None:
+                problems.append(f"{where}: <details> inside the block opened at line {opened}")
+            if not DETAILS_OPEN.match(line):
+                problems.append(f"{where}: a block opens with `<details><summary>Keras detail: ...</summary>`")
+            if line_no < len(lines) and lines[line_no].strip():
+                problems.append(f"{where}: no blank line after <summary>: GitHub would not render the Markdown")
+            opened = line_no
+        elif line.startswith("</details>"):
+            if opened is None:
+                problems.append(f"{where}: </details> without an open block")
+            elif lines[line_no - 2].strip():
+                problems.append(f"{where}: no blank line before </details>")
+            opened = None
+        elif LIST_ITEM.match(line) and opened is None:
+            problems.append(f"{where}: an Implemented by / Checked by list outside a <details> block")
+    if opened is not None:
+        problems.append(f"{source}:{opened}: <details> never closed")
+    return problems
+
+
 def document(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
@@ -186,6 +224,24 @@ def test_every_derivation_section_says_what_implements_and_checks_it():
         if "Glossary" in title:
             continue
         assert "**Implemented by**" in section and "**Checked by**" in section, title
+
+
+def test_the_parity_detail_is_in_well_formed_collapsed_blocks():
+    problems = details_problems(document(DERIVATIONS), DERIVATIONS.name)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_derivation_section_keeps_its_parity_detail_collapsed():
+    """Each numbered section (## N.) and each of its subsections has a collapsed block holding its lists."""
+    text = blank_code_blocks(document(DERIVATIONS))
+    parts = re.split(r"\n(?=###? \d+(?:\.\d+)?\.? )", text)[1:]
+    assert len(parts) >= 40
+    for part in parts:
+        title = part.split("\n", 1)[0]
+        if "Glossary" in title or "**Implemented by**" not in part:
+            assert "Glossary" in title or title.startswith("## 16."), f"{title}: no Implemented by"
+            continue
+        assert re.search(DETAILS_OPEN.pattern, part, re.MULTILINE), f"{title}: no collapsed block"
 
 
 REGISTRY_ENTRIES = [
@@ -268,6 +324,33 @@ class TestChecker:
         names = definitions(ROOT / "from_scratch" / "layers.py")
         assert {"Dense", "Dense::backward_from_z", "LAYERS", "BatchNormalization::weight_names"} <= names
         assert "backward_from_z" not in names  # a method is only known with its class
+
+    def test_reports_malformed_details_blocks(self):
+        good = "<details><summary>Keras detail: tests</summary>\n\n- **Checked by** x\n\n</details>\n"
+        assert details_problems(good) == []
+        problems = details_problems(
+            "- **Implemented by** x\n"  # outside a block
+            "<details><summary>Keras detail: a</summary>\n- **Checked by** y\n\n</details>\n"  # no blank after
+            "<details><summary>Other</summary>\n\nz\n</details>\n"  # wrong summary, no blank before
+            "</details>\n"  # stray
+            "<details><summary>Keras detail: b</summary>\n\n<details><summary>Keras detail: c</summary>\n\n"
+        )
+        assert [p.split(": ", 1)[0] for p in problems] == [
+            "<text>:1",
+            "<text>:2",
+            "<text>:6",
+            "<text>:9",
+            "<text>:10",
+            "<text>:13",
+            "<text>:13",
+        ], problems
+        assert "outside a <details> block" in problems[0]
+        assert "no blank line after <summary>" in problems[1]
+        assert "opens with" in problems[2]
+        assert "no blank line before </details>" in problems[3]
+        assert "without an open block" in problems[4]
+        assert "inside the block opened at line 11" in problems[5]
+        assert "never closed" in problems[6]
 
     def test_github_slugs(self):
         assert github_slug("4.1 ReLU") == "41-relu"
