@@ -1,12 +1,16 @@
 # Two commands do all the set-up on a fresh clone:
 #   make compare   build .venv, install the project, run the default comparison
 #   make test      build .venv, install the project with its test extras, run the test suite
+# and, after either:
+#   make notebooks run the notebooks and save their outputs in the files (NOTEBOOKS="01_....ipynb" for some)
+#   make figures   redraw the computational-graph figures of docs/derivations.md
+#   make lab       open the notebooks in JupyterLab (installs it into .venv the first time; LAB_ARGS="--no-browser")
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: compare test lint install clean
+.PHONY: compare test lint install notebooks lab figures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +24,16 @@ compare: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/execute.py $(NOTEBOOKS)
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[lab]'
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
+
+figures: $(STAMP)
+	$(BIN)/python docs/figures/make_figures.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

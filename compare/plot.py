@@ -20,18 +20,18 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
     return np.vstack([row, np.full((1, row.shape[1]), np.nan)])
 
 
-def plot_training(report: Any, path: str) -> None:
-    """Write a PNG with three panels from a TrainingReport (matplotlib, from the `plot` extra)."""
+def training_figure(report: Any) -> Any:
+    """The picture of a TrainingReport as a matplotlib Figure (object API: no pyplot, no global backend, so a notebook
+    keeps its inline plots; the Figure shows itself there): loss curves, the parameter difference, the confusion
+    matrix, and for a CNN the first layer's filters on both sides."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise BadInputError("--plot needs matplotlib: pip install 'backprop-parity[plot]'") from None
     steps = [s["step"] for s in report.steps]
     filters = getattr(report, "filters", None)
-    fig, axes = plt.subplots(1, 4 if filters else 3, figsize=(20 if filters else 15, 4.5))
+    fig = Figure(figsize=(20 if filters else 15, 4.5))
+    axes = fig.subplots(1, 4 if filters else 3)
     axes[0].plot(steps, [s["loss_scratch"] for s in report.steps], label="from scratch (NumPy)", lw=2.5, alpha=0.6)
     axes[0].plot(steps, [s["loss_keras"] for s in report.steps], "--", label="Keras", lw=1.2, color="black")
     axes[0].set(title="batch loss per step", xlabel="step", ylabel="loss")
@@ -56,9 +56,13 @@ def plot_training(report: Any, path: str) -> None:
         axes[3].set(title="first-layer filters: scratch (top), Keras (bottom)", xticks=[], yticks=[])
     fig.suptitle(report.verdict(), fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_training(report: Any, path: str) -> None:
+    """Write the PNG of `training_figure(report)` to `path` (a file name or a binary file object)."""
+    fig = training_figure(report)
     try:
         fig.savefig(path, dpi=90)
     except OSError as exc:
         raise BadInputError(f"cannot write the plot to {path!r}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
