@@ -449,8 +449,8 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
                 "third table: the scratch step's parts, each a separate callable on arrays of the step's shapes, "
                 "timed in alternating blocks with the step (ms, share of the step); rest = step minus the parts "
                 "in it (ReLU and its gradient, bias add and sum, softmax and loss, SGD update, the model's shape "
-                "and gradient checks, Python); im2col = Conv2D.im2col (the strided window view copied into the "
-                "contiguous cols matrix)"
+                "and gradient checks, Python); im2col = Conv2D.im2col (the windows gathered into the "
+                "contiguous cols matrix, one strided slice copy per kernel offset)"
             ),
             *shape_notes,
             load_note(budget),

@@ -54,12 +54,18 @@ def _padding(value: str, layer: str) -> str:
 
 
 class Windows:
-    """The sliding-window geometry of one layer along height and width: output size, padding, and the two
-    movements between an input and its windows.
+    """The sliding-window geometry of one layer along height and width: output size, padding, and the movements
+    between an input and its windows.
 
+    cells(p, q)  the index of offset (p, q) of every window in Xpad: Xpad[cells(p, q)] (N, Ho, Wo, C) holds
+                 Xpad[n, i*s_h + p*d_h, j*s_w + q*d_w, c] for all n, i, j, c (a strided view, no copy)
     patches(X)   (N, H, W, C) -> (N, Ho, Wo, kh, kw, C): a view of every window (im2col before the reshape)
+    gather(X)    the same windows copied into a contiguous array, one strided slice copy per offset (p, q)
     scatter(dP)  (N, Ho, Wo, kh, kw, C) -> (N, H, W, C): each window's gradient added back into the cells it
                  read (col2im), the padding cropped
+
+    Looping over the kh*kw offsets and moving all windows at once is fast in NumPy: each step is one strided slice
+    of N*Ho*Wo*C values, where a (N, Ho, Wo, kh, kw, C) view would be walked a few values at a time.
     """
 
     def __init__(self, input_shape: Shape, size: Pair, strides: Pair, dilation: Pair, padding: str) -> None:
@@ -69,11 +75,28 @@ class Windows:
         self.out_hw = (geometry[0][0], geometry[1][0])
         self.pads = ((geometry[0][1], geometry[0][2]), (geometry[1][1], geometry[1][2]))
 
+    @property
+    def offsets(self) -> list[Pair]:
+        """The kernel offsets (p, q) in row-major order: (0, 0), (0, 1), ..., (kh - 1, kw - 1)."""
+        return [(p, q) for p in range(self.size[0]) for q in range(self.size[1])]
+
+    def cells(self, p: int, q: int) -> tuple[slice, slice, slice]:
+        """The index of offset (p, q) in every window: Xpad[cells(p, q)][n, i, j, c] = Xpad[n, i*s_h + p*d_h,
+        j*s_w + q*d_w, c], shape (N, Ho, Wo, C). Within one offset no cell of Xpad repeats."""
+        (sh, sw), (dh, dw), (ho, wo) = self.strides, self.dilation, self.out_hw
+        rows = slice(p * dh, p * dh + sh * (ho - 1) + 1, sh)
+        cols = slice(q * dw, q * dw + sw * (wo - 1) + 1, sw)
+        return (slice(None), rows, cols)
+
     def pad(self, x: Array, value: float = 0.0) -> Array:
         """X (N, H, W, C) -> Xpad (N, H + pad_h, W + pad_w, C); 'same' puts the odd cell after (bottom, right)."""
         if self.pads == ((0, 0), (0, 0)):
             return x
-        return np.pad(x, ((0, 0), *self.pads, (0, 0)), constant_values=value)
+        (top, bottom), (left, right) = self.pads
+        n, h, w, c = x.shape
+        xpad = np.full((n, h + top + bottom, w + left + right, c), value, x.dtype)
+        xpad[:, top : top + h, left : left + w] = x
+        return xpad
 
     def patches(self, x: Array, value: float = 0.0) -> Array:
         """Every window of X, padded with `value`: (N, Ho, Wo, kh, kw, C), a strided view (no copy)."""
@@ -83,21 +106,40 @@ class Windows:
         view = view[:, ::sh, ::sw, :, ::dh, ::dw][:, : self.out_hw[0], : self.out_hw[1]]
         return view.transpose(0, 1, 2, 4, 5, 3)
 
+    def gather(self, x: Array, value: float = 0.0) -> Array:
+        """patches(X) copied into a contiguous (N, Ho, Wo, kh, kw, C) array: P[:, :, :, p, q] = Xpad[cells(p, q)],
+        one strided slice copy per offset (p, q)."""
+        xpad = self.pad(x, value)
+        out = np.empty((len(x), *self.out_hw, *self.size, x.shape[3]), x.dtype)
+        for p, q in self.offsets:
+            out[:, :, :, p, q] = xpad[self.cells(p, q)]
+        return out
+
+    @property
+    def disjoint(self) -> bool:
+        """Whether no two windows share a cell: the stride at least the window's span d (k - 1) + 1 on both axes
+        (pooling's default, strides = pool_size)."""
+        return all(s >= d * (k - 1) + 1 for s, d, k in zip(self.strides, self.dilation, self.size))
+
     def scatter(self, d_patches: Array) -> Array:
         """col2im: dXpad[n, i*s + p*d, j*s + q*d, c] += dP[n, i, j, p, q, c] for every window (i, j) and offset
         (p, q), then the padding cropped.  (N, Ho, Wo, kh, kw, C) -> (N, H, W, C).
 
         One strided slice per kernel offset (p, q) covers every window at once; within a slice no cell repeats,
-        so `+=` on it is exact, and the loop over offsets accumulates what overlapping windows share."""
-        (kh, kw), (sh, sw), (dh, dw) = self.size, self.strides, self.dilation
-        (ho, wo), ((top, bottom), (left, right)) = self.out_hw, self.pads
+        so `+=` on it is exact, and the loop over offsets accumulates what overlapping windows share. When the
+        windows are disjoint every cell receives at most one value, so `=` does the same (and copies faster);
+        adding 0.0 afterwards turns -0.0 into 0.0, as adding it into the zeros would."""
+        (top, bottom), (left, right) = self.pads
         n, c = d_patches.shape[0], d_patches.shape[-1]
         dx = np.zeros((n, self.in_hw[0] + top + bottom, self.in_hw[1] + left + right, c), d_patches.dtype)
-        for p in reversed(range(kh)):  # the windows in row-major order, as TensorFlow's MaxPoolGrad adds them:
-            for q in reversed(range(kw)):  # a cell's window (i, j) = (r - p, c - q) / s rises as p, q fall
-                dx[:, p * dh : p * dh + sh * (ho - 1) + 1 : sh, q * dw : q * dw + sw * (wo - 1) + 1 : sw] += d_patches[
-                    :, :, :, p, q
-                ]
+        if self.disjoint:
+            for p, q in self.offsets:
+                dx[self.cells(p, q)] = d_patches[:, :, :, p, q]
+            dx += 0.0
+        else:
+            for p, q in reversed(self.offsets):  # the windows in row-major order, as TensorFlow's MaxPoolGrad adds
+                cells = dx[self.cells(p, q)]  # them: a cell's window (i, j) = (r - p, c - q) / s rises as p, q fall
+                cells += d_patches[:, :, :, p, q]
         return dx[:, top : top + self.in_hw[0], left : left + self.in_hw[1]]
 
 
@@ -105,6 +147,22 @@ def _image_shape(shape: Shape, layer: str) -> Shape:
     if len(shape) != 3:
         raise BadInputError(f"layer {layer!r} takes images of shape (height, width, channels), got {shape}")
     return shape
+
+
+def _add_bias(z: Array, b: Array) -> Array:
+    """Z + b for Z (N, Ho*Wo*F) in (i, j, f) order and b (F,): b repeated Ho*Wo times, so that NumPy adds whole
+    rows (Z + b on (N*Ho*Wo, F) adds F values at a time, several times slower). The same additions, in place."""
+    z += np.tile(b, z.shape[1] // len(b))
+    return z
+
+
+def _sum_rows(m: Array) -> Array:
+    """m (R, F) -> (F,): m[0] + m[1] + ... + m[R-1], one row after another, as m.sum(axis=0) adds them.
+    np.einsum("rf->f") makes the same additions in the same order with less work per row; with one column (or
+    another layout) einsum adds in another order than sum(), so sum() stays there."""
+    if m.shape[1] > 1 and m.flags.c_contiguous:
+        return np.einsum("rf->f", m)
+    return m.sum(axis=0)
 
 
 class Conv2D(Layer):
@@ -196,7 +254,13 @@ class Conv2D(Layer):
         """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
         kernel's (kh, kw, C) rows."""
         patches = self.windows.patches(x)
-        return patches.reshape(-1, int(np.prod(patches.shape[3:])))
+        rows = (-1, int(np.prod(patches.shape[3:])))
+        try:
+            return patches.reshape(rows, copy=False)  # the windows are already a matrix (a 1x1 kernel): a view
+        except ValueError:  # the usual case: the reshape needs a copy; gathering by offsets is the fast one
+            return self.windows.gather(x).reshape(rows)
+        except TypeError:  # NumPy < 2.1 (no copy=): reshape copies when it must
+            return patches.reshape(rows)
 
     def col2im(self, d_cols: Array, n: int) -> Array:
         """d_cols (N*Ho*Wo, kh*kw*C) -> dX (N, H, W, C): the transpose of im2col (overlaps added)."""
@@ -209,8 +273,8 @@ class Conv2D(Layer):
             raise BadInputError(f"layer {self.name!r} is not built: put it in a Sequential (or call build) first")
         self.X = x
         self.cols = self.im2col(x)
-        z = self.cols @ self.K.reshape(-1, self.filters) + self.b
-        self.Z = z.reshape(len(x), *self.windows.out_hw, self.filters)
+        z = self.cols @ self.K.reshape(-1, self.filters)  # (N*Ho*Wo, F)
+        self.Z = _add_bias(z.reshape(len(x), -1), self.b).reshape(len(x), *self.windows.out_hw, self.filters)
         self.A = self.activation.forward(self.Z)
         return self.A
 
@@ -223,7 +287,7 @@ class Conv2D(Layer):
         self.dZ = self.activation.backward(self.Z, self.A, dA)
         dz = self.dZ.reshape(-1, self.filters)
         self.dK = (self.cols.T @ dz).reshape(self.K.shape)
-        self.db = dz.sum(axis=0)
+        self.db = _sum_rows(dz)
         if not input_grad:
             return None
         return self.col2im(dz @ self.K.reshape(-1, self.filters).T, len(dA))
@@ -298,25 +362,56 @@ class MaxPooling2D(_Pooling):
     default_name = "max_pooling2d"
 
     def forward(self, x: Array, training: bool = False) -> Array:
-        patches = self.windows.patches(x, -np.inf)
-        n, ho, wo, ph, pw, c = patches.shape
-        flat = patches.reshape(n, ho, wo, ph * pw, c)
-        self.argmax = flat.argmax(axis=3)[:, :, :, None]  # the first maximum, row-major within the window
-        self.A = np.take_along_axis(flat, self.argmax, axis=3)[:, :, :, 0]
+        """A = the running maximum over the kh*kw offsets: A = max(Xpad[cells(0, 0)], Xpad[cells(0, 1)], ...).
+        X (N, H, W, C) -> A (N, Ho, Wo, C). The offsets' views are kept for the backward pass."""
+        xpad = self.windows.pad(x, -np.inf)
+        self.slices = [xpad[self.windows.cells(p, q)] for p, q in self.windows.offsets]  # each (N, Ho, Wo, C)
+        a = self.slices[0].copy()
+        for cell in self.slices[1:]:
+            np.maximum(cell, a, out=a)  # NaN propagates; on a tie NumPy keeps a, the earlier cell (seen in 0.0 vs -0.0)
+        if np.isnan(a).any():  # a window holding NaN: its value is its first NaN, as np.argmax picks
+            for cell in reversed(self.slices):
+                np.copyto(a, cell, where=np.isnan(cell))
+        self.A = a
         return self.A
 
+    def first_maxima(self) -> list[Array]:
+        """One mask (N, Ho, Wo, C) per offset (p, q), row-major: True where Xpad[cells(p, q)] is the first maximum
+        of its window (the first NaN, if the window holds one). Exactly one mask is True per window:
+
+            hit = (cell == A) & ~taken,    taken |= hit        (offsets in row-major order)"""
+        nan = np.isnan(self.A).any()
+        taken = np.zeros(self.A.shape, bool)
+        masks = []
+        for cell in self.slices:
+            hit = cell == self.A
+            if nan:
+                hit |= np.isnan(cell)  # only a NaN window has a NaN cell
+            hit &= ~taken
+            taken |= hit
+            masks.append(hit)
+        return masks
+
     def backward(self, dA: Array) -> Array:
-        """dX = col2im(one-hot of each window's argmax x dA).  dA (N, Ho, Wo, C) -> dX (N, H, W, C)."""
+        """dX = col2im(dP), dP[:, :, :, p, q] = dA where (p, q) is the window's first maximum, else 0.
+        dA (N, Ho, Wo, C) -> dX (N, H, W, C)."""
         n, ho, wo, c = dA.shape
-        ph, pw = self.pool_size
-        routed = np.zeros((n, ho, wo, ph * pw, c), dA.dtype)
-        np.put_along_axis(routed, self.argmax, dA[:, :, :, None], axis=3)
-        return self.windows.scatter(routed.reshape(n, ho, wo, ph, pw, c))
+        routed = np.empty((n, ho, wo, *self.pool_size, c), dA.dtype)
+        finite = np.isfinite(dA).all()
+        for (p, q), hit in zip(self.windows.offsets, self.first_maxima()):
+            if finite:
+                np.multiply(dA, hit, out=routed[:, :, :, p, q])  # dA * 0 may be -0.0: col2im adds it as +0.0
+            else:
+                routed[:, :, :, p, q] = np.where(hit, dA, 0)  # inf * 0 would be NaN
+        return self.windows.scatter(routed)
 
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """The maximum is exact: M_A = M_X at the chosen cell."""
-        flat = self.windows.patches(x_terms).reshape(*self.argmax.shape[:3], -1, self.argmax.shape[-1])
-        return {"A": np.take_along_axis(flat, self.argmax, axis=3)[:, :, :, 0]}
+        padded = self.windows.pad(x_terms)
+        a_terms = np.zeros(self.A.shape, x_terms.dtype)
+        for (p, q), hit in zip(self.windows.offsets, self.first_maxima()):
+            np.copyto(a_terms, padded[self.windows.cells(p, q)], where=hit)
+        return {"A": a_terms}
 
     def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
         return [], self.backward(dA_terms), {}
