@@ -207,9 +207,15 @@ def load_batch(name: str, input_dim: int, classes: int, n: int, seed: int) -> tu
     return BATCHES[name](input_dim, classes, n, seed)
 
 
+def indices(vocabulary: int, shape: tuple[int, ...], n: int, seed: int) -> Array:
+    """n seeded index sequences (n, *shape) of integers in [0, vocabulary), as floats (the model's dtype carries
+    them; Keras's Embedding casts them to int32): the synthetic batch of a network that starts with an Embedding."""
+    return np.random.default_rng(seed).integers(0, vocabulary, size=(n, *shape)).astype(np.float64)
+
+
 def as_inputs(x: Array, input_shape: tuple[int, ...]) -> Array:
     """A batch of flat rows (N, D) as the model's inputs (N, *input_shape): digits' 64 pixels, row by row, are the
-    8x8x1 image (channels last)."""
+    8x8x1 image (channels last), or as 8x8 the sequence of its 8 rows (8 steps of 8 features)."""
     return x.reshape(len(x), *input_shape)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import keras_impl
-from compare.data import as_inputs, check_memory, load_batch, targets
+from compare.data import as_inputs, check_memory, indices, load_batch, targets
 from compare.diagnosis import Diagnosis, Step, diagnose
 from compare.terms import Terms, gradient_terms
 from compare.tolerances import (
@@ -187,12 +187,20 @@ def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array 
 
 
 def jittered_side(
-    model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None, weights: list[Array], seed: int
+    model: Any,
+    x: Array,
+    y: Array,
+    loss: Loss,
+    sample_weight: Array | None,
+    weights: list[Array],
+    seed: int,
+    jitter_input: bool = True,
 ) -> Side:
     """Keras's float32 pass with every input and weight moved by one ulp in a random direction: a second sample of
     how far float32 rounding moves each quantity from the truth, conditioning included (at batch 2 a
     BatchNormalization turns a one-ulp difference in its input into a 1e-4 relative change of its dX, which a
-    second run on the same values cannot show). Run from `weights`; the model is left as it was."""
+    second run on the same values cannot show). Run from `weights`; the model is left as it was. Index inputs (an
+    Embedding's, `jitter_input=False`) are not moved: Keras's cast to int32 would turn 3 - ulp into index 2."""
     rng = np.random.default_rng(seed + 11)
 
     def jitter(a: Array) -> Array:
@@ -203,7 +211,7 @@ def jittered_side(
     state = model.get_weights()
     model.set_weights([jitter(w) for w in weights])
     try:
-        return keras_side(model, jitter(x), y, loss, sample_weight)
+        return keras_side(model, jitter(x) if jitter_input else x, y, loss, sample_weight)
     finally:
         model.set_weights(state)
 
@@ -481,17 +489,30 @@ def compare_models(
         keras64.set_weights([np.asarray(w, np.float64) for w in weights])
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)
-        again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed)
+        again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
+        input_grad = None if integer_inputs(scratch) else reference.input_grad  # indices: no derivative to take
         rows.append(
-            gradcheck_row(
-                scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight, reference.input_grad
-            )
+            gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight, input_grad)
         )
     return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
+
+
+def integer_inputs(scratch: Sequential) -> bool:
+    """Whether the model's inputs are indices (its first layer declares `integer_inputs`: an Embedding)."""
+    return bool(getattr(scratch.layers[0], "integer_inputs", False))
+
+
+def synthetic_inputs(arch: Architecture, x: Array, seed: int) -> Array:
+    """The synthetic batch `x` (N, *input_shape) as the architecture takes it: for a network that starts with an
+    Embedding, N seeded index sequences in [0, input_dim) instead of normal values."""
+    first = arch.layers[0]
+    if first.kind != "embedding":
+        return x
+    return indices(first.options["input_dim"], arch.input_shape, len(x), seed)
 
 
 def build_pair(arch: str | Architecture, dtype: str = "float64", seed: int | None = 0) -> tuple[Sequential, Any]:
@@ -520,6 +541,8 @@ def run_comparison(
     check_memory(f"a batch of {batch}", batch, arch.footprint())
     x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
     x = as_inputs(x, arch.input_shape)
+    if data == "synthetic":
+        x = synthetic_inputs(arch, x, seed)
     if data == "synthetic" and loss.target_kind != "onehot":
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":

@@ -32,7 +32,7 @@ import numpy as np
 
 import keras_impl  # first: it pins TensorFlow's settings (oneDNN off, determinism) before TensorFlow loads
 from compare.data import DATASETS, as_inputs, check_memory, load_batch, load_dataset, targets
-from compare.harness import Report, Row, compare_models
+from compare.harness import Report, Row, compare_models, synthetic_inputs
 from compare.tolerances import ROUND_TRIP_TOL, max_abs_error, max_rel_error
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
@@ -53,7 +53,10 @@ SUPPORTED = (
     "regularizer); Dropout (any rate, noise_shape=None); BatchNormalization (the last axis, center=True, "
     "scale=True, any momentum and epsilon); Conv2D (channels_last, groups=1, use_bias=True, an activation as "
     "Dense's, no regularizer or constraint); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
-    "(keepdims=False); Flatten; Reshape; one dtype, float32 or float64, for every layer"
+    "(keepdims=False); Flatten; Reshape; SimpleRNN (an activation as Dense's), LSTM and GRU (tanh and sigmoid, "
+    "GRU either reset_after) with use_bias=True, no dropout, regularizer, constraint, return_state, go_backwards, "
+    "stateful or unroll, any return_sequences; Embedding (mask_zero=False, no regularizer or constraint); one dtype, "
+    "float32 or float64, for every layer"
 )
 
 #: Keras's activation functions (as `Dense(activation="name")` stores them) -> the scratch registry name.
@@ -331,6 +334,64 @@ def _reshape_spec(layer: keras.layers.Reshape) -> LayerSpec:
     return LayerSpec("reshape", None, "linear", {"target_shape": tuple(int(d) for d in target)})
 
 
+def _no_extras(layer: keras.layers.Layer, options: tuple[str, ...]) -> dict[str, Any]:
+    """The layer's config, with each of `options` (regularizers, constraints) refused unless None."""
+    config = layer.get_config()
+    for option in options:
+        if config.get(option) is not None:
+            raise _refuse(layer, f"{option}={config[option]!r:.60}")
+    return config
+
+
+def _recurrent_spec(kind: str) -> Any:
+    def spec(layer: keras.layers.Layer) -> LayerSpec:
+        config = _no_extras(
+            layer,
+            (
+                "kernel_regularizer",
+                "recurrent_regularizer",
+                "bias_regularizer",
+                "activity_regularizer",
+                "kernel_constraint",
+                "recurrent_constraint",
+                "bias_constraint",
+            ),
+        )
+        for option, value in (
+            ("use_bias", True),
+            ("dropout", 0.0),
+            ("recurrent_dropout", 0.0),
+            ("return_state", False),
+            ("go_backwards", False),
+            ("stateful", False),
+            ("unroll", False),
+        ):
+            if config.get(option, value) != value:
+                raise _refuse(layer, f"{option}={config[option]!r}")
+        activation = _activation_name(layer)
+        if kind != "simple_rnn":
+            recurrent = layer.recurrent_activation
+            if activation != "tanh" or recurrent is not keras.activations.sigmoid:
+                shown = getattr(recurrent, "__name__", type(recurrent).__name__)
+                raise _refuse(layer, f"activation {activation!r} with recurrent_activation {shown!r}")
+            activation = "linear"  # the spec's activation field is SimpleRNN's only
+        options: dict[str, Any] = {"return_sequences": bool(config["return_sequences"])}
+        if kind == "gru":
+            options["reset_after"] = bool(config["reset_after"])
+        return LayerSpec(kind, int(config["units"]), activation, options)
+
+    return spec
+
+
+def _embedding_spec(layer: keras.layers.Embedding) -> LayerSpec:
+    config = _no_extras(layer, ("embeddings_regularizer", "embeddings_constraint", "activity_regularizer"))
+    if config.get("mask_zero"):
+        raise _refuse(layer, "mask_zero=True (a mask for the layers after it)")
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+        raise _refuse(layer, "LoRA or quantization")
+    return LayerSpec("embedding", int(config["output_dim"]), "linear", {"input_dim": int(config["input_dim"])})
+
+
 #: The Keras layer classes from_keras reads (exact classes: a subclass may compute something else).
 SPECS = {
     keras.layers.Dense: _dense_spec,
@@ -342,6 +403,10 @@ SPECS = {
     keras.layers.GlobalAveragePooling2D: _global_average_pooling2d_spec,
     keras.layers.Flatten: _flatten_spec,
     keras.layers.Reshape: _reshape_spec,
+    keras.layers.SimpleRNN: _recurrent_spec("simple_rnn"),
+    keras.layers.LSTM: _recurrent_spec("lstm"),
+    keras.layers.GRU: _recurrent_spec("gru"),
+    keras.layers.Embedding: _embedding_spec,
 }
 
 
@@ -354,8 +419,8 @@ def _input_shape(model: keras.Model) -> tuple[int, ...]:
         ) from None
     if len(shape) < 2 or any(d is None for d in shape[1:]):
         raise BadInputError(
-            f"model {model.name!r} takes inputs of shape {shape}; only a fixed shape (None, D) or (None, H, W, C) "
-            "is supported"
+            f"model {model.name!r} takes inputs of shape {shape}; only a fixed shape (None, D), (None, T, F) or "
+            "(None, H, W, C) is supported"
         )
     return tuple(int(d) for d in shape[1:])
 
@@ -413,7 +478,8 @@ def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None)
 
     Supported: Dense (any activation of the scratch registry, at Keras's default arguments; use_bias=True;
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
-    momentum and epsilon); InputLayer is skipped. Anything else raises BadInputError naming the layer, the option
+    momentum and epsilon), the image layers, SimpleRNN, LSTM, GRU and Embedding (see SUPPORTED); InputLayer is
+    skipped. Anything else raises BadInputError naming the layer, the option
     and what is supported.
 
     dtype: the model's own (float32 or float64) unless given; float64 for a float32 model is exact, float32 for a
@@ -533,7 +599,8 @@ def keras_model_batch(
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":
         y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
-    return as_inputs(x, arch.input_shape), y
+    x = as_inputs(x, arch.input_shape)
+    return (synthetic_inputs(arch, x, seed) if data == "synthetic" else x), y
 
 
 def choose_loss(model: keras.Model, loss: str | Loss | None) -> Loss:

@@ -1,5 +1,6 @@
 """The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3, and
-small image networks covering every image layer (IMAGE_ARCHS).
+small image networks covering every image layer (IMAGE_ARCHS), small sequence networks covering every recurrent
+layer and the Embedding (SEQUENCE_ARCHS).
 
 `LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
 targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from compare.data import targets
-from compare.harness import build_pair, compare_models
+from compare.harness import build_pair, compare_models, synthetic_inputs
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture
 from from_scratch.losses import Loss, get_loss
@@ -75,10 +76,25 @@ IMAGE_ARCHS: tuple[str, ...] = (
 )
 
 
+#: Small sequence networks (inputs TxF, or index sequences T for an Embedding) that exercise every recurrent layer
+#: and option: return_sequences into another recurrent layer or into Flatten, GRU's two reset conventions, a SimpleRNN
+#: with a kinked activation, dropout on a sequence, an Embedding's repeated indices (5 tokens, 7 positions).
+SEQUENCE_ARCHS: tuple[str, ...] = (
+    "5x3-rnn4-4",
+    "6x3-rnn4:relu:seq-flatten-4",
+    "5x3-lstm4-4",
+    "5x2-lstm3:seq-dropout0.25-lstm4-4",
+    "5x3-gru4-4",
+    "5x3-gru4:reset_before:seq-rnn3:sigmoid-4",
+    "7-embed5x3-gru4:seq-flatten-4",
+)
+
+
 @dataclass(frozen=True)
 class MatrixEntry:
     """One configuration of the matrix: an architecture string, a loss case and a dtype. `image` names one of
-    IMAGE_ARCHS (its last Dense layer takes the case's output activation) instead of the MLP of `depth`."""
+    IMAGE_ARCHS or SEQUENCE_ARCHS (its last Dense layer takes the case's output activation) instead of the MLP of
+    `depth`."""
 
     hidden: str
     case: LossCase
@@ -110,17 +126,19 @@ def matrix(dtypes: tuple[str, ...] = ("float64", "float32")) -> Iterator[MatrixE
                     continue  # depth 1 has no hidden layer: one entry per loss case is enough
                 for dtype in dtypes:
                     yield MatrixEntry(hidden, case, depth, dtype)
-    for image in IMAGE_ARCHS:  # each image network with a softmax and a regression head
+    for image in IMAGE_ARCHS + SEQUENCE_ARCHS:  # each image or sequence network with a softmax and a regression head
         for case in (LOSS_CASES[0], LOSS_CASES[-4]):
             for dtype in dtypes:
                 yield MatrixEntry("", case, 0, dtype, image)
 
 
 def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Array]:
-    """A seeded batch for one matrix entry: X (n, *input_shape) ~ N(0, 1) and targets of the case's kind."""
+    """A seeded batch for one matrix entry: X (n, *input_shape) ~ N(0, 1) (index sequences for an Embedding) and
+    targets of the case's kind."""
     rng = np.random.default_rng(seed)
-    shape = Architecture.parse(entry.arch).input_shape
-    return rng.standard_normal((n, *shape)), targets(entry.case.targets, n, 4, rng)
+    arch = Architecture.parse(entry.arch)
+    x = synthetic_inputs(arch, rng.standard_normal((n, *arch.input_shape)), seed)
+    return x, targets(entry.case.targets, n, 4, rng)
 
 
 def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:

@@ -1,8 +1,9 @@
 """A neural network in NumPy alone, in matrix form: whole batches, no per-sample loops.
 
 Read it in this order: activations.py (f and f'), losses.py (L and dL/dP), layers.py (Dense forward and
-backward), conv.py (convolution and pooling through im2col), model.py (Sequential: the chain rule across
-layers), gradcheck.py (the numerical witness).
+backward), conv.py (convolution and pooling through im2col), recurrent.py (SimpleRNN, LSTM, GRU, Embedding:
+backpropagation through time), model.py (Sequential: the chain rule across layers), gradcheck.py (the numerical
+witness).
 """
 
 from from_scratch.activations import ACTIVATIONS
@@ -14,6 +15,7 @@ from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Laye
 from from_scratch.losses import LOSSES, get_loss
 from from_scratch.model import Sequential
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
+from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
 
 __all__ = [
     "ACTIVATIONS",
@@ -30,6 +32,11 @@ __all__ = [
     "Reshape",
     "Dense",
     "Dropout",
+    "Embedding",
+    "GRU",
+    "LSTM",
+    "SEQUENCE_LAYERS",
+    "SimpleRNN",
     "Layer",
     "LayerSpec",
     "Sequential",

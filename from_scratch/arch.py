@@ -16,10 +16,19 @@ The string form used on the command line is a dash-separated list: the input, th
 - `pool2` is MaxPooling2D(2) (strides default to the pool size), `avgpool2` AveragePooling2D(2); options `s=`,
   `same`: `pool3:s=1` overlaps its windows. `gap` is GlobalAveragePooling2D, `flatten` Flatten (Keras's (h, w, c)
   order), `reshape4x4x4` Reshape((4, 4, 4)).
+- A sequence input is TxF (`8x8`: 8 time steps of 8 features; an image needs its channels, 8x8x1). `rnn16` is
+  SimpleRNN(16) (activation tanh, Keras's default; `rnn16:relu` another), `lstm16` LSTM(16), `gru16` GRU(16)
+  (Keras's default reset_after=True; `gru16:reset_before` the original GRU, reset_after=False). Each returns its
+  last state (N, u); `:seq` returns every step's (return_sequences=True), (N, T, u), for another recurrent layer or
+  `flatten`. A Dense layer takes features only: Keras's Dense would act on every time step of a sequence, the
+  scratch Dense does not, so a Dense after a `:seq` layer is refused (put `flatten` between them).
+- An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
+  maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
 
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
     "64-32-bn-dropout0.2-10"
     "8x8x1-conv8k3-pool2-flatten-10"  ==  "8x8x1-conv8k3x3:relu:valid-pool2x2:valid-flatten-10:softmax"
+    "8x8-lstm16-10"  ==  "8x8-lstm16-10:softmax";   "8x8-rnn8:tanh:seq-gru6:reset_before-10"
 """
 
 from __future__ import annotations
@@ -59,6 +68,17 @@ class LayerSpec:
             if o.get("dilation_rate", (1, 1)) != (1, 1):
                 out.append(f"d={_dims(o['dilation_rate'])}")
             return ":".join(out)
+        if self.kind in _RECURRENT_PREFIX:
+            out = [f"{_RECURRENT_PREFIX[self.kind]}{self.units}"]
+            if self.kind == "simple_rnn" and self.activation != "tanh":
+                out.append(self.activation)
+            if self.options.get("return_sequences", False):
+                out.append("seq")
+            if self.kind == "gru" and not self.options.get("reset_after", True):
+                out.append("reset_before")
+            return ":".join(out)
+        if self.kind == "embedding":
+            return f"embed{self.options['input_dim']}x{self.units}"
         if self.kind == "global_average_pooling2d":
             return "gap"
         if self.kind == "flatten":
@@ -73,11 +93,31 @@ class LayerSpec:
         take that shape is refused, naming the layer's position, kind and both shapes."""
         where = f"layer {position} ({self.kind})" if position else f"layer {self.kind!r}"
         if self.kind in ("dense",):
+            if len(input_shape) == 2:  # a sequence: Keras's Dense would act on every step, the scratch one does not
+                way = "give an image with its channels (8x8x1)" if position == 1 else "drop ':seq' from the layer below"
+                raise BadInputError(
+                    f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' before it, or {way} (on a "
+                    "sequence (T, F) Keras's Dense acts on every time step; the scratch Dense does not)"
+                )
             if len(input_shape) != 1:
                 raise BadInputError(
                     f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' or 'gap' before it"
                 )
             return (self.units,)
+        if self.kind in _RECURRENT_PREFIX:
+            if len(input_shape) != 2:
+                raise BadInputError(
+                    f"{where} takes sequences of shape (timesteps, features), got {input_shape}: give the input as "
+                    "TxF (e.g. 8x8), or put 'embedVxD' or a recurrent layer with ':seq' before it"
+                )
+            return (input_shape[0], self.units) if self.options.get("return_sequences") else (self.units,)
+        if self.kind == "embedding":
+            if len(input_shape) != 1:
+                raise BadInputError(
+                    f"{where} takes index sequences of shape (timesteps,), got {input_shape}: give the input as "
+                    "a length T (e.g. 12-embed50x8-...)"
+                )
+            return (input_shape[0], self.units)
         if self.kind in _SPATIAL_PREFIX or self.kind == "global_average_pooling2d":
             if len(input_shape) != 3:
                 raise BadInputError(
@@ -121,6 +161,12 @@ class LayerSpec:
             return (kh * kw * input_shape[-1] + 1) * self.units
         if self.kind == "batch_normalization":
             return 4 * input_shape[-1]
+        if self.kind in _RECURRENT_PREFIX:  # kernel (F, k u), recurrent_kernel (u, k u), bias (k u,) or GRU's (2, 3u)
+            k, u = _GATES[self.kind], self.units
+            biases = 2 if self.kind == "gru" and self.options.get("reset_after", True) else 1
+            return (input_shape[-1] + u + biases) * k * u
+        if self.kind == "embedding":
+            return self.options["input_dim"] * self.units
         return 0
 
     def buffer_size(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
@@ -129,6 +175,8 @@ class LayerSpec:
         if self.kind in _SPATIAL_PREFIX:
             size = self.options["kernel_size"] if self.kind == "conv2d" else self.options["pool_size"]
             return output_shape[0] * output_shape[1] * size[0] * size[1] * input_shape[2]
+        if self.kind in _RECURRENT_PREFIX:  # every step's gates, states and their gradients, (T, u) each
+            return input_shape[0] * self.units * _STEP_CACHES[self.kind]
         return 0
 
 
@@ -219,11 +267,16 @@ class Architecture:
             if spatial is not None:
                 layers.append(spatial)
                 continue
+            sequence = _sequence(token, text, position)
+            if sequence is not None:
+                layers.append(sequence)
+                continue
             units_text, *parts = token.split(":")
             if not units_text.isdecimal():
                 raise BadInputError(
                     f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
-                    "integer) nor a layer (dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC)"
+                    "integer) nor a layer (dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, rnnU, "
+                    "lstmU, gruU, embedVxD)"
                 )
             units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
@@ -247,11 +300,12 @@ class Architecture:
         except BadInputError as exc:
             raise BadInputError(f"malformed architecture {text!r}: {exc}") from None
         if len(shapes[-1]) != 1:
+            hint = "drop ':seq' from the last recurrent layer, or add" if len(shapes[-1]) == 2 else "add"
             raise BadInputError(
                 f"malformed architecture {text!r}: the output has shape {shapes[-1]}; end with features (D,): "
-                "add 'flatten' or 'gap' and a Dense layer"
+                f"{hint} 'flatten' or 'gap' and a Dense layer"
             )
-        if not dense_positions and not any(spec.kind == "conv2d" for spec in layers):
+        if not dense_positions and not any(spec.kind == "conv2d" or spec.kind in _RECURRENT_PREFIX for spec in layers):
             raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
         return arch
 
@@ -262,6 +316,74 @@ _PLAIN = {"flatten": "flatten", "gap": "global_average_pooling2d"}
 #: The token prefix of each windowed layer (Conv2D's is followed by its filter count: conv8k3).
 _SPATIAL_PREFIX = {"conv2d": "conv", "max_pooling2d": "pool", "average_pooling2d": "avgpool"}
 _SPATIAL = re.compile(r"^(?:(conv)([0-9]+)k|(maxpool|avgpool|pool))([0-9]+(?:x[0-9]+)?)$")
+
+
+#: The token prefix of each recurrent layer (followed by its units: lstm16), its gate count k (kernel (F, k u)), and
+#: the (T, u) arrays it keeps per sample for backpropagation through time (the memory estimate).
+_RECURRENT_PREFIX = {"simple_rnn": "rnn", "lstm": "lstm", "gru": "gru"}
+_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+_STEP_CACHES = {"simple_rnn": 5, "lstm": 17, "gru": 15}
+_RECURRENT = re.compile(r"^(rnn|lstm|gru)([0-9]+)$")
+_EMBEDDING = re.compile(r"^embed([0-9]+)x([0-9]+)$")
+
+
+def _sequence(token: str, text: str, position: int) -> LayerSpec | None:
+    """rnnU[:activation][:seq], lstmU[:seq], gruU[:seq][:reset_before], embedVxD; None for other tokens."""
+    head, *parts = token.split(":")
+    where = f"layer {position}"
+    if head.startswith("embed"):
+        m = _EMBEDDING.match(head)
+        if m is None or parts:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {token!r}; expected embedVxD (embed50x8: Embedding with "
+                "input_dim 50 and output_dim 8), no options"
+            )
+        vocabulary = _positive_int(m.group(1), text, f"{where} embedding input_dim")
+        return LayerSpec(
+            "embedding",
+            _positive_int(m.group(2), text, f"{where} embedding output_dim"),
+            "linear",
+            {"input_dim": vocabulary},
+        )
+    m = _RECURRENT.match(head)
+    if m is None:
+        if re.match(r"^(rnn|lstm|gru)", head):
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {head!r}; expected rnnU, lstmU or gruU with U units (lstm16)"
+            )
+        return None
+    prefix = m.group(1)
+    kind = next(k for k, v in _RECURRENT_PREFIX.items() if v == prefix)
+    units = _positive_int(m.group(2), text, f"{where} units")
+    options: dict[str, Any] = {"return_sequences": False}
+    if kind == "gru":
+        options["reset_after"] = True
+    activation = "tanh" if kind == "simple_rnn" else "linear"
+    seen: set[str] = set()
+    for part in parts:
+        if part == "seq" and "seq" not in seen:
+            options["return_sequences"] = True
+        elif kind == "gru" and part == "reset_before" and part not in seen:
+            options["reset_after"] = False
+        elif (
+            kind == "simple_rnn"
+            and part
+            and "=" not in part
+            and "activation" not in seen
+            and part
+            not in (
+                "seq",
+                "reset_before",
+            )
+        ):
+            activation, part = part, "activation"
+        else:
+            known = {"simple_rnn": "an activation, seq", "lstm": "seq", "gru": "seq, reset_before"}[kind]
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} option {part!r} (given twice or unknown; known: {known})"
+            )
+        seen.add(part)
+    return LayerSpec(kind, units, activation, options)
 
 
 def _dims(pair: tuple[int, ...]) -> str:

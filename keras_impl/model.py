@@ -19,6 +19,7 @@ import tensorflow as tf
 import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.losses import make_loss
+from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
 tf.config.experimental.enable_op_determinism()
 
@@ -125,6 +126,7 @@ KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "global_average_pooling2d": lambda spec, dtype: keras.layers.GlobalAveragePooling2D(dtype=dtype),
     "flatten": lambda spec, dtype: keras.layers.Flatten(dtype=dtype),
     "reshape": lambda spec, dtype: keras.layers.Reshape(spec.options["target_shape"], dtype=dtype),
+    **KERAS_SEQUENCE_LAYERS,  # simple_rnn, lstm, gru, embedding (keras_impl/recurrent.py)
 }
 
 
@@ -196,8 +198,12 @@ def loss_and_gradients(
     aligned = []
     for v in model.weights:
         g = by_id.get(id(v))
+        if isinstance(g, tf.IndexedSlices):  # an Embedding's: one row per position, made dense (repeats added)
+            g = tf.convert_to_tensor(g)
         aligned.append(np.zeros(v.shape, dtype=dtype) if g is None else np.asarray(g))
-    return KerasPass(float(value), aligned, np.asarray(grads[-1]), np.asarray(output))
+    # an Embedding casts its float input to int32 indices: the tape has no gradient for x (None), the scratch side 0
+    input_grad = np.zeros(x_t.shape, dtype=dtype) if grads[-1] is None else np.asarray(grads[-1])
+    return KerasPass(float(value), aligned, input_grad, np.asarray(output))
 
 
 def train_step(

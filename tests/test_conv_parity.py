@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
 from compare.check import check_layer
-from compare.matrix import IMAGE_ARCHS
+from compare.matrix import IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.layers import LAYERS
+from from_scratch.recurrent import SEQUENCE_LAYERS
 from keras_impl.model import KERAS_LAYERS
 
 #: CI runs a fixed (derandomized) set of examples per layer; BACKPROP_PARITY_FUZZ=N runs N fresh random ones.
@@ -91,10 +92,15 @@ def fits(spec, shape):
 
 
 def test_every_layer_kind_has_cases_here_or_in_the_matrix():
-    assert set(CASES) | MLP_KINDS == set(LAYERS) == set(KERAS_LAYERS)
+    """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
+    cases), and every non-MLP kind is in a network of the matrix."""
+    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
+    assert not set(CASES) & set(SEQUENCE_LAYERS)
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
-    assert set(LAYERS) <= in_matrix | {"dense"} | MLP_KINDS
+    in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
+    assert set(LAYERS) <= in_matrix | in_sequences | {"dense"} | MLP_KINDS
     assert set(CASES) <= in_matrix
+    assert set(SEQUENCE_LAYERS) <= in_sequences
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -337,3 +343,17 @@ def test_bad_image_networks_are_one_line_and_exit_2(case, capsys):
 def test_bad_image_layers_are_refused_from_python(make, message):
     with pytest.raises(BadInputError, match=re.escape(message)):
         make()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_max_pool_with_nan_takes_and_routes_to_the_first_nan(dtype):
+    """A window holding NaN outputs NaN, and its gradient goes to its first NaN in row-major order (np.argmax's
+    choice); windows without NaN are unaffected."""
+    x = np.arange(2 * 4 * 4 * 1, dtype=dtype).reshape(2, 4, 4, 1)
+    x[0, 0, 1, 0] = x[0, 1, 0, 0] = np.nan  # window (0, 0) of sample 0: NaN at offsets (0, 1) and (1, 0)
+    layer = LAYERS["max_pooling2d"](2)
+    Sequential([layer], input_shape=(4, 4, 1), dtype=dtype)
+    a = layer.forward(x, training=True)
+    assert np.isnan(a[0, 0, 0, 0]) and not np.isnan(np.delete(a.ravel(), 0)).any()
+    dx = layer.backward(np.ones_like(a))
+    assert dx[0, 0, 1, 0] == 1 and dx[0, 1, 0, 0] == 0 and dx[0, :2, :2].sum() == 1

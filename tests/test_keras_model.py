@@ -5,6 +5,7 @@ Real keras.Sequential models, trained with Keras's own `fit` where it matters an
 
 import functools
 import json
+import re
 
 import keras
 import numpy as np
@@ -222,6 +223,80 @@ def test_each_supported_layer_round_trips_bit_for_bit(make, token, dtype):
             from_keras(model, dtype="float32")
 
 
+SEQUENCE_MODELS = {
+    "rnn_lstm": (
+        (5, 3),
+        "float32",
+        lambda d: [
+            L.SimpleRNN(4, activation="relu", return_sequences=True, dtype=d),
+            L.LSTM(3, dtype=d),
+            L.Dense(2, "softmax", dtype=d),
+        ],
+        "5x3-rnn4:relu:seq-lstm3-2:softmax",
+    ),
+    "gru_both_resets": (
+        (5, 3),
+        "float64",
+        lambda d: [
+            L.GRU(4, return_sequences=True, dtype=d),
+            L.GRU(3, reset_after=False, dtype=d),
+            L.Dense(2, "softmax", dtype=d),
+        ],
+        "5x3-gru4:seq-gru3:reset_before-2:softmax",
+    ),
+    "embedding": (
+        (7,),
+        "int32",
+        lambda d: [
+            L.Embedding(6, 3, dtype=d),
+            L.LSTM(4, return_sequences=True, dtype=d),
+            L.Flatten(dtype=d),
+            L.Dense(2, "softmax", dtype=d),
+        ],
+        "7-embed6x3-lstm4:seq-flatten-2:softmax",
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(SEQUENCE_MODELS))
+def test_saved_sequence_models_load_bit_for_bit_and_pass(key, tmp_path):
+    """SimpleRNN, LSTM, GRU (both reset conventions) and Embedding (an int32 input, as Keras models take indices)
+    from a .keras file: the description, the weights bit for bit, every row of the comparison in the model's dtype
+    and in float64."""
+    shape, input_dtype, make, arch = SEQUENCE_MODELS[key]
+    dtype = "float64" if input_dtype == "float64" else "float32"
+    model = keras.Sequential([keras.Input(shape, dtype=input_dtype), *make(dtype)], name=key)
+    randomize(model)
+    compile_model(model, "categorical_crossentropy", dtype)
+    path = tmp_path / f"{key}.keras"
+    model.save(path)
+    scratch = from_keras(path)
+    assert str(scratch.architecture) == arch and scratch.dtype == np.dtype(dtype)
+    for a, b in zip(scratch.get_weights(), model.get_weights()):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    for wanted in (None, "float64"):
+        report = compare_keras_model(path, batch=8, gradcheck_samples=3, dtype=wanted)
+        assert report.passed, report.verdict()
+
+
+@pytest.mark.parametrize(
+    "layer,message",
+    [
+        (lambda: L.LSTM(3, dropout=0.1), "(LSTM): dropout=0.1; supported:"),
+        (lambda: L.GRU(3, activation="relu"), "(GRU): activation 'relu' with recurrent_activation 'sigmoid'"),
+        (lambda: L.SimpleRNN(3, go_backwards=True), "(SimpleRNN): go_backwards=True"),
+        (lambda: L.LSTM(3, kernel_regularizer="l2"), "(LSTM): kernel_regularizer="),
+        (lambda: L.GRU(3, use_bias=False), "(GRU): use_bias=False"),
+    ],
+    ids=["dropout", "activation", "go_backwards", "regularizer", "no_bias"],
+)
+def test_unsupported_recurrent_options_are_refused(layer, message):
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        from_keras(keras.Sequential([keras.Input((5, 3)), layer(), L.Dense(2)]))
+    with pytest.raises(BadInputError, match=re.escape("(Embedding): mask_zero=True")):
+        from_keras(keras.Sequential([keras.Input((5,)), L.Embedding(4, 2, mask_zero=True), L.LSTM(2), L.Dense(2)]))
+
+
 def test_scratch_layers_take_the_keras_names_and_the_twin_shares_the_layers():
     model = sequential([L.Dense(6, "relu", name="a"), L.Dropout(0.5, name="b"), L.Dense(3, name="c")])
     scratch = from_keras(model)
@@ -345,7 +420,7 @@ BAD_MODELS = {
     "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
     "not_1d": (
         lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
-        "layer 1 (dense) takes inputs of shape (D,), got (4, 2): put 'flatten' or 'gap' before it",
+        "layer 1 (dense) takes inputs of shape (D,), got (4, 2): put 'flatten' before it",
     ),
     "hinge": (lambda: sequential([L.Dense(3)], name="h"), "model 'h' is compiled with loss 'hinge'"),
     "mixed_dtypes": (

@@ -57,10 +57,29 @@ SPECS = {
     "global_average_pooling2d": LayerSpec("global_average_pooling2d"),
     "flatten": LayerSpec("flatten"),
     "reshape": LayerSpec("reshape", None, "linear", {"target_shape": (2, 3)}),
+    "simple_rnn": LayerSpec("simple_rnn", 3, "relu", {"return_sequences": True}),
+    "lstm": LayerSpec("lstm", 3, "linear", {"return_sequences": False}),
+    "gru": LayerSpec("gru", 3, "linear", {"reset_after": False, "return_sequences": True}),
+    "embedding": LayerSpec("embedding", 2, "linear", {"input_dim": 5}),
 }
 
-#: The input shape each kind is built for here: features for the MLP layers, a small image for the others.
-SHAPES = {"dense": (4,), "dropout": (4,), "batch_normalization": (4,), "reshape": (3, 2)}
+#: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent
+#: ones, index sequences (T,) for the Embedding, a small image for the others.
+SHAPES = {
+    "dense": (4,),
+    "dropout": (4,),
+    "batch_normalization": (4,),
+    "reshape": (3, 2),
+    "simple_rnn": (4, 2),
+    "lstm": (4, 2),
+    "gru": (4, 2),
+    "embedding": (6,),
+}
+
+#: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and
+#: their float32 errors against Keras's own float32 error, the protocol's layer-agnostic rule (docs/derivations.md,
+#: section 22). Every other registry layer must declare them.
+WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding"}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -70,7 +89,8 @@ def test_every_layer_declares_what_the_harness_needs(kind):
     assert isinstance(layer, Layer) and layer.kind == kind
     model = Sequential([layer], input_shape=SHAPES.get(kind, (3, 3, 2)))
     assert len(layer.param_names()) == len(layer.params) == len(layer.param_trainable())
-    assert declares_terms(model)
+    assert declares_terms(model) == (kind not in WITHOUT_TERMS)
+    assert layer.spec().output_shape(SHAPES.get(kind, (3, 3, 2))) == model.output_shape  # the grammar's shape, built
     if not layer.deterministic:
         assert callable(layer.fix_mask) and callable(layer.draw_mask)
     assert LAYERS[kind].from_spec(layer.spec()).spec() == layer.spec()
