@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The test suite on up to 4 processes (pytest-xdist); PYTEST_WORKERS= runs it in one.
+PYTEST_WORKERS ?= -n auto --maxprocesses=4
 
 .PHONY: compare test lint install notebooks lab figures clean
 
@@ -23,7 +25,7 @@ compare: $(STAMP)
 	$(BIN)/backprop-parity compare $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
 	$(BIN)/python notebooks/execute.py $(NOTEBOOKS)
