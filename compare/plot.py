@@ -21,9 +21,10 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
 
 
 def training_figure(report: Any) -> Any:
-    """The picture of a TrainingReport as a matplotlib Figure (object API: no pyplot, no global backend, so a notebook
-    keeps its inline plots; the Figure shows itself there): loss curves, the parameter difference, the confusion
-    matrix, and for a CNN the first layer's filters on both sides."""
+    """The picture of a TrainingReport as a matplotlib Figure: loss curves, the parameter difference, the confusion
+    matrix, and for a CNN the first layer's filters on both sides. Object API (no pyplot, no global backend), so a
+    notebook keeps its inline plots; there the Figure shows itself once the inline backend is on (after importing
+    pyplot, or `%matplotlib inline`)."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
