@@ -8,7 +8,7 @@ Run by hand from the repository root (never from the test suite):
 
 (`.venv/bin/python benchmarks/bench.py ...`, the former command, still works: it runs the above.)
 
-Six measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
+Seven measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
 them reported as ratios:
 
 1. scratch gradient step (`Sequential.loss_and_gradients`) and train step (+ in-place SGD) against the Keras twin's
@@ -22,7 +22,10 @@ them reported as ratios:
    steps while a neighbour process competes for the cores;
 6. the convolution training step (28x28x1 and 8x8x1 CNNs, batch 64, float32/float64) against Keras's fastest
    configuration (tf.function with and without jit_compile, oneDNN and op determinism on and off, each in its own
-   child process) and against its GEMM bound, with where its time goes (im2col, GEMM, col2im, pooling).
+   child process) and against its GEMM bound, with where its time goes (im2col, GEMM, col2im, pooling);
+7. the LSTM training step (`TxF-lstmU-10`, T 8/32, u 64/256, batch 64, float32/float64) against Keras's fastest
+   configuration (section 6's settings, each in its own child process), with where its time goes (forward loop,
+   backward loop, weight-gradient products).
 
 The machine may be shared: every measurement also records how many cores' worth of CPU *other* processes used
 meanwhile (from /proc/stat minus this process's own CPU time), retries a disturbed measurement after waiting for
@@ -40,7 +43,7 @@ Modules, in reading order:
 - `machine`: CPU, cores, BLAS, versions, GEMM probe: the report's first and last lines;
 - `steps`: the timed work: batches, scratch and Keras steps, FLOP counts, bare matmuls;
 - `children`: child processes with their wall time and peak RSS;
-- `section_vs_keras`, `section_bound`, `section_end_to_end`, `section_scaling`, `section_threads`, `section_conv`:
-  sections 1-6;
+- `section_vs_keras`, `section_bound`, `section_end_to_end`, `section_scaling`, `section_threads`, `section_conv`,
+  `section_lstm`: sections 1-7;
 - `report`: progress lines, table cells, and the sections as text tables and Markdown.
 """

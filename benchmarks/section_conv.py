@@ -294,12 +294,12 @@ def _update_diff(delta: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -
     return worst
 
 
-def _child_row(arch: str, dtype: str, budget: Budget) -> dict[str, Any]:
+def _child_row(arch: str, dtype: str, budget: Budget, batch: int = CONV_BATCH) -> dict[str, Any]:
     """One (arch, dtype) in a child: the Keras steps checked against the scratch step (one update from the same
-    weights), then the scratch step and the Keras steps timed in alternating blocks."""
-    model, x, y = conv_setup(arch, dtype, CONV_BATCH)
+    weights), then the scratch step and the Keras steps timed in alternating blocks. Also section 7's (LSTM)."""
+    model, x, y = conv_setup(arch, dtype, batch)
     initial = [w.copy() for w in model.get_weights()]
-    reference, _, _ = conv_setup(arch, dtype, CONV_BATCH)
+    reference, _, _ = conv_setup(arch, dtype, batch)
     reference.train_step(x, y)
     ref_delta = [w1 - w0 for w1, w0 in zip(reference.get_weights(), initial)]
     km, steps = keras_conv_steps(arch, dtype, initial, x, y)
@@ -328,7 +328,15 @@ def _child_row(arch: str, dtype: str, budget: Budget) -> dict[str, Any]:
 def worker(name: str, budget: Budget) -> dict[str, Any]:
     """Child-process side of section 6: keras_impl imported under the setting's environment, op determinism set,
     then every (arch, dtype) of `_child_row`. The result is printed as one JSON line."""
-    setting = next(s for s in SETTINGS if WORKER_PREFIX + s.name == name)
+    return settings_worker(name, budget, WORKER_PREFIX, "6", CONV_ARCHS, CONV_BATCH, _input_name)
+
+
+def settings_worker(
+    name: str, budget: Budget, prefix: str, label: str, archs: Sequence[str], batch: int, name_of: Callable[[str], str]
+) -> dict[str, Any]:
+    """A child of sections 6 and 7: the setting named `name` (after `prefix`), then `_child_row` for every arch of
+    `archs` and dtype at `batch`."""
+    setting = next(s for s in SETTINGS if prefix + s.name == name)
     import keras_impl  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS=0 unless the environment set it; enables determinism)
 
     # isort: split
@@ -337,10 +345,10 @@ def worker(name: str, budget: Budget) -> dict[str, Any]:
     if not setting.determinism:
         tf_config.disable_op_determinism()
     rows = []
-    for arch in CONV_ARCHS:
+    for arch in archs:
         for dtype in DTYPES:
-            progress(f"6: {setting.name}, {_input_name(arch)} {dtype}")
-            rows.append(_child_row(arch, dtype, budget))
+            progress(f"{label}: {setting.name}, {name_of(arch)} {dtype}")
+            rows.append(_child_row(arch, dtype, budget, batch))
     return {
         "rows": rows,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)"),
@@ -351,13 +359,20 @@ def worker(name: str, budget: Budget) -> dict[str, Any]:
 
 
 # ----- the parent side -------------------------------------------------------------------------------------------
-def _children(budget: Budget, quick: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Each setting in a fresh child process: {setting name: the worker's result}, and notes on failures."""
+def _children(
+    budget: Budget,
+    quick: bool,
+    prefix: str = WORKER_PREFIX,
+    label: str = "6",
+    settings: Sequence[Setting] = SETTINGS,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each setting in a fresh child process (`--worker prefix + setting name`): {setting name: the worker's
+    result}, and notes on failures."""
     results, notes = {}, []
-    for setting in SETTINGS:
-        progress(f"6: Keras, {setting.name} (child process)")
+    for setting in settings:
+        progress(f"{label}: Keras, {setting.name} (child process)")
         patience = max(0.0, min(max(20.0, GUARD.patience / 4), GUARD.patience - GUARD.waited))
-        cmd = benchmark_command("--worker", WORKER_PREFIX + setting.name, "--patience", f"{patience:.0f}")
+        cmd = benchmark_command("--worker", prefix + setting.name, "--patience", f"{patience:.0f}")
         if quick:
             cmd.append("--quick")
         child = run_child(cmd, env={**BASE_ENV, **setting.env}, timeout=600, cwd=PACKAGE_PARENT)
@@ -380,29 +395,10 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
     child processes; the two targets from the same run."""
     parts, shape_notes = _in_process(budget, rounds)
     children, notes = _children(budget, quick)
-    keras_rows, main_rows, failures = [], [], {}
-    for arch in CONV_ARCHS:
-        for dtype in DTYPES:
-            best: tuple[float, str, dict[str, Any]] | None = None
-            for name, result in children.items():
-                row = next(r for r in result["rows"] if r["arch"] == arch and r["dtype"] == dtype)
-                keras_rows.append(_keras_row(name, row))
-                for mode, message in row["failed"].items():
-                    failures.setdefault((mode, message), []).append(name)
-                for mode, ms in row["keras_ms"].items():
-                    if best is None or ms < best[0]:
-                        best = (ms, f"{mode}, {name}", row)
-                limit = 1e-4 if dtype == "float32" else 1e-10
-                for mode, err in row["diff"].items():
-                    if not err <= limit:
-                        notes.append(
-                            f"WARNING {name}, {mode}, {_input_name(arch)} {dtype}: the one-step update differs "
-                            f"from the scratch step's by {err:.1e} (> {limit:g})"
-                        )
-            main_rows.append(_main_row(arch, dtype, best, parts[arch, dtype]))
-    for (mode, message), where in failures.items():
-        names = "; ".join(dict.fromkeys(where))
-        notes.append(f"{mode} failed {len(where)} times (networks x dtypes) under the settings {names}: {message}")
+    keras_rows, bests = collect_keras(children, CONV_ARCHS, _input_name, notes)
+    main_rows = [
+        _main_row(arch, dtype, bests[arch, dtype], parts[arch, dtype]) for arch in CONV_ARCHS for dtype in DTYPES
+    ]
     dx_note = (
         "the scratch step calls col2im (the conv layer's dX): counted in the step's parts and in the bound"
         if any(r["dx"] for r in parts.values())
@@ -459,6 +455,45 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
     )
 
 
+Best = tuple[float, str, dict[str, Any]]
+
+
+def collect_keras(
+    children: dict[str, dict[str, Any]],
+    archs: Sequence[str],
+    name_of: Callable[[str], str],
+    notes: list[str],
+    diff_limits: tuple[float, float] = (1e-4, 1e-10),
+) -> tuple[list[list[Any]], dict[tuple[str, str], Best | None]]:
+    """The children's results as the per-setting table's rows, and per (arch, dtype) the fastest Keras step over
+    all settings and modes (ms, "mode, setting", that child's row) or None; update-diff warnings (beyond
+    `diff_limits`, float32 and float64) and failures appended to `notes`."""
+    keras_rows, bests, failures = [], {}, {}
+    for arch in archs:
+        for dtype in DTYPES:
+            best: Best | None = None
+            for name, result in children.items():
+                row = next(r for r in result["rows"] if r["arch"] == arch and r["dtype"] == dtype)
+                keras_rows.append(_keras_row(name, row, name_of))
+                for mode, message in row["failed"].items():
+                    failures.setdefault((mode, message), []).append(name)
+                for mode, ms in row["keras_ms"].items():
+                    if best is None or ms < best[0]:
+                        best = (ms, f"{mode}, {name}", row)
+                limit = diff_limits[0] if dtype == "float32" else diff_limits[1]
+                for mode, err in row["diff"].items():
+                    if not err <= limit:
+                        notes.append(
+                            f"WARNING {name}, {mode}, {name_of(arch)} {dtype}: the one-step update differs "
+                            f"from the scratch step's by {err:.1e} (> {limit:g})"
+                        )
+            bests[arch, dtype] = best
+    for (mode, message), where in failures.items():
+        names = "; ".join(dict.fromkeys(where))
+        notes.append(f"{mode} failed {len(where)} times (networks x dtypes) under the settings {names}: {message}")
+    return keras_rows, bests
+
+
 def _main_row(arch: str, dtype: str, best: tuple[float, str, dict[str, Any]] | None, r: dict[str, Any]) -> list[Any]:
     step, bound = r["step"], r["bound"]
     of_bound = bound.median / step.median
@@ -483,7 +518,7 @@ def _main_row(arch: str, dtype: str, best: tuple[float, str, dict[str, Any]] | N
     ]
 
 
-def _keras_row(name: str, row: dict[str, Any]) -> list[Any]:
+def _keras_row(name: str, row: dict[str, Any], name_of: Callable[[str], str] = _input_name) -> list[Any]:
     def ms(mode: str) -> str:
         if mode in row["keras_ms"]:
             return f"{row['keras_ms'][mode]:.3f}"
@@ -493,7 +528,7 @@ def _keras_row(name: str, row: dict[str, Any]) -> list[Any]:
     diffs = " / ".join(f"{row['diff'][m]:.0e}" if m in row["diff"] else "-" for m in KERAS_MODES)
     return [
         name,
-        _input_name(row["arch"]),
+        name_of(row["arch"]),
         row["dtype"],
         f"{row['scratch_ms']:.3f}",
         ms("tf.function"),
