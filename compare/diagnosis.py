@@ -92,8 +92,141 @@ def diagnose(steps: list[Step]) -> Diagnosis:
     for step in steps:
         if not step.passed:
             forward_ok = step.phase == "backward"
-            return Diagnosis(step, describe(step.ours, step.theirs, **step.context), forward_ok)
+            pattern = describe(step.ours, step.theirs, **step.context)
+            if pattern.startswith(("no simple pattern", "confined to")):  # a sequence layer may say more
+                pattern = _sequence_pattern(step, steps) or pattern
+            return Diagnosis(step, pattern, forward_ok)
     return Diagnosis(None, "", True)
+
+
+#: The gate blocks of a recurrent kernel's columns, in Keras's order, by their number (LSTM 4, GRU 3).
+GATES = {4: ("i", "f", "c", "o"), 3: ("z", "r", "h")}
+
+
+def _sequence_pattern(step: Step, steps: list[Step]) -> str:
+    """For a sequence layer whose difference `describe` finds no simple pattern in, where the sides part within
+    it: an Embedding's rows, and for a recurrent layer the gate blocks of a weight gradient's columns and the first
+    time step, in the order of computation (backward: counting from the last step, as BPTT runs; forward: from the
+    first), where its dL/dX (or its output) differs. "" when there is nothing more to say (`describe`'s text
+    stands)."""
+    if step.ours is None or step.theirs is None or np.shape(step.ours) != np.shape(step.theirs):
+        return ""
+    if step.quantity == "dL/dembeddings":
+        return _embedding_rows(step, steps)
+    recurrent = next((s for s in steps if s.layer == step.layer and s.quantity == "dL/drecurrent_kernel"), None)
+    if recurrent is None or step.layer == 0 or recurrent.ours is None or step.quantity == "dL/dA":
+        return ""  # (a recurrent layer's own dL/dA comes from the layers above it)
+    units = recurrent.ours.shape[0]
+    gates = GATES.get(recurrent.ours.shape[1] // units, ())
+    if step.phase == "forward":
+        t = _time_steps(step.ours, step.theirs)
+        if t is None or not t.any() or t.all():
+            return ""
+        first = int(np.flatnonzero(t)[0])
+        hint = (
+            " (a GRU: the reset gate applied before the recurrent product, reset_after=False, where Keras's default "
+            "reset_after=True applies it after? with h_{-1} = 0 and a zero recurrent bias the two agree at t = 0)"
+            if gates == GATES[3] and first == 1
+            else ""
+        )
+        return (
+            f"the output agrees at t = {'0' if first == 1 else f'0..{first - 1}'} and first differs at t = {first} "
+            f"(of 0..{len(t) - 1}): "
+            "a difference in how h_{t-1} enters the cell" + hint
+        )
+    parts = [_gate_blocks(step.ours, step.theirs, units, gates)] if gates else []
+    below = next(
+        (
+            s
+            for s in steps[next(i for i, s in enumerate(steps) if s is step) + 1 :]
+            if s.phase == "backward" and (s.layer, s.quantity) in ((step.layer - 1, "dL/dA"), (0, "dL/dX (input)"))
+        ),
+        None,
+    )
+    t = _time_steps(below.ours, below.theirs) if below is not None and below.ours is not None else None
+    if t is not None and t.any():
+        last, first = len(t) - 1, int(np.flatnonzero(t)[-1])
+        if first == last:
+            parts.append(f"its dL/dX already differs at the last time step t = {last}, the first BPTT computes")
+        else:
+            agree = f"t = {last}" if first + 1 == last else f"t = {first + 1}..{last}"
+            parts.append(
+                f"its dL/dX agrees at {agree} and first differs at t = {first} (of 0..{last}), step "
+                f"{last - first + 1} counting from the last as BPTT runs: a gradient not carried back from step t "
+                "to step t-1 (dh, or an LSTM's dc)?"
+            )
+    return "; ".join(p for p in parts if p)
+
+
+def _time_steps(ours: Array, theirs: Array) -> Array | None:
+    """Which time steps of a sequence (N, T, ...) differ beyond rounding, (T,) bools; None for other shapes."""
+    noise = _noise(ours)
+    a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    if a.ndim != 3 or a.shape != b.shape:
+        return None
+    big = np.abs(a - b) > noise * max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
+    return big.any(axis=(0, 2))
+
+
+def _gate_blocks(ours: Array, theirs: Array, units: int, gates: tuple[str, ...]) -> str:
+    """Which gate blocks (column blocks of `units`) of a recurrent weight gradient differ: Keras's blocks in
+    another order, a few gates only, or the one that differs most."""
+    noise = _noise(ours)
+    a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    if a.shape[-1] != units * len(gates):
+        return ""
+    blocks_a = [a[..., j * units : (j + 1) * units] for j in range(len(gates))]
+    blocks_b = [b[..., j * units : (j + 1) * units] for j in range(len(gates))]
+    order = [next((k for k, bb in enumerate(blocks_b) if _close(aa, bb, noise)), None) for aa in blocks_a]
+    if None not in order and sorted(order) == list(range(len(gates))) and order != sorted(order):
+        held = ", ".join(gates[k] for k in order)
+        dlfs = " (deep-learning-from-scratch-2 stacks f, g, i, o)" if len(gates) == 4 else ""
+        return (
+            f"the gate blocks in another order: scratch's columns hold Keras's [{held}] blocks where Keras stacks "
+            f"[{', '.join(gates)}]{dlfs}"
+        )
+
+    def cols(j: int) -> str:
+        return f"{gates[j]} (columns {j * units}..{(j + 1) * units - 1})"
+
+    scale = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
+    differs = [j for j in range(len(gates)) if (np.abs(blocks_a[j] - blocks_b[j]) > noise * scale).any()]
+    if not differs:
+        return ""
+    if len(differs) < len(gates):
+        agree = ", ".join(gates[j] for j in range(len(gates)) if j not in differs)
+        where = " and ".join(cols(j) for j in differs)
+        return f"differs in gate{'s' if len(differs) > 1 else ''} {where}; gate(s) {agree} agree"
+    errors = [np.linalg.norm(blocks_a[j] - blocks_b[j]) / max(np.linalg.norm(blocks_b[j]), 1e-300) for j in differs]
+    ranked = np.argsort(errors)[::-1]
+    top, second = errors[ranked[0]], errors[ranked[1]]
+    if top >= 3 * second:
+        return (
+            f"differs in every gate block, most in gate {cols(int(ranked[0]))}: relative error {top:.2g} there, "
+            f"at most {second:.2g} in the others"
+        )
+    return f"differs in every gate block ({', '.join(gates)}) alike"
+
+
+def _embedding_rows(step: Step, steps: list[Step]) -> str:
+    """An Embedding gradient whose differing rows each hold one position's dL/dA (Keras: the sum over every
+    position that used the index): repeated indices assigned, not accumulated."""
+    upstream = next((s for s in steps if s.layer == step.layer and s.quantity == "dL/dA"), None)
+    if upstream is None or upstream.ours is None or np.ndim(step.ours) != 2:
+        return ""
+    noise = _noise(step.ours)
+    a, b = np.asarray(step.ours, np.float64), np.asarray(step.theirs, np.float64)
+    dy = np.asarray(upstream.ours, np.float64).reshape(-1, a.shape[1])
+    scale = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
+    rows = np.flatnonzero((np.abs(a - b) > noise * scale).any(axis=1))
+    if not len(rows) or not all(any(_close(a[k], y, noise) for y in dy) for k in rows):
+        return ""
+    shown = ", ".join(str(k) for k in rows[:6]) + (", ..." if len(rows) > 6 else "")
+    return (
+        f"rows {shown} ({len(rows)} of {len(a)}) each hold a single position's dL/dA where Keras sums every "
+        "position that used the index: a repeated index's gradients assigned (dE[X] = dY, or dE[X] += dY, which "
+        "keeps one of the repeats) instead of accumulated (np.add.at)"
+    )
 
 
 def describe(
@@ -150,8 +283,15 @@ def describe(
     return f"no simple pattern; the largest difference is at {index}: scratch {a[index]:.6g}, Keras {b[index]:.6g}"
 
 
-def _close(a: Array, b: Array) -> bool:
-    return bool(np.linalg.norm(a - b) <= FACTOR_FIT * max(np.linalg.norm(a), 1e-300))
+def _close(a: Array, b: Array, fit: float = FACTOR_FIT) -> bool:
+    return bool(np.linalg.norm(a - b) <= fit * max(np.linalg.norm(a), 1e-300))
+
+
+def _noise(x: Array) -> float:
+    """Below which fraction of a sequence tensor's largest entry a difference is taken as rounding: SIGNIFICANT in
+    float64, 1e-4 in float32 (the two sides' float32 passes part by far more than 1e-9 through rounding alone; the
+    bugs located here differ at order 1)."""
+    return SIGNIFICANT if np.asarray(x).dtype == np.float64 else 1e-4
 
 
 def _layout(a: Array, b: Array, input_shape: tuple | None) -> str:

@@ -12,6 +12,16 @@ from compare.harness import compare_models
 from compare.zoo import ZOO, diagnosis_text
 from from_scratch import Architecture, Sequential
 
+#: The sequence bugs' located patterns (the time step, the gate block, the rows).
+SEQUENCE_PATTERNS = [
+    ("lstm_gate_order", "scratch's columns hold Keras's [f, c, i, o] blocks where Keras stacks [i, f, c, o]"),
+    ("lstm_dh_not_carried", "its dL/dX agrees at t = 7 and first differs at t = 6 (of 0..7), step 2 counting"),
+    ("lstm_dc_not_carried", "differs in gates i (columns 0..15) and c (columns 32..47); gate(s) f, o agree"),
+    ("lstm_missing_sigmoid_grad", "differs in every gate block, most in gate f (columns 16..31)"),
+    ("embedding_assigns", "each hold a single position's dL/dA where Keras sums every position"),
+    ("gru_reset_before", "the output agrees at t = 0 and first differs at t = 1 (of 0..7)"),
+]
+
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_every_zoo_bug_is_caught_and_located(name):
@@ -36,10 +46,18 @@ def test_every_zoo_bug_is_caught_and_located(name):
         ("flatten_chw", "scratch flattens in (c, h, w) order, Keras in (h, w, c)"),
         ("maxpool_every_tie", "scratch has gradient where Keras has exactly 0"),
         ("same_padding_wrong_side", "shifted by one cell (down and right)"),
+        *SEQUENCE_PATTERNS,
     ],
 )
 def test_the_diagnosis_names_the_pattern(name, pattern):
     assert pattern in diagnosis_text(ZOO[name].run())
+
+
+@pytest.mark.parametrize("name,pattern", SEQUENCE_PATTERNS)
+def test_sequence_bugs_are_located_alike_in_float32(name, pattern):
+    """The time step and gate block are read above float32 rounding, not above float64's."""
+    text = diagnosis_text(ZOO[name].run(dtype="float32"))
+    assert ZOO[name].expect in text and pattern in text
 
 
 def test_zoo_command_reports_every_bug_located(capsys):
@@ -172,3 +190,20 @@ def test_col2im_assignment_passes_when_windows_do_not_overlap():
     scratch.layers[1].windows.scatter = _assigning_scatter(scratch.layers[1].windows)
     assert compare_models(scratch, keras_model, x, y, gradcheck_samples=0).passed
     assert not ZOO["col2im_assigns"].run().passed
+
+
+def test_a_recurrent_layers_simple_pattern_is_kept():
+    """The gate and time-step location speaks only where `describe` finds no simple pattern: an LSTM whose
+    gradients accumulate across calls is still "a constant factor 2"."""
+    from compare.zoo import _compare, _sequences, _swap_class
+
+    def weight_grads(self, input_grad=True):
+        before = getattr(self, "dW", 0)
+        dX = type(self).__mro__[1].weight_grads(self, input_grad)
+        self.dW = self.dW + before
+        return dX
+
+    x, y = _sequences(4, (3, 5), 10, seed=1)
+    report = _compare("3x5-lstm4-10", x, y, lambda m: _swap_class(m.layers[0], "weight_grads", weight_grads))
+    assert "layer 1 (lstm) dL/dkernel" in diagnosis_text(report)
+    assert "a constant factor 2" in diagnosis_text(report)
