@@ -124,8 +124,9 @@ def _sequence_pattern(step: Step, steps: list[Step]) -> str:
             return ""
         first = int(np.flatnonzero(t)[0])
         hint = (
-            " (a GRU: the reset gate applied before the recurrent product, reset_after=False, where Keras's default "
-            "reset_after=True applies it after? with h_{-1} = 0 and a zero recurrent bias the two agree at t = 0)"
+            " (a GRU: is the reset gate applied before the recurrent product, reset_after=False, where Keras's "
+            "default reset_after=True applies it after? With h_{-1} = 0 and a zero recurrent bias the two agree "
+            "at t = 0)"
             if gates == GATES[3] and first == 1
             else ""
         )
