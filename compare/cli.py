@@ -105,14 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare a saved keras.Sequential (its weights, compiled loss and dtype) with its NumPy model",
     )
     t = sub.add_parser("train", help="train both sides side by side and compare them after every step")
-    t.add_argument("--data", default="digits", help="digits, iris, spirals, xor, regression or idx:IMAGES,LABELS")
+    t.add_argument(
+        "--data",
+        default="digits",
+        help="digits, iris, spirals, xor, regression, adding (--arch Tx2-...-1) or idx:IMAGES,LABELS",
+    )
     t.add_argument("--arch", default="64-32-10", help="input width then layer widths")
     t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, rmsprop, adagrad")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's Keras default)")
     t.add_argument("--momentum", type=float, default=None, help="SGD / RMSprop momentum")
+    for flag, what in (
+        ("--clipnorm", "clip each gradient to this norm"),
+        ("--clipvalue", "clip each gradient entry to [-V, V]"),
+        ("--global-clipnorm", "clip all gradients together to this global norm"),
+    ):
+        t.add_argument(flag, type=float, default=None, help=f"{what} (Keras's optimizer argument of that name)")
     t.add_argument("--epochs", type=_positive, default=10)
     t.add_argument("--batch", type=_positive, default=64)
-    t.add_argument("--loss", default=None, help="default: categorical_crossentropy (mean_squared_error for regression)")
+    t.add_argument(
+        "--loss", default=None, help="default: categorical_crossentropy (mean_squared_error for regression, adding)"
+    )
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     t.add_argument("--seed", type=_non_negative, default=0)
     t.add_argument(
@@ -166,16 +178,24 @@ def run_train(args: argparse.Namespace) -> int:
     from compare.data import load_dataset
 
     check_plot_path(args.plot)  # before any work: a bad path must not cost a finished training run
-    x, y = load_dataset(args.data)
+    from compare.data import REGRESSION_DATASETS, SHAPED_DATASETS
+
+    shaped = args.data in SHAPED_DATASETS  # the adding problem: T is read from --arch, so loaded after it
+    x, y = (None, None) if shaped else load_dataset(args.data)
     from from_scratch.arch import Architecture
     from from_scratch.losses import get_loss
 
-    loss = get_loss(args.loss or ("mean_squared_error" if args.data == "regression" else "categorical_crossentropy"))
+    default_loss = "mean_squared_error" if args.data in REGRESSION_DATASETS else "categorical_crossentropy"
+    loss = get_loss(args.loss or default_loss)
     arch = Architecture.parse(args.arch, output_activation=loss.default_output)
+    if shaped:
+        x, y = load_dataset(args.data, arch.input_shape)
     if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
+        hint = f"{arch.input_shape[0]}x2-lstm16-{y.shape[1]}" if shaped else f"{x.shape[1]}-32-{y.shape[1]}"
+        hint += "" if shaped else _image_hint(x, y)
         raise BadInputError(
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
-            f"{arch.input_dim} and {arch.output_dim} (try --arch {x.shape[1]}-32-{y.shape[1]}{_image_hint(x, y)})"
+            f"{arch.input_dim} and {arch.output_dim} (try --arch {hint})"
         )
     from compare.data import as_inputs, check_memory
 
@@ -197,7 +217,14 @@ def train_and_print(
     from compare.report import progress_bar
     from compare.training import run_training
 
-    options = {k: v for k, v in (("learning_rate", args.lr), ("momentum", args.momentum)) if v is not None}
+    given = {
+        "learning_rate": args.lr,
+        "momentum": args.momentum,
+        "clipnorm": args.clipnorm,
+        "clipvalue": args.clipvalue,
+        "global_clipnorm": args.global_clipnorm,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
     try:
         report = run_training(
             arch,

@@ -1,6 +1,9 @@
 """Data sets the harness feeds to both sides: seeded synthetic batches and scikit-learn's bundled digits.
 
 Every loader returns (X (N, D), Y (N, K) one-hot) as float64 NumPy arrays; the harness casts to the model dtype.
+The regression sets (REGRESSION_DATASETS) return real-valued targets Y (N, K) instead, and the sequence sets
+(SHAPED_DATASETS, the adding problem) return each sample's T steps flattened row by row, X (N, T*F), with T read
+from the architecture's input shape (as_inputs turns the rows back into (N, T, F)).
 """
 
 from __future__ import annotations
@@ -90,6 +93,34 @@ def linear_regression(n: int = 64, seed: int = 0) -> tuple[Array, Array]:
     return x, x + 4 + 0.1 * rng.standard_normal((n, 1))
 
 
+def adding(timesteps: int = 10, n: int = 1000, seed: int = 0) -> tuple[Array, Array]:
+    """The adding problem (Hochreiter and Schmidhuber's LSTM paper, 1997), a regression that needs memory: each
+    sample is `timesteps` steps of 2 features, a value ~ U[0, 1) and a marker that is 1 at exactly two (distinct,
+    seeded) steps and 0 elsewhere; the target is the sum of the two marked values, in [0, 2). A model that forgets
+    the first marked value can do no better than guessing it as 0.5 (the MSE of always predicting the mean, 1,
+    is 1/6). -> X (n, timesteps * 2) (step by step: value, marker), Y (n, 1)."""
+    if timesteps < 2:
+        raise BadInputError(f"--data adding needs at least 2 time steps (two marked values), got {timesteps}")
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, size=(n, timesteps))
+    marked = np.argsort(rng.random((n, timesteps)), axis=1)[:, :2]  # two distinct steps per sample
+    markers = np.zeros((n, timesteps))
+    np.put_along_axis(markers, marked, 1.0, axis=1)
+    x = np.stack([values, markers], axis=-1)  # (n, T, 2)
+    return x.reshape(n, -1), np.sum(values * markers, axis=1, keepdims=True)
+
+
+def adding_for(input_shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """The adding problem fitted to an architecture's input shape, which must be (T, 2): T steps of 2 features."""
+    if len(input_shape) != 2 or input_shape[1] != 2:
+        shape = "x".join(map(str, input_shape))
+        raise BadInputError(
+            f"--data adding is a sequence of T steps of 2 features (value, marker), but the architecture's input "
+            f"is {shape}: give Tx2, e.g. --arch 10x2-lstm8-1"
+        )
+    return adding(input_shape[0])
+
+
 IDX_TYPES = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -161,11 +192,21 @@ DATASETS = {
     "spirals": spirals,
     "xor": xor,
     "regression": linear_regression,
+    "adding": adding,
 }
 
+#: The data sets whose samples take their shape from the architecture: name -> loader(input_shape) -> (X, Y).
+SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {"adding": adding_for}
 
-def load_dataset(name: str) -> tuple[Array, Array]:
-    """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files."""
+#: The data sets with real-valued targets: `train` picks mean_squared_error for them (other sets: cross-entropy).
+REGRESSION_DATASETS = frozenset({"regression", "adding"})
+
+
+def load_dataset(name: str, input_shape: tuple[int, ...] | None = None) -> tuple[Array, Array]:
+    """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files. A set of
+    SHAPED_DATASETS is fitted to `input_shape` when it is given (the adding problem: T steps from (T, 2))."""
+    if input_shape is not None and name in SHAPED_DATASETS:
+        return SHAPED_DATASETS[name](tuple(input_shape))
     if name.startswith("idx:"):
         paths = name[len("idx:") :].split(",")
         if len(paths) != 2:

@@ -450,3 +450,161 @@ def test_train_command_runs_an_lstm_and_a_gru_in_float32(capsys):
         )
         out = capsys.readouterr().out
         assert code == 0 and "PASS: 4 steps" in out, out
+
+
+# ----- the adding problem: a regression that needs memory ----------------------------------------------------------
+def test_the_adding_problem_is_seeded_and_fitted_to_the_architecture():
+    """T steps of (value, marker) with exactly two markers per sample; the target is the two marked values' sum."""
+    from compare.data import REGRESSION_DATASETS, as_inputs, load_dataset
+
+    x, y = load_dataset("adding", (7, 2))
+    steps = as_inputs(x, (7, 2))
+    assert x.shape == (1000, 14) and y.shape == (1000, 1) and "adding" in REGRESSION_DATASETS
+    assert np.all(steps[:, :, 1].sum(axis=1) == 2) and set(np.unique(steps[:, :, 1])) == {0.0, 1.0}
+    assert np.all((steps[:, :, 0] >= 0) & (steps[:, :, 0] < 1))
+    np.testing.assert_array_equal(y[:, 0], np.sum(steps[:, :, 0] * steps[:, :, 1], axis=1))
+    np.testing.assert_array_equal(load_dataset("adding", (7, 2))[0], x)  # seeded
+    assert load_dataset("adding")[0].shape == (1000, 20)  # T = 10 without an architecture
+
+
+def test_train_command_learns_the_adding_problem_in_lockstep(capsys):
+    """`train --data adding`: mean squared error by default, both sides in lockstep, and the loss falls."""
+    import json
+
+    from compare import cli
+    from compare.training import TRAIN_F64_TOL
+
+    args = ["train", "--data", "adding", "--arch", "10x2-lstm8-1:linear", "--epochs", "2", "--batch", "128"]
+    code = cli.main([*args, "--lr", "0.01", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"], report["verdict"]
+    assert report["config"]["loss"] == "MeanSquaredError()" and len(report["steps"]) == 2 * 8
+    assert report["final_param_diff"] <= TRAIN_F64_TOL
+    first, last = report["epochs"][0], report["epochs"][-1]
+    assert last["loss_scratch"] < first["loss_scratch"] and last["loss_keras"] < first["loss_keras"]
+
+
+def test_gradient_clipping_steps_an_rnn_on_the_adding_problem_in_lockstep():
+    """clipnorm and global_clipnorm (the optimizer's configuration, from Python) on a GRU."""
+    from compare.data import as_inputs, load_dataset
+    from compare.training import TRAIN_F64_TOL, run_training
+
+    x, y = load_dataset("adding", (6, 2))
+    for clip in ({"clipnorm": 0.05}, {"global_clipnorm": 0.05}):
+        report = run_training(
+            "6x2-gru4-1:linear", as_inputs(x[:128], (6, 2)), y[:128], "sgd", {"learning_rate": 0.5, **clip},
+            loss="mean_squared_error", epochs=1, batch_size=32,
+        )  # fmt: skip
+        assert report.passed and report.final_param_diff <= TRAIN_F64_TOL, report.verdict()
+
+
+ADDING_BAD_INPUT = {
+    "three features": ("10x3-lstm8-1", "but the architecture's input is 10x3: give Tx2, e.g. --arch 10x2-lstm8-1"),
+    "flat input": ("20-8-1", "but the architecture's input is 20: give Tx2"),
+    "one step": ("1x2-lstm8-1", "--data adding needs at least 2 time steps (two marked values), got 1"),
+    "three outputs": ("10x2-lstm8-3", "expects 20 and 3 (try --arch 10x2-lstm16-1)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADDING_BAD_INPUT))
+def test_the_adding_problem_refuses_a_wrong_shape_in_one_line_with_exit_2(case, capsys):
+    from compare import cli
+
+    arch, message = ADDING_BAD_INPUT[case]
+    code = cli.main(["train", "--data", "adding", "--arch", arch])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----- deep-learning-from-scratch-2's RNN backward, settled by running it --------------------------------------------
+def dlfs2_time_rnn_backward(xs, wx, wh, b, dhs, carry=True, carry_after_tanh=False):
+    """DLFS-2 ch. 5's TimeRNN forward and backward (h = tanh(h_prev Wh + x Wx + b)), written from its equations:
+    per step dt = dh_next * (1 - h_next ** 2), db = sum(dt), dWh = h_prev.T dt, dh_prev = dt Wh.T, dWx = x.T dt,
+    dx = dt Wx.T; the time loop from T-1 down feeds each step dhs[:, t] + dh (dh: what the later step returned) and
+    sums the weight gradients. Variants: carry=False drops the carried dh (the classic bug); carry_after_tanh adds
+    it after the tanh derivative instead of before. -> (dWx, dWh, db, dxs)."""
+    n, t_len, _ = xs.shape
+    hs, h = np.zeros((n, t_len + 1, wh.shape[0])), np.zeros((n, wh.shape[0]))
+    for t in range(t_len):
+        h = hs[:, t + 1] = np.tanh(h @ wh + xs[:, t] @ wx + b)
+    dwx, dwh, db, dxs, dh = np.zeros_like(wx), np.zeros_like(wh), np.zeros_like(b), np.zeros_like(xs), 0.0
+    for t in reversed(range(t_len)):
+        h_prev, h_next = hs[:, t], hs[:, t + 1]
+        if carry_after_tanh:
+            dt = dhs[:, t] * (1 - h_next**2) + dh
+        else:
+            dt = (dhs[:, t] + (dh if carry else 0.0)) * (1 - h_next**2)
+        db += np.sum(dt, axis=0)
+        dwh += np.dot(h_prev.T, dt)
+        dh = np.dot(dt, wh.T)
+        dwx += np.dot(xs[:, t].T, dt)
+        dxs[:, t] = np.dot(dt, wx.T)
+    return dwx, dwh, db, dxs
+
+
+def test_dlfs2_rnn_backward_is_simple_rnns_and_the_dh_not_carried_variant_is_not():
+    """A reader's question to DLFS-2 says its RNN backward is wrong. On a random case (float64) its equations give
+    SimpleRNN's gradients (which agree with Keras, tests above) to F64_TOL and central differences to GRADCHECK_TOL;
+    dropping the carried dh, or adding it after the tanh derivative, gives neither."""
+    rng = np.random.default_rng(5)
+    n, t_len, f, u = 3, 5, 4, 3
+    layer = SimpleRNN(u, return_sequences=True)
+    layer.build((t_len, f), np.dtype("float64"), rng)
+    layer.W, layer.U, layer.b = rng.standard_normal((f, u)), rng.standard_normal((u, u)) / 2, rng.standard_normal(u)
+    xs, dhs = rng.standard_normal((n, t_len, f)), rng.standard_normal((n, t_len, u))
+    layer.forward(xs)
+    dx = layer.backward(dhs)
+    ours = (layer.dW, layer.dU, layer.db, dx)
+    dlfs = dlfs2_time_rnn_backward(xs, layer.W, layer.U, layer.b, dhs)
+    for name, a, b in zip(("dWx", "dWh", "db", "dx"), dlfs, ours):
+        assert norm_rel_error(a, b) <= F64_TOL, (name, norm_rel_error(a, b))
+
+    def loss(w, wh, b, x):  # L = <H, dhs>, whose gradient with respect to H is dhs
+        h, total = np.zeros((n, u)), 0.0
+        for t in range(t_len):
+            h = np.tanh(h @ wh + x[:, t] @ w + b)
+            total += np.sum(h * dhs[:, t])
+        return total
+
+    params, step = [layer.W, layer.U, layer.b, xs], 1e-6
+    for k, (param, grad) in enumerate(zip(params, dlfs)):
+        numeric = np.zeros_like(param)
+        for i in np.ndindex(param.shape):
+            shifted = [p.copy() for p in params]
+            shifted[k][i] += step
+            up = loss(*shifted)
+            shifted[k][i] -= 2 * step
+            numeric[i] = (up - loss(*shifted)) / (2 * step)
+        assert norm_rel_error(grad, numeric) <= GRADCHECK_TOL, (k, norm_rel_error(grad, numeric))
+    for wrong in ({"carry": False}, {"carry_after_tanh": True}):
+        bad = dlfs2_time_rnn_backward(xs, layer.W, layer.U, layer.b, dhs, **wrong)
+        assert norm_rel_error(bad[0], ours[0]) > 1e-2 and norm_rel_error(bad[3], ours[3]) > 1e-2, wrong
+        # the last step has nothing carried into it: its dx is right in every variant
+        np.testing.assert_allclose(bad[3][:, -1], ours[3][:, -1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("flag", ["--clipnorm", "--clipvalue", "--global-clipnorm"])
+def test_train_clips_gradients_from_the_command_line(flag, capsys):
+    """The clipping flags reach Keras's optimizer arguments on both sides: lockstep holds, and a clip so small that
+    it binds changes the trajectory (a flag that was dropped would leave the parameters as without it)."""
+    import json
+
+    from compare import cli
+
+    args = ["train", "--data", "adding", "--arch", "6x2-gru4-1:linear", "--epochs", "1", "--batch", "64", "--json"]
+    runs = {}
+    for extra in ([], [flag, "0.001"]):
+        code = cli.main([*args, *extra])
+        report = json.loads(capsys.readouterr().out)
+        assert code == 0 and report["passed"], report["verdict"]
+        runs[bool(extra)] = report["epochs"][-1]["loss_scratch"]
+    assert runs[True] != runs[False]
+
+
+def test_a_bad_clip_is_one_line_and_exit_2(capsys):
+    from compare import cli
+
+    code = cli.main(["train", "--data", "adding", "--arch", "6x2-gru4-1:linear", "--clipnorm", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "clipnorm must be in (0, inf), got -1.0" in err[0]
