@@ -456,7 +456,12 @@ def describe(model: keras.Model | str | os.PathLike) -> tuple[Architecture, str]
                 f"activations to {dtype} there); create every layer with the same dtype=",
             )
     arch = Architecture.of_shape(_input_shape(model), tuple(specs))
-    arch.shapes()  # every layer takes the shape reaching it
+    output = arch.shapes()[-1]  # every layer takes the shape reaching it
+    if len(output) != 1:  # a Dense on a sequence acts on every time step: (T, units), not features
+        raise BadInputError(
+            f"model {model.name!r}: the output has shape {output}; end with features (D,): add a Flatten (or "
+            "GlobalAveragePooling2D) and a Dense layer"
+        )
     return arch, dtypes[0]
 
 

@@ -1,6 +1,6 @@
 """The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3, and
 small image networks covering every image layer (IMAGE_ARCHS), small sequence networks covering every recurrent
-layer and the Embedding (SEQUENCE_ARCHS).
+layer, the Embedding, a Dense per time step and LayerNormalization (SEQUENCE_ARCHS).
 
 `LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
 targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
@@ -78,7 +78,8 @@ IMAGE_ARCHS: tuple[str, ...] = (
 
 #: Small sequence networks (inputs TxF, or index sequences T for an Embedding) that exercise every recurrent layer
 #: and option: return_sequences into another recurrent layer or into Flatten, GRU's two reset conventions, a SimpleRNN
-#: with a kinked activation, dropout on a sequence, an Embedding's repeated indices (5 tokens, 7 positions).
+#: with a kinked activation, dropout on a sequence, an Embedding's repeated indices (5 tokens, 7 positions), a Dense
+#: on every time step, LayerNormalization per time step.
 SEQUENCE_ARCHS: tuple[str, ...] = (
     "5x3-rnn4-4",
     "6x3-rnn4:relu:seq-flatten-4",
@@ -87,6 +88,8 @@ SEQUENCE_ARCHS: tuple[str, ...] = (
     "5x3-gru4-4",
     "5x3-gru4:reset_before:seq-rnn3:sigmoid-4",
     "7-embed5x3-gru4:seq-flatten-4",
+    "5x3-lstm4:seq-3:tanh-flatten-4",
+    "5x3-gru4:seq-ln-lstm3-4",
 )
 
 

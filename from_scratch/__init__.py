@@ -11,7 +11,7 @@ from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.conv import AveragePooling2D, Conv2D, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape
 from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import gradcheck, numerical_gradient
-from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer
+from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer, LayerNormalization
 from from_scratch.losses import LOSSES, get_loss
 from from_scratch.model import Sequential
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
@@ -38,6 +38,7 @@ __all__ = [
     "SEQUENCE_LAYERS",
     "SimpleRNN",
     "Layer",
+    "LayerNormalization",
     "LayerSpec",
     "Sequential",
     "OPTIMIZERS",

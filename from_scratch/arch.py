@@ -9,7 +9,8 @@ The string form used on the command line is a dash-separated list: the input, th
 - A plain number is a Dense layer (`32`); `32:tanh` names its activation; `32:relu:l2=0.01` adds Keras L1L2
   regularisers (`l1=`, `l2=` on the kernel, `bias_l1=`, `bias_l2=` on the bias). Hidden Dense layers default
   to `hidden_activation` and the last one to `output_activation`.
-- `dropout0.5` is a Dropout layer with rate 0.5; `bn` a BatchNormalization layer (Keras defaults).
+- `dropout0.5` is a Dropout layer with rate 0.5; `bn` a BatchNormalization layer, `ln` a LayerNormalization layer
+  (Keras defaults: over the last axis, epsilon 1e-3; on a sequence, per time step).
 - `conv8k3` is Conv2D(8 filters, 3x3 kernel) with the hidden activation; `conv8k3x2` a 3x2 kernel. Options after
   ':' as for Dense: an activation, `same` or `valid` (padding, default valid), `s=2` or `s=2x1` (strides),
   `d=2` (dilation_rate): `conv16k3:tanh:same:s=2`.
@@ -19,9 +20,11 @@ The string form used on the command line is a dash-separated list: the input, th
 - A sequence input is TxF (`8x8`: 8 time steps of 8 features; an image needs its channels, 8x8x1). `rnn16` is
   SimpleRNN(16) (activation tanh, Keras's default; `rnn16:relu` another), `lstm16` LSTM(16), `gru16` GRU(16)
   (Keras's default reset_after=True; `gru16:reset_before` the original GRU, reset_after=False). Each returns its
-  last state (N, u); `:seq` returns every step's (return_sequences=True), (N, T, u), for another recurrent layer or
-  `flatten`. A Dense layer takes features only: Keras's Dense would act on every time step of a sequence, the
-  scratch Dense does not, so a Dense after a `:seq` layer is refused (put `flatten` between them).
+  last state (N, u); `:seq` returns every step's (return_sequences=True), (N, T, u), for another recurrent layer,
+  `flatten`, `ln`, or a Dense layer, which acts on every time step as Keras's Dense does (the same kernel and bias
+  at each step: (N, T, u) -> (N, T, units)). The network's output must still be features (N, D): end with
+  `flatten` (or a recurrent layer without `:seq`) and a Dense layer. A Dense on an image is refused (put `flatten`
+  or `gap` before it).
 - An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
   maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
 
@@ -29,6 +32,7 @@ The string form used on the command line is a dash-separated list: the input, th
     "64-32-bn-dropout0.2-10"
     "8x8x1-conv8k3-pool2-flatten-10"  ==  "8x8x1-conv8k3x3:relu:valid-pool2x2:valid-flatten-10:softmax"
     "8x8-lstm16-10"  ==  "8x8-lstm16-10:softmax";   "8x8-rnn8:tanh:seq-gru6:reset_before-10"
+    "8x8-lstm16:seq-12-flatten-10" (a Dense per time step);   "8x8-gru8:seq-ln-lstm8-10"
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class LayerSpec:
             return f"dropout{float(self.options['rate'])!r}"  # repr: the exact float, read back as the same float
         if self.kind == "batch_normalization":
             return "bn"
+        if self.kind == "layer_normalization":
+            return "ln"
         if self.kind in _SPATIAL_PREFIX:
             o = self.options
             size = o["kernel_size"] if self.kind == "conv2d" else o["pool_size"]
@@ -93,17 +99,12 @@ class LayerSpec:
         take that shape is refused, naming the layer's position, kind and both shapes."""
         where = f"layer {position} ({self.kind})" if position else f"layer {self.kind!r}"
         if self.kind in ("dense",):
-            if len(input_shape) == 2:  # a sequence: Keras's Dense would act on every step, the scratch one does not
-                way = "give an image with its channels (8x8x1)" if position == 1 else "drop ':seq' from the layer below"
+            if len(input_shape) not in (1, 2):  # features (D,), or a sequence (T, D): a Dense per time step
                 raise BadInputError(
-                    f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' before it, or {way} (on a "
-                    "sequence (T, F) Keras's Dense acts on every time step; the scratch Dense does not)"
+                    f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' or 'gap' before it (a "
+                    "Dense also takes a sequence (T, D), acting on every time step)"
                 )
-            if len(input_shape) != 1:
-                raise BadInputError(
-                    f"{where} takes inputs of shape (D,), got {input_shape}: put 'flatten' or 'gap' before it"
-                )
-            return (self.units,)
+            return (*input_shape[:-1], self.units)
         if self.kind in _RECURRENT_PREFIX:
             if len(input_shape) != 2:
                 raise BadInputError(
@@ -161,6 +162,8 @@ class LayerSpec:
             return (kh * kw * input_shape[-1] + 1) * self.units
         if self.kind == "batch_normalization":
             return 4 * input_shape[-1]
+        if self.kind == "layer_normalization":
+            return 2 * input_shape[-1]
         if self.kind in _RECURRENT_PREFIX:  # kernel (F, k u), recurrent_kernel (u, k u), bias (k u,) or GRU's (2, 3u)
             k, u = _GATES[self.kind], self.units
             biases = 2 if self.kind == "gru" and self.options.get("reset_after", True) else 1
@@ -256,6 +259,9 @@ class Architecture:
             if token in ("bn", "batchnorm"):
                 layers.append(LayerSpec("batch_normalization"))
                 continue
+            if token in ("ln", "layernorm"):
+                layers.append(LayerSpec("layer_normalization"))
+                continue
             if token in _PLAIN:
                 layers.append(LayerSpec(_PLAIN[token]))
                 continue
@@ -275,8 +281,8 @@ class Architecture:
             if not units_text.isdecimal():
                 raise BadInputError(
                     f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
-                    "integer) nor a layer (dropoutR, bn, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, rnnU, "
-                    "lstmU, gruU, embedVxD)"
+                    "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
+                    "rnnU, lstmU, gruU, embedVxD)"
                 )
             units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
@@ -300,7 +306,8 @@ class Architecture:
         except BadInputError as exc:
             raise BadInputError(f"malformed architecture {text!r}: {exc}") from None
         if len(shapes[-1]) != 1:
-            hint = "drop ':seq' from the last recurrent layer, or add" if len(shapes[-1]) == 2 else "add"
+            seq = any(spec.options.get("return_sequences") for spec in layers)
+            hint = "drop ':seq' from the last recurrent layer, or add" if len(shapes[-1]) == 2 and seq else "add"
             raise BadInputError(
                 f"malformed architecture {text!r}: the output has shape {shapes[-1]}; end with features (D,): "
                 f"{hint} 'flatten' or 'gap' and a Dense layer"

@@ -118,10 +118,9 @@ def as_shape(shape: Any, what: str = "input_shape") -> Shape:
     return tuple(int(d) for d in shape)
 
 
-def _width(shape: Shape, layer: str) -> int:
-    if len(shape) != 1:
-        raise BadInputError(f"layer {layer!r} takes inputs of shape (D,) (features), got {shape}")
-    return shape[0]
+def _flat(m: Array) -> Array:
+    """(N, ..., D) -> (N ... , D): every leading axis as rows (a view for a contiguous array; 2-D as it is)."""
+    return m if m.ndim == 2 else m.reshape(-1, m.shape[-1])
 
 
 class Regularizer:
@@ -180,6 +179,10 @@ def glorot_uniform(fan_in: int, fan_out: int, dtype: np.dtype, rng: np.random.Ge
 class Dense(Layer):
     """A = f(Z), Z = X @ W + b;  X (N, D), W (D, M), b (M,) -> Z, A (N, M).
 
+    On a sequence X (N, T, D) (any (N, ..., D)) it acts on the last axis, as Keras's Dense: the same W and b at every
+    time step, Z (N, T, M). Backward then sums over the steps as over the batch: with X_m, dZ_m the arrays flattened
+    to (N*T, D), (N*T, M), dW = X_m.T @ dZ_m, db = sum of dZ_m's rows, dX = dZ @ W.T (N, T, D).
+
     Keras layout: the kernel is (in, out), so a row-batch needs no transpose (textbook column form: W_col = W.T).
     Backward, from dA = dL/dA (N, M):
         dZ = f'(Z) * dA          (or the activation's vector-Jacobian product, for softmax)
@@ -235,10 +238,11 @@ class Dense(Layer):
         return self.kernel_regularizer.penalty(self.W) + self.bias_regularizer.penalty(self.b)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
-        """Glorot-uniform kernel (D, units), zero bias (units,), as Keras, for inputs (D,); returns (units,)."""
-        self.W = glorot_uniform(_width(input_shape, self.name), self.units, dtype, rng)
+        """Glorot-uniform kernel (D, units), zero bias (units,), as Keras, for inputs (D,) or (..., D) (a sequence
+        (T, D)); returns (units,) or (..., units)."""
+        self.W = glorot_uniform(input_shape[-1], self.units, dtype, rng)
         self.b = np.zeros(self.units, dtype=dtype)
-        return (self.units,)
+        return (*input_shape[:-1], self.units)
 
     def record(self) -> dict[str, Array]:
         """Z and dL/dZ, lined up with the twin's pre-activation in the diagnosis."""
@@ -261,7 +265,8 @@ class Dense(Layer):
     ) -> tuple[list[Array], Array, dict[str, Array]]:
         """([M_W, M_b], |dX| terms, {"dZ": |dZ| terms}) from the terms behind dA (or dZ itself on the fused path):
         |dZ| = |dA| |f'(Z)| (softmax: P (|dA| + sum_k |dA_k| P_k)), M_W = M_X^T |dZ|, M_b = sum_n |dZ|,
-        |dX| = |dZ| |W|^T."""
+        |dX| = |dZ| |W|^T. On a sequence (N, T, ...) M_W and M_b sum over the steps as over the batch (flattened to
+        (N*T, ...) rows, as backward_from_z)."""
         if dZ_terms is None:
             if self.activation.grad is None:  # softmax: |P * (dA - sum dA P)| <= P * (|dA| + sum |dA| P)
                 p = self.A.astype(np.float64)
@@ -269,7 +274,8 @@ class Dense(Layer):
             else:
                 dZ_terms = dA_terms * self.activation.grad_magnitude(self.Z.astype(np.float64))
         w_abs = np.abs(self.W.astype(np.float64))
-        return [x_terms.T @ dZ_terms, dZ_terms.sum(axis=0)], dZ_terms @ w_abs.T, {"dZ": dZ_terms}
+        rows = _flat(dZ_terms)
+        return [_flat(x_terms).T @ rows, rows.sum(axis=0)], dZ_terms @ w_abs.T, {"dZ": dZ_terms}
 
     @property
     def grads(self) -> list[Array]:
@@ -293,14 +299,16 @@ class Dense(Layer):
 
     def backward_from_z(self, dZ: Array, input_grad: bool = True) -> Array | None:
         """dW = X.T @ dZ (D, M), db = sum_n dZ (M,), dX = dZ @ W.T (N, D).  dZ (N, M) -> dX (N, D).
+        On a sequence dZ (N, T, M): X and dZ flattened to (N*T, D), (N*T, M) rows for dW and db; dX (N, T, D).
 
         Entered directly on the fused softmax + cross-entropy path, where the loss gives dL/dZ itself.
         With input_grad=False (the first layer of a training step: nothing needs dL/dX) dX is not computed and
         None is returned, saving a third of the layer's backward arithmetic.
         """
         self.dZ = dZ
-        self.dW = self.X.T @ dZ
-        self.db = dZ.sum(axis=0)
+        rows = _flat(dZ)
+        self.dW = _flat(self.X).T @ rows
+        self.db = rows.sum(axis=0)
         if self.kernel_regularizer:
             self.dW = self.dW + self.kernel_regularizer.grad(self.W)
         if self.bias_regularizer:
@@ -506,8 +514,95 @@ class BatchNormalization(Layer):
         return (dA * self.inv + (-c * self.inv) / one(n)) + (dvar / one(n)) * one(2) * (self.X - self.mu)
 
 
+class LayerNormalization(Layer):
+    """Layer normalisation over the last axis, as keras.layers.LayerNormalization (axis=-1, epsilon 1e-3, center and
+    scale): per sample (and per time step of a sequence), not per feature over the batch as BatchNormalization.
+
+    The mathematics, X (N, D) or (N, T, D), every statistic over the last axis (D values), keepdims:
+        mu = mean_d X,  var = mean_d (X - mu)^2 (biased),  r = 1 / sqrt(var + eps),
+        Xhat = (X - mu) r,   A = gamma Xhat + beta                          -> A shaped as X
+    No moving statistics: training and inference compute the same.
+    Backward, with dXhat = dA gamma and the sums over the last axis (D values) unless said:
+        dgamma = sum_{n,t} dA Xhat,   dbeta = sum_{n,t} dA,
+        dX = (r / D) (D dXhat - sum_d dXhat - Xhat sum_d (dXhat Xhat))
+
+    The arithmetic is Keras's own (keras.ops.layer_normalization: tf.nn.moments, rsqrt, then the tape):
+        inv = r gamma (N, T, D),   A = X inv + (-mu inv + beta)
+        dinv = dA X + dA (-mu),   dgamma = sum_{n,t} dinv r,   dr = sum_d dinv gamma,   dvar = dr (-1/2) r^3,
+        dX = (dA inv - sum_d (dA inv) / D) + (dvar / D) 2 (X - mu)
+    (the variance's mean sits under stop_gradient in tf.nn.moments: its gradient is 0 in exact arithmetic).
+    Weights in Keras's order: gamma (D,) (initial 1), beta (D,) (initial 0).
+    """
+
+    kind = "layer_normalization"
+    weight_names = ("gamma", "beta")
+    trainable = (True, True)
+    input_grad_optional = True
+
+    def __init__(self, epsilon: float = 1e-3, name: str | None = None) -> None:
+        self.epsilon = check_real("LayerNormalization", "epsilon", epsilon, 0, low_open=True)
+        self.name = name or "layer_normalization"
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> LayerNormalization:
+        return cls(**spec.options)
+
+    def spec(self) -> LayerSpec:
+        """Keras's default epsilon is left out of the options (the grammar's `ln`)."""
+        options = {} if self.epsilon == 1e-3 else {"epsilon": self.epsilon}
+        return LayerSpec("layer_normalization", None, "linear", options)
+
+    def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
+        """One gamma and beta per feature of the last axis; the output is shaped as the input."""
+        d = input_shape[-1]
+        self.gamma = np.ones(d, dtype=dtype)
+        self.beta = np.zeros(d, dtype=dtype)
+        return tuple(input_shape)
+
+    @property
+    def params(self) -> list[Array]:
+        return [self.gamma, self.beta]
+
+    @property
+    def grads(self) -> list[Array]:
+        return [self.dgamma, self.dbeta]
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        """A = X inv + (-mu inv + beta), inv = gamma / sqrt(var + eps), mu and var over the last axis.
+        X (N, ..., D) -> A (N, ..., D); caches X, mu, r, inv."""
+        if not hasattr(self, "gamma"):
+            raise BadInputError(f"layer {self.name!r} is not built: put it in a Sequential (or call build) first")
+        self.X = x
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        self.mu = mu
+        self.r = 1 / np.sqrt(var + np.asarray(self.epsilon, dtype=x.dtype))
+        self.inv = self.r * self.gamma
+        self.A = x * self.inv + (-mu * self.inv + self.beta)
+        return self.A
+
+    def backward(self, dA: Array, input_grad: bool = True) -> Array | None:
+        """dgamma, dbeta and dX in Keras's arrangement (class docstring).  dA (N, ..., D) -> dX (N, ..., D) (None if
+        not input_grad)."""
+        if not hasattr(self, "r"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
+        self.dA = dA
+        lead = tuple(range(dA.ndim - 1))  # the batch axis and any time steps
+        dinv = dA * self.X + dA * -self.mu
+        self.dgamma = (dinv * self.r).sum(axis=lead)
+        self.dbeta = dA.sum(axis=lead)
+        if not input_grad:
+            return None
+        d = dA.shape[-1]
+        one = self.r.dtype.type
+        dvar = (dinv * self.gamma).sum(axis=-1, keepdims=True) * one(-0.5) * self.r * self.r * self.r
+        direct = dA * self.inv
+        return (direct + (-direct.sum(axis=-1, keepdims=True)) / one(d)) + (dvar / one(d)) * one(2) * (self.X - self.mu)
+
+
 LAYERS: dict[str, type[Layer]] = {
     "dense": Dense,
     "dropout": Dropout,
     "batch_normalization": BatchNormalization,
+    "layer_normalization": LayerNormalization,
 }

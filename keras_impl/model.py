@@ -94,6 +94,10 @@ def _batch_normalization(spec: Any, dtype: str) -> keras.layers.Layer:
     )
 
 
+def _layer_normalization(spec: Any, dtype: str) -> keras.layers.Layer:
+    return keras.layers.LayerNormalization(epsilon=spec.options.get("epsilon", 1e-3), dtype=dtype)
+
+
 def _conv2d(spec: Any, dtype: str) -> keras.layers.Layer:
     o = spec.options
     return keras.layers.Conv2D(
@@ -120,6 +124,7 @@ KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "dense": _dense,
     "dropout": _dropout,
     "batch_normalization": _batch_normalization,
+    "layer_normalization": _layer_normalization,
     "conv2d": _conv2d,
     "max_pooling2d": _pooling(keras.layers.MaxPooling2D),
     "average_pooling2d": _pooling(keras.layers.AveragePooling2D),

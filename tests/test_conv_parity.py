@@ -80,7 +80,7 @@ CASES = {
     "flatten": images().map(lambda s: (LayerSpec("flatten"), s)),
     "reshape": reshape_cases(),
 }
-MLP_KINDS = {"dense", "dropout", "batch_normalization"}
+MLP_KINDS = {"dense", "dropout", "batch_normalization", "layer_normalization"}
 
 
 def fits(spec, shape):
@@ -93,14 +93,21 @@ def fits(spec, shape):
 
 def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
-    cases), and every non-MLP kind is in a network of the matrix."""
+    cases, and has LayerNormalization's), and every non-MLP kind is in a network of the matrix; LayerNormalization
+    and a Dense per time step are in its sequence networks."""
     assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
     assert not set(CASES) & set(SEQUENCE_LAYERS)
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
     in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
     assert set(LAYERS) <= in_matrix | in_sequences | {"dense"} | MLP_KINDS
     assert set(CASES) <= in_matrix
-    assert set(SEQUENCE_LAYERS) <= in_sequences
+    assert set(SEQUENCE_LAYERS) | {"layer_normalization"} <= in_sequences
+    per_step = [Architecture.parse(arch) for arch in SEQUENCE_ARCHS]
+    assert any(
+        spec.kind == "dense" and len(shape) == 2
+        for arch in per_step
+        for spec, shape in zip(arch.layers, [arch.input_shape, *arch.shapes()])
+    ), "a Dense per time step"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -420,7 +420,7 @@ BAD_MODELS = {
     "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
     "not_1d": (
         lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
-        "layer 1 (dense) takes inputs of shape (D,), got (4, 2): put 'flatten' before it",
+        "model 'seq': the output has shape (4, 3); end with features (D,): add a Flatten",
     ),
     "hinge": (lambda: sequential([L.Dense(3)], name="h"), "model 'h' is compiled with loss 'hinge'"),
     "mixed_dtypes": (

@@ -45,6 +45,7 @@ SPECS = {
     "dense": LayerSpec("dense", 3, "relu"),
     "dropout": LayerSpec("dropout", options={"rate": 0.5}),
     "batch_normalization": LayerSpec("batch_normalization"),
+    "layer_normalization": LayerSpec("layer_normalization"),
     "conv2d": LayerSpec(
         "conv2d", 2, "relu", {"kernel_size": (2, 2), "padding": "same", "strides": (1, 1), "dilation_rate": (1, 1)}
     ),
@@ -69,6 +70,7 @@ SHAPES = {
     "dense": (4,),
     "dropout": (4,),
     "batch_normalization": (4,),
+    "layer_normalization": (3, 4),
     "reshape": (3, 2),
     "simple_rnn": (4, 2),
     "lstm": (4, 2),
@@ -79,7 +81,7 @@ SHAPES = {
 #: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and
 #: their float32 errors against Keras's own float32 error, the protocol's layer-agnostic rule (docs/derivations.md,
 #: section 22). Every other registry layer must declare them.
-WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding"}
+WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding", "layer_normalization"}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -94,6 +96,27 @@ def test_every_layer_declares_what_the_harness_needs(kind):
     if not layer.deterministic:
         assert callable(layer.fix_mask) and callable(layer.draw_mask)
     assert LAYERS[kind].from_spec(layer.spec()).spec() == layer.spec()
+
+
+def test_dense_term_magnitudes_on_a_sequence_are_its_rows_flattened():
+    """A Dense per time step (N, T, D) computes, and declares the term magnitudes of, the (N*T, D) rows it acts on."""
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 4, 2))
+    seq = Sequential([Dense(2, "tanh")], input_shape=(4, 5), seed=0).layers[0]
+    rows = Sequential([Dense(2, "tanh")], input_shape=(5,), seed=0).layers[0]
+    np.testing.assert_array_equal(seq.forward(x).reshape(12, 2), rows.forward(x.reshape(12, 5)))
+    np.testing.assert_array_equal(seq.backward(g).reshape(12, 5), rows.backward(g.reshape(12, 2)))
+    for a, b in zip(seq.grads, rows.grads):
+        np.testing.assert_array_equal(a, b)
+    forward = seq.forward_terms(np.abs(x))
+    assert forward["A"].shape == (3, 4, 2)
+    np.testing.assert_array_equal(forward["A"].reshape(12, 2), rows.forward_terms(np.abs(x).reshape(12, 5))["A"])
+    params, dx, extra = seq.backward_terms(np.abs(x), np.abs(g))
+    params_rows, dx_rows, _ = rows.backward_terms(np.abs(x).reshape(12, 5), np.abs(g).reshape(12, 2))
+    assert dx.shape == x.shape and extra["dZ"].shape == g.shape
+    np.testing.assert_array_equal(dx.reshape(12, 5), dx_rows)
+    for a, b in zip(params, params_rows):
+        np.testing.assert_array_equal(a, b)
 
 
 class Twice(Layer):
@@ -119,10 +142,7 @@ def test_shape_and_type_errors_name_the_problem():
         Sequential([Twice()])
     with pytest.raises(BadInputError, match=r"input_shape must be a positive integer or a tuple"):
         Sequential([Twice()], input_shape=(4, 0))
-    with pytest.raises(
-        BadInputError, match="layer 'dense' takes inputs of shape \\(D,\\) \\(features\\), got \\(2, 3\\)"
-    ):
-        Sequential([Dense(3)], input_shape=(2, 3))
+    assert Sequential([Dense(3)], input_shape=(2, 5)).output_shape == (2, 3)  # a Dense per time step, as Keras's
     with pytest.raises(BadInputError, match="not registry layers"):
         _ = Sequential([Twice()], input_shape=(4,)).architecture
 

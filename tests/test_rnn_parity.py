@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
 from compare.check import Projection, check_layer
 from compare.tolerances import F32_FACTOR, F64_TOL, GRADCHECK_TOL, norm_rel_error, truth_rel_error
-from from_scratch import Architecture, BadInputError, Sequential
+from from_scratch import Architecture, BadInputError, Dense, LayerNormalization, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.gradcheck import gradcheck
 from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
+from keras_impl.model import KERAS_LAYERS
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
 #: CI runs a fixed (derandomized) set of examples per case; BACKPROP_PARITY_FUZZ=N runs N fresh random ones.
@@ -185,6 +186,87 @@ def test_a_wrong_backward_fails_the_check(case):
     assert all(name.startswith(("grad ", "Taylor")) for name in failed), failed
 
 
+# ----- LayerNormalization and a Dense per time step -----------------------------------------------------------------
+@st.composite
+def layer_norm_shapes(draw):
+    """Features (D,) or a sequence (T, D): the statistics are per sample and per time step, over the last axis.
+    D >= 2: at D = 1 the output is beta whatever X (X - mu = 0), and X inv - mu inv cancels terms ~30 times |Y|
+    (r = 1/sqrt(eps)), which leaves the Taylor witness's remainder at rounding noise above its noise allowance."""
+    d = draw(st.integers(2, 6))
+    return (d,) if draw(st.booleans()) else (draw(st.integers(2, 5)), d)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("fixed", [None, (5, 4)], ids=["random", "sequence"])
+def test_layer_normalization_agrees_with_keras_on_random_shapes(fixed, dtype):
+    """Random nonzero gamma and beta, a random batch and upstream gradient, on features and on sequences: output,
+    dgamma, dbeta and dL/dX at the project's bounds, the numerical witness and the Taylor witness."""
+    spec = LayerSpec("layer_normalization")
+
+    @PROPERTY
+    @given(
+        shape=layer_norm_shapes() if fixed is None else st.just(fixed),
+        batch=st.integers(1, 4),
+        seed=st.integers(0, 2**16),
+    )
+    def run(shape, batch, seed):
+        twin = KERAS_LAYERS["layer_normalization"](spec, dtype)
+        report = check_layer(LayerNormalization.from_spec(spec), twin, shape, batch=batch, dtype=dtype, seed=seed)
+        assert report.passed, f"{shape}: " + "\n".join(map(str, report.failures))
+
+    run()
+
+
+class MeanPathDropped(LayerNormalization):
+    """The classic bug: the mean's own gradient left out, dX = dA inv + (dvar / D) 2 (X - mu)."""
+
+    def backward(self, dA, input_grad=True):
+        dx = super().backward(dA, input_grad)
+        return None if dx is None else dx + (dA * self.inv).sum(axis=-1, keepdims=True) / dA.shape[-1]
+
+
+class BatchStatistics(LayerNormalization):
+    """BatchNormalization's backward pasted in: the sums over the batch axis instead of the last one."""
+
+    def backward(self, dA, input_grad=True):
+        if super().backward(dA, input_grad) is None:
+            return None
+        d = dA.shape[0]
+        dvar = (dA * (self.X - self.mu) * self.gamma).sum(axis=0, keepdims=True) * -0.5 * self.r**3
+        direct = dA * self.inv
+        return (direct - direct.sum(axis=0, keepdims=True) / d) + (dvar / d) * 2 * (self.X - self.mu)
+
+
+@pytest.mark.parametrize("wrong", [MeanPathDropped, BatchStatistics], ids=["mean_path_dropped", "batch_statistics"])
+@pytest.mark.parametrize("shape", [(5,), (4, 3)], ids=["features", "sequence"])
+def test_a_wrong_layer_normalization_backward_fails_the_check(wrong, shape):
+    """The same check passes LayerNormalization and fails each wrong dL/dX: only "grad input" (and the Taylor
+    witness) fail; the output, dgamma, dbeta and the numerical witness pass."""
+    spec = LayerSpec("layer_normalization")
+    right = check_layer(LayerNormalization.from_spec(spec), KERAS_LAYERS["layer_normalization"](spec, "float64"), shape)
+    assert right.passed
+    report = check_layer(wrong.from_spec(spec), KERAS_LAYERS["layer_normalization"](spec, "float64"), shape)
+    failed = {row.name for row in report.failures}
+    assert not report.passed and "grad input" in failed, failed
+    assert all(name.startswith(("grad input", "Taylor")) for name in failed), failed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_dense_per_time_step_agrees_with_keras(dtype):
+    """Dense on a sequence (N, T, F) acts on the last axis, as Keras's: alone through check_layer, and in networks
+    with LayerNormalization through the whole comparison (every row passes)."""
+    from compare.harness import run_comparison
+
+    for activation in ("tanh", "relu", "softmax"):
+        spec = LayerSpec("dense", 3, activation)
+        report = check_layer(Dense.from_spec(spec), KERAS_LAYERS["dense"](spec, dtype), (4, 5), batch=3, dtype=dtype)
+        assert report.passed, f"{activation}: " + "\n".join(map(str, report.failures))
+    for arch in ("8x8-lstm16:seq-12-flatten-10", "8x8-gru8:seq-ln-lstm8-10", "6x4-rnn5:seq-3:tanh-ln-flatten-2"):
+        report = run_comparison(arch, batch=8, dtype=dtype, gradcheck_samples=4)
+        assert report.passed, f"{arch}: {report.verdict()}"
+        assert all(row.passed for row in report.rows), arch
+
+
 # ----- Embedding ----------------------------------------------------------------------------------------------------
 def keras_embedding_pass(spec, dtype, weights, index, upstream):
     """Keras's Embedding output and dL/dE for L = <Y, G>, the tape's IndexedSlices made dense by TensorFlow."""
@@ -319,8 +401,20 @@ def test_bad_sequence_layers_are_refused(make, message):
             50 * 8 + 3 * 4 * (8 + 4 + 2) + 10,
         ),
         ("8x8-lstm4", "8x8-lstm4", [(4,)], 4 * 4 * (8 + 4 + 1)),  # a recurrent output layer, no Dense
+        (
+            "8x8-lstm16:seq-12-flatten-10",
+            "8x8-lstm16:seq-12:relu-flatten-10:softmax",
+            [(8, 16), (8, 12), (96,), (10,)],
+            4 * 16 * (8 + 16 + 1) + 17 * 12 + 97 * 10,
+        ),
+        (
+            "8x8-gru8:seq-ln-lstm8-10",
+            "8x8-gru8:seq-ln-lstm8-10:softmax",
+            [(8, 8), (8, 8), (8,), (10,)],
+            3 * 8 * (8 + 8 + 2) + 2 * 8 + 4 * 8 * (8 + 8 + 1) + 9 * 10,
+        ),
     ],
-    ids=["lstm", "rnn_seq_gru", "any_option_order", "embedding", "lstm_output"],
+    ids=["lstm", "rnn_seq_gru", "any_option_order", "embedding", "lstm_output", "dense_per_step", "layer_norm"],
 )
 def test_the_architecture_reads_sequence_networks_and_writes_them_back(text, canonical, shapes, weights):
     """Canonical tokens omit the defaults (tanh, return_sequences=False, reset_after=True); the grammar's shapes and
@@ -341,11 +435,18 @@ def test_sequential_takes_sequence_input_shapes():
 
 
 SEQUENCE_BAD_INPUT = {
-    "dense on every step": (
+    "dense on every step as the output": (
         ["--arch", "8x8-lstm16:seq-10"],
-        "layer 2 (dense) takes inputs of shape (D,), got (8, 16): put 'flatten' before it, or drop ':seq'",
+        "the output has shape (8, 10); end with features (D,): drop ':seq' from the last recurrent layer, or add",
     ),
-    "dense on a sequence input": (["--arch", "8x8-10"], "got (8, 8): put 'flatten' before it, or give an image"),
+    "dense on a sequence input as the output": (
+        ["--arch", "8x8-10"],
+        "the output has shape (8, 10); end with features (D,): add 'flatten' or 'gap' and a Dense layer",
+    ),
+    "layer normalization as the output of a sequence": (
+        ["--arch", "8x8-gru4:seq-ln"],
+        "the output has shape (8, 4); end with features (D,): drop ':seq'",
+    ),
     "sequence output": (["--arch", "8x8-gru4:seq"], "the output has shape (8, 4); end with features (D,): drop ':seq'"),
     "recurrent layer after a last state": (["--arch", "5x2-gru3-lstm2-1"], "layer 2 (lstm) takes sequences of shape"),
     "recurrent layer on features": (["--arch", "64-lstm16-10"], "layer 1 (lstm) takes sequences of shape (timesteps,"),
