@@ -1,9 +1,14 @@
 """Run the notebooks top to bottom and save their outputs in the files: `make notebooks` (or
-`python notebooks/execute.py [NAME.ipynb ...]`).
+`python notebooks/execute.py [--rewrite] [NAME.ipynb ...]`).
 
 Each notebook runs in a fresh kernel with `notebooks/` as its working directory, so a learner's `jupyter lab
 notebooks/` sees what the saved outputs show. The test suite runs them the same way (`tests/test_notebooks.py`) and
-compares their text outputs with the saved ones, so a saved output that the code no longer produces fails CI.
+compares their text outputs with the saved ones by meaning (`tests/by_meaning.py`: verdicts, counts and exact values
+to the character, rounding figures such as a 1e-16 error by what they say), so a saved output that the code no longer
+produces fails CI, and one saved on another processor does not.
+
+A notebook whose fresh outputs say what the saved ones say (same cells, same sources, every cell run) is left as it
+is, so a run on another processor does not rewrite last digits; `--rewrite` saves the fresh outputs anyway.
 
 A cell tagged `volatile` (timings, memory addresses) is run but its outputs are not compared.
 """
@@ -70,12 +75,40 @@ def text_outputs(notebook: nbformat.NotebookNode) -> list[tuple[int, str]]:
     return found
 
 
+def stale_outputs(saved: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> list[str]:
+    """Every saved text output whose meaning the fresh run does not reproduce, as 'cell N line M: ...' (empty: the
+    saved notebook still shows what the code computes)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    try:
+        from by_meaning import differences
+    finally:
+        sys.path.pop(0)
+    if [c.source for c in saved.cells] != [c.source for c in fresh.cells]:
+        return ["the cells' sources differ"]
+    if not all(c.get("execution_count") for c in saved.cells if c.cell_type == "code" and c.source):
+        return ["saved without running every cell"]
+    old, new = text_outputs(saved), text_outputs(fresh)
+    if [cell for cell, _ in old] != [cell for cell, _ in new]:
+        return [f"outputs in cells {[c for c, _ in old]} saved, in cells {[c for c, _ in new]} now"]
+    return [
+        f"cell {cell} {problem}"
+        for (cell, before), (_, after) in zip(old, new)
+        for problem in differences(before, after)
+    ]
+
+
 def main(names: list[str]) -> int:
-    """Run the named notebooks (all by default) and write each back with its new outputs."""
+    """Run the named notebooks (all by default) and write back each whose outputs changed meaning (each, with
+    `--rewrite` among the names)."""
+    rewrite = "--rewrite" in names
+    names = [name for name in names if name != "--rewrite"]
     paths = [HERE / name for name in names] if names else notebook_paths()
     for path in paths:
         print(f"running {path.name}", flush=True)
         notebook = execute(path)
+        if not rewrite and not stale_outputs(nbformat.read(path, as_version=4), notebook):
+            print(f"  {path.name}: the saved outputs say what this run says, left as they are", flush=True)
+            continue
         nbformat.write(notebook, path)
     return 0
 

@@ -41,16 +41,7 @@ def test_there_is_a_notebook_per_step():
     assert numbers == list(range(1, len(PATHS) + 1))
 
 
-def stale_outputs(saved: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> list[str]:
-    """Every saved text output whose meaning the fresh run does not reproduce, as 'cell N line M: ...'."""
-    old, new = runner.text_outputs(saved), runner.text_outputs(fresh)
-    if [cell for cell, _ in old] != [cell for cell, _ in new]:
-        return [f"outputs in cells {[c for c, _ in old]} saved, in cells {[c for c, _ in new]} now"]
-    return [
-        f"cell {cell} {problem}"
-        for (cell, before), (_, after) in zip(old, new)
-        for problem in differences(before, after)
-    ]
+stale_outputs = runner.stale_outputs
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
