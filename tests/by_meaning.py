@@ -11,25 +11,33 @@ The rule, for two texts (the saved and the fresh output of one notebook cell):
   (runs of blanks and of table dashes count as one: a column may widen by one character when a figure does).
 - A number is compared exactly unless its context makes it a rounding figure:
   - an error figure: in a table column whose header names an error ("max abs err", "error", "max |dW|", "norm-rel
-    dW"), after a label naming one ("error", "differ", "norm-rel", "relative", "rel", "max abs", |a - b|), before
+    dW"), after a label naming one and standing directly before it ("error", "differ", "norm-rel", "relative",
+    "rel", "max abs", |a - b|, "Keras - D- ="; "central differences" names the method, not an error), before
     its tolerance ("3.15e-10 (tolerance 1e-06)", "1.97e-16 <= 1e-12"), directly before its verdict ("1.66e-16  PASS"),
     in units of epsilon ("3.0 x epsilon"), or under a header line (without numbers) naming one; an integer is an
     error figure only in a table's error column, before its tolerance or in units of epsilon (elsewhere it is a
-    count, an index, a shape or a percentage);
+    count, an index, a shape or a percentage); a tolerance itself is a setting, compared exactly;
   - a witness value: a central difference, after "numerical", "central", "D-", "D0" or "D+";
   - a float64 printed in full (15 significant digits or more, as `repr` prints it).
 - An error figure keeps its meaning when (in this order):
   - its tolerance is known (the row's tolerance column, or printed beside it): both are within it, or both are
     above it (a failing row's size) and the prints are adjacent (see below);
   - both are at most F64_TOL, the float64 tolerance: rounding on both sides;
-  - it is a witness's error (its line names central differences) and both are at most GRADCHECK_TOL;
+  - it is a witness's error (its line names the witness: "numerical", "central", "coordinates", "D-") and both are
+    at most GRADCHECK_TOL, the witness's tolerance (its rounding, eps |L| / h, moves with the kernels);
   - otherwise the prints are adjacent.
 - A witness value keeps its meaning when the prints are adjacent; a full float64 print when the two are within
   FULL_PRINT_RTOL of each other.
 
-"Adjacent prints": the two differ by at most one unit in the last digit printed (of the finer print). Two values
+"Adjacent prints": printed alike (the same number of digits, ADJACENT_DIGITS or more) and at most one unit apart in
+the last digit. Two values
 that differ by rounding print the same digits, or, when they straddle a half-unit boundary, adjacent ones: a bug
 that is a factor 16 gives an error of exactly 1 - 1/16 = 0.9375, printed 9.38e-01 or 9.37e-01 as the last bit falls.
+
+What this accepts that a reader could call a change: an error figure that is exactly 0 on one run (the lesson's
+"max |dZ - formula| = 0.0") may read 1e-16 on another, and any error figure may move by one unit of its last digit.
+Neither changes what the output says: both sides agree to rounding, and a figure that size apart is within the
+print's own resolution.
 
 SVG drawings (`drawing_differences`) are compared the same way: every character outside numbers equal, numbers
 within SVG_COORDINATE_UNIT, and matplotlib's hashed element ids compared by the structure they name.
@@ -129,10 +137,6 @@ class Number:
     def unit(self) -> Decimal:
         """One unit in the last printed digit."""
         return Decimal(1).scaleb(self.value.as_tuple().exponent)
-
-    @property
-    def significant_digits(self) -> int:
-        return len(self.value.normalize().as_tuple().digits) if self.value else 1
 
     @property
     def printed_digits(self) -> int:
