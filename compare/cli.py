@@ -491,14 +491,20 @@ def _shown_path(filename: str) -> str:
 
 
 def _where(exc: BaseException) -> str:
-    """ "ValueError: message (at path/to/file.py:12 in build)": the exception and where it was raised, the
-    innermost frame in a file given on the command line when there is one (what raised inside NumPy or Keras was
-    called from there), else the innermost frame."""
+    """ "ValueError: message (at path/to/file.py:12 in build)": the exception and where it was raised, the innermost
+    frame outside the installed libraries (what raised inside NumPy or Keras was called from there), else the
+    innermost frame."""
+    import sysconfig
     import traceback
 
+    libraries = {str(Path(sysconfig.get_path(key)).resolve()) for key in ("stdlib", "purelib", "platlib")}
+
+    def in_library(filename: str) -> bool:
+        return any(str(Path(filename).resolve()).startswith(folder + os.sep) for folder in libraries)
+
     frames = traceback.extract_tb(exc.__traceback__)
-    given = [f for f in frames if _shown_path(f.filename) in _GIVEN_PATHS.values()]
-    frame = given[-1] if given else frames[-1] if frames else None
+    own = [f for f in frames if not in_library(f.filename)]
+    frame = own[-1] if own else frames[-1] if frames else None
     place = f" (at {_shown_path(frame.filename)}:{frame.lineno} in {frame.name})" if frame else ""
     return f"{type(exc).__name__}: {exc}{place}"
 
