@@ -167,6 +167,7 @@ def check_layer(
         )
     x, input_shape, batch = _batch_of(inputs, input_shape, batch, dtype)
     model = Sequential([layer], dtype=dtype, seed=seed, input_shape=input_shape)
+    check_protocol(model)
     check_memory(
         f"checking layer {layer.name!r} on a batch of {batch} x {'x'.join(map(str, input_shape))}",
         batch,
