@@ -160,11 +160,6 @@ def check_layer(
     layer breaks the protocol (naming the layer and what it breaks), when `inputs` are not a batch of finite real
     numbers, or when the run would not fit in the memory available (estimated from the built layer's input, output
     and parameter sizes before anything runs)."""
-    if not isinstance(layer, Layer):
-        raise BadInputError(
-            f"layer must be a from_scratch.Layer, got {a_or_an(type(layer).__name__)}: subclass Layer and give it "
-            "forward(x, training=False) and backward(dy)"
-        )
     x, input_shape, batch = _batch_of(inputs, input_shape, batch, dtype)
     model = Sequential([layer], dtype=dtype, seed=seed, input_shape=input_shape)
     check_protocol(model)
