@@ -197,9 +197,18 @@ def check_layer(
     }
     if inputs is not None:
         config["inputs"] = f"given ({x.dtype})"
-    return check_model(
-        model, twin, x, y, Projection(upstream), gradcheck_samples=gradcheck_samples, seed=seed, config=config
-    )
+        x = x.copy()  # the caller's array stays theirs, whatever the layer does with it
+    try:
+        return check_model(
+            model, twin, x, y, Projection(upstream), gradcheck_samples=gradcheck_samples, seed=seed, config=config
+        )
+    except IndexError as exc:  # raised inside the layer: a lookup fed random values instead of indices?
+        if inputs is None and hasattr(exc, "add_note"):
+            exc.add_note(
+                f"check_layer fed layer {layer.name!r} random N(0, 1) values; if it takes indices, give a batch of "
+                "integer ids with inputs=... (check-layer --inputs FILE.npy)"
+            )
+        raise
 
 
 def _size(shape: Shape) -> int:
@@ -400,7 +409,7 @@ def check_protocol(model: Sequential) -> None:
                 problem = f"has dtype {p.dtype}, not the model's {model.dtype}"
             elif not p.flags.writeable:
                 problem = "is read-only"
-            elif i >= len(again) or again[i] is not p and not np.shares_memory(again[i], p):
+            elif i >= len(again) or again[i] is not p and not np.may_share_memory(again[i], p):
                 problem = "is a new array on every call (a copy)"
             if problem:
                 raise BadInputError(f"{where}: params[{i}] {problem}; {PARAMS_CONTRACT}")

@@ -585,7 +585,10 @@ def run_check_layer(args: argparse.Namespace) -> int:
     except BadInputError:
         raise
     except (Exception, SystemExit) as exc:  # raised inside the user's layer or its twin: one line, no traceback
-        raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}") from None
+        hint = ""
+        if isinstance(exc, IndexError) and inputs is None:
+            hint = "; the batch was random N(0, 1) values: for a layer that takes indices, give them with --inputs"
+        raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}{hint}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 

@@ -192,6 +192,44 @@ def test_without_inputs_an_integer_layer_gets_indices_or_is_told_to_bring_them()
         check_layer(Lookup(), keras.layers.Embedding(10, 4), (5,))
 
 
+def test_a_lookup_fed_random_values_is_pointed_to_inputs(capsys, tmp_path):
+    """The issue's raw IndexError: a user's lookup table given random N(0, 1) values. From Python the user's own
+    exception keeps its traceback and gains a note; the command says it in one line."""
+    with pytest.raises(IndexError) as info:
+        check_layer(OwnEmbedding(2, 4), keras.layers.Embedding(2, 4), (5,))
+    if sys.version_info >= (3, 11):  # exception notes
+        assert "give a batch of integer ids with inputs=" in "".join(info.value.__notes__)
+    (tmp_path / "lookup.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_layer_contract import OwnEmbedding\n\n"
+        "def scratch():\n    return OwnEmbedding(2, 4)\n\n"
+        "def twin():\n    import keras\n    return keras.layers.Embedding(2, 4, dtype='float64')\n"
+    )
+    factories = [f"{tmp_path}/lookup.py:scratch", f"{tmp_path}/lookup.py:twin"]
+    code, _, err = run(capsys, "check-layer", *factories, "--input-shape", "5")
+    assert code == 2 and "raised IndexError" in err and "give them with --inputs" in err
+    assert len(err.strip().splitlines()) == 1
+    np.save(tmp_path / "ids.npy", ids(vocabulary=2))
+    code, out, err = run(capsys, "check-layer", *factories, "--inputs", str(tmp_path / "ids.npy"))
+    assert code == 0 and "PASS" in out, err
+
+
+def test_the_callers_inputs_are_not_handed_to_the_layer():
+    class Zeroes(Identity):  # writes into its input (a protocol break another check names); x stays the caller's
+        def forward(self, x, training=False):
+            y = x.copy()
+            x[...] = 0
+            return y
+
+    x = np.arange(6.0).reshape(2, 3) + 1
+    try:
+        check_layer(Zeroes(), keras.layers.Identity(), inputs=x)
+    except BadInputError:
+        pass
+    assert np.array_equal(x, np.arange(6.0).reshape(2, 3) + 1)
+
+
 def test_a_prepared_batch_is_the_batch_compared():
     """A layer wrong only beyond |x| = 4 passes on N(0, 1) inputs and fails on a batch that reaches there."""
 
