@@ -21,6 +21,7 @@ shrinks as h^2 when g is the gradient of f, and only as h when it is not.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -437,8 +438,9 @@ def _uncopyable_attribute(layer: Layer) -> str | None:
 
 def _twin_names(model: Sequential, keras_model: Any) -> list[tuple[str, ...] | None]:
     """Per scratch layer, its Keras twin's variable names (`add_weight(name="beta")` gives "beta") in get_weights()
-    order, when the scratch layer declares no weight_names and the twin's names are as many, nonempty and
-    distinct; None otherwise (the declared names, or weight_0, weight_1, ...)."""
+    order, when the scratch layer declares no weight_names and the twin's names are as many, distinct and chosen
+    (not Keras's "variable", "variable_1" for an unnamed add_weight); None otherwise (the declared names, or
+    weight_0, weight_1, ...)."""
     layers = getattr(keras_model, "layers", [])
     names: list[tuple[str, ...] | None] = []
     for i, layer in enumerate(model.layers):
@@ -447,7 +449,7 @@ def _twin_names(model: Sequential, keras_model: Any) -> list[tuple[str, ...] | N
         usable = (
             layer.weight_names is None
             and len(theirs) == len(layer.params)
-            and all(theirs)
+            and all(name and not re.fullmatch(r"variable(_\d+)?", name) for name in theirs)  # Keras's own
             and len(set(theirs)) == len(theirs)
         )
         names.append(theirs if usable and theirs else None)

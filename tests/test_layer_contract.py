@@ -142,8 +142,9 @@ def test_declared_weight_names_win_and_unusable_twin_names_fall_back():
 
     report = check_layer(Named(), scale_shift_twin(), (3,))
     assert {"grad named/scale", "grad named/shift"} <= {row.name for row in report.rows}
-    report = check_layer(ScaleShift(), scale_shift_twin(names=("w", "w")), (3,))  # repeated: not names
-    assert {"grad scale_shift/weight_0", "grad scale_shift/weight_1"} <= {row.name for row in report.rows}
+    for names in (("w", "w"), (None, None), ("gamma", None)):  # repeated, or Keras's own "variable", "variable_1"
+        report = check_layer(ScaleShift(), scale_shift_twin(names=names), (3,))
+        assert {"grad scale_shift/weight_0", "grad scale_shift/weight_1"} <= {row.name for row in report.rows}
 
 
 def test_check_model_names_rows_after_each_twin_layer():
