@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import compare.data
-from compare.check import as_batch, check_layer, check_model
+from compare.check import Projection, as_batch, check_layer, check_model
 from compare.cli import main
 from compare.report import render
 from from_scratch import BadInputError, Dense, Layer, Sequential
@@ -173,6 +173,23 @@ def test_a_wrong_embedding_backward_fails_on_ids_that_repeat():
     report = check_layer(OwnEmbedding(10, 4, slip=True), keras.layers.Embedding(10, 4), inputs=ids())
     assert not report.passed
     assert "grad own_embedding/embeddings" in [row.name for row in report.failures]
+
+
+def test_check_model_keeps_integer_ids_indices():
+    """A user's lookup that declares nothing, first in a model, given integer ids: the witnesses move only the
+    weights (the ids would otherwise turn into other ids, or out of range)."""
+    scratch = Sequential([OwnEmbedding(10, 4), Dense(3, "tanh")], input_shape=(5,))
+    twin = keras.Sequential(
+        [
+            keras.Input((5,), dtype="float64"),
+            keras.layers.Embedding(10, 4, dtype="float64"),
+            keras.layers.Dense(3, "tanh", dtype="float64"),
+        ]
+    )
+    upstream = np.random.default_rng(2).standard_normal((6, 5, 3))
+    report = check_model(scratch, twin, ids(), np.zeros((6, 5, 3)), Projection(upstream))
+    assert report.passed, render(report)
+    assert "integer_inputs" not in vars(scratch.layers[0])  # the declaration lasted the check only
 
 
 def test_without_inputs_an_integer_layer_gets_indices_or_is_told_to_bring_them():
@@ -460,6 +477,12 @@ def test_valid_wide_runs_are_not_refused(capsys, tmp_path):
 def test_a_run_that_cannot_fit_is_refused_before_it_allocates():
     with pytest.raises(BadInputError, match=r"checking layer 'identity' on a batch of 16 x 20000x20000 needs about"):
         check_layer(Identity(), keras.layers.Identity(), (20000, 20000))
+
+
+def test_the_issues_square_input_is_refused_with_its_estimate(monkeypatch):
+    monkeypatch.setattr(compare.data, "available_memory", lambda: 16 * 2**30)  # as on a 16 GiB machine
+    with pytest.raises(BadInputError, match=r"16 samples x 18000000 activations x 40 copies, 0 weights"):
+        check_layer(Identity(), keras.layers.Identity(), (3000, 3000))
 
 
 def test_the_estimate_counts_the_output_and_the_parameters(monkeypatch):
