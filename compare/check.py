@@ -1,12 +1,13 @@
 """Bring your own layer or model: one call proves a hand-written backward pass against Keras's autodiff.
 
     check_layer(layer, keras_layer, input_shape)   a from_scratch.Layer against the Keras layer it mirrors
+    check_layer(layer, keras_layer, inputs=x)      the same on a batch x (N, *input_shape) of the user's choosing
     check_model(scratch_model, keras_model, x, y)  a user's own pair of models
 
 `check_layer` builds both on `input_shape`, draws random nonzero values for every parameter (a zero bias hides a
-forward bias bug) and loads them into both, then runs a random batch X with a random upstream gradient G (an
-all-ones G hides bugs that cancel) through both. The "loss" is the projection L = <Y, G> = sum Y * G, so that
-dL/dY = G and the backward pass computes the layer's vector-Jacobian product:
+forward bias bug) and loads them into both, then runs a random batch X (or the user's) with a random upstream
+gradient G (an all-ones G hides bugs that cancel) through both. The "loss" is the projection L = <Y, G> =
+sum Y * G, so that dL/dY = G and the backward pass computes the layer's vector-Jacobian product:
 
     dX = (dY/dX)^T G,   dtheta = (dY/dtheta)^T G
 
