@@ -545,9 +545,10 @@ def run_check_layer(args: argparse.Namespace) -> int:
         raise BadInputError("give --input-shape SHAPE (one sample's shape), or a batch with --inputs FILE.npy")
     inputs = None
     if args.inputs is not None:
+        loaded = load_inputs(args.inputs)  # the file's own faults are refused before TensorFlow loads
         from compare.check import as_batch
 
-        inputs = as_batch(load_inputs(args.inputs), args.dtype, f"--inputs {args.inputs}")
+        inputs = as_batch(loaded, args.dtype, f"--inputs {args.inputs}")
         shape = tuple(int(d) for d in inputs.shape[1:])
         if args.input_shape is not None and args.input_shape != shape:
             raise BadInputError(

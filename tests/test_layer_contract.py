@@ -589,3 +589,18 @@ def test_errors_name_the_users_file_by_its_path_as_given(capsys, tmp_path, monke
     code, _, err = run(capsys, "check-layer", "mine/layers.py:broken", "mine/layers.py:twin", "--input-shape", "3")
     assert code == 2 and "raised ValueError" in err
     assert "(at mine/layers.py:6 in forward)" in err, err  # not numpy's file, not only layers.py:6
+
+
+def test_a_bad_inputs_file_is_refused_before_tensorflow_loads(tmp_path):
+    (tmp_path / "garbage.npy").write_text("not an array")
+    swish = str(ROOT / "examples" / "custom_layer" / "swish.py")
+    for flags in (["--inputs", "missing.npy"], ["--inputs", "garbage.npy"], []):
+        argv = ["check-layer", f"{swish}:swish", f"{swish}:keras_swish", *flags]
+        code = (
+            "import sys\nfrom compare import cli\n"
+            f"code = cli.main({argv!r})\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\nsys.exit(code)"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert result.returncode == 2 and "TensorFlow was imported" not in result.stderr, result.stderr
