@@ -321,6 +321,13 @@ def check_model(
         raise BadInputError(f"scratch_model must be a from_scratch.Sequential{hint}")
     check_keras_sequential(keras_model, scratch_model)
     check_protocol(scratch_model)
+    for ours, theirs in zip(scratch_model.layers, keras_model.layers):
+        if not ours.deterministic and not hasattr(theirs, "mask"):
+            raise BadInputError(
+                f"layer {ours.name!r} draws random numbers (deterministic = False), but its Keras twin "
+                f"{theirs.name!r} ({type(theirs).__name__}) has no mask attribute to take the same mask: use a twin "
+                "that applies a given mask, as keras_impl's FixedMaskDropout"
+            )
     loss = get_loss(loss)
     integer = np.asarray(x).dtype.kind in "iu" if x is not None else False
     with _declared(scratch_model, _twin_names(scratch_model, keras_model), integer):

@@ -393,6 +393,13 @@ def test_a_protocol_break_is_named_with_the_layer_and_the_attribute(layer, messa
         check_layer(layer, twin, (3,))
 
 
+def test_a_random_layers_twin_must_take_the_mask():
+    from from_scratch.layers import Dropout
+
+    with pytest.raises(BadInputError, match="its Keras twin 'dropout' \\(Dropout\\) has no mask attribute"):
+        check_layer(Dropout(0.3), keras.layers.Dropout(0.3, name="dropout"), (5,))
+
+
 def test_a_params_copy_says_the_harness_writes_into_params():
     with pytest.raises(BadInputError, match="the harness writes the compared parameter values into them"):
         check_layer(ParamsCopied(), scale_shift_twin(), (3,))
