@@ -155,12 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("keras", metavar="KERAS", help="module:factory or file.py:factory returning a keras.layers.Layer")
     c.add_argument(
         "--input-shape",
-        required=True,
         type=input_shape,
         metavar="SHAPE",
-        help="the input shape without the batch axis: 7, or 8,8,1",
+        help="the input shape without the batch axis: 7, or 8,8,1 (read from --inputs when that is given)",
     )
-    c.add_argument("--batch", type=_positive, default=16, help="batch size (default 16)")
+    c.add_argument(
+        "--inputs",
+        metavar="FILE.npy",
+        help="the batch to check, an array (N, *input_shape) saved with numpy.save: integers are indices (an "
+        "Embedding's), floats values; instead of a random batch",
+    )
+    c.add_argument("--batch", type=_positive, default=None, help="batch size (default 16; read from --inputs)")
     c.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     c.add_argument(
         "--seed", type=_non_negative, default=0, help="seeds the parameters, the batch and the upstream gradient"
@@ -428,9 +433,12 @@ def load_factory(spec: str, what: str) -> object:
     target, _, name = spec.rpartition(":")
     if not target or not name.isidentifier():
         raise BadInputError(f"{what} {spec!r}: expected module:factory or path/to/file.py:factory")
-    is_file = target.endswith(".py") or "/" in target or "\\" in target
-    if is_file and not Path(target).is_file():
+    is_file = target.endswith(".py") or "/" in target or "\\" in target or Path(target).is_file()
+    if is_file and not Path(target).exists():
         raise BadInputError(f"{what} {spec!r}: no such file {target}")
+    if is_file and (not Path(target).is_file() or Path(target).suffix != ".py"):
+        kind = "a folder" if Path(target).is_dir() else "not a .py file"
+        raise BadInputError(f"{what} {spec!r}: {target} is {kind}; give path/to/file.py:factory or module:factory")
     # as `python file.py` and `python -m module` do, the file's folder (or the current one) is importable, so the
     # user's file can import its neighbours
     folder = str(Path(target).resolve().parent if is_file else Path.cwd())
@@ -438,14 +446,20 @@ def load_factory(spec: str, what: str) -> object:
     try:
         if is_file:
             module_spec = importlib.util.spec_from_file_location(f"_parity_{Path(target).stem}", target)
+            if module_spec is None or module_spec.loader is None:
+                raise BadInputError(f"{what} {spec!r}: {target} cannot be imported as a Python file")
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
+    except BadInputError:
+        raise
     except (Exception, SystemExit) as exc:  # the user's module failed to import (or exited): one line, with where
         raise BadInputError(f"{what} {spec!r}: importing {target} raised {_where(exc)}") from None
     finally:
         sys.path.remove(folder)
+    if is_file:
+        _GIVEN_PATHS[str(Path(target).resolve())] = target
     factory = getattr(module, name, None)
     if not callable(factory):
         raise BadInputError(f"{what} {spec!r}: {target} has no function {name!r}")
@@ -455,20 +469,97 @@ def load_factory(spec: str, what: str) -> object:
         raise BadInputError(f"{what} {spec!r}: {name}() raised {_where(exc)}") from None
 
 
+#: The files the user named on the command line: resolved path -> the path as given (how errors name them).
+_GIVEN_PATHS: dict[str, str] = {}
+
+
+def _shown_path(filename: str) -> str:
+    """How an error names a source file: a file given on the command line as it was given; another file by its
+    path relative to the current folder when it lies below it, else by its full path (a bare name such as
+    layers.py could be the user's or this package's)."""
+    path = Path(filename)
+    try:
+        resolved = str(path.resolve())
+    except OSError:
+        return filename
+    if resolved in _GIVEN_PATHS:
+        return _GIVEN_PATHS[resolved]
+    try:
+        return str(Path(resolved).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return resolved
+
+
 def _where(exc: BaseException) -> str:
-    """ "ValueError: message (at file.py:12 in build)": the exception and the innermost frame that raised it."""
+    """ "ValueError: message (at path/to/file.py:12 in build)": the exception and where it was raised, the innermost
+    frame outside the installed libraries (what raised inside NumPy or Keras was called from there), else the
+    innermost frame."""
+    import sysconfig
     import traceback
 
+    libraries = {str(Path(sysconfig.get_path(key)).resolve()) for key in ("stdlib", "purelib", "platlib")}
+
+    def in_library(filename: str) -> bool:
+        return any(str(Path(filename).resolve()).startswith(folder + os.sep) for folder in libraries)
+
     frames = traceback.extract_tb(exc.__traceback__)
-    place = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    own = [f for f in frames if not in_library(f.filename)]
+    frame = own[-1] if own else frames[-1] if frames else None
+    place = f" (at {_shown_path(frame.filename)}:{frame.lineno} in {frame.name})" if frame else ""
     return f"{type(exc).__name__}: {exc}{place}"
 
 
-def run_check_layer(args: argparse.Namespace) -> int:
+def load_inputs(path: str) -> object:
+    """The batch saved in `path` (numpy.save's .npy format), checked as check_layer checks a batch; refused in one
+    line naming the file when it is missing, not .npy, unreadable, or not a batch of finite real numbers."""
     import numpy as np
 
+    what = f"--inputs {path}"
+    if not Path(path).exists():
+        raise BadInputError(f"{what}: no such file")
+    if not Path(path).is_file():
+        raise BadInputError(f"{what}: not a file")
+    if Path(path).suffix.lower() != ".npy":
+        raise BadInputError(f"{what}: not a .npy file (save the batch with numpy.save(path, x))")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise BadInputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    if magic != b"\x93NUMPY":
+        raise BadInputError(f"{what}: not in .npy format (save the batch with numpy.save(path, x))")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "Object arrays" in str(exc):
+            raise BadInputError(f"{what}: holds Python objects (dtype object); save an array of numbers") from None
+        raise BadInputError(f"{what}: cannot be read as a .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise BadInputError(f"{what}: cannot be read as a .npy array ({exc})") from None
+
+
+def run_check_layer(args: argparse.Namespace) -> int:
     from from_scratch.layers import Layer
 
+    if args.inputs is None and args.input_shape is None:
+        raise BadInputError("give --input-shape SHAPE (one sample's shape), or a batch with --inputs FILE.npy")
+    inputs = None
+    if args.inputs is not None:
+        loaded = load_inputs(args.inputs)  # the file's own faults are refused before TensorFlow loads
+        from compare.check import as_batch
+
+        inputs = as_batch(loaded, args.dtype, f"--inputs {args.inputs}")
+        shape = tuple(int(d) for d in inputs.shape[1:])
+        if args.input_shape is not None and args.input_shape != shape:
+            raise BadInputError(
+                f"--input-shape {','.join(map(str, args.input_shape))} contradicts --inputs {args.inputs} of shape "
+                f"{inputs.shape} (one sample: {','.join(map(str, shape))}); give one of them"
+            )
+        if args.batch is not None and args.batch != len(inputs):
+            raise BadInputError(
+                f"--batch {args.batch} contradicts --inputs {args.inputs} of shape {inputs.shape} ({len(inputs)} "
+                "samples); give one of them"
+            )
     layer = load_factory(args.scratch, "SCRATCH")
     if not isinstance(layer, Layer):
         raise BadInputError(
@@ -482,16 +573,23 @@ def run_check_layer(args: argparse.Namespace) -> int:
     twin = load_factory(args.keras, "KERAS")
     if not isinstance(twin, keras.layers.Layer):
         raise BadInputError(f"KERAS {args.keras!r} returned {a_or_an(type(twin).__name__)}, not a keras.layers.Layer")
-    from compare.data import check_memory
-
-    width = int(np.prod(args.input_shape, dtype=object))
-    check_memory(f"check-layer --batch {args.batch}", args.batch, [width, width])  # the input and (at least) output
     try:
-        report = check_layer(layer, twin, args.input_shape, batch=args.batch, dtype=args.dtype, seed=args.seed)
+        report = check_layer(
+            layer,
+            twin,
+            None if inputs is not None else args.input_shape,
+            batch=None if inputs is not None else args.batch,
+            dtype=args.dtype,
+            seed=args.seed,
+            inputs=inputs,
+        )
     except BadInputError:
         raise
     except (Exception, SystemExit) as exc:  # raised inside the user's layer or its twin: one line, no traceback
-        raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}") from None
+        hint = ""
+        if isinstance(exc, IndexError) and inputs is None:
+            hint = "; the batch was random N(0, 1) values: for a layer that takes indices, give them with --inputs"
+        raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}{hint}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 

@@ -4,7 +4,8 @@
         parity(Swish(), keras.layers.Activation("silu"), input_shape=(7,))
 
 A failing check fails the test with the comparison table and the diagnosis as its message. Options:
-`--parity-dtype float64|float32` (default float64) and `--parity-seed N` (default 0) set the defaults of every call.
+`--parity-dtype float64|float32` (default float64) and `--parity-seed N` (an integer >= 0, default 0) set the
+defaults of every call; a bad value stops pytest at start-up with a usage error (not as failing layers).
 Registered under the `pytest11` entry point, so installing backprop-parity makes the fixture available. This module
 imports pytest alone: TensorFlow loads only when a test calls the fixture.
 """
@@ -25,24 +26,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="float64",
         help="dtype of the parity fixture's checks (default float64)",
     )
-    group.addoption("--parity-seed", type=int, default=0, help="seed of the parity fixture's checks (default 0)")
+    group.addoption(
+        "--parity-seed", type=int, default=0, help="seed of the parity fixture's checks (an integer >= 0, default 0)"
+    )
+
+
+#: The plugin's options: (option, check of its value returning the value or None when it is bad, what it takes).
+OPTIONS: tuple[tuple[str, Callable[[Any], Any], str], ...] = (
+    ("--parity-dtype", lambda v: v if v in ("float64", "float32") else None, "float64 or float32"),
+    ("--parity-seed", lambda v: _seed(v), "an integer >= 0"),
+)
+
+
+def _seed(value: Any) -> int | None:
+    try:
+        seed = int(str(value).strip())
+    except ValueError:
+        return None
+    return seed if seed >= 0 else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a bad option value at start-up, as a usage error naming the option and the value: a bad seed must
+    not surface later as every parity test failing, read as failing layers."""
+    for option, check, takes in OPTIONS:
+        value = config.getoption(option)
+        if check(value) is None:
+            raise pytest.UsageError(f"{option} must be {takes}, got {value!r}")
 
 
 @pytest.fixture
 def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
-    """`parity(layer, keras_layer, input_shape=(7,), *, batch=16, dtype=None, seed=None) -> Report`: runs
-    compare.check_layer and fails the test with the table and diagnosis unless every quantity agrees."""
+    """`parity(layer, keras_layer, input_shape=(7,), *, batch=16, dtype=None, seed=None, inputs=None) -> Report`:
+    runs compare.check_layer (on `inputs` when given: then input_shape and batch are read from them) and fails the
+    test with the table and diagnosis unless every quantity agrees."""
     default_dtype = request.config.getoption("--parity-dtype")
-    default_seed = request.config.getoption("--parity-seed")
+    default_seed = _seed(request.config.getoption("--parity-seed"))
 
     def check(
         layer: Any,
         keras_layer: Any,
-        input_shape: Any = (7,),
+        input_shape: Any = None,
         *,
-        batch: int = 16,
+        batch: int | None = None,
         dtype: str | None = None,
         seed: int | None = None,
+        inputs: Any = None,
     ) -> Any:
         from compare.check import check_layer
         from compare.report import render
@@ -50,10 +79,11 @@ def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
         report = check_layer(
             layer,
             keras_layer,
-            input_shape,
+            (7,) if input_shape is None and inputs is None else input_shape,
             batch=batch,
             dtype=dtype or default_dtype,
             seed=default_seed if seed is None else seed,
+            inputs=inputs,
         )
         if not report.passed:
             pytest.fail(f"{type(layer).__name__} differs from its Keras twin\n{render(report)}", pytrace=False)

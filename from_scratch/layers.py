@@ -26,15 +26,21 @@ class Layer:
     Required:
     - `build(input_shape, dtype, rng) -> output_shape`: create the parameters for inputs of `input_shape`
       (a tuple without the batch axis) in `dtype`, drawing any random initial values from `rng`.
-    - `forward(x, training=False) -> y`: the batch forward pass; cache what backward needs.
+    - `forward(x, training=False) -> y`: the batch forward pass; cache what backward needs. It must not write
+      into `x`.
     - `backward(dy) -> dx`: dy = dL/dY (N, *output_shape) -> dx = dL/dX (N, *input_shape); afterwards `grads`
       holds dL/dparam aligned one to one with `params`. It must not write into `dy`.
     - `params` / `grads`: lists of arrays in Keras's `get_weights()` order and layout for the twin layer.
+      `params` returns the layer's own arrays (writable, in the model's dtype, the same objects on every call):
+      `Sequential.set_weights` writes new values into them in place.
+    - The layer survives `copy.deepcopy` (`Sequential.astype` copies its layers): no modules, open files or
+      locks among its attributes.
 
     Optional declarations, with their defaults (attributes of the layer itself, read by the harness):
     - `kind`: the name the layer is registered and named under (default: the class name in snake_case, as Keras
       names layers: `Swish` -> "swish").
-    - `weight_names`: a name per entry of `params` (default "weight_0", "weight_1", ...).
+    - `weight_names`: a name per entry of `params` (default "weight_0", "weight_1", ...; `compare.check_layer`
+      and `check_model` name undeclared parameters after the Keras twin's variables).
     - `trainable`: a flag per entry of `params` (default all True); a non-trainable entry (a moving mean) has a
       zero gradient and is compared by its value after the training pass.
     - `deterministic`: False when a training forward pass draws random numbers (Dropout): then the layer offers
@@ -42,6 +48,8 @@ class Layer:
       FixedMaskDropout), so that the harness can give both sides the same randomness.
     - `kinks`: input values where the derivative jumps (a ReLU-like layer: (0.0,)); `check_layer` keeps its random
       inputs away from them, since at a kink two correct implementations may legitimately differ.
+    - `integer_inputs`: True when the inputs are indices (an Embedding): the harness draws indices for it, does
+      not move them by an ulp and takes no derivative with respect to them.
     - `input_grad_optional`: True when `backward(dy, input_grad=False)` may skip dL/dX (and return None), which
       the model uses for the first layer of a training step.
     - `regularization()`: the penalty the layer adds to the loss (default 0); its gradient is already in `grads`.
