@@ -53,8 +53,8 @@ MEASURES = {
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
     "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
-    "protocol": "breaches of the layer protocol in the harness's passes: an argument (x, dy) a layer wrote into, a "
-    "result of another dtype or kind than the check's (must be 0)",
+    "protocol": "breaches of the layer protocol: an argument (x, dy) written into, a result of another dtype or kind "
+    "(must be 0)",
 }
 
 
@@ -431,7 +431,7 @@ def gradcheck_row(
         model = model.astype("float64")
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    model.watch = Watch(dtypes=False)  # a layer's float32 results cast exactly, a complex one's real part taken
+    model.watch = Watch(dtypes=False, arguments=False)  # results cast: float32 exactly, complex to its real part
     try:
         return _gradcheck_row(model, x, y, loss, keras_grads, samples, seed, sample_weight, keras_input_grad)
     finally:

@@ -54,11 +54,15 @@ class Breach:
 
 @dataclass
 class Watch:
-    """The breaches seen over every watched pass (in order, each kind once) and the number of layer calls watched."""
+    """The breaches seen over every watched pass (in order, one per layer and kind, with every call it happened in)
+    and the number of layer calls watched. `dtypes=False` casts results to the model's dtype without reporting (a
+    float64 copy of a float32 model, whose layers may compute in float32 by design); `arguments=False` keeps no copies
+    and checks no argument (the witnesses' many passes, whose arguments the harness's own passes already checked)."""
 
     breaches: list[Breach] = field(default_factory=list)
     calls: int = 0
     dtypes: bool = True
+    arguments: bool = True
     _kept: dict[int, tuple[Array, Array]] = field(default_factory=dict)
 
     def report(self, layer: Any, call: str, what: str, detail: str = "") -> None:
@@ -74,7 +78,10 @@ class Watch:
         self._kept = {}
 
     def keep(self, a: Array) -> Array:
-        """Keep a copy of `a` (an array handed to a layer) until the pass ends; returns the copy."""
+        """Keep a copy of `a` (an array handed to a layer) until the pass ends; returns the copy (`a` itself when
+        `arguments` is False: nothing kept, nothing checked)."""
+        if not self.arguments:
+            return a
         entry = self._kept.get(id(a))
         if entry is None or entry[0] is not a:
             entry = (a, a.copy())
@@ -86,7 +93,7 @@ class Watch:
         what it held when kept; a change is reported once, naming the layer, the argument and the call, and the kept
         copy then follows the array, so that a later check blames no one else for it. Returns the value `a` held when
         it was handed over (the kept copy, or `a` itself when unchanged)."""
-        entry = self._kept.get(id(a))
+        entry = self._kept.get(id(a)) if self.arguments else None
         if entry is None or entry[0] is not a:
             return a
         before = entry[1]
