@@ -99,10 +99,8 @@ def test_a_layer_that_zeroes_its_input_is_compared_on_the_real_batch_and_named()
     """Issue: exit 0, "PASS: all 6 quantities", the batch compared all zeros."""
     report = check_layer(ZeroesItsInput(), keras.layers.Identity(dtype="float64"), (5,))
     assert not report.passed
-    assert protocol_failures(report) == [
-        next(n for n in protocol_failures(report) if n.startswith("layer 'zeroes_its_input' wrote into its input x"))
-    ]
-    breach = protocol_failures(report)[0]
+    (breach,) = protocol_failures(report)
+    assert breach.startswith("layer 'zeroes_its_input' wrote into its input x during forward(training=True)")
     assert "forward(training=True)" in breach and "forward(training=False)" in breach
     assert {"output", "grad input"} <= failing(report)  # x + x^2 is not the identity on the real batch
     assert report.verdict().startswith("FAIL: layer 'zeroes_its_input' wrote into its input x during forward")
@@ -161,6 +159,18 @@ def test_a_layer_inside_a_model_is_named_and_the_layer_below_is_not_blamed():
     assert breach.startswith("layer 'softmax_in_place' wrote into its input x during forward")
     assert failing(report) == {breach}
     assert all(step.passed for step in report.trace)
+
+
+def test_the_zoo_relu_that_zeroes_dy_in_place_is_named_layer_by_layer():
+    """deep-learning-from-scratch's Relu.backward, planted in both hidden layers: each is named, and the diagnosis
+    still reads the in-place mask in the dL/dA that layer 2 received."""
+    from compare.zoo import ZOO
+
+    report = ZOO["backward_mutates_input"].run()
+    names = protocol_failures(report)
+    assert any(n.startswith("layer 'dense_1' wrote into its input dy during backward") for n in names), names
+    assert any(n.startswith("layer 'dense' wrote into its input dy during backward") for n in names), names
+    assert "zeroed where Z <= 0" in report.diagnosis.text
 
 
 def test_a_correct_layer_passes_the_protocol_row():
@@ -520,4 +530,3 @@ def test_a_wrong_piecewise_linear_gradient_fails_the_taylor_row():
     taylor = report.rows[-1]
     assert taylor.name.startswith("Taylor remainder slope") and not taylor.passed
     assert 0.9 < taylor.error < 1.1
-
