@@ -316,7 +316,7 @@ class Sequential:
                 self.watch.keep(dZ)
             dX = logits.backward_from_z(dZ, input_grad or at > 0)
             if self.watch is not None:
-                self._check_backward(at, "dZ", dZ, dX, handed)
+                dX = self._check_backward(at, "dZ", dZ, dX, handed)
             below = at - 1
         else:
             value = loss(y, output, sample_weight)
