@@ -283,9 +283,10 @@ def taylor_row(
         name = f"Taylor remainder slope ({len(hs)} of {len(steps)} steps above rounding{inside})"
     else:
         slope = float("inf")  # linear along v: every remainder is rounding
+        within = f" within {precision.name} noise" if precision.reduced else ""
         name = (
-            f"Taylor remainder at rounding at {len(steps) - len(hs)} of {len(steps)} steps (f is linear along v, "
-            f"a wrong gradient would leave a remainder ~h{inside})"
+            f"Taylor remainder at rounding at {len(steps) - len(hs)} of {len(steps)} steps (f is linear along v"
+            f"{within}, a wrong gradient would leave a remainder ~h{inside})"
         )
     smallest = remainders[-1] if remainders else 0.0
     return Row(name, (len(hs),), smallest, 0.0, slope, "taylor slope", TAYLOR_MIN_SLOPE)
