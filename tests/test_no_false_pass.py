@@ -10,6 +10,9 @@ inference pass and judged the witnesses at the precision the layer delivers.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -203,6 +206,42 @@ def test_the_command_line_and_the_verdict_name_the_breach(tmp_path, capsys):
     assert code == 1
     verdict = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))][-1]
     assert verdict.startswith("FAIL: layer 'softmax_in_place' wrote into its input x during forward(training=True)")
+
+
+def test_the_pytest_plugin_fails_the_test_naming_the_breach(tmp_path):
+    (tmp_path / "test_in_place.py").write_text(
+        "import keras, numpy as np\n"
+        "from from_scratch import Layer\n"
+        "class SoftmaxInPlace(Layer):\n"
+        "    def forward(self, x, training=False):\n"
+        "        x -= x.max(axis=-1, keepdims=True)\n"
+        "        e = np.exp(x)\n"
+        "        self.y = e / e.sum(axis=-1, keepdims=True)\n"
+        "        return self.y\n"
+        "    def backward(self, dy):\n"
+        "        return self.y * (dy - (dy * self.y).sum(axis=-1, keepdims=True))\n"
+        "def test_softmax(parity):\n"
+        "    parity(SoftmaxInPlace(), keras.layers.Softmax(dtype='float64'), input_shape=(5,))\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "test_in_place.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "FAIL: layer 'softmax_in_place' wrote into its input x during forward(training=True)" in result.stdout
 
 
 # ----- results of another kind or dtype ------------------------------------------------------------------------------
