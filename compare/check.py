@@ -30,9 +30,11 @@ import numpy as np
 from compare.data import check_memory
 from compare.harness import Report, Row, compare_models, integer_inputs
 from from_scratch.errors import BadInputError, a_or_an
+from from_scratch.gradcheck import arithmetic_precision
 from from_scratch.layers import Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
+from from_scratch.watch import Watch
 
 Array = np.ndarray
 
@@ -47,6 +49,16 @@ TAYLOR_STEPS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
 #: A remainder within this many float64 ulps of |f| + h |<g, v>| is rounding: a function that is linear along v
 #: has a zero remainder whatever h, and a right gradient then leaves only rounding.
 TAYLOR_NOISE_ULPS = 1e3
+
+#: A remainder within this many times the noise of f (as `arithmetic_precision` measures it) is rounding too: for a
+#: loss computed in float64 the ulps bound above is the larger, for a layer that computes in float32 inside this one
+#: (its noise is 1e-8 to 1e-6 of |f|). At 100 times the noise, noise moves a kept remainder by at most 1%, its
+#: logarithm by 0.01.
+TAYLOR_NOISE_FACTOR = 100.0
+
+#: The steps for a loss delivered in float32 arithmetic, largest first: h^2 terms of 1e-5 to 1e-3 of the curvature,
+#: above 100 times float32 noise, while a direction v of norm 1 still moves each coordinate by a few 1e-3 at most.
+TAYLOR_STEPS_F32 = (5e-2, 3.5e-2, 2.5e-2, 1.8e-2, 1.25e-2, 9e-3, 6e-3)
 
 #: How far (absolute) random inputs are kept from a layer's declared kinks.
 KINK_MARGIN = 1e-2
@@ -503,20 +515,30 @@ def taylor_row(
     every trainable parameter, the slope of log r(h) against log h, r(h) = |f(theta + h v) - f(theta) - h <g, v>|,
     with f the scratch loss and g the scratch gradient, both from the model in float64 (the same layers, weights
     upcast exactly): 2 when g is right, 1 when not. In float64 so that a float32 gradient's own rounding (1e-7
-    relative) does not flatten the slope at small h; the float32 arithmetic is judged by the other rows.
+    relative) does not flatten the slope at small h; the float32 arithmetic is judged by the other rows. Index inputs
+    (an Embedding's) are not moved.
 
-    Points whose remainder is rounding (TAYLOR_NOISE_ULPS) are dropped; when every point is rounding, f is linear
-    along v and g exact there: the slope is reported as infinity (a pass)."""
+    Points whose remainder is rounding are dropped: below TAYLOR_NOISE_ULPS float64 ulps of |f| + h |<g, v>|, or
+    TAYLOR_NOISE_FACTOR times the noise of f measured by `arithmetic_precision`. A layer that computes in float32
+    inside delivers f with float32 rounding: its remainders are taken at TAYLOR_STEPS_F32, whose h^2 term stays above
+    that noise, and the row says so. When every point is rounding, f is linear along v and g exact there (a wrong g
+    would leave a remainder h |<g - grad f, v>|, above rounding at the larger steps): the slope is reported as
+    infinity, a pass, and the row says why. A loss noisier than float32 rounding explains cannot be judged: a FAIL."""
     model64 = model.astype("float64")
+    model64.watch = Watch(dtypes=False, arguments=False)  # results cast: float32 exactly, complex to its real part
     x64 = np.asarray(x, np.float64)
+    moves_input = not integer_inputs(model64)
+    precision = arithmetic_precision(model64, x64, y, loss, sample_weight, seed, move_input=moves_input)
+    if not precision.judgeable:
+        name = f"Taylor remainder slope ({precision.label})"
+        return Row(name, (0,), float("inf"), 0.0, -float("inf"), "taylor slope", TAYLOR_MIN_SLOPE)
+    steps = TAYLOR_STEPS_F32 if precision.reduced else TAYLOR_STEPS
     weights = model64.get_weights()
     result = model64.backward_pass(x64, y, loss, sample_weight)
     model64.set_weights(weights)  # the pass moved any moving statistics
     trainable = model64.trainable
     rng = np.random.default_rng(seed + 7)
-    v_x = rng.standard_normal(x64.shape)
-    if integer_inputs(model64):  # indices: the direction moves the parameters alone
-        v_x[...] = 0.0
+    v_x = rng.standard_normal(x64.shape) if moves_input else np.zeros(x64.shape)
     v_w = [rng.standard_normal(w.shape) if t else np.zeros(w.shape) for w, t in zip(weights, trainable)]
     norm = np.sqrt((v_x**2).sum() + sum((v**2).sum() for v in v_w))
     v_x, v_w = v_x / norm, [v / norm for v in v_w]
@@ -531,23 +553,23 @@ def taylor_row(
     f0 = f(0.0)
     hs, remainders = [], []
     eps = float(np.finfo(np.float64).eps)
-    for h in TAYLOR_STEPS:
+    for h in steps:
         r = abs(f(h) - f0 - h * slope_g)
-        if r > TAYLOR_NOISE_ULPS * eps * (abs(f0) + h * abs(slope_g)):
+        floor = max(TAYLOR_NOISE_ULPS * eps * (abs(f0) + h * abs(slope_g)), TAYLOR_NOISE_FACTOR * precision.noise)
+        if r > floor:
             hs.append(h)
             remainders.append(r)
     model64.set_weights(weights)
+    inside = f"; {precision.label}" if precision.reduced else ""
     if len(hs) >= 2:
         slope = float(np.polyfit(np.log(hs[-3:]), np.log(remainders[-3:]), 1)[0])
+        name = f"Taylor remainder slope ({len(hs)} of {len(steps)} steps above rounding{inside})"
     else:
         slope = float("inf")  # linear along v: every remainder is rounding
+        within = f" within {precision.name} noise" if precision.reduced else ""
+        name = (
+            f"Taylor remainder at rounding at {len(steps) - len(hs)} of {len(steps)} steps (f is linear along v"
+            f"{within}, a wrong gradient would leave a remainder ~h{inside})"
+        )
     smallest = remainders[-1] if remainders else 0.0
-    return Row(
-        f"Taylor remainder slope ({len(hs)} of {len(TAYLOR_STEPS)} steps above rounding)",
-        (len(hs),),
-        smallest,
-        0.0,
-        slope,
-        "taylor slope",
-        TAYLOR_MIN_SLOPE,
-    )
+    return Row(name, (len(hs),), smallest, 0.0, slope, "taylor slope", TAYLOR_MIN_SLOPE)

@@ -13,7 +13,7 @@ the float64 truth (Keras in float64 on the same weights and batch, upcast exactl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from compare.tolerances import (
     F32_FACTOR,
     F64_TOL,
     GRADCHECK_TOL,
+    GRADCHECK_TOL_F32,
     ROUND_TRIP_TOL,
     max_abs_error,
     max_rel_error,
@@ -35,9 +36,10 @@ from compare.tolerances import (
 )
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
-from from_scratch.gradcheck import GradcheckPoint, gradcheck
+from from_scratch.gradcheck import GradcheckPoint, arithmetic_precision, gradcheck
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
+from from_scratch.watch import Watch
 from keras_impl.model import astype as keras_astype
 from keras_impl.trace import trace as keras_trace
 
@@ -51,6 +53,8 @@ MEASURES = {
     "max-rel": "max|a - b| / max(max|a|, max|b|)",
     "exact": "max|a - b| (must be 0)",
     "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
+    "protocol": "breaches of the layer protocol: an argument (x, dy) written into, a result of another dtype or kind "
+    "(must be 0)",
 }
 
 
@@ -114,8 +118,12 @@ class Report:
             )
         if not self.failures:
             return f"FAIL: the table agrees, but a per-layer quantity differs: {self.diagnosis.first.where}"
-        names = ", ".join(row.name for row in self.failures)
-        return f"FAIL: {len(self.failures)} of {n} quantities differ: {names}"
+        breaches = [row.name for row in self.failures if row.measure == "protocol"]
+        differ = [row.name for row in self.failures if row.measure != "protocol"]
+        parts = [f"{'; '.join(breaches)}: the layer protocol forbids it"] if breaches else []
+        if differ:
+            parts.append(f"{len(differ)} of {n} quantities differ: {', '.join(differ)}")
+        return "FAIL: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,7 +142,9 @@ class Side:
     """One side's pass over one batch, in the scratch layout (the one record both sides return).
 
     grads: dL/dparam aligned with get_weights() (zeros for non-trainable weights); state: get_weights() after the
-    training pass (moving statistics move); records: per layer {"A", "dA", and Dense's "Z", "dZ"}."""
+    training pass (moving statistics move); records: per layer {"A", "dA", and Dense's "Z", "dZ"}; inference: the
+    output of a pass in inference mode (training=False) on the same batch, from the state after the training pass
+    (so moving statistics count), or None where none was run."""
 
     loss: float
     output: Array
@@ -142,7 +152,13 @@ class Side:
     input_grad: Array
     state: list[Array]
     records: list[dict[str, Array]]
+    inference: Array | None = None
 
+
+#: The row and the trace step of the inference pass: forward(x, training=False) on both sides, from the weights after
+#: the training pass (a BatchNormalization then normalises with the moving statistics that pass moved).
+INFERENCE_ROW = "output (inference, after the step)"
+INFERENCE_STEP = "output in inference mode (training=False, after the step)"
 
 #: One compared quantity: (row name or None for trace-only, its place in the table, trace step or None, getter on a
 #: Side, getter on Terms). The table lists loss, output, the weights in get_weights() order, then dL/dX.
@@ -183,7 +199,19 @@ def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array 
     model.set_weights(before)
     records = keras_trace(model, x, y, twin, loss.config(), sample_weight)
     model.set_weights(state)
-    return Side(result.loss, result.output, result.grads, result.input_grad, state, records)
+    inference = keras_inference(model, x)
+    return Side(result.loss, result.output, result.grads, result.input_grad, state, records, inference)
+
+
+def keras_inference(model: Any, x: Array) -> Array:
+    """The Keras model's output in inference mode (model(x, training=False)) from its current weights."""
+    dtype = model.inputs[0].dtype
+    return np.asarray(model(np.asarray(x).astype(dtype), training=False))
+
+
+def scratch_inference(model: Sequential, x: Array) -> Array:
+    """The scratch model's output in inference mode (forward(x, training=False)) from its current weights."""
+    return model.forward(x, training=False)
 
 
 def jittered_side(
@@ -254,6 +282,7 @@ def quantities(model: Sequential, logits_at: int | None) -> list[Quantity]:
                 )
     add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
     add("output", None, 0, "", "output", lambda s: s.output, lambda m: m.output, 1)
+    add(INFERENCE_ROW, None, 0, "", "", lambda s: s.inference, lambda m: None, 1)
     last = len(model.layers) - 1
     for i in range(last, -1, -1):
         layer = model.layers[i]
@@ -298,6 +327,7 @@ def quantities(model: Sequential, logits_at: int | None) -> list[Quantity]:
     add(
         "grad input", "backward", 0, "", "dL/dX (input)", lambda s: s.input_grad, lambda m: m.input_grad, 2 + len(names)
     )
+    add(None, "forward", 0, "", INFERENCE_STEP, lambda s: s.inference, lambda m: None)  # run after the step
     return out
 
 
@@ -343,6 +373,25 @@ def compare_sides(
     return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
 
 
+def protocol_rows(watch: Watch, dtype: str) -> list[Row]:
+    """The layer protocol over the harness's passes (training forward and backward, twice, and the inference pass):
+    one passing row when no layer wrote into what it was handed and every output, dL/dX and parameter gradient was
+    a real array of `dtype`; otherwise a failing row per breach, naming the layer, the argument and the call."""
+    if not watch.breaches:
+        return [
+            Row(
+                f"protocol: x and dy left unchanged, results {dtype} ({watch.calls} layer calls)",
+                (watch.calls,),
+                0.0,
+                0.0,
+                0.0,
+                "protocol",
+                0.0,
+            )
+        ]
+    return [Row(breach.text, (watch.calls,), 0.0, 0.0, 1.0, "protocol", 0.0) for breach in watch.breaches]
+
+
 def round_trip_row(weights: list[Array], back: list[Array]) -> Row:
     """Weights copied into Keras and read back must be bit-identical."""
     worst = max((max_abs_error(a, b) for a, b in zip(weights, back)), default=0.0)
@@ -371,13 +420,42 @@ def gradcheck_row(
     a formula that both sides got wrong the same way shows here. In a float32 comparison the scratch model is
     taken in float64 with the same weights (upcasting float32 is exact). At a kink the witness holds Keras's value
     between the one-sided derivatives; points that differences cannot decide (`GradcheckPoint.decidable`) are counted
-    in the row's name, not judged, and a row with nothing judged fails."""
+    in the row's name, not judged, and a row with nothing judged fails.
+
+    Judged at the precision the loss is delivered in (`arithmetic_precision`): a layer that computes in float32
+    inside carries float32 rounding into the float64 model, which float64's step (1e-5) would read as kinks and
+    slopes off by 1e-2; its differences are taken with float32's step and noise allowance and held to
+    GRADCHECK_TOL_F32, and the row says so. A loss noisier than float32 rounding explains cannot be judged: the row
+    fails, saying why."""
     if model.dtype != np.float64:
         model = model.astype("float64")
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    model.watch = Watch(dtypes=False, arguments=False)  # results cast: float32 exactly, complex to its real part
+    try:
+        return _gradcheck_row(model, x, y, loss, keras_grads, samples, seed, sample_weight, keras_input_grad)
+    finally:
+        model.watch = None
+
+
+def _gradcheck_row(
+    model: Sequential,
+    x: Array,
+    y: Array,
+    loss: Loss,
+    keras_grads: list[Array],
+    samples: int,
+    seed: int,
+    sample_weight: Array | None,
+    keras_input_grad: Array | None,
+) -> Row:
+    precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=not integer_inputs(model))
+    if not precision.judgeable:
+        inf = float("inf")
+        return Row(f"numerical grad vs Keras ({precision.label})", (0,), inf, inf, inf, "max-rel", GRADCHECK_TOL)
+    h, eps = precision.step, precision.eps
     points = gradcheck(
-        model, x, y, loss, n_samples=samples, seed=seed, analytic=keras_grads, sample_weight=sample_weight
+        model, x, y, loss, n_samples=samples, h=h, seed=seed, analytic=keras_grads, sample_weight=sample_weight, eps=eps
     )
     if keras_input_grad is not None:
         rng = np.random.default_rng(seed + 1)
@@ -391,7 +469,7 @@ def gradcheck_row(
                 return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
 
             analytic_value = float(np.asarray(keras_input_grad)[index])
-            point = GradcheckPoint.measure(-1, tuple(int(i) for i in index), analytic_value, f, x[index], f0)
+            point = GradcheckPoint.measure(-1, tuple(int(i) for i in index), analytic_value, f, x[index], f0, h, eps)
             points.append(point)
     judged = [p for p in points if p.decidable]
     analytic = np.array([p.analytic for p in judged])
@@ -402,14 +480,15 @@ def gradcheck_row(
     rel = max_rel_error(analytic, numerical) if judged else float("inf")
     at_kinks = f", {kinks} at kinks" if kinks else ""
     unjudged = f", {undecidable} undecidable" if undecidable else ""
+    arithmetic = f"{precision.label}, h = {h:.1e}" if precision.reduced else "float64"
     return Row(
-        f"numerical grad vs Keras ({len(points)} coords{at_kinks}{unjudged}, float64)",
+        f"numerical grad vs Keras ({len(points)} coords{at_kinks}{unjudged}, {arithmetic})",
         (len(points),),
         worst,
         rel,
         rel,
         "max-rel",
-        GRADCHECK_TOL,
+        GRADCHECK_TOL_F32 if precision.reduced else GRADCHECK_TOL,
     )
 
 
@@ -461,10 +540,16 @@ def compare_models(
     if x.ndim == 0 or y.ndim == 0:
         raise BadInputError("x and y must be arrays of numbers with one row per sample, got a scalar or None")
     share_dropout_masks(scratch, keras_model, len(x))
-    scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
-    scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
-    ours, result = scratch_side(scratch, x, y, loss, sample_weight)
-    terms = gradient_terms(scratch, x, y, loss, result, sample_weight)
+    watch = Watch()  # the protocol: every array handed to a layer checked unchanged, every result's dtype
+    scratch.watch = watch
+    try:
+        scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
+        scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
+        ours, result = scratch_side(scratch, x, y, loss, sample_weight)
+        terms = gradient_terms(scratch, x, y, loss, result, sample_weight)  # from this pass's caches
+        ours = replace(ours, inference=scratch_inference(scratch, x))  # from the state after the step
+    finally:
+        scratch.watch = None
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
     overflow = next(
         (
@@ -492,6 +577,7 @@ def compare_models(
         again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
+    rows += protocol_rows(watch, dtype)
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
         input_grad = None if integer_inputs(scratch) else reference.input_grad  # indices: no derivative to take

@@ -46,9 +46,12 @@ def _as_float_array(what: str, x: object) -> Array:
 #: The step of `gradcheck`'s central differences: balances truncation and rounding in float64 (module docstring).
 GRADCHECK_STEP = 1e-5
 
-#: Second-order one-sided derivatives of a smooth f differ by about (2/3) h^2 |f'''| (about 1e-10 |f'''| at the
-#: default step): they are a kink when they differ by more than this fraction of the larger, plus the rounding noise.
-#: A false kink would need |f'''| > 1e4 |f'|.
+EPS64 = float(np.finfo(np.float64).eps)
+
+#: Second-order one-sided derivatives of a smooth f are D+- = f' - h^2 f''' / 3 -+ h^3 f'''' / 4 + ...: their h^2
+#: terms have the same sign and cancel, so they differ by about h^3 |f''''| / 2 (5e-16 |f''''| at the default step).
+#: They are a kink when they differ by more than this fraction of the larger, plus the rounding noise: a false kink
+#: would need |f''''| > 2e9 |f'| at h = 1e-5 (at float32's step 8.1e-3 the rounding noise, 1e-3 of |f|, dominates).
 KINK_JUMP = 1e-6
 
 #: The rounding noise of a one-sided derivative, in units of eps |f| / h: its formula weighs (3 + 4 + 1) / 2 = 4
@@ -57,16 +60,17 @@ KINK_NOISE = 64
 
 
 def slopes(
-    f: Callable[[Array], float], x: Array, f0: float, h: float = GRADCHECK_STEP
+    f: Callable[[Array], float], x: Array, f0: float, h: float = GRADCHECK_STEP, eps: float = EPS64
 ) -> tuple[float, float, float, float]:
     """(left, central, right, noise) derivatives of the scalar f at the scalar x, f0 = f(x), from f at x-2h ... x+2h:
 
         D- = (3 f0 - 4 f(x-h) + f(x-2h)) / 2h     D0 = (f(x+h) - f(x-h)) / 2h     D+ = (-3 f0 + 4 f(x+h) - f(x+2h)) / 2h
 
-    and their rounding noise KINK_NOISE eps max|f| / h. The caller's array is left unchanged."""
+    and their rounding noise KINK_NOISE eps max|f| / h, eps the machine epsilon of the arithmetic f is computed in
+    (`Precision.eps`). The caller's array is left unchanged."""
     x = _as_float_array("slopes: x", x)
     m2, m1, p1, p2 = (f(x + k * h) for k in (-2, -1, 1, 2))
-    noise = KINK_NOISE * np.finfo(np.float64).eps * max(abs(f0), abs(m2), abs(m1), abs(p1), abs(p2)) / h
+    noise = KINK_NOISE * eps * max(abs(f0), abs(m2), abs(m1), abs(p1), abs(p2)) / h
     left = (3 * f0 - 4 * m1 + m2) / (2 * h)
     right = (-3 * f0 + 4 * p1 - p2) / (2 * h)
     return left, (p1 - m1) / (2 * h), right, float(noise)
@@ -116,9 +120,10 @@ class GradcheckPoint:
         x: Array,
         f0: float,
         h: float = GRADCHECK_STEP,
+        eps: float = EPS64,
     ) -> GradcheckPoint:
-        """The point at the scalar x of f (f0 = f(x)), with all its slopes measured."""
-        left, central, right, noise = slopes(f, np.array(x), f0, h)
+        """The point at the scalar x of f (f0 = f(x)), with all its slopes measured (`slopes`)."""
+        left, central, right, noise = slopes(f, np.array(x), f0, h, eps)
         return cls(param, index, analytic, central, left, right, noise)
 
     def _slack(self) -> float:
@@ -167,6 +172,7 @@ def gradcheck(
     seed: int = 0,
     analytic: list[Array] | None = None,
     sample_weight: Array | None = None,
+    eps: float = EPS64,
 ) -> list[GradcheckPoint]:
     """Compare analytic gradients with central differences of the model's loss on `n_samples` coordinates per
     parameter.
@@ -174,7 +180,9 @@ def gradcheck(
     Works on any model with `get_weights()`, `set_weights()` and `loss_and_gradients(x, y, loss)` (use a float64
     model: in float32 the rounding error eps/h swamps the signal). The analytic side is the model's own
     `loss_and_gradients` unless `analytic` (aligned with get_weights()) is given, e.g. another framework's
-    gradients. The model's weights are restored afterwards.
+    gradients. The model's weights are restored afterwards. `eps`: the machine epsilon of the arithmetic the
+    model's loss is computed in (`Precision.eps`: float32's for a layer that computes in float32 inside), which sets
+    the rounding noise the one-sided derivatives are allowed (`slopes`); pass h = `Precision.step` with it.
     """
     if not all(hasattr(model, a) for a in ("get_weights", "set_weights", "loss_and_gradients")):
         raise BadInputError(
@@ -200,7 +208,141 @@ def gradcheck(
                     return model.loss_and_gradients(x, y, loss, sample_weight)[0]
 
                 index = tuple(int(i) for i in index)
-                points.append(GradcheckPoint.measure(p, index, float(analytic[p][index]), f, w[index], f0, h))
+                points.append(GradcheckPoint.measure(p, index, float(analytic[p][index]), f, w[index], f0, h, eps))
     finally:
         model.set_weights(weights)
     return points
+
+
+# ----- the precision the loss is delivered in ------------------------------------------------------------------------
+
+#: The arithmetics the witnesses judge, finest first. They run the scratch model in float64, but a layer may compute
+#: in float32 inside (a state stored as float32, an input cast down), and then the loss carries float32 rounding
+#: whatever the model's dtype: differences of f must be taken with float32's steps and noise allowance.
+PRECISIONS = ("float64", "float32")
+
+#: The precision probe moves every coordinate of the input and of each trainable weight by PROBE_STEP of its own
+#: value per step, with a random sign: 2^-20 (9.5e-7) is 8 float32 ulps, so float32 rounding decides each value afresh
+#: at every step, and 4e9 float64 ulps, far above float64 rounding.
+PROBE_STEP = 2.0**-20
+
+#: The probe evaluates f at t = -PROBE_POINTS .. PROBE_POINTS steps and takes the 2 PROBE_POINTS - 1 second
+#: differences d2_k = f(k+1) - 2 f(k) + f(k-1). For a smooth f they are the curvature term t^2 f'' (the same for every
+#: k, to third order: about 1e-15 of |f|), for f with rounding noise sigma each carries its own ~2.4 sigma. The noise
+#: is their median absolute deviation from their median: a kink inside the probe (a max-pool tie at t = 0, a ReLU
+#: input crossing 0) moves one or two of them, not the median.
+PROBE_POINTS = 4
+
+#: Independent probe directions; the smallest noise is taken (several kinks in one probe could move its median;
+#: rounding noise shows in every direction).
+PROBE_DIRECTIONS = 2
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The arithmetic a loss f is computed in, as its rounding noise shows.
+
+    `noise`: the spread of f's second differences along the probes (`probe_noise`; absolute, in f's units), `scale`:
+    max |f| there.
+    `name` is the finest of PRECISIONS whose rounding explains noise / scale (the boundary between two is the
+    geometric mean of their machine epsilons: 5.2e-12 between float64 and float32, 1.1e-5 above float32, that is
+    float16's rounding or a forward pass that is not deterministic), or "" when none does."""
+
+    name: str
+    noise: float
+    scale: float
+
+    @property
+    def relative(self) -> float:
+        """noise / scale."""
+        if self.noise == 0:
+            return 0.0
+        return self.noise / self.scale if self.scale > 0 else float("inf")
+
+    @property
+    def eps(self) -> float:
+        """The machine epsilon of the arithmetic (float16's when noisier than float32)."""
+        return float(np.finfo(self.name or "float16").eps)
+
+    @property
+    def step(self) -> float:
+        """The central-difference step for this arithmetic: GRADCHECK_STEP scaled by cbrt(eps / eps64), since the
+        step that balances truncation h^2 |f'''| / 6 against rounding eps |f| / h grows as eps^(1/3): 1e-5 in
+        float64, 8.1e-3 in float32."""
+        return GRADCHECK_STEP * float(np.cbrt(self.eps / EPS64))
+
+    @property
+    def reduced(self) -> bool:
+        """Whether f is computed in less than float64 precision (the witnesses then say so in their rows)."""
+        return self.name != "float64"
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether differences of f can judge a gradient at all: f's noise is that of float64 or float32."""
+        return bool(self.name)
+
+    @property
+    def label(self) -> str:
+        """How a witness row names a reduced precision ("" for float64)."""
+        if not self.reduced:
+            return ""
+        if not self.judgeable:
+            return (
+                f"f noisy at {self.relative:.1e} of |f|, beyond float32 rounding: no difference of f can judge "
+                "a gradient (a forward pass that is not deterministic?)"
+            )
+        return f"{self.name} arithmetic inside: judged at {self.name} precision"
+
+    @classmethod
+    def classify(cls, noise: float, scale: float) -> Precision:
+        """The precision whose rounding explains `noise` at `scale` (class docstring)."""
+        relative = 0.0 if noise == 0 else (noise / scale if scale > 0 else float("inf"))
+        names = (*PRECISIONS, "float16")
+        for finer, coarser in zip(names, names[1:]):
+            if relative <= np.sqrt(np.finfo(finer).eps * np.finfo(coarser).eps):
+                return cls(finer, noise, scale)
+        return cls("", noise, scale)
+
+
+def probe_noise(f: Callable[[float], float]) -> tuple[float, float]:
+    """(noise, scale) of the scalar function f(t) near t = 0 (t in probe steps, see PROBE_POINTS): the median
+    absolute deviation of f's second differences over t = -PROBE_POINTS .. PROBE_POINTS, and max |f| there."""
+    values = np.array([f(float(k)) for k in range(-PROBE_POINTS, PROBE_POINTS + 1)])
+    if not np.all(np.isfinite(values)):
+        return float("inf"), float("inf")
+    d2 = values[2:] - 2 * values[1:-1] + values[:-2]
+    return float(np.median(np.abs(d2 - np.median(d2)))), float(np.abs(values).max())
+
+
+def arithmetic_precision(
+    model: Any,
+    x: Array,
+    y: Array,
+    loss: Any,
+    sample_weight: Array | None = None,
+    seed: int = 0,
+    move_input: bool = True,
+) -> Precision:
+    """The precision the model's loss L(x, theta) is delivered in (`Precision`), measured by probes: every
+    coordinate of x (unless `move_input` is False: indices) and of each trainable weight moved by t PROBE_STEP of its
+    own value, random signs, PROBE_DIRECTIONS directions, the least noise taken. The model's weights are restored."""
+    rng = np.random.default_rng(seed + 13)
+    weights = model.get_weights()
+    trainable = getattr(model, "trainable", [True] * len(weights))
+    x = np.asarray(x, np.float64)
+    best: tuple[float, float] | None = None
+    try:
+        for _ in range(PROBE_DIRECTIONS):
+            d_x = x * rng.choice([-PROBE_STEP, PROBE_STEP], size=x.shape) if move_input else np.zeros_like(x)
+            d_w = [w * rng.choice([-PROBE_STEP, PROBE_STEP], size=w.shape) * t for w, t in zip(weights, trainable)]
+
+            def f(t: float, d_x: Array = d_x, d_w: list[Array] = d_w) -> float:
+                model.set_weights([w + t * d for w, d in zip(weights, d_w)])
+                return model.loss_and_gradients(x + t * d_x, y, loss, sample_weight)[0]
+
+            noise, scale = probe_noise(f)
+            if best is None or noise < best[0]:
+                best = (noise, scale)
+    finally:
+        model.set_weights(weights)
+    return Precision.classify(*best)

@@ -24,6 +24,7 @@ from from_scratch.errors import BadInputError, a_or_an, check_count, check_seed,
 from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
+from from_scratch.watch import Watch
 
 Array = np.ndarray
 
@@ -61,7 +62,13 @@ class Sequential:
 
     Any `from_scratch.Layer` goes in, shipped or user-defined; `input_dim=D` is the shorthand for
     input_shape=(D,). Weights follow Keras's order [W1, b1, W2, b2, ...] with kernels (in, out) and biases (out,).
+
+    `watch`: None, or a `from_scratch.watch.Watch` that the passes (`backward_pass`, `forward`) report protocol
+    breaches to: a layer that wrote into what it was handed, or returned another dtype (the comparison harness sets
+    one for its own passes; a copy made by `astype` starts without).
     """
+
+    watch: Watch | None = None
 
     def __init__(
         self,
@@ -220,9 +227,36 @@ class Sequential:
     def forward(self, x: Array, training: bool = False) -> Array:
         """A_l = layer_l(A_{l-1}) from A_0 = X.  X (N, D) -> output (N, K)."""
         a = self._as_input(x)
+        if self.watch is not None:
+            return self._watched_forward(a, training)[0]
         for layer in self.layers:
             a = layer.forward(a, training=training)
         return a
+
+    def _watched_forward(self, x: Array, training: bool) -> tuple[Array, list[Array], list[Array]]:
+        """The forward pass under `watch`: (output, the array handed to each layer, each layer's output as the
+        records keep it). The first layer gets a copy of x (the caller's array is never handed to a layer); after
+        each call the argument is checked unchanged (a layer that wrote into it is reported, and the record of the
+        layer below keeps what that layer returned) and the output's shape, kind and dtype are checked."""
+        watch = self.watch
+        watch.start()
+        call = f"forward(training={training})"
+        a = x.copy()
+        handed, outputs = [], []
+        for i, (layer, shape) in enumerate(zip(self.layers, self.layer_output_shapes)):
+            watch.keep(a)
+            handed.append(a)
+            out = layer.forward(a, training=training)
+            watch.calls += 1
+            before = watch.unchanged(layer, call, "x", a)
+            if i > 0 and before is not a:
+                outputs[i - 1] = before  # the record of the layer below: what it returned, not what this one left
+            _check_shape(layer, "forward() returned", out, (len(x), *shape))
+            a = watch.result(layer, call, "its output", out, self.dtype)
+            outputs.append(a)
+        if self.layers:
+            watch.keep(a)
+        return a, handed, outputs
 
     def predict(self, x: Array) -> Array:
         """The model output in inference mode.  X (N, D) -> (N, K)."""
@@ -259,10 +293,16 @@ class Sequential:
         loss = get_loss(loss)
         a = self._as_input(x)
         records: list[dict[str, Array]] = []
-        for layer, shape in zip(self.layers, self.layer_output_shapes):
-            a = layer.forward(a, training=True)
-            _check_shape(layer, "forward() returned", a, (len(x), *shape))
-            records.append({"A": a})
+        handed: list[Array] = []
+        if self.watch is not None:
+            a, handed, outputs = self._watched_forward(a, True)
+            records = [{"A": out} for out in outputs]
+            handed.append(a)
+        else:
+            for layer, shape in zip(self.layers, self.layer_output_shapes):
+                a = layer.forward(a, training=True)
+                _check_shape(layer, "forward() returned", a, (len(x), *shape))
+                records.append({"A": a})
         output = a
         y = self._as_targets(y, loss, len(output))
         sample_weight = self._as_sample_weight(sample_weight, len(output))
@@ -271,31 +311,64 @@ class Sequential:
         if at is not None:  # the layers above `at` pass its output through: backprop starts at its dZ
             logits = self.layers[at]
             value = loss.from_logits_value(y, logits.Z, sample_weight)
-            dX = logits.backward_from_z(loss.gradient_from_logits(y, logits.Z, sample_weight), input_grad or at > 0)
+            dZ = loss.gradient_from_logits(y, logits.Z, sample_weight)
+            if self.watch is not None:
+                self.watch.keep(dZ)
+            dX = logits.backward_from_z(dZ, input_grad or at > 0)
+            if self.watch is not None:
+                dX = self._check_backward(at, "dZ", dZ, dX, handed)
             below = at - 1
         else:
             value = loss(y, output, sample_weight)
             below = len(self.layers) - 1
-            dX = self._backward(below, loss.gradient(y, output, sample_weight), records[-1], input_grad or below > 0)
+            dX = self._backward(
+                below, loss.gradient(y, output, sample_weight), records[-1], input_grad or below > 0, handed
+            )
             below -= 1
         for i in range(below, -1, -1):  # does the layer below need this layer's dX?
-            dX = self._backward(i, dX, records[i], input_grad or i > 0)
+            dX = self._backward(i, dX, records[i], input_grad or i > 0, handed)
         for layer, record in zip(self.layers, records):
             record.update({key: v for key, v in layer.record().items() if v is not None})  # fresh each pass
             _check_grads(layer)
-        grads = [g for layer in self.layers for g in layer.grads]
+        if self.watch is None:
+            grads = [g for layer in self.layers for g in layer.grads]
+        else:
+            grads = [
+                self.watch.result(layer, "backward", f"the gradient of {name}", g, self.dtype)
+                for layer in self.layers
+                for name, g in zip(layer.param_names(), layer.grads)
+            ]
         return BackwardPass(float(value + penalty), grads, dX, output, at, records)
 
-    def _backward(self, i: int, dA: Array, record: dict[str, Array], input_grad: bool) -> Array | None:
+    def _backward(
+        self, i: int, dA: Array, record: dict[str, Array], input_grad: bool, handed: Sequence[Array] = ()
+    ) -> Array | None:
         """Layer i's backward(dA), skipping dL/dX where nothing needs it and the layer allows it; records dA and
-        checks that dL/dX has the layer's input shape."""
+        checks that dL/dX has the layer's input shape. Under `watch` (`handed`: the array handed to each layer in
+        the forward pass, then the output) also that dA, the layer's input and its output are unchanged, and dL/dX's
+        kind and dtype."""
         layer = self.layers[i]
         record["dA"] = dA
+        if self.watch is not None:
+            self.watch.keep(dA)
         if not input_grad and layer.input_grad_optional:
-            return layer.backward(dA, input_grad=False)
-        dX = layer.backward(dA)
-        _check_shape(layer, "backward() returned dL/dX", dX, (len(dA), *self.layer_input_shapes[i]))
+            dX = layer.backward(dA, input_grad=False)
+        else:
+            dX = layer.backward(dA)
+            _check_shape(layer, "backward() returned dL/dX", dX, (len(dA), *self.layer_input_shapes[i]))
+        if self.watch is not None:
+            dX = self._check_backward(i, "dy", dA, dX, handed)
         return dX
+
+    def _check_backward(self, i: int, argument: str, dy: Array, dX: Array | None, handed: Sequence[Array]) -> Any:
+        """After layer i's backward under `watch`: dy (its `argument`), its input and its output unchanged; dL/dX
+        (when returned) of the model's kind and dtype."""
+        layer, watch = self.layers[i], self.watch
+        watch.calls += 1
+        watch.unchanged(layer, "backward", argument, dy)
+        watch.unchanged(layer, "backward", "x", handed[i])
+        watch.unchanged(layer, "backward", "y", handed[i + 1])
+        return watch.result(layer, "backward", "dL/dX", dX, self.dtype)
 
     def loss_and_gradients(
         self, x: Array, y: Array, loss: str | Loss = "categorical_crossentropy", sample_weight: Array | None = None

@@ -22,7 +22,7 @@ def test_default_compare_passes(capsys):
     code, out, _ = run(capsys, "compare")
     assert code == 0
     assert "FAIL" not in out
-    assert out.strip().splitlines()[-1].startswith("PASS: all 11 quantities")
+    assert out.strip().splitlines()[-1].startswith("PASS: all 13 quantities")  # 11, the inference pass, the protocol
 
 
 def test_json_carries_every_row(capsys):

@@ -1,7 +1,8 @@
 """The harness proves itself, row by row: a wrong value fed to one side makes exactly the rows that read it FAIL.
 
-For every quantity the harness compares (the weights' round trip, the loss, the output, every parameter's gradient
-or state after the step, dL/dX, every per-layer record, the numerical witness, the Taylor witness), over three
+For every quantity the harness compares (the weights' round trip, the loss, the output, the output of the inference
+pass after the step, every parameter's gradient or state after the step, dL/dX, every per-layer record, the numerical
+witness, the Taylor witness), over three
 depths (one Dense layer; two; Dense, BatchNormalization, Dense, Dropout, Dense) and both dtypes, a test perturbs
 that quantity on the scratch side or on the Keras side only and asserts the set of failing checks (table rows
 and per-layer steps) is exactly the set that depends on it. A row that compared a side with itself, or a figure
@@ -17,7 +18,7 @@ import pytest
 
 import compare.harness as harness
 from compare.check import check_layer, taylor_row
-from compare.harness import build_pair, compare_models
+from compare.harness import INFERENCE_ROW, INFERENCE_STEP, build_pair, compare_models
 from from_scratch import Dense
 from keras_impl.model import astype as keras_astype
 
@@ -63,6 +64,7 @@ def fields(arch: str):
     out = [
         ("loss", None, None, {"loss", "step loss"}),
         ("output", None, None, {"output"}),
+        ("inference", None, None, {INFERENCE_ROW, f"step {INFERENCE_STEP}"}),
         ("input_grad", None, None, {"grad input", "step dL/dX (input)"}),
     ]
     for i, layer in enumerate(scratch.layers):
@@ -85,7 +87,7 @@ def fields(arch: str):
 def perturbed(side: harness.Side, field: str, index, key) -> harness.Side:
     if field == "loss":
         return dataclasses.replace(side, loss=float(side.loss) * (1 + WRONG))
-    if field in ("output", "input_grad"):
+    if field in ("output", "input_grad", "inference"):
         return dataclasses.replace(side, **{field: wrong(getattr(side, field))})
     if field in ("grads", "state"):
         values = list(getattr(side, field))
@@ -112,13 +114,17 @@ def test_unperturbed_everything_passes(name, dtype):
 
 @pytest.mark.parametrize("name,dtype,field,index,key,expect", CASES)
 def test_a_wrong_scratch_value_fails_exactly_its_rows(monkeypatch, name, dtype, field, index, key, expect):
-    original = harness.scratch_side
+    if field == "inference":  # the inference pass runs after the term magnitudes are read from the caches
+        inference = harness.scratch_inference
+        monkeypatch.setattr(harness, "scratch_inference", lambda *args: wrong(inference(*args)))
+    else:
+        original = harness.scratch_side
 
-    def tampered(*args, **kwargs):
-        side, result = original(*args, **kwargs)
-        return perturbed(side, field, index, key), result
+        def tampered(*args, **kwargs):
+            side, result = original(*args, **kwargs)
+            return perturbed(side, field, index, key), result
 
-    monkeypatch.setattr(harness, "scratch_side", tampered)
+        monkeypatch.setattr(harness, "scratch_side", tampered)
     assert failing(run(ARCHS[name], dtype)) == expect
 
 

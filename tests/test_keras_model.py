@@ -152,7 +152,7 @@ def test_text_report_and_weights_left_untouched(capsys, trained):
     code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--gradcheck", 2)
     assert code == 0
     assert out.startswith(f"keras_model={path}  arch=64-24:tanh")
-    assert out.strip().splitlines()[-1].startswith("PASS: all 16 quantities agree")
+    assert out.strip().splitlines()[-1].startswith("PASS: all 18 quantities agree")
     before = [w.copy() for w in model.get_weights()]
     report = compare_keras_model(model, data="digits", batch=16, gradcheck_samples=0)  # an in-memory model
     assert report.passed and report.config["keras_model"] == "<digits_float64>"

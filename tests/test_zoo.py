@@ -8,7 +8,7 @@ import pytest
 import keras_impl
 from compare import cli
 from compare.diagnosis import describe
-from compare.harness import compare_models
+from compare.harness import INFERENCE_STEP, compare_models
 from compare.zoo import ZOO, diagnosis_text
 from from_scratch import Architecture, Sequential
 
@@ -159,7 +159,8 @@ def test_a_passing_comparison_records_every_layer_and_agrees():
         "layer 2 (batch_normalization) A",
         "layer 3 (dense_1) Z",
     ]
-    assert "layer 2 (batch_normalization) dL/dgamma" in wheres and wheres[-1] == "dL/dX (input)"
+    assert "layer 2 (batch_normalization) dL/dgamma" in wheres
+    assert wheres[-2:] == ["dL/dX (input)", INFERENCE_STEP]  # the inference pass runs after the training step
 
 
 @pytest.mark.parametrize(
