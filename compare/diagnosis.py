@@ -62,7 +62,7 @@ KINDS = {
     "float32 arithmetic": "float32 arithmetic in a float64 check",
     "forward differs": "the forward differs",
     "around the batch": "the functions agree on this batch but not around it",
-    "witness only": "only a witness row fails",
+    "witness only": "only the witnesses fail",
     "other rows": "only rows outside the trace fail",
 }
 
@@ -123,7 +123,7 @@ class Diagnosis:
             failing = self.failing_rows
             if not failing:
                 return "every recorded quantity agrees, forward and backward"
-            named = "; ".join(f"{row.name}: {_row_meaning(row, self.rows)}" for row in failing)
+            named = "; ".join(f"{row.name}: {_row_meaning(row)}" for row in failing)
             return (
                 "every quantity the trace records agrees, forward and backward, yet "
                 f"{'a row fails' if len(failing) == 1 else f'{len(failing)} rows fail'}: {named}"
@@ -199,7 +199,7 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
     taylor_fails = taylor is not None and not taylor.passed
     if not (forward_fails or backward_fails or witness_fails or taylor_fails or others):
         return "", ""
-    also = "".join(f"; also failing: {r.name} ({_row_meaning(r, rows)})" for r in others)
+    also = "".join(f"; also failing: {r.name} ({_row_meaning(r)})" for r in others)
     fwd_where = fwd_step.where if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
     bwd_where = bwd_step.where if bwd_step is not None else (grad_rows[0].name if grad_rows else "")
     w_ok = None if witness is None else witness.passed
@@ -298,11 +298,16 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             f"gradients differ, first at {bwd_where}; no numerical witness or Taylor row ran, so a forward that "
             f"agrees on this batch but not around it is not ruled out{also}"
         )
-    failing = [r for r in (witness, taylor) if r is not None and not r.passed]
-    said = "; ".join(f"the {_short(r)} fails: {_row_meaning(r, rows)}" for r in failing)
+    failing = [_short(r) for r in (witness, taylor) if r is not None and not r.passed]
     lead = "the forward and every gradient agree with Keras's"
     if failing:
-        return "witness only", f"{KINDS['witness only']}: {lead}; {said}{also}"
+        return "witness only", (
+            f"{KINDS['witness only']}: {lead}, yet the {' and the '.join(failing)} fail"
+            f"{'s' if len(failing) == 1 else ''}: differences of the scratch loss do not follow the gradient both "
+            "sides agree on, so the scratch loss is not smooth at float64 resolution around this batch or does not "
+            "follow its inputs there (float32 arithmetic inside the layer? kinks within the step? a forward that "
+            f"ignores small changes of its input, a cache?){also}"
+        )
     return "other rows", f"{KINDS['other rows']}: {lead}{also}"
 
 
@@ -329,29 +334,15 @@ def _short(row: Any) -> str:
     return {"witness": "numerical witness", "taylor": "Taylor row"}.get(_row_kind(row), row.name)
 
 
-def _row_meaning(row: Any, rows: list[Any] | None) -> str:
-    """What a failing row means, given the report's other rows."""
+def _row_meaning(row: Any) -> str:
+    """What a failing row says, in a few words."""
     kind = _row_kind(row)
-    gradients_agree = all(r.passed for r in rows or [] if _row_kind(r) in ("forward", "gradient"))
     if kind == "witness":
-        if gradients_agree:
-            return (
-                "the scratch and Keras gradients agree with each other but not with central differences of the "
-                "scratch loss at the sampled coordinates: the differences do not follow the scratch loss there (a "
-                "loss computed more coarsely than float64, such as float32 inside the layer? kinks within the step?)"
-            )
         return "central differences of the scratch loss disagree with Keras's gradient at sampled coordinates"
     if kind == "taylor":
-        what = "the gradient both sides agree on" if gradients_agree else "the scratch gradient"
-        cause = (
-            ": the scratch loss is not smooth along it at float64 resolution (float32 inside the layer? a kink "
-            "crossed by the step?)"
-            if gradients_agree
-            else ""
-        )
         return (
-            f"{what} does not predict the scratch loss to first order along a random direction (remainder slope "
-            f"{row.error:.2f}, 2 for a gradient){cause}"
+            "the scratch gradient does not predict the scratch loss to first order along a random direction "
+            f"(remainder slope {row.error:.2f}, 2 for a gradient)"
         )
     if kind == "state":
         return (
@@ -528,7 +519,14 @@ def _gate_blocks(ours: Array, theirs: Array, units: int, gates: tuple[str, ...])
         return f"{gates[j]} (columns {j * units}..{(j + 1) * units - 1})"
 
     scale = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
-    differs = [j for j in range(len(gates)) if (np.abs(blocks_a[j] - blocks_b[j]) > noise * scale).any()]
+
+    def own(j: int) -> float:
+        """Block j's own scale (floored at sqrt(noise) of the tensor's): a block of small entries is judged on its
+        own size, so a difference in it is not lost under a larger block's rounding."""
+        block = max(float(np.abs(blocks_a[j]).max(initial=0)), float(np.abs(blocks_b[j]).max(initial=0)))
+        return max(block, np.sqrt(noise) * scale)
+
+    differs = [j for j in range(len(gates)) if (np.abs(blocks_a[j] - blocks_b[j]) > noise * own(j)).any()]
     if not differs:
         return ""
     if len(differs) < len(gates):
@@ -544,9 +542,10 @@ def _gate_blocks(ours: Array, theirs: Array, units: int, gates: tuple[str, ...])
         most = sorted(ranked[:cut])  # in Keras's order
         names = " and ".join(cols(j) for j in most)
         figures = " and ".join(f"{errors[j]:.2g}" for j in most)
+        rest = ", ".join(f"{gates[j]} {errors[j]:.2g}" for j in range(len(gates)) if j not in most)
         return (
             f"differs in every gate block, most in gate{'s' if len(most) > 1 else ''} {names}: relative error"
-            f"{'s' if len(most) > 1 else ''} {figures} there, at most {ordered[cut]:.2g} in the others"
+            f"{'s' if len(most) > 1 else ''} {figures} there; in the others {rest}"
         )
     return f"differs in every gate block ({', '.join(gates)}) alike"
 
@@ -736,10 +735,10 @@ def _affine_per_slice(a: Array, b: Array, batch_axis: bool) -> str:
 
 
 def _number(value: float) -> str:
-    """`value` to 4 significant digits, or as 1 +- delta when those digits would round it to 1."""
-    if value != 1 and f"{value:.4g}" == "1":
-        return f"1 {'+' if value > 1 else '-'} {abs(value - 1):.2g}"
-    return f"{value:.4g}"
+    """`value` to 6 significant digits, or as (1 +- delta) when those digits would round it to 1."""
+    if value != 1 and f"{value:.6g}" == "1":
+        return f"(1 {'+' if value > 1 else '-'} {abs(value - 1):.2g})"
+    return f"{value:.6g}"
 
 
 def _close(a: Array, b: Array, fit: float = FACTOR_FIT) -> bool:
