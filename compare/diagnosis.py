@@ -45,9 +45,9 @@ SIGNIFICANT = 1e-9
 #: float32's unit roundoff 2^-24: one rounding moves a value by at most this fraction of it.
 F32_UNIT = 2.0**-24
 
-#: Below this norm-relative size a difference is at the scale of float32 rounding compounded through a layer (a few
-#: hundred units of F32_UNIT); a formula or convention that differs moves a quantity by far more (BatchNormalization's
-#: epsilon 1e-6 against 1e-3 on unit-variance inputs: 6e-4).
+#: Below this norm-relative size a difference is at the scale of float32 rounding compounded through a layer (about
+#: 170 units of F32_UNIT); a formula or convention that differs moves a quantity by far more (BatchNormalization's
+#: epsilon 1e-6 against 1e-3 on standard normal inputs: 6e-4 on its output).
 F32_ROUNDING_SIZE = 1e-5
 
 #: Gate blocks are named as differing "most" when their errors stand this many times above the next block's.
@@ -220,8 +220,8 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             return "convention", (
                 f"{KINDS['convention']}: the scratch forward computes a different function from Keras's (first at "
                 f"{fwd_where}: a convention or formula differs, an epsilon, a gate order, a default?), and its "
-                f"backward is consistent with its own forward (the Taylor row passes){witness_note}; make the forward "
-                f"compute Keras's function and the gradients follow{also}"
+                f"backward is consistent with its own forward (the Taylor row passes){witness_note}; the fix is in the "
+                f"convention, forward and backward alike, not in the backward alone{also}"
             )
         if t_ok:
             witness_note = " and the numerical witness passes" if w_ok else ""
@@ -661,7 +661,10 @@ def _tiny(ours: Array, theirs: Array, a: Array, b: Array) -> str:
     if values:
         return f"{size}: float32 rounding; scratch {values} where Keras is float64 (the layer computes in float32)"
     if np.asarray(ours).dtype == np.float32 or np.asarray(theirs).dtype == np.float32:
-        return f"{size}, a rounding-sized difference (float32's unit roundoff is {F32_UNIT:.1e})"
+        return (
+            f"{size}: too small to read a pattern in (float32's unit roundoff is {F32_UNIT:.1e}); the float32 "
+            "verdict weighs each side's distance from the float64 truth"
+        )
     if rel >= F32_UNIT / 16:
         return (
             f"{size}, the size of float32 rounding (unit roundoff {F32_UNIT:.1e}) though both sides return float64: "
@@ -687,9 +690,9 @@ def _zero_where_keras_is_not(a: Array, b: Array, z: Array | None) -> str:
     elsewhere = "and agrees elsewhere" if rest == 0 else f"and differs at {rest} more entries"
     if z is not None and np.shape(z) == a.shape and rest == 0 and not big[np.asarray(z) > 0].any():
         return (
-            f"zeroed where Z <= 0 ({count} entries): scratch's dL/dA is 0 exactly where the pre-activation is not "
-            "positive and agrees elsewhere: the ReLU mask applied to dL/dA itself (in place: a backward that "
-            "writes into its input?)"
+            f"zeroed where Z <= 0 ({count} entries): scratch is 0 exactly where the pre-activation is not positive "
+            "and agrees elsewhere: a ReLU mask applied where Keras applies none (to dL/dA itself, in place: a "
+            "backward that writes into its input?)"
         )
     if count == nonzero:
         what = f"scratch is 0 at every one of the {nonzero} entries where Keras is not"
