@@ -409,3 +409,63 @@ def test_a_factor_of_one_half_is_not_blamed_on_accumulation():
     theirs = rng.standard_normal((4, 3))
     assert "accumulated" not in describe(theirs / 2, theirs)
     assert "accumulated across calls" in describe(theirs * 2, theirs)
+
+
+# ----- more of the class: whole models, the command line, a forward deaf to its input ------------------------------
+def test_a_convention_inside_a_model_is_read_through_check_model():
+    """A BatchNormalization with another epsilon between two Dense layers of a user's model (check_model): read as a
+    convention, first at the normalisation's output."""
+    import keras_impl
+    from compare.check import check_model
+    from from_scratch import Architecture
+
+    arch = Architecture.parse("6-5:tanh-bn-4")
+    scratch = Sequential.from_architecture(arch, seed=0)
+    scratch.layers[1].epsilon = 1e-6
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((9, 6)), np.eye(4)[rng.integers(0, 4, size=9)]
+    report = check_model(scratch, keras_impl.build_model(arch, "float64"), x, y)
+    assert report.diagnosis.first.where == "layer 2 (batch_normalization) A"
+    assert report.diagnosis.kind == "convention"
+
+
+def test_the_compare_command_prints_the_kind_of_a_forward_difference(capsys, monkeypatch):
+    from compare import cli
+
+    original = BatchNormalization.__init__
+
+    def small_epsilon(self, momentum=0.99, epsilon=1e-3, name=None):
+        original(self, momentum, 1e-6, name)
+
+    monkeypatch.setattr(BatchNormalization, "__init__", small_epsilon)
+    code = cli.main(["compare", "--arch", "6-5-bn-4", "--batch", "8"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1
+    assert lines[-2].startswith("diagnosis: forward first differs at layer 2 (batch_normalization) A")
+    assert lines[-1].startswith("kind: the forward differs: the scratch forward computes a different function")
+    assert "This run has no Taylor row (check_layer and check_model add one)" in lines[-1]
+
+
+class CachedBrokenSwish(CachedSwish):
+    """Deaf to small changes of its input, and its backward missing sigmoid's (1 - s)."""
+
+    def backward(self, dy):
+        return dy * (self.s + self.x * self.s)
+
+
+def test_a_forward_deaf_to_its_input_is_not_read_as_a_plain_backward_bug_without_a_taylor_row():
+    """Forward right on the batch, gradients wrong, the witness failing: without a Taylor row the functions part
+    around the batch, and whether the backward is wrong too is left to the Taylor row; with it, a backward bug."""
+    report = compare_layer(CachedBrokenSwish(), keras.layers.Activation("silu"), (7,))
+    assert report.diagnosis.kind == "around the batch"
+    assert "whether the backward is also wrong needs the Taylor row" in report.diagnosis.reading
+    checked = check_layer(CachedBrokenSwish(), keras.layers.Activation("silu"), 7)
+    assert checked.diagnosis.kind == "backward bug"
+    assert "the numerical witness fails too although the forward agrees on this batch" in checked.diagnosis.reading
+
+
+def test_a_compare_run_whose_witness_alone_fails_says_so():
+    report = compare_layer(CachedSwish(), keras.layers.Activation("silu"), (7,))
+    assert [row.name.split(" ")[0] for row in report.rows if not row.passed] == ["numerical"]
+    assert report.diagnosis.kind == "witness only"
+    assert report.diagnosis.text.startswith("every quantity the trace records agrees, forward and backward, yet a row")
