@@ -762,8 +762,8 @@ def _layout(a: Array, b: Array, input_shape: tuple | None) -> str:
     if np.allclose(a, b, rtol=0, atol=0):
         return ""
     if a.ndim == 4 and a.shape[0] * a.shape[1] > 1:  # a kernel (kh, kw, C, F)
-        kh, kw, c, f = a.shape
-        if _close(a, b.transpose(3, 2, 0, 1).reshape(a.shape)):
+        dlfs = b.transpose(3, 2, 0, 1).reshape(a.shape)  # Keras's values read in (F, C, kh, kw) order
+        if _close(a, dlfs) and not _close(b, dlfs):  # (a kernel that order leaves as it is tells nothing)
             return (
                 "a layout: scratch holds Keras's kernel values in the order (F, C, kh, kw), reshaped, not "
                 "transposed: a (c_out, c_in, kh, kw) kernel (deep-learning-from-scratch's) copied without "
@@ -772,13 +772,14 @@ def _layout(a: Array, b: Array, input_shape: tuple | None) -> str:
     if a.ndim == 2 and input_shape is not None and len(input_shape) == 3 and a.shape[1] == np.prod(input_shape):
         h, w, c = input_shape
         chw = b.reshape(len(b), h, w, c).transpose(0, 3, 1, 2).reshape(b.shape)
-        if c > 1 and _close(a, chw):
+        if c > 1 and _close(a, chw) and not _close(b, chw):
             return "a layout: scratch flattens in (c, h, w) order, Keras in (h, w, c) (channels last)"
     if a.ndim == 4 and a.shape[1] > 2 and a.shape[2] > 2:  # a feature map (N, H, W, C)
         for dy, dx in ((1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (-1, -1)):
             inner_a = a[:, max(dy, 0) : a.shape[1] + min(dy, 0), max(dx, 0) : a.shape[2] + min(dx, 0)]
             inner_b = b[:, max(-dy, 0) : b.shape[1] + min(-dy, 0), max(-dx, 0) : b.shape[2] + min(-dx, 0)]
-            if _close(inner_a, inner_b):
+            unmoved = b[:, max(dy, 0) : b.shape[1] + min(dy, 0), max(dx, 0) : b.shape[2] + min(dx, 0)]
+            if _close(inner_a, inner_b) and not _close(unmoved, inner_b):  # (a map its own shift tells nothing)
                 way = " and ".join(
                     w for w, v in (("down", dy > 0), ("up", dy < 0), ("right", dx > 0), ("left", dx < 0)) if v
                 )

@@ -469,3 +469,12 @@ def test_a_compare_run_whose_witness_alone_fails_says_so():
     assert [row.name.split(" ")[0] for row in report.rows if not row.passed] == ["numerical"]
     assert report.diagnosis.kind == "witness only"
     assert report.diagnosis.text.startswith("every quantity the trace records agrees, forward and backward, yet a row")
+
+
+def test_a_shift_is_not_claimed_where_keras_is_its_own_shift():
+    """A feature map constant down its columns is its own shift: a difference on its top row alone is no shift."""
+    rng = np.random.default_rng(7)
+    rows_constant = np.repeat(rng.standard_normal((2, 1, 5, 3)), 5, axis=1)
+    bordered = rows_constant.copy()
+    bordered[:, 0] += 1.0  # differs on the top row only
+    assert "shifted" not in describe(bordered, rows_constant)
