@@ -723,17 +723,24 @@ def _affine_per_slice(a: Array, b: Array, batch_axis: bool) -> str:
         if np.linalg.norm(aa - (c * bb + d)) > FACTOR_FIT * max(float(np.linalg.norm(aa)), 1e-300):
             continue
         shifted = bool(np.abs(d).max() > FACTOR_FIT * float(np.abs(aa).max()))
-        shift = f", d from {d.min():.2g} to {d.max():.2g}" if shifted else ""
-        form = "c Keras + d" if shifted else "c Keras"
+        scaled = bool(np.abs(c - 1).max() > FACTOR_FIT)
         if np.abs(c - 1).max() < 1e-2:  # near 1: the deviations are what can be read
             scales = f"c - 1 from {float((c - 1).min()):.2g} to {float((c - 1).max()):.2g}"
         else:
             scales = f"c from {float(c.min()):.4g} to {float(c.max()):.4g}"
-        return (
-            f"{what} by {what} ({axis}) scratch = {form} with its own c{' and d' if shifted else ''}: {scales}"
-            f"{shift}; each {what} rescaled{' and shifted' if shifted else ''} (a normalisation's epsilon or "
-            "variance differs?)"
-        )
+        shifts = f"d from {d.min():.2g} to {d.max():.2g}"
+        lead = f"{what} by {what} ({axis}) scratch = "
+        if scaled and shifted:
+            return (
+                f"{lead}c Keras + d with its own c and d: {scales}, {shifts}; each {what} rescaled and shifted (a "
+                "normalisation's epsilon or variance differs?)"
+            )
+        if scaled:
+            return (
+                f"{lead}c Keras with its own c: {scales}; each {what} rescaled (a per-{what} scale: a "
+                "normalisation's epsilon or variance differs?)"
+            )
+        return f"{lead}Keras + d with its own d: {shifts}; each {what} shifted (a bias or offset that differs?)"
     return ""
 
 

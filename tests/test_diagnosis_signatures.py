@@ -478,3 +478,23 @@ def test_a_shift_is_not_claimed_where_keras_is_its_own_shift():
     bordered = rows_constant.copy()
     bordered[:, 0] += 1.0  # differs on the top row only
     assert "shifted" not in describe(bordered, rows_constant)
+
+
+def test_a_per_feature_shift_is_called_a_shift_not_a_rescaling():
+    """A Dense whose bias is read from the wrong place: Z differs by a constant per unit, not by a scale."""
+
+    class ShiftedBias(Dense):
+        def forward(self, x, training=False):
+            kept = self.b
+            self.b = kept + np.arange(1, self.units + 1)
+            try:
+                return super().forward(x, training)
+            finally:
+                self.b = kept
+
+    report = check_layer(ShiftedBias(4), keras.layers.Dense(4), 5)
+    text = report.diagnosis.text
+    assert "feature by feature (last axis) scratch = Keras + d with its own d: d from 1 to 4" in text
+    assert "rescaled" not in text
+    assert report.diagnosis.kind == "forward differs"  # a shift moves no derivative: gradients and witnesses pass
+    assert "a difference that moves no derivative" in report.diagnosis.reading
