@@ -181,16 +181,25 @@ class KernelRowBug(Dense):
 
 # ----- a convention: output and witness fail, the Taylor row passes --------------------------------------------------
 CONVENTIONS = {
-    "batchnorm_epsilon": lambda: check_layer(BatchNormalization(epsilon=1e-6), keras.layers.BatchNormalization(), 5),
-    "layernorm_epsilon": lambda: check_layer(LayerNormalization(epsilon=1e-6), keras.layers.LayerNormalization(), 6),
-    "lstm_gate_order": lambda: check_layer(OtherGateOrderLSTM(3), keras.layers.LSTM(3), (4, 2), batch=4),
-    "gelu_tanh_formula": lambda: check_layer(TanhGelu(), keras.layers.Activation("gelu"), 7),
+    "batchnorm_epsilon": lambda dtype="float64": check_layer(
+        BatchNormalization(epsilon=1e-6), keras.layers.BatchNormalization(), 5, dtype=dtype
+    ),
+    "layernorm_epsilon": lambda dtype="float64": check_layer(
+        LayerNormalization(epsilon=1e-6), keras.layers.LayerNormalization(), 6, dtype=dtype
+    ),
+    "lstm_gate_order": lambda dtype="float64": check_layer(
+        OtherGateOrderLSTM(3), keras.layers.LSTM(3), (4, 2), batch=4, dtype=dtype
+    ),
+    "gelu_tanh_formula": lambda dtype="float64": check_layer(
+        TanhGelu(), keras.layers.Activation("gelu"), 7, dtype=dtype
+    ),
 }
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(CONVENTIONS))
-def test_a_different_convention_is_read_as_a_different_function_not_a_backward_bug(name):
-    report = CONVENTIONS[name]()
+def test_a_different_convention_is_read_as_a_different_function_not_a_backward_bug(name, dtype):
+    report = CONVENTIONS[name](dtype)
     assert not passed(report, "output") and not passed(report, "witness") and passed(report, "taylor")  # the signature
     diagnosis = report.diagnosis
     assert diagnosis.kind == "convention"
@@ -212,26 +221,36 @@ def test_an_epsilon_that_differs_is_described_as_a_rescaling_per_feature():
 
 # ----- a backward bug: output and witness pass, the Taylor row and the gradients fail --------------------------------
 BACKWARD_BUGS = {
-    "swish_missing_one_minus_s": (lambda: check_layer(BrokenSwish(), keras.layers.Activation("silu"), 7), ""),
+    "swish_missing_one_minus_s": (
+        lambda dtype="float64": check_layer(BrokenSwish(), keras.layers.Activation("silu"), 7, dtype=dtype),
+        "",
+    ),
     "lstm_gates_i_and_f": (
-        lambda: check_layer(InputAndForgetGateBug(3), keras.layers.LSTM(3), (2, 2), batch=4),
+        lambda dtype="float64": check_layer(
+            InputAndForgetGateBug(3), keras.layers.LSTM(3), (2, 2), batch=4, dtype=dtype
+        ),
         "most in gates i (columns 0..2) and f (columns 3..5)",
     ),
     "gru_blocks_z_and_r": (
-        lambda: check_layer(UpdateAndResetGateBug(3), keras.layers.GRU(3), (4, 2), batch=4),
+        lambda dtype="float64": check_layer(
+            UpdateAndResetGateBug(3), keras.layers.GRU(3), (4, 2), batch=4, dtype=dtype
+        ),
         "most in gates z (columns 0..2) and r (columns 3..5)",
     ),
     "maxpool_returns_inside_its_loop": (
-        lambda: check_layer(EarlyReturnMaxPool(), keras.layers.MaxPooling2D(), (8, 8, 2), batch=4),
+        lambda dtype="float64": check_layer(
+            EarlyReturnMaxPool(), keras.layers.MaxPooling2D(), (8, 8, 2), batch=4, dtype=dtype
+        ),
         "scratch is 0 at 120 of 128 entries where Keras is not",
     ),
 }
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(BACKWARD_BUGS))
-def test_a_backward_bug_is_read_as_one_and_located(name):
+def test_a_backward_bug_is_read_as_one_and_located(name, dtype):
     run, pattern = BACKWARD_BUGS[name]
-    report = run()
+    report = run(dtype)
     assert passed(report, "output") and passed(report, "witness") and not passed(report, "taylor")  # the signature
     diagnosis = report.diagnosis
     assert diagnosis.kind == "backward bug" and diagnosis.forward_ok
