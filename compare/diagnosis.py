@@ -63,6 +63,7 @@ KINDS = {
     "forward differs": "the forward differs",
     "around the batch": "the functions agree on this batch but not around it",
     "witness only": "only the witnesses fail",
+    "intermediate only": "only a recorded intermediate differs",
     "other rows": "only rows outside the trace fail",
 }
 
@@ -163,11 +164,46 @@ def diagnose(steps: list[Step]) -> Diagnosis:
     for step in steps:
         if not step.passed:
             forward_ok = step.phase == "backward"
-            pattern = describe(step.ours, step.theirs, **step.context, batch_axis=step.quantity in BATCH_FIRST)
+            pattern = _overwritten_upstream(step, steps) or describe(
+                step.ours, step.theirs, **step.context, batch_axis=step.quantity in BATCH_FIRST
+            )
             if pattern.startswith(("no simple pattern", "confined to")):  # a sequence layer may say more
                 pattern = _sequence_pattern(step, steps) or pattern
             return Diagnosis(step, pattern, forward_ok, steps)
     return Diagnosis(None, "", True, steps)
+
+
+def _below(step: Step, steps: list[Step]) -> Step | None:
+    """The backward step a layer's dL/dA flows into: the layer below's dL/dA, or dL/dX for the first layer."""
+    at = next((i for i, s in enumerate(steps) if s is step), None)
+    if at is None:
+        return None
+    return next(
+        (
+            s
+            for s in steps[at + 1 :]
+            if s.phase == "backward" and (s.layer, s.quantity) in ((step.layer - 1, "dL/dA"), (0, "dL/dX (input)"))
+        ),
+        None,
+    )
+
+
+def _overwritten_upstream(step: Step, steps: list[Step]) -> str:
+    """A layer's recorded dL/dA that holds, on the scratch side only, the values of the gradient it handed down:
+    the layer's backward wrote its result into the dy it was given. "" otherwise."""
+    if step.quantity != "dL/dA" or step.phase != "backward" or step.ours is None:
+        return ""
+    below = _below(step, steps)
+    if below is None or below.ours is None or np.shape(below.ours) != np.shape(step.ours):
+        return ""
+    if not _close(np.asarray(step.ours, np.float64), np.asarray(below.ours, np.float64)):
+        return ""
+    if _close(np.asarray(step.theirs, np.float64), np.asarray(below.theirs, np.float64)):
+        return ""  # Keras's are equal too: a layer that passes its gradient through
+    return (
+        f"scratch's dL/dA holds the values of its {below.where} (Keras's does not): the layer's backward wrote its "
+        "result into the dy it was handed, in place, overwriting the upstream gradient"
+    )
 
 
 #: The traced quantities whose first axis is the batch (a row of them is a sample); a weight gradient's is not.
@@ -194,10 +230,13 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
     witness = next((r for r in rows if _row_kind(r) == "witness"), None)
     taylor = next((r for r in rows if _row_kind(r) == "taylor"), None)
     others = [r for r in rows if _row_kind(r) in ("state", "round trip", "other") and not r.passed]
-    forward_fails, backward_fails = fwd_step is not None or bool(fwd_rows), bwd_step is not None or bool(grad_rows)
+    table = any(_row_kind(r) == "gradient" for r in rows)  # the gradients themselves are rows: judge by them
+    forward_fails = fwd_step is not None or bool(fwd_rows)
+    backward_fails = bool(grad_rows) if table else bwd_step is not None
+    intermediate = table and not grad_rows and bwd_step is not None
     witness_fails = witness is not None and not witness.passed
     taylor_fails = taylor is not None and not taylor.passed
-    if not (forward_fails or backward_fails or witness_fails or taylor_fails or others):
+    if not (forward_fails or backward_fails or intermediate or witness_fails or taylor_fails or others):
         return "", ""
     also = "".join(f"; also failing: {r.name} ({_row_meaning(r)})" for r in others)
     fwd_where = fwd_step.where if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
@@ -297,6 +336,13 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             f"{KINDS['backward bug']}, as far as this run shows: the forward agrees (output and loss pass) and the "
             f"gradients differ, first at {bwd_where}; no numerical witness or Taylor row ran, so a forward that "
             f"agrees on this batch but not around it is not ruled out{also}"
+        )
+    if intermediate:
+        return "intermediate only", (
+            f"{KINDS['intermediate only']}: the forward and every gradient agree with Keras's (output, loss and "
+            f"gradient rows pass), but the value recorded at {bwd_step.where} does not: it changed after it "
+            "was handed to the layer (a backward that writes into its dy?), or is computed another way to the same "
+            f"gradients{also}"
         )
     failing = [_short(r) for r in (witness, taylor) if r is not None and not r.passed]
     lead = "the forward and every gradient agree with Keras's"
@@ -464,14 +510,7 @@ def _sequence_pattern(step: Step, steps: list[Step]) -> str:
             "before?)"
         )
     parts = [_gate_blocks(step.ours, step.theirs, units, gates)] if gates else []
-    below = next(
-        (
-            s
-            for s in steps[next(i for i, s in enumerate(steps) if s is step) + 1 :]
-            if s.phase == "backward" and (s.layer, s.quantity) in ((step.layer - 1, "dL/dA"), (0, "dL/dX (input)"))
-        ),
-        None,
-    )
+    below = _below(step, steps)
     t = _time_steps(below.ours, below.theirs) if below is not None and below.ours is not None else None
     if t is not None and t.any():
         last, first = len(t) - 1, int(np.flatnonzero(t)[-1])

@@ -17,7 +17,7 @@ from compare.diagnosis import KINDS, describe
 from compare.harness import compare_models
 from compare.report import render, to_json
 from examples.custom_layer.swish import BrokenSwish
-from from_scratch import Layer, Sequential
+from from_scratch import BadInputError, Layer, Sequential
 from from_scratch.conv import MaxPooling2D
 from from_scratch.layers import BatchNormalization, Dense, LayerNormalization
 from from_scratch.recurrent import GRU, LSTM
@@ -517,3 +517,32 @@ def test_a_per_feature_shift_is_called_a_shift_not_a_rescaling():
     assert "rescaled" not in text
     assert report.diagnosis.kind == "forward differs"  # a shift moves no derivative: gradients and witnesses pass
     assert "a difference that moves no derivative" in report.diagnosis.reading
+
+
+class InPlaceSwish(Layer):
+    """A right Swish whose backward writes its result into the dy it is handed (dy *= s'; return dy)."""
+
+    def forward(self, x, training=False):
+        self.x, self.s = x, 1 / (1 + np.exp(-x))
+        return x * self.s
+
+    def backward(self, dy):
+        s = self.s
+        dy *= s + self.x * s * (1 - s)
+        return dy
+
+
+def test_a_backward_that_writes_into_dy_is_named_not_no_simple_pattern():
+    try:
+        report = check_layer(InPlaceSwish(), keras.layers.Activation("silu"), 7)
+    except BadInputError as exc:  # a harness that guards what it hands a layer refuses it first, naming the layer
+        assert "in_place_swish" in str(exc) or "InPlaceSwish" in str(exc)
+        return
+    text = report.diagnosis.text
+    if report.diagnosis.first is None:  # the harness hands the layer a copy: the record stays right
+        assert report.passed or "yet" in text
+        return
+    assert "no simple pattern" not in text
+    assert "scratch's dL/dA holds the values of its dL/dX (input) (Keras's does not)" in text
+    assert "wrote its result into the dy it was handed" in text
+    assert report.diagnosis.kind == "intermediate only"  # every gradient row agrees: not "agree on the batch only"
