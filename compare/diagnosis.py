@@ -230,13 +230,14 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
     witness = next((r for r in rows if _row_kind(r) == "witness"), None)
     taylor = next((r for r in rows if _row_kind(r) == "taylor"), None)
     others = [r for r in rows if _row_kind(r) in ("state", "round trip", "other") and not r.passed]
-    table = any(_row_kind(r) == "gradient" for r in rows)  # the gradients themselves are rows: judge by them
-    forward_fails = fwd_step is not None or bool(fwd_rows)
+    table = any(_row_kind(r) == "gradient" for r in rows)  # output, loss and gradients are rows: judge by them
+    forward_fails = bool(fwd_rows) if table else fwd_step is not None
     backward_fails = bool(grad_rows) if table else bwd_step is not None
-    intermediate = table and not grad_rows and bwd_step is not None
+    lone = (fwd_step if not forward_fails else None) or (bwd_step if not backward_fails else None)
+    intermediate = lone if table and not forward_fails and not backward_fails else None
     witness_fails = witness is not None and not witness.passed
     taylor_fails = taylor is not None and not taylor.passed
-    if not (forward_fails or backward_fails or intermediate or witness_fails or taylor_fails or others):
+    if not (forward_fails or backward_fails or intermediate is not None or witness_fails or taylor_fails or others):
         return "", ""
     also = "".join(f"; also failing: {r.name} ({_row_meaning(r)})" for r in others)
     fwd_where = fwd_step.where if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
@@ -337,12 +338,18 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             f"gradients differ, first at {bwd_where}; no numerical witness or Taylor row ran, so a forward that "
             f"agrees on this batch but not around it is not ruled out{also}"
         )
-    if intermediate:
+    if intermediate is not None:
+        changed = (
+            "it changed after it was handed to the layer (a backward that writes into its dy?), or is computed "
+            "another way to the same gradients"
+            if intermediate.phase == "backward"
+            else "it is computed another way to the same output"
+        )
         return "intermediate only", (
             f"{KINDS['intermediate only']}: the forward and every gradient agree with Keras's (output, loss and "
-            f"gradient rows pass), but the value recorded at {bwd_step.where} does not: it changed after it "
-            "was handed to the layer (a backward that writes into its dy?), or is computed another way to the same "
-            f"gradients{also}"
+            f"gradient rows pass), but the value recorded at {intermediate.where} does not: {changed}"
+            + "".join(f"; the {_short(r)} fails too" for r in (witness, taylor) if r is not None and not r.passed)
+            + also
         )
     failing = [_short(r) for r in (witness, taylor) if r is not None and not r.passed]
     lead = "the forward and every gradient agree with Keras's"
