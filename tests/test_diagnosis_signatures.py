@@ -546,3 +546,15 @@ def test_a_backward_that_writes_into_dy_is_named_not_no_simple_pattern():
     assert "scratch's dL/dA holds the values of its dL/dX (input) (Keras's does not)" in text
     assert "wrote its result into the dy it was handed" in text
     assert report.diagnosis.kind == "intermediate only"  # every gradient row agrees: not "agree on the batch only"
+
+
+def test_moving_statistics_that_differ_are_named_under_an_agreeing_trace():
+    """BatchNormalization with momentum 0.9 against Keras's 0.99: the training pass agrees, the moving statistics
+    after the step do not; the diagnosis names those rows, not "every recorded quantity agrees"."""
+    report = check_layer(BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(), 5)
+    failing = [row.name for row in report.rows if not row.passed]
+    assert failing and all(name.startswith("state ") for name in failing)
+    assert report.diagnosis.first is None and all(name in report.diagnosis.text for name in failing)
+    assert "a non-trainable weight (a moving statistic) differs after the training step" in report.diagnosis.text
+    assert report.diagnosis.kind == "other rows"
+    assert "also failing: " + failing[0] in report.diagnosis.reading
