@@ -124,7 +124,7 @@ class Diagnosis:
             failing = self.failing_rows
             if not failing:
                 return "every recorded quantity agrees, forward and backward"
-            named = "; ".join(f"{row.name}: {_row_meaning(row)}" for row in failing)
+            named = _grouped(failing)
             return (
                 "every quantity the trace records agrees, forward and backward, yet "
                 f"{'a row fails' if len(failing) == 1 else f'{len(failing)} rows fail'}: {named}"
@@ -239,7 +239,7 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
     taylor_fails = taylor is not None and not taylor.passed
     if not (forward_fails or backward_fails or intermediate is not None or witness_fails or taylor_fails or others):
         return "", ""
-    also = "".join(f"; also failing: {r.name} ({_row_meaning(r)})" for r in others)
+    also = f"; also failing: {_grouped(others)}" if others else ""
     fwd_where = fwd_step.where if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
     bwd_where = bwd_step.where if bwd_step is not None else (grad_rows[0].name if grad_rows else "")
     w_ok = None if witness is None else witness.passed
@@ -361,7 +361,7 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             "follow its inputs there (float32 arithmetic inside the layer? kinks within the step? a forward that "
             f"ignores small changes of its input, a cache?){also}"
         )
-    return "other rows", f"{KINDS['other rows']}: {lead}{also}"
+    return "other rows", f"{KINDS['other rows']}: {lead}; what fails: {_grouped(others)}"
 
 
 def _row_kind(row: Any) -> str:
@@ -387,6 +387,14 @@ def _short(row: Any) -> str:
     return {"witness": "numerical witness", "taylor": "Taylor row"}.get(_row_kind(row), row.name)
 
 
+def _grouped(rows: list[Any]) -> str:
+    """Failing rows by what they mean: "name, name (meaning); name (meaning)", each meaning said once."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(_row_meaning(row), []).append(row.name)
+    return "; ".join(f"{', '.join(names)} ({meaning})" for meaning, names in groups.items())
+
+
 def _row_meaning(row: Any) -> str:
     """What a failing row says, in a few words."""
     kind = _row_kind(row)
@@ -398,10 +406,7 @@ def _row_meaning(row: Any) -> str:
             f"(remainder slope {row.error:.2f}, 2 for a gradient)"
         )
     if kind == "state":
-        return (
-            "a non-trainable weight (a moving statistic) differs after the training step: its update differs (the "
-            "momentum, or the statistic it averages?)"
-        )
+        return "a non-trainable weight after the training step: its update differs, the momentum or the statistic?"
     if kind == "round trip":
         return "the weights read back from Keras are not the ones written: the two models' weights do not line up"
     if kind == "forward":

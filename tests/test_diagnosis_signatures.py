@@ -555,6 +555,6 @@ def test_moving_statistics_that_differ_are_named_under_an_agreeing_trace():
     failing = [row.name for row in report.rows if not row.passed]
     assert failing and all(name.startswith("state ") for name in failing)
     assert report.diagnosis.first is None and all(name in report.diagnosis.text for name in failing)
-    assert "a non-trainable weight (a moving statistic) differs after the training step" in report.diagnosis.text
+    assert "(a non-trainable weight after the training step: its update differs" in report.diagnosis.text
     assert report.diagnosis.kind == "other rows"
-    assert "also failing: " + failing[0] in report.diagnosis.reading
+    assert "the forward and every gradient agree with Keras's; what fails: " + failing[0] in report.diagnosis.reading
