@@ -93,6 +93,10 @@ class Report:
     trace: list[Step] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
 
+    def __post_init__(self) -> None:
+        if self.diagnosis is not None:  # its reading needs every row, check_model's Taylor row appended later too
+            self.diagnosis.attach(self.rows)
+
     @property
     def passed(self) -> bool:
         return all(row.passed for row in self.rows) and all(step.passed for step in self.trace)

@@ -44,9 +44,17 @@ def render(report: Report) -> str:
     return (
         f"{config}\n{pinned}\n\n{table}\n\n"
         f"max rel err = max|a - b| / max(max|a|, max|b|); 'error' is the measure the tolerance applies to:\n"
-        f"{legend}\n\n{report.verdict()}"
-        + ("" if report.passed or report.diagnosis is None else f"\ndiagnosis: {report.diagnosis.text}")
+        f"{legend}\n\n{report.verdict()}" + ("" if report.passed else _diagnosis_lines(report))
     )
+
+
+def _diagnosis_lines(report: Report) -> str:
+    """Under a failing table: where the sides first part and its pattern (`diagnosis:`), then what kind of
+    difference the rows show (`kind:`, Diagnosis.reading)."""
+    if report.diagnosis is None:
+        return ""
+    reading = report.diagnosis.reading
+    return f"\ndiagnosis: {report.diagnosis.text}" + (f"\nkind: {reading}" if reading else "")
 
 
 def to_json(report: Any) -> str:
