@@ -54,6 +54,12 @@ F32_ROUNDING_SIZE = 1e-5
 GATE_GAP = 3.0
 
 #: What each kind of difference is called (`Diagnosis.kind`; the JSON's "kind").
+#: The row and the trace step of the inference pass (compare/harness.py): forward(x, training=False) on both sides,
+#: from the weights after the training pass (a BatchNormalization then normalises with the moving statistics that
+#: pass moved). It runs after the training pass, so it is read apart from that pass's forward.
+INFERENCE_ROW = "output (inference, after the step)"
+INFERENCE_STEP = "output in inference mode (training=False, after the step)"
+
 KINDS = {
     "convention": "a different function, not a backward bug",
     "backward bug": "a backward bug",
@@ -65,6 +71,8 @@ KINDS = {
     "witness only": "only the witnesses fail",
     "intermediate only": "only a recorded intermediate differs",
     "other rows": "only rows outside the trace fail",
+    "inference only": "only the inference pass differs",
+    "protocol": "the layer breaks the protocol",
 }
 
 
@@ -223,13 +231,28 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
     A forward that differs by float32 rounding in a float64 check, its values float32 numbers, is float32 arithmetic
     whatever the witnesses say (they differentiate in float64 and cannot resolve a float32 loss)."""
     rows = list(rows or [])
-    fwd_step = next((s for s in steps if s.phase == "forward" and not s.passed), None)
+    kind, reading = _classify(steps, rows)
+    breaches = [r for r in rows if _row_kind(r) == "protocol" and not r.passed]
+    if breaches and kind != "protocol":  # the rest was computed on the harness's copies: still worth reading
+        kind, rest = _classify(steps, [r for r in rows if r not in breaches])
+        reading = f"{KINDS['protocol']} ({', '.join(r.name for r in breaches)})" + (
+            f", and besides: {rest}" * bool(rest)
+        )
+    return kind, reading
+
+
+def _classify(steps: list[Step], rows: list[Any]) -> tuple[str, str]:
+    """classify's reading before a protocol breach is put first."""
+    rows = list(rows or [])
+    fwd_step = next((s for s in steps if s.phase == "forward" and not s.passed and s.quantity != INFERENCE_STEP), None)
     bwd_step = next((s for s in steps if s.phase == "backward" and not s.passed), None)
     fwd_rows = [r for r in rows if _row_kind(r) == "forward" and not r.passed]
     grad_rows = [r for r in rows if _row_kind(r) == "gradient" and not r.passed]
     witness = next((r for r in rows if _row_kind(r) == "witness"), None)
     taylor = next((r for r in rows if _row_kind(r) == "taylor"), None)
-    others = [r for r in rows if _row_kind(r) in ("state", "round trip", "other") and not r.passed]
+    others = [
+        r for r in rows if _row_kind(r) in ("state", "round trip", "inference", "protocol", "other") and not r.passed
+    ]
     table = any(_row_kind(r) == "gradient" for r in rows)  # output, loss and gradients are rows: judge by them
     forward_fails = bool(fwd_rows) if table else fwd_step is not None
     backward_fails = bool(grad_rows) if table else bwd_step is not None
@@ -361,6 +384,17 @@ def classify(steps: list[Step], rows: list[Any] | None = None) -> tuple[str, str
             "follow its inputs there (float32 arithmetic inside the layer? kinks within the step? a forward that "
             f"ignores small changes of its input, a cache?){also}"
         )
+    kinds = {_row_kind(r) for r in others}
+    if kinds == {"protocol"}:
+        return "protocol", (
+            f"{KINDS['protocol']}: {lead} on the harness's own copies, but {_grouped(others)}; fix the layer so that "
+            "it leaves what it is handed unchanged and returns arrays of the checked dtype"
+        )
+    if "inference" in kinds and kinds <= {"inference", "state"}:
+        return "inference only", (
+            f"{KINDS['inference only']}: the training pass agrees with Keras's (output, loss and every gradient), but "
+            f"{_grouped(others)}: the forward with training=False, or the state it reads, differs"
+        )
     return "other rows", f"{KINDS['other rows']}: {lead}; what fails: {_grouped(others)}"
 
 
@@ -380,6 +414,10 @@ def _row_kind(row: Any) -> str:
         return "state"
     if name == "weights round trip":
         return "round trip"
+    if name == INFERENCE_ROW:
+        return "inference"
+    if getattr(row, "measure", "") == "protocol":
+        return "protocol"
     return "other"
 
 
@@ -409,6 +447,10 @@ def _row_meaning(row: Any) -> str:
         return "a non-trainable weight after the training step: its update differs, the momentum or the statistic?"
     if kind == "round trip":
         return "the weights read back from Keras are not the ones written: the two models' weights do not line up"
+    if kind == "inference":
+        return "the output in inference mode (training=False), from the state after the step, differs"
+    if kind == "protocol":
+        return "the layer wrote into what it was handed, or returned another dtype or kind: see the row"
     if kind == "forward":
         return "the forward differs"
     if kind == "gradient":

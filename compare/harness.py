@@ -20,7 +20,7 @@ import numpy as np
 
 import keras_impl
 from compare.data import as_inputs, check_memory, indices, load_batch, targets
-from compare.diagnosis import Diagnosis, Step, diagnose
+from compare.diagnosis import INFERENCE_ROW, INFERENCE_STEP, Diagnosis, Step, diagnose
 from compare.terms import Terms, gradient_terms
 from compare.tolerances import (
     CANCELLATION_FLOOR,
@@ -158,11 +158,6 @@ class Side:
     records: list[dict[str, Array]]
     inference: Array | None = None
 
-
-#: The row and the trace step of the inference pass: forward(x, training=False) on both sides, from the weights after
-#: the training pass (a BatchNormalization then normalises with the moving statistics that pass moved).
-INFERENCE_ROW = "output (inference, after the step)"
-INFERENCE_STEP = "output in inference mode (training=False, after the step)"
 
 #: One compared quantity: (row name or None for trace-only, its place in the table, trace step or None, getter on a
 #: Side, getter on Terms). The table lists loss, output, the weights in get_weights() order, then dL/dX.
