@@ -539,7 +539,7 @@ def run_comparison(
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
     check_memory(f"a batch of {batch}", batch, arch.footprint())
-    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
+    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed, arch.input_shape)
     x = as_inputs(x, arch.input_shape)
     if data == "synthetic":
         x = synthetic_inputs(arch, x, seed)
