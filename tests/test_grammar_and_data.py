@@ -319,3 +319,49 @@ def test_valid_adding_and_digits_runs_are_not_refused(capsys):
     assert code == 0 and "PASS: 16 steps" in out, out + err
     code, out, err = run(capsys, "compare", "--data", "digits", "--arch", "8x8-rnn3-10", "--batch", "8")
     assert code == 0 and "PASS" in out, out + err
+
+
+# ----- the README says what from_keras loads ----------------------------------------------------------------------
+def keras_model_section():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Your own Keras model") :]
+    return section[: section.index("\n## ")]
+
+
+def test_the_readme_lists_every_layer_class_from_keras_loads():
+    from compare.keras_model import SPECS
+
+    section = keras_model_section()
+    loads, refused = section.split("Refused with exit code 2")
+    other_classes = refused[refused.index("any other layer class (") :].split(")")[0]
+    for cls in SPECS:
+        assert f"`{cls.__name__}`" in loads, cls.__name__
+        assert f"`{cls.__name__}`" not in other_classes, cls.__name__
+    assert "Anything else (a Conv2D" not in section  # what the section said before Conv2D loaded
+
+
+@pytest.mark.parametrize("name", ["LayerNormalization", "Conv1D", "DepthwiseConv2D"])
+def test_the_layer_classes_the_readme_says_are_refused_are_refused(name):
+    import keras
+
+    from compare.keras_model import from_keras
+
+    assert f"`{name}`" in keras_model_section().split("Refused with exit code 2")[1]
+    shape = (6, 6, 1) if name == "DepthwiseConv2D" else (6, 4)
+    layer = {
+        "LayerNormalization": lambda: keras.layers.LayerNormalization(),
+        "Conv1D": lambda: keras.layers.Conv1D(2, 3),
+        "DepthwiseConv2D": lambda: keras.layers.DepthwiseConv2D(3),
+    }[name]()
+    model = keras.Sequential([keras.Input(shape), layer, keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(BadInputError, match=f"\\({name}\\).*this layer class is not supported"):
+        from_keras(model)
+
+
+def test_a_saved_conv2d_model_loads_as_the_readme_says(saved_models):
+    from compare.keras_model import from_keras
+
+    scratch = from_keras(saved_models / "conv.keras")
+    assert [layer.kind for layer in scratch.layers] == ["conv2d", "flatten", "dense"]
