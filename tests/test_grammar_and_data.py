@@ -365,3 +365,13 @@ def test_a_saved_conv2d_model_loads_as_the_readme_says(saved_models):
 
     scratch = from_keras(saved_models / "conv.keras")
     assert [layer.kind for layer in scratch.layers] == ["conv2d", "flatten", "dense"]
+
+
+def test_run_comparison_estimates_before_building_either_side():
+    """From Python, run_comparison built a 100000x100000 kernel (74.5 GiB) before its memory check."""
+    from compare.harness import run_comparison
+
+    peak, error = peak_allocated(run_comparison, "100000-100000-2", 1)
+    assert isinstance(error, BadInputError), error
+    assert "a batch of 1 needs about" in str(error) and "10000300002 weights" in str(error)
+    assert peak < 50 * 2**20, peak
