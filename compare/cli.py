@@ -186,15 +186,17 @@ def run_train(args: argparse.Namespace) -> int:
     from compare.data import REGRESSION_DATASETS, SHAPED_DATASETS
 
     shaped = args.data in SHAPED_DATASETS  # the adding problem: T is read from --arch, so loaded after it
-    x, y = (None, None) if shaped else load_dataset(args.data)
     from from_scratch.arch import Architecture
     from from_scratch.losses import get_loss
 
     default_loss = "mean_squared_error" if args.data in REGRESSION_DATASETS else "categorical_crossentropy"
     loss = get_loss(args.loss or default_loss)
     arch = Architecture.parse(args.arch, output_activation=loss.default_output)
-    if shaped:
-        x, y = load_dataset(args.data, arch.input_shape)
+    if shaped:  # built from --arch: the run estimated from its shapes before the set is built
+        from compare.data import SHAPED_SAMPLES, check_training_memory
+
+        check_training_memory(arch, SHAPED_SAMPLES[args.data], args.batch, args.epochs, f"train --data {args.data}")
+    x, y = load_dataset(args.data, arch.input_shape)  # a layout that would rearrange a sample is refused
     if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
         hint = f"{arch.input_shape[0]}x2-lstm16-{y.shape[1]}" if shaped else f"{x.shape[1]}-32-{y.shape[1]}"
         hint += "" if shaped else _image_hint(x, y)
@@ -202,9 +204,9 @@ def run_train(args: argparse.Namespace) -> int:
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "
             f"{arch.input_dim} and {arch.output_dim} (try --arch {hint})"
         )
-    from compare.data import as_inputs, check_memory
+    from compare.data import as_inputs, check_training_memory
 
-    check_memory(f"train --batch {args.batch}", min(args.batch, len(x)), arch.footprint())
+    check_training_memory(arch, len(x), args.batch, args.epochs, f"train --data {args.data}")  # before TensorFlow
     return train_and_print(args, arch, as_inputs(x, arch.input_shape), y, loss, args.dtype)
 
 
@@ -402,12 +404,13 @@ def run_compare(args: argparse.Namespace) -> int:
                 f"take {', '.join(ignored)} (only --seed and --json)"
             )
         return run_matrix(args)
-    from compare.data import BATCHES, check_memory
+    from compare.data import BATCHES, check_layout, check_memory
     from from_scratch.errors import unknown_name
 
     arch, loss = architecture_from_args(args), loss_from_args(args)  # all checked before TensorFlow loads
     if args.data not in BATCHES:
         raise unknown_name("data set", args.data, BATCHES)
+    check_layout(args.data, arch.input_shape)  # digits as 4x4x4 would rearrange the pixels
     check_memory(f"compare --batch {args.batch}", args.batch, arch.footprint(), 8)
     from compare.harness import run_comparison
     from compare.report import render, to_json

@@ -8,10 +8,12 @@ from the architecture's input shape (as_inputs turns the rows back into (N, T, F
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
+from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError
 
 Array = np.ndarray
@@ -93,7 +95,16 @@ def linear_regression(n: int = 64, seed: int = 0) -> tuple[Array, Array]:
     return x, x + 4 + 0.1 * rng.standard_normal((n, 1))
 
 
-def adding(timesteps: int = 10, n: int = 1000, seed: int = 0) -> tuple[Array, Array]:
+#: The adding problem's number of samples (`train --data adding`).
+ADDING_SAMPLES = 1000
+
+#: The float arrays of n x T values the adding problem holds at once while it is built (np.float64 or int64
+#: each): the values, the argsort's index array (its two first columns are kept as a view), the markers, the
+#: stacked (n, T, 2) samples (two), and values x markers for the targets.
+ADDING_COPIES = 6
+
+
+def adding(timesteps: int = 10, n: int = ADDING_SAMPLES, seed: int = 0) -> tuple[Array, Array]:
     """The adding problem (Hochreiter and Schmidhuber's LSTM paper, 1997), a regression that needs memory: each
     sample is `timesteps` steps of 2 features, a value ~ U[0, 1) and a marker that is 1 at exactly two (distinct,
     seeded) steps and 0 elsewhere; the target is the sum of the two marked values, in [0, 2). A model that forgets
@@ -101,6 +112,9 @@ def adding(timesteps: int = 10, n: int = 1000, seed: int = 0) -> tuple[Array, Ar
     is 1/6). -> X (n, timesteps * 2) (step by step: value, marker), Y (n, 1)."""
     if timesteps < 2:
         raise BadInputError(f"--data adding needs at least 2 time steps (two marked values), got {timesteps}")
+    check_memory(  # from T and n alone, before any array of n x T values exists
+        f"--data adding with {timesteps} time steps", n, (timesteps, 0), copies=ADDING_COPIES, advice="use a smaller T"
+    )
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, size=(n, timesteps))
     marked = np.argsort(rng.random((n, timesteps)), axis=1)[:, :2]  # two distinct steps per sample
@@ -168,6 +182,12 @@ def read_idx(path: str) -> Array:
 
 def idx(images: str, labels: str) -> tuple[Array, Array]:
     """MNIST-format images (N, H, W) and labels (N,) from user files: X (N, H*W) / 255, one-hot Y."""
+    x, y = _idx_samples(images, labels)
+    return x.reshape(len(x), -1), y
+
+
+def _idx_samples(images: str, labels: str) -> tuple[Array, Array]:
+    """idx() with each sample in the file's own shape: X (N, H, W) / 255 (for images), one-hot Y."""
     x, t = read_idx(images), read_idx(labels)
     if x.ndim < 2 or len(x) == 0:
         raise BadInputError(f"IDX images {images!r} have shape {x.shape}: expected (N, ...) with N >= 1 samples")
@@ -182,7 +202,7 @@ def idx(images: str, labels: str) -> tuple[Array, Array]:
         )
     classes = int(t.max()) + 1
     check_memory(f"IDX labels {labels!r} (largest class {classes - 1})", len(t), [classes])  # the one-hot rows
-    return x.reshape(len(x), -1).astype(np.float64) / 255.0, one_hot(t.astype(np.int64), classes)
+    return x.astype(np.float64) / 255.0, one_hot(t.astype(np.int64), classes)
 
 
 #: Whole data sets for training, by name: () -> (X, Y). `idx:IMAGES,LABELS` reads user files.
@@ -198,22 +218,33 @@ DATASETS = {
 #: The data sets whose samples take their shape from the architecture: name -> loader(input_shape) -> (X, Y).
 SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {"adding": adding_for}
 
+#: How many samples each of SHAPED_DATASETS holds: a run's memory is estimated from it before the set is built.
+SHAPED_SAMPLES: dict[str, int] = {"adding": ADDING_SAMPLES}
+
 #: The data sets with real-valued targets: `train` picks mean_squared_error for them (other sets: cross-entropy).
 REGRESSION_DATASETS = frozenset({"regression", "adding"})
 
 
 def load_dataset(name: str, input_shape: tuple[int, ...] | None = None) -> tuple[Array, Array]:
-    """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files. A set of
-    SHAPED_DATASETS is fitted to `input_shape` when it is given (the adding problem: T steps from (T, 2))."""
+    """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files: X (N, D), Y (N, K).
+
+    With `input_shape` (the architecture's input, without the batch axis) the set is fitted to it: a set of
+    SHAPED_DATASETS is built for it (the adding problem: T steps from (T, 2)), and any other set is refused when
+    `input_shape` holds as many values as a sample but would rearrange them (check_layout: digits as 4x4x4)."""
     if input_shape is not None and name in SHAPED_DATASETS:
         return SHAPED_DATASETS[name](tuple(input_shape))
     if name.startswith("idx:"):
         paths = name[len("idx:") :].split(",")
         if len(paths) != 2:
             raise BadInputError(f"--data {name!r}: expected idx:IMAGES_PATH,LABELS_PATH")
-        return idx(*paths)
+        x, y = _idx_samples(*paths)
+        if input_shape is not None:
+            check_layout(name, input_shape, x.shape[1:])
+        return x.reshape(len(x), -1), y
     if name not in DATASETS:
         raise BadInputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}, idx:IMAGES,LABELS")
+    if input_shape is not None:
+        check_layout(name, input_shape)
     return DATASETS[name]()
 
 
@@ -239,12 +270,18 @@ BATCHES: dict[str, Callable[[int, int, int, int], tuple[Array, Array]]] = {
 }
 
 
-def load_batch(name: str, input_dim: int, classes: int, n: int, seed: int) -> tuple[Array, Array]:
-    """One batch of `n` samples from data set `name`, fitted to the architecture's input and output widths."""
+def load_batch(
+    name: str, input_dim: int, classes: int, n: int, seed: int, input_shape: tuple[int, ...] | None = None
+) -> tuple[Array, Array]:
+    """One batch of `n` samples from data set `name`, fitted to the architecture's input and output widths: X (n, D),
+    Y (n, K). With `input_shape` (the architecture's input without the batch axis) a layout that would rearrange
+    a sample's values is refused (check_layout), before anything is loaded."""
     if name not in BATCHES:
         raise BadInputError(f"unknown data set {name!r}; known: {', '.join(BATCHES)}")
     if n <= 0:
         raise BadInputError(f"batch size must be a positive integer, got {n}")
+    if input_shape is not None:
+        check_layout(name, input_shape)
     return BATCHES[name](input_dim, classes, n, seed)
 
 
@@ -254,10 +291,78 @@ def indices(vocabulary: int, shape: tuple[int, ...], n: int, seed: int) -> Array
     return np.random.default_rng(seed).integers(0, vocabulary, size=(n, *shape)).astype(np.float64)
 
 
-def as_inputs(x: Array, input_shape: tuple[int, ...]) -> Array:
+def as_inputs(
+    x: Array, input_shape: tuple[int, ...], data: str | None = None, sample_shape: tuple[int, ...] | None = None
+) -> Array:
     """A batch of flat rows (N, D) as the model's inputs (N, *input_shape): digits' 64 pixels, row by row, are the
-    8x8x1 image (channels last), or as 8x8 the sequence of its 8 rows (8 steps of 8 features)."""
+    8x8x1 image (channels last), or as 8x8 the sequence of its 8 rows (8 steps of 8 features).
+
+    With `data` (the data set's name) the layout is checked first (check_layout): a shape that would rearrange a
+    sample's values, or that holds another number of values, is refused."""
+    if data is not None:
+        check_layout(data, input_shape, sample_shape)
+        if math.prod(input_shape) != x.shape[1]:
+            shape = "x".join(map(str, input_shape))
+            raise BadInputError(
+                f"--data {data} has {x.shape[1]} values per sample; an input of {shape} takes {math.prod(input_shape)}"
+            )
     return x.reshape(len(x), *input_shape)
+
+
+#: Each fixed data set's samples in their own shape: (D,) features, (H, W) one-channel images (digits: 8x8
+#: pixels), (H, W, C) images. The shapes an architecture may read them in follow from it (layouts). Sets without an
+#: entry take any shape: the synthetic batch has no layout to keep, and SHAPED_DATASETS are built for the shape.
+SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {
+    "digits": (8, 8),
+    "iris": (4,),
+    "spirals": (2,),
+    "xor": (2,),
+    "regression": (1,),
+}
+
+
+def layouts(sample_shape: tuple[int, ...]) -> dict[tuple[int, ...], str]:
+    """The input shapes that keep the meaning of a sample of `sample_shape`, each with what it reads.
+
+    Features (D,): only (D,) (features are no time steps and no pixels). An image (H, W) or (H, W, C): its H W C
+    values as features (row by row, channels last: what a Dense network reads), the image (H, W, C) (for one
+    channel (H, W, 1)), and for one channel the sequence of its H rows of W pixels, read top to bottom (H, W). Any
+    other shape with as many values (4x4x4 or 4x16 for digits) would rearrange the pixels: each value would stand
+    where another belongs."""
+    sample = tuple(sample_shape)
+    if len(sample) < 2:
+        return {sample: f"{math.prod(sample)} features"}
+    flat = math.prod(sample)
+    image = sample if len(sample) >= 3 else (*sample, 1)
+    out = {
+        (flat,): f"{flat} features (the values row by row)",
+        image: f"{'x'.join(map(str, image))} images",
+    }
+    if len(sample) == 2 or (len(sample) == 3 and sample[2] == 1):
+        h, w = sample[:2]
+        out[(h, w)] = f"{h}x{w} sequences ({h} rows of {w}, read top to bottom)"
+    return out
+
+
+def check_layout(name: str, input_shape: tuple[int, ...], sample_shape: tuple[int, ...] | None = None) -> None:
+    """Refuse an input shape that holds as many values as a sample of data set `name` but is not one of its layouts
+    (digits as 4x4x4 or 4x16: the pixels rearranged), saying which shapes are accepted. `sample_shape` is the
+    sample's own shape (SAMPLE_SHAPES by default; an IDX file's from its header). A shape with another number of
+    values is left to the callers' width checks, which name both widths."""
+    sample = SAMPLE_SHAPES.get(name) if sample_shape is None else tuple(sample_shape)
+    shape = tuple(input_shape)
+    if sample is None or math.prod(shape) != math.prod(sample):
+        return
+    accepted = layouts(sample)
+    if shape in accepted:
+        return
+    readings = list(accepted.values())
+    readings = ", ".join(readings[:-1]) + " or " + readings[-1] if len(readings) > 1 else readings[0]
+    shapes = " or ".join("x".join(map(str, s)) for s in accepted)
+    raise BadInputError(
+        f"--data {name} keeps its meaning only as {readings}; the architecture's input {'x'.join(map(str, shape))} "
+        f"would rearrange its values: start the architecture with {shapes}"
+    )
 
 
 #: How many float arrays of a batch's activations one comparison may hold at once, per layer width, as an estimate
@@ -270,10 +375,17 @@ COPIES_PER_WIDTH = 40
 COPIES_PER_WEIGHT = 12
 
 
-def check_memory(what: str, n: int, sizes: list[int] | tuple[int, int], itemsize: int = 8) -> None:
+def check_memory(
+    what: str,
+    n: int,
+    sizes: list[int] | tuple[int, int],
+    itemsize: int = 8,
+    copies: int = COPIES_PER_WIDTH,
+    advice: str = "use a smaller batch or network",
+) -> None:
     """Refuse, before allocating, a run that would not fit in the memory available now: its activations
-    (n samples x the values per sample x COPIES_PER_WIDTH) and its weights (x COPIES_PER_WEIGHT), times itemsize
-    bytes, against the system's available memory.
+    (n samples x the values per sample x `copies`, COPIES_PER_WIDTH for a comparison) and its weights
+    (x COPIES_PER_WEIGHT), times itemsize bytes, against the system's available memory.
 
     `sizes`: (values per sample, weights) as `Architecture.footprint()` gives them, or a list of Dense widths
     (values: their sum; weights: those between consecutive widths)."""
@@ -281,13 +393,59 @@ def check_memory(what: str, n: int, sizes: list[int] | tuple[int, int], itemsize
         values, weights = sizes
     else:
         values, weights = sum(sizes), sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    need = (n * values * COPIES_PER_WIDTH + weights * COPIES_PER_WEIGHT) * itemsize
+    need = (n * values * copies + weights * COPIES_PER_WEIGHT) * itemsize
     available = available_memory()
     if available is not None and need > available:
         raise BadInputError(
-            f"{what} needs about {need / 2**30:.1f} GiB ({n} samples x {values} activations x "
-            f"{COPIES_PER_WIDTH} copies, {weights} weights x {COPIES_PER_WEIGHT}), but {available / 2**30:.1f} GiB "
-            "are available; use a smaller batch or network"
+            f"{what} needs about {need / 2**30:.1f} GiB ({n} samples x {values} values x {copies} copies, "
+            f"{weights} weights x {COPIES_PER_WEIGHT}), but {available / 2**30:.1f} GiB are available; {advice}"
+        )
+
+
+#: A forward pass over the whole training set in one piece (each epoch's evaluation and the final predictions, on
+#: both sides, in inference mode) holds every layer's output, im2col and per-step states for all N samples at once.
+#: Measured: `train --data adding --arch 2000x2-rnn4-1 --batch 1000` (one step and one evaluation of 1000 samples x
+#: 44005 values) peaked 0.9 GB above the interpreter, about 2.6 copies of float64 values; 8 is on the safe side.
+WHOLE_SET_COPIES = 8
+
+#: The per-step record a run keeps (loss on both sides, parameter differences): measured at 408 bytes as a Python
+#: dict of 7 numbers, plus about 170 bytes as a JSON line; 1024 per step is on the safe side.
+STEP_RECORD_BYTES = 1024
+
+
+def check_training_memory(
+    arch: str | Architecture,
+    n: int,
+    batch_size: int,
+    epochs: int,
+    what: str = "training",
+    itemsize: int = 8,
+    max_steps: int | None = None,
+) -> None:
+    """Refuse, before anything is built, a training run on `n` samples that would not fit in the memory available:
+    one step on a batch of min(batch_size, n) (compare.data.check_memory, COPIES_PER_WIDTH copies), a forward pass
+    over all n samples (WHOLE_SET_COPIES), and epochs x ceil(n / batch_size) step records (at most max_steps;
+    STEP_RECORD_BYTES each), all estimated from the architecture's shapes (`Architecture.footprint`)."""
+    if isinstance(arch, str):
+        arch = Architecture.parse(arch)
+    sizes = arch.footprint()
+    check_memory(f"{what} (a step on a batch of {min(batch_size, n)})", min(batch_size, n), sizes, itemsize)
+    check_memory(
+        f"{what} (a pass over all {n} samples)",
+        n,
+        sizes,
+        itemsize,
+        copies=WHOLE_SET_COPIES,
+        advice="use fewer samples or a smaller network",
+    )
+    per_epoch = -(-n // batch_size)
+    steps = epochs * per_epoch if max_steps is None else min(epochs * per_epoch, max_steps)
+    available = available_memory()
+    if available is not None and steps * STEP_RECORD_BYTES > available:
+        raise BadInputError(
+            f"{what} ({epochs} epochs of {per_epoch} steps) keeps {steps} step records, about "
+            f"{steps * STEP_RECORD_BYTES / 2**30:.1f} GiB ({STEP_RECORD_BYTES} bytes each), but "
+            f"{available / 2**30:.1f} GiB are available; use fewer epochs or a larger batch"
         )
 
 

@@ -621,10 +621,12 @@ def run_comparison(
     loss = get_loss(loss)
     batch = check_count("run_comparison", "batch", batch)
     seed = check_count("run_comparison", "seed", seed, low=0)
+    if isinstance(arch, str):
+        arch = Architecture.parse(arch)
+    check_memory(f"a batch of {batch}", batch, arch.footprint())  # from the shapes, before either side is built
     scratch, keras_model = build_pair(arch, dtype, seed)
     arch = scratch.architecture
-    check_memory(f"a batch of {batch}", batch, arch.footprint())
-    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
+    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed, arch.input_shape)
     x = as_inputs(x, arch.input_shape)
     if data == "synthetic":
         x = synthetic_inputs(arch, x, seed)

@@ -85,7 +85,7 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     """`train --keras-model`: both sides trained in lockstep from the saved model's weights (run_training with
     initial_weights), printed as `train` prints."""
     from compare.cli import train_and_print
-    from compare.data import load_dataset
+    from compare.data import as_inputs, load_dataset
     from compare.keras_model import choose_loss, describe, from_keras, load
     from from_scratch.losses import get_loss
 
@@ -93,7 +93,7 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     arch, _ = describe(model)
     scratch = from_keras(model, args.dtype if "dtype" in given else None)
     loss = get_loss(args.loss) if "loss" in given else choose_loss(model, None)
-    x, y = load_dataset(args.data)
+    x, y = load_dataset(args.data, arch.input_shape)  # a layout that would rearrange a sample is refused
     if x.shape[1] != arch.input_dim or y.shape[1] != arch.output_dim:
         raise BadInputError(
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but the Keras "
@@ -104,7 +104,7 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     return train_and_print(
         args,
         arch,
-        x,
+        as_inputs(x, arch.input_shape),  # an image or sequence model takes its samples in their shape
         y,
         loss,
         scratch.dtype.name,

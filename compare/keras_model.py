@@ -593,13 +593,13 @@ def keras_model_batch(
     """One batch for a model of `arch`: compare.data.load_batch, with targets of the loss's kind on synthetic
     data (as run_comparison makes them); a data set whose widths do not fit the model is refused, saying both."""
     if data != "synthetic" and data in DATASETS:
-        x_all, y_all = load_dataset(data)
+        x_all, y_all = load_dataset(data, arch.input_shape)
         if x_all.shape[1] != arch.input_dim or y_all.shape[1] != arch.output_dim:
             raise BadInputError(
                 f"--data {data} has {x_all.shape[1]} features and {y_all.shape[1]} outputs, but the Keras model "
                 f"{model_name!r} takes {arch.input_dim} inputs and gives {arch.output_dim} outputs"
             )
-    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed)
+    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed, arch.input_shape)
     if data == "synthetic" and loss.target_kind != "onehot":
         y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
     elif loss.target_kind == "labels":

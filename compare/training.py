@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from compare.data import check_training_memory
 from compare.diagnosis import describe
 from compare.harness import build_pair, share_dropout_masks
 from compare.terms import forward_term_sweep, near_kinks
 from from_scratch.arch import Architecture
-from from_scratch.errors import BadInputError
+from from_scratch.errors import BadInputError, check_count
 from from_scratch.losses import get_loss
 from from_scratch.model import Sequential, accuracy
 from from_scratch.optimizers import Optimizer, get_optimizer
@@ -130,6 +131,13 @@ def run_training(
     Both start from the weights the scratch side draws from `seed`, or from `initial_weights` (get_weights() order,
     e.g. a trained Keras model's: compare.keras_model) when given."""
     loss = get_loss(loss)
+    epochs = check_count("run_training", "epochs", epochs)
+    batch_size = check_count("run_training", "batch_size", batch_size)
+    if max_steps is not None:
+        max_steps = check_count("run_training", "max_steps", max_steps, low=0)
+    if isinstance(arch, str):
+        arch = Architecture.parse(arch)
+    check_training_memory(arch, len(x), batch_size, epochs, "training", max_steps=max_steps)
     scratch, keras_model = build_pair(arch, dtype, seed)
     if initial_weights is not None:
         scratch.set_weights(initial_weights)

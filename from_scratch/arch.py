@@ -25,6 +25,9 @@ The string form used on the command line is a dash-separated list: the input, th
   at each step: (N, T, u) -> (N, T, units)). The network's output must still be features (N, D): end with
   `flatten` (or a recurrent layer without `:seq`) and a Dense layer. A Dense on an image is refused (put `flatten`
   or `gap` before it).
+- Each option is given at most once per token: a second value for the same option (`conv2k3:same:valid`,
+  `pool2:s=1:s=2`, `32:tanh:relu`, `gru4:seq:seq`) is refused, naming the token and both values, whether it
+  contradicts the first or repeats it; no later value silently wins.
 - An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
   maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
 
@@ -286,13 +289,16 @@ class Architecture:
                 )
             units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
+            given = _Given(text, position, token)
             if parts and "=" not in parts[0]:
-                activation = parts.pop(0)
+                activation = given.add("an activation", parts.pop(0))
             options = {}
             for part in parts:
-                key, _, value = part.partition("=")
-                if _LONG.get(key) in options:
-                    raise BadInputError(f"malformed architecture {text!r}: layer {position} gives {key}= twice")
+                key, eq, value = part.partition("=")
+                if not eq and part and "an activation" in given:  # a second activation, wherever it stands
+                    given.add("an activation", part)
+                if key in _LONG:
+                    given.add(f"{key}=", part)
                 if key not in _LONG:
                     raise BadInputError(
                         f"malformed architecture {text!r}: layer {position} option {part!r}; "
@@ -366,31 +372,40 @@ def _sequence(token: str, text: str, position: int) -> LayerSpec | None:
     if kind == "gru":
         options["reset_after"] = True
     activation = "tanh" if kind == "simple_rnn" else "linear"
-    seen: set[str] = set()
+    given = _Given(text, position, token)
     for part in parts:
-        if part == "seq" and "seq" not in seen:
-            options["return_sequences"] = True
-        elif kind == "gru" and part == "reset_before" and part not in seen:
-            options["reset_after"] = False
-        elif (
-            kind == "simple_rnn"
-            and part
-            and "=" not in part
-            and "activation" not in seen
-            and part
-            not in (
-                "seq",
-                "reset_before",
-            )
-        ):
-            activation, part = part, "activation"
+        if part == "seq":
+            options["return_sequences"] = given.add("seq", part) == "seq"
+        elif kind == "gru" and part == "reset_before":
+            options["reset_after"] = given.add("reset_before", part) != "reset_before"
+        elif kind == "simple_rnn" and part and "=" not in part and part != "reset_before":
+            activation = given.add("an activation", part)
         else:
             known = {"simple_rnn": "an activation, seq", "lstm": "seq", "gru": "seq, reset_before"}[kind]
-            raise BadInputError(
-                f"malformed architecture {text!r}: {where} option {part!r} (given twice or unknown; known: {known})"
-            )
-        seen.add(part)
+            raise BadInputError(f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: {known})")
     return LayerSpec(kind, units, activation, options)
+
+
+class _Given:
+    """The options one token has given so far: each option once. A second value for the same option is refused,
+    whether it contradicts the first (`conv2k3:same:valid`, `pool2:s=1:s=2`) or repeats it (`gru4:seq:seq`): the
+    grammar never lets a later value silently win, and a repeat is as likely a slip as a contradiction."""
+
+    def __init__(self, text: str, position: int, token: str) -> None:
+        self.text, self.position, self.token, self.values = text, position, token, {}
+
+    def __contains__(self, option: str) -> bool:
+        return option in self.values
+
+    def add(self, option: str, part: str) -> str:
+        """Record `part` as the value of `option` and return it; refuse a second value, naming both."""
+        if option in self.values:
+            raise BadInputError(
+                f"malformed architecture {self.text!r}: layer {self.position} gives {option} twice in "
+                f"{self.token!r} ({self.values[option]!r} and {part!r}); give each option once"
+            )
+        self.values[option] = part
+        return part
 
 
 def _dims(pair: tuple[int, ...]) -> str:
@@ -416,22 +431,21 @@ def _spatial(token: str, text: str, position: int, hidden_activation: str) -> La
     size = _pair(m.group(4), text, f"{where} {'kernel' if conv else 'pool'} size")
     options: dict[str, Any] = {"padding": "valid"}
     activation = hidden_activation if conv else "linear"
+    given = _Given(text, position, token)
     for part in parts:
         key, eq, value = part.partition("=")
         if not eq and part in ("same", "valid"):
-            options["padding"] = part
-        elif not eq and conv and "activation" not in options:
-            activation, options["activation"] = part, True
-        elif key in ("s", "strides") and "strides" not in options:
-            options["strides"] = _pair(value, text, f"{where} strides")
-        elif conv and key in ("d", "dilation_rate") and "dilation_rate" not in options:
-            options["dilation_rate"] = _pair(value, text, f"{where} dilation_rate")
+            options["padding"] = given.add("padding", part)
+        elif not eq and conv and part:
+            activation = given.add("an activation", part)
+        elif key in ("s", "strides"):
+            options["strides"] = _pair(given.add("strides", part).partition("=")[2], text, f"{where} strides")
+        elif conv and key in ("d", "dilation_rate"):
+            dilation = given.add("dilation_rate", part).partition("=")[2]
+            options["dilation_rate"] = _pair(dilation, text, f"{where} dilation_rate")
         else:
             known = "an activation, same, valid, s=, d=" if conv else "same, valid, s="
-            raise BadInputError(
-                f"malformed architecture {text!r}: {where} option {part!r} (given twice or unknown; known: {known})"
-            )
-    options.pop("activation", None)
+            raise BadInputError(f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: {known})")
     if conv:
         options.setdefault("strides", (1, 1))
         options.setdefault("dilation_rate", (1, 1))

@@ -308,7 +308,7 @@ IMAGE_BAD_INPUT = {
     "image output": (["--arch", "8x8x1-conv8k3"], "the output has shape (6, 6, 8); end with features"),
     "zero pool": (["--arch", "8x8x1-pool0-flatten-10"], "layer 1 pool size '0' is not a positive integer"),
     "zero stride": (["--arch", "8x8x1-conv8k3:s=0-flatten-10"], "layer 1 strides '0' is not a positive integer"),
-    "two activations": (["--arch", "8x8x1-conv8k3:relu:tanh-flatten-10"], "layer 1 option 'tanh'"),
+    "two activations": (["--arch", "8x8x1-conv8k3:relu:tanh-flatten-10"], "layer 1 gives an activation twice"),
     "reshape that loses values": (["--arch", "8x8x1-reshape3x3-10"], "cannot reshape (8, 8, 1) (64 values) to (3, 3)"),
     "four input axes": (["--arch", "8x8x1x1-flatten-10"], "input width '8x8x1x1' is not a positive integer or HxWxC"),
     "conv on features": (["--arch", "64-conv3k3-flatten-10"], "layer 1 (conv2d) takes images of shape (height, width"),
