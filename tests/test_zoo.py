@@ -128,11 +128,14 @@ def test_keras_trace_is_the_models_own_computation(arch, dtype):
 def test_keras_trace_of_a_cnn_is_the_models_own_computation(dtype):
     """For Conv2D the trace runs convolution_op, the bias add and the activation: the output is model(x)'s bit for
     bit, and the traced dL/dZ summed over (N, H, W) reproduces the tape's bias gradient."""
+    from compare.check import random_nonzero_params
+
     description = Architecture.parse("6x6x2-conv3k3-pool2-conv4k2:same:tanh-flatten-3")
     scratch = Sequential.from_architecture(description, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    scratch.set_weights(random_nonzero_params(scratch, rng))  # nonzero biases: a lost bias add must show
     model = keras_impl.build_model(description, dtype)
     model.set_weights(scratch.get_weights())
-    rng = np.random.default_rng(0)
     x, y = rng.standard_normal((5, 6, 6, 2)).astype(dtype), np.eye(3)[rng.integers(0, 3, size=5)].astype(dtype)
     main = keras_impl.loss_and_gradients(model, x, y, "categorical_crossentropy")
     traced = keras_impl.trace.trace(model, x, y, "categorical_crossentropy")
@@ -246,25 +249,33 @@ def test_time_steps_reads_each_step_above_rounding_only():
 
 @pytest.mark.parametrize(
     "arch",
-    ["7x6x2-conv3k3x2:tanh:same:s=2-conv2k2x3:sigmoid-flatten-3", "7x7x1-conv2k2x3:relu:d=2x1-pool2-flatten-3"],
+    [
+        "7x6x2-conv3k3x2:tanh:same:s=2-conv2k2x3:sigmoid-flatten-3",
+        "7x7x1-conv2k2x3:relu:d=2x1-pool2-flatten-3",
+        "6x6x1-conv2k3:tanh-flatten-3",
+    ],
 )
 def test_keras_trace_of_a_conv2d_gives_its_z_and_kernel_gradient(arch):
     """The traced Conv2D Z equals the scratch Z (same weights, float64), and the traced dL/dZ correlated with the
     traced input, dK[p, q, c, f] = sum_{n,i,j} Xpad[n, i s_h + p d_h, j s_w + q d_w, c] dZ[n, i, j, f], reproduces
     the tape's kernel gradient: non-square kernels, strides, 'same' padding and a dilation read by the trace."""
+    from compare.check import random_nonzero_params
+
     description = Architecture.parse(arch)
     scratch = Sequential.from_architecture(description, seed=0)
+    rng = np.random.default_rng(1)
+    scratch.set_weights(random_nonzero_params(scratch, rng))  # nonzero biases: a lost bias add must show
     model = keras_impl.build_model(description, "float64")
     model.set_weights(scratch.get_weights())
-    rng = np.random.default_rng(1)
     x = rng.standard_normal((4, *description.input_shape))
     y = np.eye(3)[rng.integers(0, 3, size=4)]
     main = keras_impl.loss_and_gradients(model, x, y, "categorical_crossentropy")
     traced = keras_impl.trace.trace(model, x, y, "categorical_crossentropy")
     scratch.forward(x, training=True)
-    first = 0
+    first, checked = 0, 0
     for i, (layer, ours) in enumerate(zip(model.layers, scratch.layers)):
         if layer.__class__.__name__ == "Conv2D":
+            checked += 1
             assert np.linalg.norm(traced[i]["Z"] - ours.Z) <= TRACE_TOL["float64"] * np.linalg.norm(ours.Z)
             h = traced[i - 1]["A"] if i > 0 else x
             patches = ours.windows.gather(h)  # (N, Ho, Wo, kh, kw, C)
@@ -273,6 +284,7 @@ def test_keras_trace_of_a_conv2d_gives_its_z_and_kernel_gradient(arch):
             assert dK.shape == theirs.shape
             assert np.linalg.norm(dK - theirs) <= TRACE_TOL["float64"] * np.linalg.norm(theirs)
         first += len(layer.weights)
+    assert checked == sum(spec.kind == "conv2d" for spec in description.layers) > 0
 
 
 @pytest.mark.parametrize("arch", ["6-5:tanh-3", "9-embed6x3-lstm4-3"])
