@@ -48,14 +48,16 @@ GRADCHECK_STEP = 1e-5
 
 EPS64 = float(np.finfo(np.float64).eps)
 
-#: Second-order one-sided derivatives of a smooth f are D+- = f' - h^2 f''' / 3 -+ h^3 f'''' / 4 + ...: their h^2
-#: terms have the same sign and cancel, so they differ by about h^3 |f''''| / 2 (5e-16 |f''''| at the default step).
-#: They are a kink when they differ by more than this fraction of the larger, plus the rounding noise: a false kink
-#: would need |f''''| > 2e9 |f'| at h = 1e-5 (at float32's step 8.1e-3 the rounding noise, 1e-3 of |f|, dominates).
+#: Second-order one-sided derivatives of a smooth f are D+- = f' - h^2 f''' / 3 -+ h^3 f'''' / 4 + O(h^4): the h^2
+#: terms cancel in their difference, D+ - D- = -h^3 f'''' / 2 + O(h^5) (about 5e-16 |f''''| at the default step;
+#: exactly 0 on a cubic). They are a kink when they differ by more than this fraction of the larger, plus the
+#: rounding noise; a false kink would need |f''''| > 2e9 |f'| at h = 1e-5 (at float32's step 8.1e-3
+#: the rounding noise, 1e-3 of |f|, dominates).
 KINK_JUMP = 1e-6
 
-#: The rounding noise of a one-sided derivative, in units of eps |f| / h: its formula weighs (3 + 4 + 1) / 2 = 4
-#: values of f, each computed to a few ulps (a loss is a sum over the batch), rounded up to a power of two.
+#: The rounding noise of a one-sided derivative, in units of eps |f| / h (eps = 2^-52, float64's machine epsilon):
+#: its formula weighs three values of f with coefficients (3 + 4 + 1) / 2 = 4 in all, each computed to a few ulps
+#: (a loss is a sum over the batch), rounded up to a power of two.
 KINK_NOISE = 64
 
 

@@ -345,3 +345,72 @@ def test_cli_names_where_a_users_code_raised_and_imports_its_neighbours(capsys, 
     )
     assert code == 2 and "raised ValueError: too many values to unpack" in err
     assert f"(at {tmp_path.resolve() / 'helpers.py'}:2 in width)" in err  # the full path: not under the current folder
+
+
+# ----- the Taylor witness fails a wrong dL/dX on its own -----------------------------------------------------------
+class _ScaledInputGrad(Scale):
+    """Scale with its dL/dw right and dL/dx 1.5 times too large."""
+
+    def backward(self, dy):
+        return 1.5 * super().backward(dy)
+
+
+class _DenseActivationDerivativeDropped(Dense):
+    """Dense tanh with dL/dW and dL/db right and dL/dX missing tanh's derivative: dX = dA W^T, not (f'(Z) dA) W^T."""
+
+    def backward(self, dA, input_grad=True):
+        dx = super().backward(dA, input_grad)
+        return None if dx is None else dA @ self.W.T
+
+
+class _SwishInputGradTermDropped(swish.Swish):
+    """Swish (no parameters) with the x s (1 - s) term of dL/dx left out."""
+
+    def backward(self, dy):
+        return dy * self.s
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: (_ScaledInputGrad(), KerasScale(dtype=d), (2, 3), 1),
+        lambda d: (
+            _DenseActivationDerivativeDropped(4, "tanh"),
+            keras.layers.Dense(4, activation="tanh", dtype=d),
+            (5,),
+            2,
+        ),
+        lambda d: (_SwishInputGradTermDropped(), swish.keras_swish(d), (6,), 0),
+    ],
+    ids=["scaled", "activation_derivative_dropped", "term_dropped_no_params"],
+)
+def test_the_taylor_row_fails_a_wrong_input_gradient_with_slope_one(make, dtype):
+    """Only dL/dX wrong, every parameter gradient right: the Taylor row itself must FAIL with slope ~1 (the
+    remainder keeps the first-order term h <dX_wrong - dX, v_x>), beside "grad input"; the parameter rows pass.
+    A backward whose wrong dL/dX is never compared with Keras (a first layer of a network) is left to this row."""
+    layer, twin, shape, n_params = make(dtype)
+    report = check_layer(layer, twin, shape, dtype=dtype)
+    taylor = report.rows[-1]
+    assert taylor.name.startswith("Taylor remainder slope")
+    assert not taylor.passed and 0.9 < taylor.error < 1.1, (taylor.name, taylor.error)
+    failed = {row.name for row in report.failures}
+    assert failed == {"grad input", taylor.name}, failed
+    param_rows = [row for row in report.rows if row.name.startswith("grad ") and row.name != "grad input"]
+    assert len(param_rows) == n_params and all(row.passed for row in param_rows)
+
+
+def test_the_taylor_row_alone_fails_a_wrong_input_gradient_no_other_row_sees():
+    """taylor_row on the scratch model alone (no Keras side): the right Dense gives slope ~2, the same weights with
+    only dL/dX missing tanh's derivative give slope ~1 and FAIL."""
+    from compare.check import Projection, taylor_row
+
+    rng = np.random.default_rng(3)
+    x, g = rng.standard_normal((6, 5)), rng.standard_normal((6, 4))
+    right = Sequential([Dense(4, "tanh")], input_shape=(5,))
+    wrong = Sequential([_DenseActivationDerivativeDropped(4, "tanh")], input_shape=(5,))
+    wrong.set_weights(right.get_weights())
+    good = taylor_row(right, x, np.zeros((6, 4)), Projection(g))
+    bad = taylor_row(wrong, x, np.zeros((6, 4)), Projection(g))
+    assert good.passed and 1.9 < good.error < 2.1
+    assert not bad.passed and 0.9 < bad.error < 1.1

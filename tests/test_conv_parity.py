@@ -1,6 +1,6 @@
 """Image layers against Keras: every layer over random shapes, kernels, strides, paddings and dilations
-(hypothesis), tied maxima and overlapping pools, the numerical witness, and one proof per layer type that the
-check fails on a wrong backward pass."""
+(hypothesis; dilated kernels taller and wider than 1 drawn on purpose along each axis), tied maxima and overlapping
+pools, the numerical witness, and one proof per layer type that the check fails on a wrong backward pass."""
 
 import os
 import re
@@ -48,6 +48,28 @@ def conv_cases(draw):
     activation = draw(st.sampled_from(["linear", "tanh", "relu", "sigmoid"]))
     options = {"kernel_size": kernel, "padding": padding, "strides": strides, "dilation_rate": dilation}
     return LayerSpec("conv2d", draw(st.integers(1, 4)), activation, options), shape
+
+
+@st.composite
+def dilated_conv_cases(draw, axes):
+    """A Conv2D whose kernel is dilated along each of `axes` (0: height, 1: width): dilation d >= 2 and kernel size
+    k >= 2 there (a kernel of size 1 has no gaps to dilate), the image at least the dilated span d (k - 1) + 1 when
+    the padding is valid; the other axis drawn freely (dilation 1 to 3)."""
+    kernel, dilation, image = [], [], []
+    for axis in (0, 1):
+        k = draw(st.integers(2, 3)) if axis in axes else draw(st.integers(1, 3))
+        d = draw(st.integers(2, 3)) if axis in axes else draw(st.integers(1, 3))
+        kernel.append(k)
+        dilation.append(d)
+        image.append(draw(st.integers(d * (k - 1) + 1, d * (k - 1) + 4)))
+    options = {
+        "kernel_size": tuple(kernel),
+        "padding": draw(paddings),
+        "strides": (1, 1),  # Keras: strides > 1 or dilation > 1, not both
+        "dilation_rate": tuple(dilation),
+    }
+    activation = draw(st.sampled_from(["linear", "tanh", "relu", "sigmoid"]))
+    return LayerSpec("conv2d", draw(st.integers(1, 3)), activation, options), (*image, draw(st.integers(1, 3)))
 
 
 def pool_cases(kind):
@@ -125,6 +147,53 @@ def test_layer_agrees_with_keras_on_random_shapes(kind, dtype):
         assert report.passed, f"{spec} on {shape}: " + "\n".join(map(str, report.failures))
 
     run()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("axes", [(0,), (1,), (0, 1)], ids=["height", "width", "both"])
+def test_dilated_kernels_agree_with_keras_along_each_axis(axes, dtype):
+    """Dilation along the height with a kernel taller than 1, along the width with a kernel wider than 1, and along
+    both: every row passes (a Conv2D that ignores the dilation of either axis reads other cells and fails)."""
+
+    @PROPERTY
+    @given(case=dilated_conv_cases(axes), seed=st.integers(0, 2**16))
+    def run(case, seed):
+        spec, shape = case
+        (kh, kw), (dh, dw) = spec.options["kernel_size"], spec.options["dilation_rate"]
+        assert all((kh, kw)[a] > 1 and (dh, dw)[a] > 1 for a in axes)  # the case is what it says
+        report = check_layer(
+            LAYERS["conv2d"].from_spec(spec),
+            KERAS_LAYERS["conv2d"](spec, dtype),
+            shape,
+            batch=2,
+            dtype=dtype,
+            seed=seed,
+        )
+        assert report.passed, f"{spec} on {shape}: " + "\n".join(map(str, report.failures))
+
+    run()
+
+
+@pytest.mark.parametrize(
+    "kernel, dilation, shape",
+    [
+        ((3, 1), (2, 1), (6, 4, 1)),
+        ((1, 3), (1, 2), (4, 6, 1)),
+        ((2, 3), (3, 2), (7, 7, 2)),
+        ((3, 2), (2, 3), (6, 5, 1)),
+    ],
+    ids=["height_only", "width_only", "both_2x3", "both_3x2"],
+)
+def test_a_conv2d_with_a_dilated_kernel_gives_keras_outputs(kernel, dilation, shape):
+    """Fixed cases, independent of what the random draws hit: the forward pass equals Keras's Conv2D on a dilated
+    kernel taller (or wider) than 1, in float64, and the whole check passes."""
+    spec = LayerSpec(
+        "conv2d", 2, "tanh", {"kernel_size": kernel, "padding": "valid", "strides": (1, 1), "dilation_rate": dilation}
+    )
+    report = check_layer(LAYERS["conv2d"].from_spec(spec), KERAS_LAYERS["conv2d"](spec, "float64"), shape, batch=2)
+    assert report.passed, "\n".join(map(str, report.failures))
+    output = next(row for row in report.rows if row.name == "output")
+    assert output.shape[1:3] == tuple(s - d * (k - 1) for s, d, k in zip(shape, dilation, kernel))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

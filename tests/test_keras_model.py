@@ -3,6 +3,7 @@
 Real keras.Sequential models, trained with Keras's own `fit` where it matters and saved as .keras files.
 """
 
+import dataclasses
 import functools
 import json
 import re
@@ -14,6 +15,7 @@ import pytest
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
 from compare import cli, keras_model
 from compare.keras_model import compare_keras_model, comparison_twin, describe, from_keras, loss_of
+from compare.tolerances import F64_TOL, norm_rel_error
 from compare.training import run_training
 from from_scratch.errors import BadInputError
 from keras_impl.activations import gelu_tanh
@@ -277,6 +279,114 @@ def test_saved_sequence_models_load_bit_for_bit_and_pass(key, tmp_path):
     for wanted in (None, "float64"):
         report = compare_keras_model(path, batch=8, gradcheck_samples=3, dtype=wanted)
         assert report.passed, report.verdict()
+
+
+#: Image models as a user saves them: non-square kernels both ways round, an activation inside each Conv2D, strides,
+#: dilation, both paddings, both poolings and a global average before the Dense head. Keras's own arguments only.
+IMAGE_MODELS = {
+    "tanh_3x2_valid_maxpool": (
+        (7, 6, 2),
+        "float64",
+        lambda d: [
+            L.Conv2D(3, (3, 2), activation="tanh", dtype=d, name="conv"),
+            L.MaxPooling2D((2, 2), dtype=d, name="pool"),
+            L.Flatten(dtype=d),
+            L.Dense(4, "softmax", dtype=d, name="head"),
+        ],
+        "7x6x2-conv3k3x2:tanh-pool2-flatten-4:softmax",
+    ),
+    "relu_2x3_same_strided_gap": (
+        (6, 7, 1),
+        "float32",
+        lambda d: [
+            L.Conv2D(4, (2, 3), strides=(2, 1), padding="same", activation="relu", dtype=d, name="conv"),
+            L.Conv2D(3, (3, 2), activation="sigmoid", padding="same", dtype=d, name="conv_2"),
+            L.GlobalAveragePooling2D(dtype=d),
+            L.Dense(3, "softmax", dtype=d, name="head"),
+        ],
+        "6x7x1-conv4k2x3:relu:same:s=2x1-conv3k3x2:sigmoid:same-gap-3:softmax",
+    ),
+    "elu_dilated_avgpool_same": (
+        (8, 7, 2),
+        "float64",
+        lambda d: [
+            L.Conv2D(2, (2, 3), dilation_rate=(2, 1), activation="elu", dtype=d, name="conv"),
+            L.AveragePooling2D((3, 2), strides=(1, 2), padding="same", dtype=d, name="avg"),
+            L.Conv2D(3, 2, activation="tanh", dtype=d, name="conv_2"),
+            L.Flatten(dtype=d),
+            L.Dense(5, "tanh", dtype=d, name="hidden"),
+            L.Dense(3, "softmax", dtype=d, name="head"),
+        ],
+        None,  # checked against the spec, not a spelling
+    ),
+    "issue_example_tanh_square": (  # the issue's 6x6x1 Conv2D(2, 3, activation="tanh")
+        (6, 6, 1),
+        "float64",
+        lambda d: [
+            L.Conv2D(2, 3, activation="tanh", dtype=d, name="conv"),
+            L.Flatten(dtype=d),
+            L.Dense(3, "softmax", dtype=d, name="head"),
+        ],
+        "6x6x1-conv2k3:tanh-flatten-3:softmax",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def image_paths(tmp_path_factory):
+    """key -> (path, model): each IMAGE_MODELS entry with random nonzero weights, compiled and saved as .keras."""
+    folder = tmp_path_factory.mktemp("images")
+    saved = {}
+    for key, (shape, dtype, make, _) in IMAGE_MODELS.items():
+        keras.utils.set_random_seed(0)
+        model = sequential(make(dtype), shape, dtype, key)
+        randomize(model, seed=len(key))
+        compile_model(model, "categorical_crossentropy", dtype)
+        model.save(folder / f"{key}.keras")
+        saved[key] = (folder / f"{key}.keras", model)
+    return saved
+
+
+@pytest.mark.parametrize("key", list(IMAGE_MODELS))
+def test_saved_image_models_load_bit_for_bit_and_pass(key, image_paths):
+    """Conv2D (non-square kernels either way, activations inside, strides, dilation, both paddings), pooling and
+    GlobalAveragePooling2D from a .keras file: the description (every kernel size, stride, padding, dilation and
+    activation as Keras keeps it), the weights bit for bit in Keras's (kh, kw, C, F) layout, and every row of the
+    comparison, "weights from the Keras model" first, in the model's dtype and in float64."""
+    shape, dtype, _, spelled = IMAGE_MODELS[key]
+    path, model = image_paths[key]
+    scratch = from_keras(path)
+    if spelled is not None:
+        assert str(scratch.architecture) == spelled
+    for spec, layer in zip(scratch.architecture.layers, keras_model.keras_layers(model)):
+        if isinstance(layer, L.Conv2D):
+            assert spec.options["kernel_size"] == tuple(layer.kernel_size)
+            assert spec.options["strides"] == tuple(layer.strides)
+            assert spec.options["dilation_rate"] == tuple(layer.dilation_rate)
+            assert spec.options["padding"] == layer.padding
+            assert spec.activation == layer.activation.__name__
+    for ours, theirs in zip(scratch.layers, keras_model.keras_layers(model)):
+        if isinstance(theirs, L.Conv2D):
+            kernel = theirs.get_weights()[0]
+            assert kernel.shape[:2] == tuple(theirs.kernel_size) and ours.params[0].tobytes() == kernel.tobytes()
+    assert [a.tobytes() for a in scratch.get_weights()] == [b.tobytes() for b in model.get_weights()]
+    for wanted in (None, "float64"):
+        report = compare_keras_model(path, batch=6, gradcheck_samples=3, dtype=wanted)
+        assert report.rows[0].name == "weights from the Keras model" and report.rows[0].passed
+        assert report.rows[0].error == 0.0
+        assert report.passed, report.verdict()
+        assert report.config["dtype"] == (wanted or dtype)
+
+
+def test_scratch_outputs_of_a_saved_image_model_are_keras_outputs(image_paths):
+    """The scratch model from_keras builds computes the loaded model's own predictions (float64: to rounding),
+    without the harness copying any weight: a kernel read in another layout, a lost activation or a wrong padding
+    would change them."""
+    path, model = image_paths["elu_dilated_avgpool_same"]
+    x = np.random.default_rng(4).standard_normal((5, *IMAGE_MODELS["elu_dilated_avgpool_same"][0]))
+    theirs = np.asarray(keras_model.load(path)(x, training=False))
+    ours = from_keras(path).forward(x, training=False)
+    assert norm_rel_error(ours, theirs) <= F64_TOL
 
 
 @pytest.mark.parametrize(
@@ -559,3 +669,40 @@ def test_a_mistranslated_option_fails_the_loss_and_its_gradient(capsys, monkeypa
     assert code == 1
     failed = [r["name"] for r in report["rows"] if r["status"] == "FAIL"]
     assert failed == ["loss", "grad hidden/kernel"]
+
+
+def test_a_conv2d_kernel_read_with_kh_and_kw_swapped_fails_the_weights_row(monkeypatch, image_paths):
+    """A square kernel read as (kw, kh, C, F) keeps its shape, so nothing refuses it; the harness then copies the
+    scratch weights into Keras, and both sides compute with the same wrong kernel: only the "weights from the Keras
+    model" row can see it, and must. (A non-square kernel read that way has the other layer's shape and is refused
+    by set_weights, naming the layer and both shapes.)"""
+    original = keras_model.from_keras
+
+    def transposed(*args, **kwargs):
+        scratch = original(*args, **kwargs)
+        kernel = scratch.layers[0].params[0]
+        kernel[...] = kernel.transpose(1, 0, 2, 3).copy()
+        return scratch
+
+    monkeypatch.setattr(keras_model, "from_keras", transposed)
+    path, _ = image_paths["issue_example_tanh_square"]
+    report = keras_model.compare_keras_model(path, batch=6, gradcheck_samples=0)
+    assert [row.name for row in report.failures] == ["weights from the Keras model"]
+    assert report.rows[0].error > 0.1  # a transposed random kernel is a different kernel, not a rounding
+
+
+def test_a_conv2d_activation_ignored_fails_the_loss_and_output(monkeypatch, image_paths):
+    """from_keras reading a Conv2D without its activation: the Keras side is the user's own layer, with it, so the
+    loss, the output and the gradients fail (tanh, relu and elu inside Conv2D)."""
+    original = keras_model.SPECS[L.Conv2D]
+    monkeypatch.setitem(
+        keras_model.SPECS,
+        L.Conv2D,
+        lambda layer: dataclasses.replace(original(layer), activation="linear"),
+    )
+    for key in ("issue_example_tanh_square", "relu_2x3_same_strided_gap", "elu_dilated_avgpool_same"):
+        path, _ = image_paths[key]
+        report = keras_model.compare_keras_model(path, batch=6, gradcheck_samples=0)
+        failed = [row.name for row in report.failures]
+        assert {"loss", "output", "grad conv/kernel"} <= set(failed), (key, failed)
+        assert "weights from the Keras model" not in failed  # the weights were read right

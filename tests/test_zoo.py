@@ -128,11 +128,14 @@ def test_keras_trace_is_the_models_own_computation(arch, dtype):
 def test_keras_trace_of_a_cnn_is_the_models_own_computation(dtype):
     """For Conv2D the trace runs convolution_op, the bias add and the activation: the output is model(x)'s bit for
     bit, and the traced dL/dZ summed over (N, H, W) reproduces the tape's bias gradient."""
+    from compare.check import random_nonzero_params
+
     description = Architecture.parse("6x6x2-conv3k3-pool2-conv4k2:same:tanh-flatten-3")
     scratch = Sequential.from_architecture(description, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    scratch.set_weights(random_nonzero_params(scratch, rng))  # nonzero biases: a lost bias add must show
     model = keras_impl.build_model(description, dtype)
     model.set_weights(scratch.get_weights())
-    rng = np.random.default_rng(0)
     x, y = rng.standard_normal((5, 6, 6, 2)).astype(dtype), np.eye(3)[rng.integers(0, 3, size=5)].astype(dtype)
     main = keras_impl.loss_and_gradients(model, x, y, "categorical_crossentropy")
     traced = keras_impl.trace.trace(model, x, y, "categorical_crossentropy")
@@ -208,3 +211,119 @@ def test_a_recurrent_layers_simple_pattern_is_kept():
     report = _compare("3x5-lstm4-10", x, y, lambda m: _swap_class(m.layers[0], "weight_grads", weight_grads))
     assert "layer 1 (lstm) dL/dkernel" in diagnosis_text(report)
     assert "a constant factor 2" in diagnosis_text(report)
+
+
+# ----- behaviours each with a test of its own ---------------------------------------------------------------------
+@pytest.mark.parametrize("cut", [1, 3, 5, 7])
+def test_the_bptt_time_step_located_is_where_the_carry_was_cut(cut):
+    """An LSTM whose carry dh is dropped only from step `cut` to step `cut` - 1 (every other carry right): its dL/dX
+    agrees at t = cut..7 and first differs at t = cut - 1, and the diagnosis says that step, for every cut (the zoo
+    entry drops every carry, which only ever shows t = 6)."""
+    from compare.diagnosis import _time_steps
+    from compare.zoo import _compare, _plant_lstm, _sequences
+
+    x, y = _sequences(6, (8, 8), 10, seed=12)
+    planted = _plant_lstm(lambda self, t, dh, back: (np.zeros_like(back[0]), back[1]) if t == cut else back)
+    report = _compare("8x8-lstm16-10", x, y, planted)
+    assert not report.passed
+    dx = next(step for step in report.trace if step.where == "dL/dX (input)")
+    differs = _time_steps(dx.ours, dx.theirs)
+    np.testing.assert_array_equal(differs, np.arange(8) < cut)  # steps 0..cut-1 differ, cut..7 agree
+    agree = "t = 7" if cut == 7 else f"t = {cut}..7"
+    assert f"its dL/dX agrees at {agree} and first differs at t = {cut - 1} (of 0..7), step {9 - cut}" in (
+        diagnosis_text(report)
+    )
+
+
+def test_time_steps_reads_each_step_above_rounding_only():
+    """_time_steps flags exactly the steps of (N, T, D) that differ beyond rounding: one ulp everywhere flags none,
+    a difference at steps 2 and 4 flags those two."""
+    from compare.diagnosis import _time_steps
+
+    theirs = np.random.default_rng(2).standard_normal((3, 6, 4))
+    assert not _time_steps(np.nextafter(theirs, np.inf), theirs).any()
+    ours = theirs.copy()
+    ours[1, 2, 0] += 1e-3
+    ours[0, 4, 3] -= 1e-3
+    np.testing.assert_array_equal(_time_steps(ours, theirs), [False, False, True, False, True, False])
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "7x6x2-conv3k3x2:tanh:same:s=2-conv2k2x3:sigmoid-flatten-3",
+        "7x7x1-conv2k2x3:relu:d=2x1-pool2-flatten-3",
+        "6x6x1-conv2k3:tanh-flatten-3",
+    ],
+)
+def test_keras_trace_of_a_conv2d_gives_its_z_and_kernel_gradient(arch):
+    """The traced Conv2D Z equals the scratch Z (same weights, float64), and the traced dL/dZ correlated with the
+    traced input, dK[p, q, c, f] = sum_{n,i,j} Xpad[n, i s_h + p d_h, j s_w + q d_w, c] dZ[n, i, j, f], reproduces
+    the tape's kernel gradient: non-square kernels, strides, 'same' padding and a dilation read by the trace."""
+    from compare.check import random_nonzero_params
+
+    description = Architecture.parse(arch)
+    scratch = Sequential.from_architecture(description, seed=0)
+    rng = np.random.default_rng(1)
+    scratch.set_weights(random_nonzero_params(scratch, rng))  # nonzero biases: a lost bias add must show
+    model = keras_impl.build_model(description, "float64")
+    model.set_weights(scratch.get_weights())
+    x = rng.standard_normal((4, *description.input_shape))
+    y = np.eye(3)[rng.integers(0, 3, size=4)]
+    main = keras_impl.loss_and_gradients(model, x, y, "categorical_crossentropy")
+    traced = keras_impl.trace.trace(model, x, y, "categorical_crossentropy")
+    scratch.forward(x, training=True)
+    first, checked = 0, 0
+    for i, (layer, ours) in enumerate(zip(model.layers, scratch.layers)):
+        if layer.__class__.__name__ == "Conv2D":
+            checked += 1
+            assert np.linalg.norm(traced[i]["Z"] - ours.Z) <= TRACE_TOL["float64"] * np.linalg.norm(ours.Z)
+            h = traced[i - 1]["A"] if i > 0 else x
+            patches = ours.windows.gather(h)  # (N, Ho, Wo, kh, kw, C)
+            dK = np.einsum("nijpqc,nijf->pqcf", patches, traced[i]["dZ"])
+            theirs = main.grads[first]
+            assert dK.shape == theirs.shape
+            assert np.linalg.norm(dK - theirs) <= TRACE_TOL["float64"] * np.linalg.norm(theirs)
+        first += len(layer.weights)
+    assert checked == sum(spec.kind == "conv2d" for spec in description.layers) > 0
+
+
+@pytest.mark.parametrize("arch", ["6-5:tanh-3", "9-embed6x3-lstm4-3"])
+def test_the_float32_gauge_moves_float_inputs_by_one_ulp_and_leaves_indices(monkeypatch, arch):
+    """In a float32 comparison the second Keras sample b' runs on the batch with every nonzero float input one ulp
+    off, and on an Embedding's index batch unchanged (Keras's int32 cast would turn 3 - ulp into 2): what
+    compare_models hands the jittered pass, read where Keras receives it."""
+    from compare import harness
+
+    seen, inside = [], []
+    jittered, keras_side = harness.jittered_side, harness.keras_side
+
+    def spy_jittered(*args, **kwargs):
+        inside.append(True)
+        try:
+            return jittered(*args, **kwargs)
+        finally:
+            inside.pop()
+
+    def spy_keras_side(model, xs, *args, **kwargs):
+        if inside:
+            seen.append(np.array(xs))
+        return keras_side(model, xs, *args, **kwargs)
+
+    monkeypatch.setattr(harness, "jittered_side", spy_jittered)
+    monkeypatch.setattr(harness, "keras_side", spy_keras_side)
+    scratch, keras_model = harness.build_pair(arch, "float32")
+    shape = scratch.architecture.input_shape
+    x = harness.synthetic_inputs(scratch.architecture, np.random.default_rng(3).standard_normal((5, *shape)), 3)
+    x = x.astype(np.float32)
+    y = np.eye(3)[np.arange(5) % 3].astype(np.float32)
+    report = compare_models(scratch, keras_model, x, y, gradcheck_samples=0)
+    assert report.passed, report.verdict()
+    (moved,) = seen
+    assert moved.dtype == x.dtype
+    if "embed" in arch:
+        np.testing.assert_array_equal(moved, x)  # indices are not moved
+    else:
+        up, down = np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))
+        assert np.all(np.where(x == 0, moved == 0, (moved == up) | (moved == down)))
+        assert np.count_nonzero(moved != x) == np.count_nonzero(x) > 0  # every nonzero input moved
