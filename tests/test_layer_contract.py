@@ -488,7 +488,7 @@ def test_a_run_that_cannot_fit_is_refused_before_it_allocates():
 
 def test_the_issues_square_input_is_refused_with_its_estimate(monkeypatch):
     monkeypatch.setattr(compare.data, "available_memory", lambda: 16 * 2**30)  # as on a 16 GiB machine
-    with pytest.raises(BadInputError, match=r"16 samples x 18000000 activations x 40 copies, 0 weights"):
+    with pytest.raises(BadInputError, match=r"16 samples x 18000000 values x 40 copies, 0 weights"):
         check_layer(Identity(), keras.layers.Identity(), (3000, 3000))
 
 
@@ -505,7 +505,7 @@ def test_the_estimate_counts_the_output_and_the_parameters(monkeypatch):
             raise AssertionError("refused before running")
 
     assert check_layer(Identity(), keras.layers.Identity(), (3000,), gradcheck_samples=1).passed
-    with pytest.raises(BadInputError, match="16 samples x 9003000 activations"):
+    with pytest.raises(BadInputError, match="16 samples x 9003000 values"):
         check_layer(Outer(), keras.layers.Identity(), (3000,))
     with pytest.raises(BadInputError, match="9003000 weights"):
         check_layer(Dense(3000), keras.layers.Dense(3000), (3000,), batch=1)
