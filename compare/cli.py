@@ -457,6 +457,15 @@ def load_factory(spec: str, what: str) -> object:
             module = importlib.import_module(target)
     except BadInputError:
         raise
+    except ModuleNotFoundError as exc:
+        if (
+            exc.name is not None and target.split(".")[0] == exc.name.split(".")[0]
+        ):  # the module itself, not a neighbour
+            raise BadInputError(
+                f"{what} {spec!r}: no module named {exc.name!r}; give path/to/file.py:factory or "
+                "an importable module:factory"
+            ) from None
+        raise BadInputError(f"{what} {spec!r}: importing {target} raised {_where(exc)}") from None
     except (Exception, SystemExit) as exc:  # the user's module failed to import (or exited): one line, with where
         raise BadInputError(f"{what} {spec!r}: importing {target} raised {_where(exc)}") from None
     finally:
@@ -505,7 +514,7 @@ def _where(exc: BaseException) -> str:
     def in_library(filename: str) -> bool:
         return any(str(Path(filename).resolve()).startswith(folder + os.sep) for folder in libraries)
 
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]  # no <frozen ..>
     own = [f for f in frames if not in_library(f.filename)]
     frame = own[-1] if own else frames[-1] if frames else None
     place = f" (at {_shown_path(frame.filename)}:{frame.lineno} in {frame.name})" if frame else ""

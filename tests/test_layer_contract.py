@@ -611,3 +611,11 @@ def test_a_bad_inputs_file_is_refused_before_tensorflow_loads(tmp_path):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
         assert result.returncode == 2 and "TensorFlow was imported" not in result.stderr, result.stderr
+
+
+def test_a_factory_module_that_does_not_exist_is_named_without_an_importer_frame(capsys):
+    """A module:factory whose module is not there: one line naming it, not a frame inside Python's importer."""
+    code, _, err = run(capsys, "check-layer", "no_such_module_xyz:make", "keras.layers:Identity", "--input-shape", "3")
+    assert code == 2
+    assert "no module named 'no_such_module_xyz'" in err
+    assert "<frozen" not in err and len(err.strip().splitlines()) == 1
