@@ -18,6 +18,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from test_check_layer import Scale
 
 from compare.check import Projection, check_layer, check_model, taylor_row
 from compare.cli import main
@@ -282,28 +283,13 @@ class ObjectIdentity(Layer):
         return dy
 
 
-class ScaleWithFloat32Gradient(Layer):
-    weight_names = ("w",)
-
-    def build(self, input_shape, dtype, rng):
-        self.w = np.ones(input_shape, dtype=dtype)
-        return input_shape
-
-    @property
-    def params(self):
-        return [self.w]
-
-    @property
-    def grads(self):
-        return [self.dw]
-
-    def forward(self, x, training=False):
-        self.x = x
-        return x * self.w
+class ScaleWithFloat32Gradient(Scale):
+    """Scale whose parameter gradient comes back as float32 whatever the check's dtype."""
 
     def backward(self, dy):
-        self.dw = (dy * self.x).sum(axis=0).astype(np.float32)
-        return dy * self.w
+        dx = super().backward(dy)
+        self.dw = self.dw.astype(np.float32)
+        return dx
 
 
 class ComplexDx(Layer):
