@@ -3,7 +3,8 @@
 It builds both sides from one architecture description, loads identical weights into both, runs the same batch
 and checks that losses, outputs and every gradient agree (harness.py), then prints the evidence (report.py).
 
-For your own pieces: `compare.check_layer(layer, keras_layer, input_shape)` proves a hand-written layer,
+For your own pieces: `compare.check_layer(layer, keras_layer, input_shape)` proves a hand-written layer on a random
+batch (`inputs=x` on a batch of your own; integer arrays are indices),
 `compare.check_model(scratch_model, keras_model, x, y, loss=...)` a pair of models, and
 `compare.from_keras(model_or_path)` builds the NumPy model of a saved keras.Sequential. They are loaded on first
 use, so `import compare` does not import TensorFlow.

@@ -117,8 +117,9 @@ class Windows:
 
     @property
     def disjoint(self) -> bool:
-        """Whether no two windows share a cell: the stride at least the window's span d (k - 1) + 1 on both axes
-        (pooling's default, strides = pool_size)."""
+        """A sufficient test that no two windows share a cell: the stride at least the window's span d (k - 1) + 1
+        on both axes (pooling's default, strides = pool_size). Not a necessary one: dilated windows can interleave
+        without sharing a cell (k = 2, d = 3, s = 2); those take the adding path, which gives the same result."""
         return all(s >= d * (k - 1) + 1 for s, d, k in zip(self.strides, self.dilation, self.size))
 
     def scatter(self, d_patches: Array) -> Array:
