@@ -56,9 +56,25 @@ TAYLOR_NOISE_ULPS = 1e3
 #: logarithm by 0.01.
 TAYLOR_NOISE_FACTOR = 100.0
 
+#: The rounding a gradient of the check's dtype is owed. The row differentiates the float64 copy of the model, but a
+#: layer may keep float32 caches (its output stored as float32, a float32 constant in its backward): in a float32
+#: check that gradient is right to float32 rounding, and its error dg adds h |<dg, v>| <= h u sum_i |g_i v_i| to the
+#: remainder, linear in h, which would read as a wrong gradient at the small steps (slope 1.41 on a tanh caching its
+#: output in float32, 1.00 on a float32 0.1 in a Rescaling's backward). Remainders below h TAYLOR_GRAD_ULPS eps(dtype)
+#: sum_i |g_i v_i| are that rounding: 1.2e-4 of the gradient in float32 (2.2e-13 in float64), far below a wrong
+#: gradient's order-one error; a smaller error is the float32 rows' to judge (F32_FACTOR, measured against Keras).
+TAYLOR_GRAD_ULPS = 1e3
+
 #: The steps for a loss delivered in float32 arithmetic, largest first: h^2 terms of 1e-5 to 1e-3 of the curvature,
 #: above 100 times float32 noise, while a direction v of norm 1 still moves each coordinate by a few 1e-3 at most.
 TAYLOR_STEPS_F32 = (5e-2, 3.5e-2, 2.5e-2, 1.8e-2, 1.25e-2, 9e-3, 6e-3)
+
+#: What a layer that indexes with its inputs is told when indexing fails: ids reach it as whole numbers in the
+#: check's dtype, as Keras's Embedding receives them (its Input is of that dtype), so it casts them itself.
+INDICES_AS_VALUES = (
+    "the harness hands layer {layer!r} its integer ids as whole numbers of dtype {dtype}, as Keras's Embedding "
+    "receives them: index with x.astype(np.int64)"
+)
 
 #: How far (absolute) random inputs are kept from a layer's declared kinks.
 KINK_MARGIN = 1e-2
@@ -115,11 +131,10 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
             "itself, or compare whole models with compare.check_model"
         )
     if keras_layer.dtype_policy.compute_dtype != dtype or keras_layer.dtype_policy.variable_dtype != dtype:
-        from keras.src.saving.serialization_lib import SafeModeScope
+        from keras_impl.model import rebuilt
 
         try:
-            with SafeModeScope(False):  # the caller's own layer object (a Lambda too), rebuilt in this process
-                keras_layer = keras_layer.__class__.from_config({**keras_layer.get_config(), "dtype": dtype})
+            keras_layer = rebuilt(keras_layer, dtype)
         except Exception as exc:  # a user's layer whose config does not rebuild it
             raise BadInputError(
                 f"Keras layer {keras_layer.name!r} ({type(keras_layer).__name__}) computes in "
@@ -222,6 +237,8 @@ def check_layer(
                 f"check_layer fed layer {layer.name!r} random N(0, 1) values; if it takes indices, give a batch of "
                 "integer ids with inputs=... (check-layer --inputs FILE.npy)"
             )
+        elif hasattr(exc, "add_note"):
+            exc.add_note(INDICES_AS_VALUES.format(layer=layer.name, dtype=dtype))
         raise
 
 
@@ -518,8 +535,9 @@ def taylor_row(
     relative) does not flatten the slope at small h; the float32 arithmetic is judged by the other rows. Index inputs
     (an Embedding's) are not moved.
 
-    Points whose remainder is rounding are dropped: below TAYLOR_NOISE_ULPS float64 ulps of |f| + h |<g, v>|, or
-    TAYLOR_NOISE_FACTOR times the noise of f measured by `arithmetic_precision`. A layer that computes in float32
+    Points whose remainder is rounding are dropped: below TAYLOR_NOISE_ULPS float64 ulps of |f| + h |<g, v>|,
+    TAYLOR_NOISE_FACTOR times the noise of f measured by `arithmetic_precision`, or h times the rounding a gradient
+    of the check's dtype is owed (TAYLOR_GRAD_ULPS). A layer that computes in float32
     inside delivers f with float32 rounding: its remainders are taken at TAYLOR_STEPS_F32, whose h^2 term stays above
     that noise, and the row says so. When every point is rounding, f is linear along v and g exact there (a wrong g
     would leave a remainder h |<g - grad f, v>|, above rounding at the larger steps): the slope is reported as
@@ -541,10 +559,15 @@ def taylor_row(
     v_x = rng.standard_normal(x64.shape) if moves_input else np.zeros(x64.shape)
     v_w = [rng.standard_normal(w.shape) if t else np.zeros(w.shape) for w, t in zip(weights, trainable)]
     norm = np.sqrt((v_x**2).sum() + sum((v**2).sum() for v in v_w))
+    if norm == 0:  # indices as inputs and no trainable parameter: no direction to move along
+        name = "Taylor remainder: nothing to vary (the inputs are indices and no parameter is trainable)"
+        return Row(name, (0,), 0.0, 0.0, float("inf"), "taylor slope", TAYLOR_MIN_SLOPE)
     v_x, v_w = v_x / norm, [v / norm for v in v_w]
-    slope_g = float((np.asarray(result.input_grad, np.float64) * v_x).sum()) + sum(
-        float((np.asarray(g, np.float64) * v).sum()) for g, v in zip(result.grads, v_w)
-    )
+    products = [np.asarray(result.input_grad, np.float64) * v_x] + [
+        np.asarray(g, np.float64) * v for g, v in zip(result.grads, v_w)
+    ]
+    slope_g = sum(float(p.sum()) for p in products)
+    owed = TAYLOR_GRAD_ULPS * float(np.finfo(model.dtype).eps) * sum(float(np.abs(p).sum()) for p in products)
 
     def f(h: float) -> float:
         model64.set_weights([w + h * v for w, v in zip(weights, v_w)])
@@ -555,7 +578,9 @@ def taylor_row(
     eps = float(np.finfo(np.float64).eps)
     for h in steps:
         r = abs(f(h) - f0 - h * slope_g)
-        floor = max(TAYLOR_NOISE_ULPS * eps * (abs(f0) + h * abs(slope_g)), TAYLOR_NOISE_FACTOR * precision.noise)
+        floor = max(
+            TAYLOR_NOISE_ULPS * eps * (abs(f0) + h * abs(slope_g)), TAYLOR_NOISE_FACTOR * precision.noise, h * owed
+        )
         if r > floor:
             hs.append(h)
             remainders.append(r)

@@ -601,6 +601,10 @@ def run_check_layer(args: argparse.Namespace) -> int:
         hint = ""
         if isinstance(exc, IndexError) and inputs is None:
             hint = "; the batch was random N(0, 1) values: for a layer that takes indices, give them with --inputs"
+        elif isinstance(exc, IndexError):
+            from compare.check import INDICES_AS_VALUES
+
+            hint = "; " + INDICES_AS_VALUES.format(layer=args.scratch, dtype=args.dtype)
         raise BadInputError(f"checking {args.scratch} against {args.keras} raised {_where(exc)}{hint}") from None
     print(to_json(report) if args.json else render(report))
     return EXIT_PASS if report.passed else EXIT_FAIL

@@ -569,7 +569,14 @@ def compare_models(
         )
     truth = again = None
     if dtype == "float32":  # the float64 truth: Keras in float64 on the same (exactly upcast) weights and batch
-        keras64 = keras_astype(keras_model, "float64")
+        try:
+            keras64 = keras_astype(keras_model, "float64")
+        except Exception as exc:  # a user's layer whose config does not rebuild it: one line, naming the model
+            raise BadInputError(
+                f"the float32 check measures against the Keras model rebuilt in float64, and {keras_model.name!r} "
+                f"could not be rebuilt from its layers' configs ({type(exc).__name__}: {exc}); give each custom "
+                "layer a get_config that rebuilds it"
+            ) from None
         keras64.set_weights([np.asarray(w, np.float64) for w in weights])
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)

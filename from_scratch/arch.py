@@ -45,6 +45,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from from_scratch.activations import get_activation
 from from_scratch.errors import BadInputError
 
 
@@ -398,7 +399,10 @@ class _Given:
         return option in self.values
 
     def add(self, option: str, part: str) -> str:
-        """Record `part` as the value of `option` and return it; refuse a second value, naming both."""
+        """Record `part` as the value of `option` and return it; refuse a second value, naming both. An activation is
+        looked up first, so that a mistyped option (`s2` for `s=2`) is called unknown, not a second activation."""
+        if option == "an activation":
+            get_activation(part)
         if option in self.values:
             raise BadInputError(
                 f"malformed architecture {self.text!r}: layer {self.position} gives {option} twice in "

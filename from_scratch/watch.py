@@ -110,12 +110,25 @@ class Watch:
         reported (what it means for a float, what a cast would lose for a complex number) and cast, a value that is not
         numbers refused (BadInputError naming the layer). With `dtypes` False (a float64 copy of a float32 model, whose
         layers may compute in float32 by design) the cast is made and nothing reported."""
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:  # np.matrix: * and ** mean other things
+            if self.dtypes:
+                self.report(
+                    layer,
+                    call,
+                    f"returned {what} as a {type(value).__module__}.{type(value).__name__}, not a plain ndarray",
+                    "its arithmetic differs (np.matrix: * is a matrix product); return np.asarray(...)",
+                )
+            value = np.asarray(value)
         if not isinstance(value, np.ndarray) or value.dtype == dtype:
             return value
         kind = value.dtype
         if kind.kind == "c":
             lost = float(np.abs(value.imag).max(initial=0.0))
-            detail = f"a {dtype} check; its imaginary part, up to {lost:.3g} in magnitude, is not compared"
+            detail = (
+                f"a {dtype} check; its imaginary part, up to {lost:.3g} in magnitude, is not compared"
+                if lost
+                else f"a {dtype} check; its imaginary part is 0"
+            )
             cast = value.real
         elif kind.kind == "f":
             detail = f"a {dtype} check: the layer computes in {kind}, its twin in {dtype}"

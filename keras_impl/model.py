@@ -243,16 +243,30 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
     copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64 truth that
     float32 comparisons are measured against."""
 
-    def rebuild(layer: keras.layers.Layer) -> keras.layers.Layer:
-        twin = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
-        if isinstance(layer, FixedMaskDropout):
-            twin.mask = layer.mask
-        return twin
-
-    from keras.src.saving.serialization_lib import SafeModeScope
-
     inputs = keras.Input(shape=model.input_shape[1:], dtype=dtype)
-    with SafeModeScope(False):  # the caller's own layers (a Lambda among them) rebuilt in this process: not a file
-        copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=rebuild)
+    copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: rebuilt(layer, dtype))
     copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
     return copy
+
+
+def rebuilt(layer: keras.layers.Layer, dtype: str) -> keras.layers.Layer:
+    """`layer` made anew in `dtype` from its own config (its weights are not copied). A Lambda keeps its function
+    object: its config carries the function's code without the names it reads from its module or closure (a lambda
+    written in a script or a test), so a rebuilt one could not run. A FixedMaskDropout keeps its mask."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    if isinstance(layer, keras.layers.Lambda):
+        config = {k: v for k, v in layer.get_config().items() if k in ("name", "trainable")}
+        return keras.layers.Lambda(
+            layer.function,
+            output_shape=layer._output_shape,
+            mask=layer.mask,
+            arguments=layer.arguments,
+            dtype=dtype,
+            **config,
+        )
+    with SafeModeScope(False):  # the caller's own layer rebuilt in this process: not read from a file
+        twin = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+    if isinstance(layer, FixedMaskDropout):
+        twin.mask = layer.mask
+    return twin

@@ -375,3 +375,12 @@ def test_run_comparison_estimates_before_building_either_side():
     assert isinstance(error, BadInputError), error
     assert "a batch of 1 needs about" in str(error) and "10000300002 weights" in str(error)
     assert peak < 50 * 2**20, peak
+
+
+@pytest.mark.parametrize(
+    "arch", ["8x8x1-conv2k3:s2:s2-flatten-10", "8x8x1-conv2k3:relu:s2-flatten-10", "4x3-rnn2:seqq-2"]
+)
+def test_a_mistyped_option_is_called_unknown_not_a_second_activation(arch):
+    with pytest.raises(BadInputError, match="unknown activation") as caught:
+        Architecture.parse(arch)
+    assert "twice" not in str(caught.value)
