@@ -547,6 +547,7 @@ def compare_models(
         ours, result = scratch_side(scratch, x, y, loss, sample_weight)
         terms = gradient_terms(scratch, x, y, loss, result, sample_weight)  # from this pass's caches
         ours = replace(ours, inference=scratch_inference(scratch, x))  # from the state after the step
+        watch.finish()  # what a layer kept from one pass and wrote into during a later one
     finally:
         scratch.watch = None
     theirs = keras_side(keras_model, x, y, loss, sample_weight)

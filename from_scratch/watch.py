@@ -64,6 +64,8 @@ class Watch:
     dtypes: bool = True
     arguments: bool = True
     _kept: dict[int, tuple[Array, Array]] = field(default_factory=dict)
+    _owners: dict[int, list[tuple[Any, str]]] = field(default_factory=dict)
+    _past: list[tuple[Array, Array, list[tuple[Any, str]]]] = field(default_factory=list)
 
     def report(self, layer: Any, call: str, what: str, detail: str = "") -> None:
         """Record that `layer` did `what` during `call`: a new breach, or one more call of a known one."""
@@ -74,8 +76,27 @@ class Watch:
             known.calls.append(call)
 
     def start(self) -> None:
-        """A new pass: forget the arrays kept from the last one."""
-        self._kept = {}
+        """A new pass: the arrays kept from the last one are set aside for `finish`, which checks that no layer wrote
+        into them later (a layer that keeps its x, or the dy it returned as its dL/dX, and writes into it on its next
+        call: harmless to one pass, but in training the x of the first layer is the user's data)."""
+        self._past += [(a, copy, self._owners.get(key, [])) for key, (a, copy) in self._kept.items()]
+        self._kept, self._owners = {}, {}
+
+    def finish(self) -> None:
+        """After the last watched pass: every array handed to a layer in any pass still holds what it held when that
+        pass ended; a change is reported against the layer that was handed it (and the others that shared it)."""
+        self.start()
+        for a, copy, owners in self._past:
+            if owners and not _same(a, copy):
+                (layer, argument), others = owners[0], owners[1:]
+                index = _first_change(a, copy)
+                detail = f"{_entry(argument, index)} was {_value(copy[index])}, is {_value(a[index])}" if index else ""
+                shared = ", ".join(f"{ARGUMENTS[arg]} of layer {other.name!r}" for other, arg in others)
+                detail += f"; the same array was {shared}" if shared else ""
+                self.report(
+                    layer, "a later call", f"kept {ARGUMENTS[argument]} and wrote into it after returning", detail
+                )
+        self._past = []
 
     def keep(self, a: Array) -> Array:
         """Keep a copy of `a` (an array handed to a layer) until the pass ends; returns the copy (`a` itself when
@@ -96,6 +117,9 @@ class Watch:
         entry = self._kept.get(id(a)) if self.arguments else None
         if entry is None or entry[0] is not a:
             return a
+        owners = self._owners.setdefault(id(a), [])
+        if not any(owner is layer and arg == argument for owner, arg in owners):
+            owners.append((layer, argument))
         before = entry[1]
         if _same(a, before):
             return a

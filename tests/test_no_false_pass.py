@@ -711,3 +711,60 @@ def test_a_lookup_that_indexes_with_float_ids_is_told_how_they_arrive():
     with pytest.raises(IndexError) as caught:
         check_layer(RawLookup(), keras.layers.Embedding(10, 4), None, inputs=ids)
     assert any("as whole numbers of dtype float64" in note for note in caught.value.__notes__)
+
+
+# ----- writes deferred to the layer's next call ----------------------------------------------------------------------
+class ZeroesLastInputNextCall(Layer):
+    """Keeps its x and zeroes it on its next call: harmless to one pass, but in training the first layer's x is the
+    user's data."""
+
+    kept = None
+
+    def forward(self, x, training=False):
+        if self.kept is not None:
+            self.kept[...] = 0.0
+        self.kept, self.y = x, np.tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1 - self.y**2)
+
+
+class ZeroesLastOutputNextCall(ZeroesLastInputNextCall):
+    def forward(self, x, training=False):
+        if self.kept is not None:
+            self.kept[...] = 0.0
+        self.y = np.tanh(x)
+        self.kept = self.y
+        return self.y
+
+
+class ZeroesReturnedDyNextCall(Layer):
+    """Returns dy itself as its dL/dX (allowed) and zeroes it on its next call (not)."""
+
+    kept = None
+
+    def forward(self, x, training=False):
+        if self.kept is not None:
+            self.kept[...] = 0.0
+        return x
+
+    def backward(self, dy):
+        self.kept = dy
+        return dy
+
+
+@pytest.mark.parametrize(
+    "make,twin,argument",
+    [
+        (ZeroesLastInputNextCall, "tanh", "its input x"),
+        (ZeroesLastOutputNextCall, "tanh", "its output y"),
+        (ZeroesReturnedDyNextCall, "linear", "its input dy"),
+    ],
+    ids=["x", "y", "dy"],
+)
+def test_a_write_deferred_to_the_next_call_is_named(make, twin, argument):
+    """The reviewer's cases: the first passed, the others failed without naming the write."""
+    report = check_layer(make(), keras.layers.Activation(twin), (5,))
+    breaches = [row.name for row in report.failures if row.measure == "protocol"]
+    assert breaches and f"kept {argument}" in breaches[0] and "during a later call" in breaches[0]
