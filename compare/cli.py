@@ -22,6 +22,21 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        """argparse's, refusing an option given twice (`--seed 1 --seed 2`), which argparse lets the last one win."""
+        tokens = sys.argv[1:] if args is None else list(args)
+        seen: set[str] = set()
+        for token in tokens:
+            if token == "--":
+                break
+            action = self._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+            if action is None or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            if action.dest in seen:
+                self.error(f"{token.split('=', 1)[0]} given twice: give each option once (the last would win)")
+            seen.add(action.dest)
+        return super().parse_known_args(args, namespace)
+
 
 def input_shape(text: str) -> tuple[int, ...]:
     """ "7" -> (7,), "8,8,1" (or "8x8x1") -> (8, 8, 1): positive integers."""

@@ -619,3 +619,18 @@ def test_a_factory_module_that_does_not_exist_is_named_without_an_importer_frame
     assert code == 2
     assert "no module named 'no_such_module_xyz'" in err
     assert "<frozen" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "--seed", "1", "--seed", "2"],
+        ["check-layer", "a.py:f", "b.py:g", "--seed=1", "--seed", "2"],
+        ["train", "--epochs", "1", "--json", "--json"],
+    ],
+)
+def test_an_option_given_twice_is_refused_not_the_last_one_kept(capsys, argv):
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error: one line, exit code 2
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "given twice" in err and len(err.strip().splitlines()) == 1
