@@ -6,6 +6,7 @@ Exit codes: 0 when everything agrees, 1 when something differs, 2 on bad input (
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -487,9 +488,19 @@ def load_factory(spec: str, what: str) -> object:
         sys.path.remove(folder)
     if is_file:
         _GIVEN_PATHS[str(Path(target).resolve())] = target
-    factory = getattr(module, name, None)
-    if not callable(factory):
+    if not hasattr(module, name):
         raise BadInputError(f"{what} {spec!r}: {target} has no function {name!r}")
+    factory = getattr(module, name)
+    if not callable(factory):
+        raise BadInputError(
+            f"{what} {spec!r}: {target}'s {name} is {type(factory).__name__!r}, not a function that makes the layer"
+        )
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:  # it needs arguments: said before calling it
+        raise BadInputError(f"{what} {spec!r}: {name}() must take no argument ({exc})") from None
+    except ValueError:  # a builtin without a signature: calling it will tell
+        pass
     try:
         return factory()
     except (Exception, SystemExit) as exc:  # SystemExit too: user code must not set this command's exit code

@@ -634,3 +634,14 @@ def test_an_option_given_twice_is_refused_not_the_last_one_kept(capsys, argv):
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "given twice" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_factory_that_is_not_a_function_or_needs_arguments_is_named(capsys, tmp_path):
+    (tmp_path / "mine.py").write_text("n = 3\n\n\ndef needs(units):\n    return units\n")
+    code, _, err = run(capsys, "check-layer", f"{tmp_path}/mine.py:n", "keras.layers:Identity", "--input-shape", "3")
+    assert code == 2 and "mine.py's n is 'int', not a function" in err
+    code, _, err = run(
+        capsys, "check-layer", f"{tmp_path}/mine.py:needs", "keras.layers:Identity", "--input-shape", "3"
+    )
+    assert code == 2 and "needs() must take no argument (missing a required argument: 'units')" in err
+    assert "cli.py" not in err
