@@ -546,7 +546,7 @@ def taylor_row(
     would leave a remainder h |<g - grad f, v>|, above rounding at the larger steps): the slope is reported as
     infinity, a pass, and the row says why. A loss noisier than float32 rounding explains cannot be judged: a FAIL."""
     model64 = model.astype("float64")
-    model64.watch = Watch(dtypes=False, arguments=False)  # results cast: float32 exactly, complex to its real part
+    model64.watch = Watch.casting()  # a copy of the model, discarded after the row
     x64 = np.asarray(x, np.float64)
     moves_input = not integer_inputs(model64)
     precision = arithmetic_precision(model64, x64, y, loss, sample_weight, seed, move_input=moves_input)

@@ -39,7 +39,7 @@ from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GradcheckPoint, arithmetic_precision, gradcheck
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
-from from_scratch.watch import Watch
+from from_scratch.watch import Watch, watched
 from keras_impl.model import astype as keras_astype
 from keras_impl.trace import trace as keras_trace
 
@@ -430,46 +430,40 @@ def gradcheck_row(
         model = model.astype("float64")
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    model.watch = Watch(dtypes=False, arguments=False)  # results cast: float32 exactly, complex to its real part
-    try:
-        return _gradcheck_row(model, x, y, loss, keras_grads, samples, seed, sample_weight, keras_input_grad)
-    finally:
-        model.watch = None
+    with watched(model, Watch.casting()):
+        precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=not integer_inputs(model))
+        if not precision.judgeable:
+            inf = float("inf")
+            return Row(f"numerical grad vs Keras ({precision.label})", (0,), inf, inf, inf, "max-rel", GRADCHECK_TOL)
+        h, eps = precision.step, precision.eps
+        points = gradcheck(
+            model,
+            x,
+            y,
+            loss,
+            n_samples=samples,
+            h=h,
+            seed=seed,
+            analytic=keras_grads,
+            sample_weight=sample_weight,
+            eps=eps,
+        )
+        if keras_input_grad is not None:
+            rng = np.random.default_rng(seed + 1)
+            f0 = model.loss_and_gradients(x, y, loss, sample_weight)[0]
+            for flat in rng.choice(x.size, size=min(samples, x.size), replace=False):
+                index = np.unravel_index(flat, x.shape)
 
+                def f(value: Array, index: tuple = index) -> float:
+                    trial = x.copy()
+                    trial[index] = value
+                    return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
 
-def _gradcheck_row(
-    model: Sequential,
-    x: Array,
-    y: Array,
-    loss: Loss,
-    keras_grads: list[Array],
-    samples: int,
-    seed: int,
-    sample_weight: Array | None,
-    keras_input_grad: Array | None,
-) -> Row:
-    precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=not integer_inputs(model))
-    if not precision.judgeable:
-        inf = float("inf")
-        return Row(f"numerical grad vs Keras ({precision.label})", (0,), inf, inf, inf, "max-rel", GRADCHECK_TOL)
-    h, eps = precision.step, precision.eps
-    points = gradcheck(
-        model, x, y, loss, n_samples=samples, h=h, seed=seed, analytic=keras_grads, sample_weight=sample_weight, eps=eps
-    )
-    if keras_input_grad is not None:
-        rng = np.random.default_rng(seed + 1)
-        f0 = model.loss_and_gradients(x, y, loss, sample_weight)[0]
-        for flat in rng.choice(x.size, size=min(samples, x.size), replace=False):
-            index = np.unravel_index(flat, x.shape)
-
-            def f(value: Array, index: tuple = index) -> float:
-                trial = x.copy()
-                trial[index] = value
-                return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
-
-            analytic_value = float(np.asarray(keras_input_grad)[index])
-            point = GradcheckPoint.measure(-1, tuple(int(i) for i in index), analytic_value, f, x[index], f0, h, eps)
-            points.append(point)
+                analytic_value = float(np.asarray(keras_input_grad)[index])
+                point = GradcheckPoint.measure(
+                    -1, tuple(int(i) for i in index), analytic_value, f, x[index], f0, h, eps
+                )
+                points.append(point)
     judged = [p for p in points if p.decidable]
     analytic = np.array([p.analytic for p in judged])
     numerical = np.array([p.witness for p in judged])
@@ -539,17 +533,13 @@ def compare_models(
     if x.ndim == 0 or y.ndim == 0:
         raise BadInputError("x and y must be arrays of numbers with one row per sample, got a scalar or None")
     share_dropout_masks(scratch, keras_model, len(x))
-    watch = Watch()  # the protocol: every array handed to a layer checked unchanged, every result's dtype
-    scratch.watch = watch
-    try:
+    with watched(scratch, Watch()) as watch:  # the protocol: every array handed a layer unchanged, results' dtypes
         scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
         scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
         ours, result = scratch_side(scratch, x, y, loss, sample_weight)
         terms = gradient_terms(scratch, x, y, loss, result, sample_weight)  # from this pass's caches
         ours = replace(ours, inference=scratch_inference(scratch, x))  # from the state after the step
         watch.finish()  # what a layer kept from one pass and wrote into during a later one
-    finally:
-        scratch.watch = None
     theirs = keras_side(keras_model, x, y, loss, sample_weight)
     overflow = next(
         (

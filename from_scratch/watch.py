@@ -17,6 +17,8 @@ result), so that the comparison still has every row to show, and the breach is a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,13 @@ class Watch:
     _kept: dict[int, tuple[Array, Array]] = field(default_factory=dict)
     _owners: dict[int, list[tuple[Any, str]]] = field(default_factory=dict)
     _past: list[tuple[Array, Array, list[tuple[Any, str]]]] = field(default_factory=list)
+
+    @classmethod
+    def casting(cls) -> Watch:
+        """A watch that casts results to the model's dtype (a float32 result exactly, a complex one to its real part)
+        and reports nothing, keeping no copies: for the witnesses' many passes on a float64 copy of a model, whose
+        arguments the harness's own passes already checked and whose layers may compute in float32 by design."""
+        return cls(dtypes=False, arguments=False)
 
     def report(self, layer: Any, call: str, what: str, detail: str = "") -> None:
         """Record that `layer` did `what` during `call`: a new breach, or one more call of a known one."""
@@ -200,3 +209,13 @@ def _entry(name: str, index: tuple[int, ...]) -> str:
 
 def _value(v: Any) -> str:
     return f"{v.item():.6g}" if hasattr(v, "item") and np.ndim(v) == 0 else repr(v)
+
+
+@contextmanager
+def watched(model: Any, watch: Watch) -> Iterator[Watch]:
+    """`model.watch = watch` for the block, and None again after it (whatever the block raised)."""
+    model.watch = watch
+    try:
+        yield watch
+    finally:
+        model.watch = None

@@ -14,22 +14,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from test_bad_input_round_two import assert_refused, run
 
 from compare import cli
 from from_scratch import Architecture, BadInputError
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_refused(code, out, err, message):
-    assert code == 2, out + err
-    assert message in err, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-
 
 # ----- options given twice ----------------------------------------------------------------------------------------
 #: arch -> (the token, the option named, the first value, the second value). The issue's two examples, then the same

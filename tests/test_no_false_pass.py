@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 from test_check_layer import Scale
+from test_layer_contract import OwnEmbedding
 
 from compare.check import Projection, check_layer, check_model, taylor_row
 from compare.cli import main
@@ -184,20 +185,25 @@ def test_a_correct_layer_passes_the_protocol_row():
     assert row.name.startswith("protocol: x and dy left unchanged, results float64 (") and row.passed
 
 
+#: A softmax that subtracts its max in place (x -= x.max(...)), as a file a user would write.
+SOFTMAX_IN_PLACE = (
+    "import keras, numpy as np\n"
+    "from from_scratch import Layer\n"
+    "class SoftmaxInPlace(Layer):\n"
+    "    def forward(self, x, training=False):\n"
+    "        x -= x.max(axis=-1, keepdims=True)\n"
+    "        e = np.exp(x)\n"
+    "        self.y = e / e.sum(axis=-1, keepdims=True)\n"
+    "        return self.y\n"
+    "    def backward(self, dy):\n"
+    "        return self.y * (dy - (dy * self.y).sum(axis=-1, keepdims=True))\n"
+)
+
+
 def test_the_command_line_and_the_verdict_name_the_breach(tmp_path, capsys):
     module = tmp_path / "inplace.py"
     module.write_text(
-        "import keras, numpy as np\n"
-        "from from_scratch import Layer\n"
-        "class SoftmaxInPlace(Layer):\n"
-        "    def forward(self, x, training=False):\n"
-        "        x -= x.max(axis=-1, keepdims=True)\n"
-        "        e = np.exp(x)\n"
-        "        self.y = e / e.sum(axis=-1, keepdims=True)\n"
-        "        return self.y\n"
-        "    def backward(self, dy):\n"
-        "        return self.y * (dy - (dy * self.y).sum(axis=-1, keepdims=True))\n"
-        "def layer():\n"
+        SOFTMAX_IN_PLACE + "def layer():\n"
         "    return SoftmaxInPlace()\n"
         "def twin():\n"
         "    return keras.layers.Softmax(dtype='float64')\n"
@@ -211,17 +217,7 @@ def test_the_command_line_and_the_verdict_name_the_breach(tmp_path, capsys):
 
 def test_the_pytest_plugin_fails_the_test_naming_the_breach(tmp_path):
     (tmp_path / "test_in_place.py").write_text(
-        "import keras, numpy as np\n"
-        "from from_scratch import Layer\n"
-        "class SoftmaxInPlace(Layer):\n"
-        "    def forward(self, x, training=False):\n"
-        "        x -= x.max(axis=-1, keepdims=True)\n"
-        "        e = np.exp(x)\n"
-        "        self.y = e / e.sum(axis=-1, keepdims=True)\n"
-        "        return self.y\n"
-        "    def backward(self, dy):\n"
-        "        return self.y * (dy - (dy * self.y).sum(axis=-1, keepdims=True))\n"
-        "def test_softmax(parity):\n"
+        SOFTMAX_IN_PLACE + "def test_softmax(parity):\n"
         "    parity(SoftmaxInPlace(), keras.layers.Softmax(dtype='float64'), input_shape=(5,))\n"
     )
     result = subprocess.run(
@@ -685,31 +681,14 @@ def test_a_lookup_that_indexes_with_float_ids_is_told_how_they_arrive():
     """ids reach the layer as whole numbers in the checked dtype: a lookup that indexes with them as they are raises
     IndexError, and the note says how they arrive and what to do."""
 
-    class RawLookup(Layer):
-        def build(self, input_shape, dtype, rng):
-            self.E = rng.standard_normal((10, 4)).astype(dtype)
-            return (*input_shape, 4)
-
-        @property
-        def params(self):
-            return [self.E]
-
-        @property
-        def grads(self):
-            return [self.dE]
-
+    class RawLookup(OwnEmbedding):  # indexes with x as it arrives
         def forward(self, x, training=False):
             self.ids = x
             return self.E[x]
 
-        def backward(self, dy):
-            self.dE = np.zeros_like(self.E)
-            np.add.at(self.dE, self.ids, dy)
-            return np.zeros(self.ids.shape, dy.dtype)
-
     ids = np.random.default_rng(0).integers(0, 10, size=(5, 3))
     with pytest.raises(IndexError) as caught:
-        check_layer(RawLookup(), keras.layers.Embedding(10, 4), None, inputs=ids)
+        check_layer(RawLookup(10, 4), keras.layers.Embedding(10, 4), None, inputs=ids)
     assert any("as whole numbers of dtype float64" in note for note in caught.value.__notes__)
 
 
