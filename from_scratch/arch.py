@@ -214,6 +214,12 @@ class Architecture:
     def output_dim(self) -> int:
         return self.shapes()[-1][-1]
 
+    def graph(self) -> Any:
+        """This chain as a `from_scratch.graph_arch.GraphArchitecture`: the form both sides build from."""
+        from from_scratch.graph_arch import chain_graph
+
+        return chain_graph(self.input_shape, self.layers)
+
     def shapes(self) -> list[tuple[int, ...]]:
         """Each layer's output shape (without the batch axis), in order; a layer that cannot take the shape
         reaching it is refused, naming it."""

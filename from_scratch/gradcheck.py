@@ -331,16 +331,18 @@ def arithmetic_precision(
     rng = np.random.default_rng(seed + 13)
     weights = model.get_weights()
     trainable = getattr(model, "trainable", [True] * len(weights))
-    x = np.asarray(x, np.float64)
+    several = isinstance(x, (list, tuple))  # a model of several inputs: one array each
+    xs = [np.asarray(a, np.float64) for a in (x if several else [x])]
     best: tuple[float, float] | None = None
     try:
         for _ in range(PROBE_DIRECTIONS):
-            d_x = x * rng.choice([-PROBE_STEP, PROBE_STEP], size=x.shape) if move_input else np.zeros_like(x)
+            d_x = [a * rng.choice([-PROBE_STEP, PROBE_STEP], size=a.shape) if move_input else 0 * a for a in xs]
             d_w = [w * rng.choice([-PROBE_STEP, PROBE_STEP], size=w.shape) * t for w, t in zip(weights, trainable)]
 
-            def f(t: float, d_x: Array = d_x, d_w: list[Array] = d_w) -> float:
+            def f(t: float, d_x: list[Array] = d_x, d_w: list[Array] = d_w) -> float:
                 model.set_weights([w + t * d for w, d in zip(weights, d_w)])
-                return model.loss_and_gradients(x + t * d_x, y, loss, sample_weight)[0]
+                moved = [a + t * d for a, d in zip(xs, d_x)]
+                return model.loss_and_gradients(moved if several else moved[0], y, loss, sample_weight)[0]
 
             noise, scale = probe_noise(f)
             if best is None or noise < best[0]:

@@ -56,6 +56,9 @@ class Layer:
     - `passes_through(training)`: True when `forward(x, training)` returns `x` itself (default False): an inactive
       Dropout. Keras's twin then returns its input tensor, which keeps the logits a softmax output carries, so a
       cross-entropy above it is still computed from the logits below. Such a layer has no parameters.
+    - `several_inputs`: True for a layer called on a list of tensors (a merge: Add, Concatenate; see
+      from_scratch/merge.py): then `build` takes a list of shapes, `forward(xs, training)` a list of arrays, and
+      `backward(dy)` returns a list with one dL/dx per input.
     - `record()`: named intermediates to line up with the twin's in the layer-by-layer diagnosis (Dense: Z, dZ).
     - `forward_terms(x_terms)` / `backward_terms(x_terms, dy_terms)`: the magnitudes of the terms that rounding
       summed (see compare/terms.py); without them the harness measures this layer's float64 errors plain
@@ -64,6 +67,7 @@ class Layer:
 
     weight_names: tuple[str, ...] | None = None
     trainable: tuple[bool, ...] | None = None
+    several_inputs: bool = False
     deterministic: bool = True
     kinks: tuple[float, ...] = ()
     input_grad_optional: bool = False
@@ -82,6 +86,14 @@ class Layer:
     @property
     def grads(self) -> list[Array]:
         return []
+
+    def __call__(self, inputs: Any) -> Any:
+        """Keras's functional API: called on a symbolic tensor (`from_scratch.graph.Input` or another layer's
+        output), or on a list of them for a layer of several inputs, it returns the symbolic output tensor; a
+        `from_scratch.graph.Model(inputs, outputs)` then builds and runs the graph."""
+        from from_scratch.graph import call_layer
+
+        return call_layer(self, inputs)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
         """Default: no parameters, output shaped as the input."""

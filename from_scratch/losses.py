@@ -397,8 +397,37 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
+class OutputLosses:
+    """The loss of a model of several outputs: one loss per output and their weights,
+    L = sum_o w_o L_o (w_o = 1 when `weights` is None), as Keras's compiled loss sums them (CompileLoss: each output's
+    loss, times its weight, added in the outputs' order). A model's passes take it where they take a loss."""
+
+    def __init__(self, losses: Any, weights: Any = None) -> None:
+        if not isinstance(losses, (list, tuple)) or not losses:
+            raise BadInputError(f"OutputLosses takes a list with one loss per output, got {losses!r:.60}")
+        self.losses = [get_loss(item) for item in losses]
+        if weights is not None:
+            if not isinstance(weights, (list, tuple)) or len(weights) != len(self.losses):
+                raise BadInputError(
+                    f"loss_weights: give a list of {len(self.losses)} numbers, one per output, got {weights!r:.60}"
+                )
+            weights = [check_real("loss_weights", f"entry {i}", w) for i, w in enumerate(weights)]
+        self.weights = None if weights is None else [float(w) for w in weights]
+
+    @property
+    def name(self) -> str:
+        return "+".join(loss.name for loss in self.losses)
+
+    def __repr__(self) -> str:
+        weights = "" if self.weights is None else f", loss_weights={self.weights}"
+        return f"[{', '.join(map(repr, self.losses))}]{weights}"
+
+
 def get_loss(loss: str | Loss, **kwargs: Any) -> Loss:
-    """A loss object from a Keras string identifier (with constructor arguments) or an existing object."""
+    """A loss object from a Keras string identifier (with constructor arguments) or an existing object (an
+    OutputLosses for a model of several outputs)."""
+    if isinstance(loss, OutputLosses):
+        return loss  # type: ignore[return-value]
     if isinstance(loss, Loss):
         if kwargs:
             raise BadInputError(f"loss arguments {sorted(kwargs)} given with a loss object; pass them to its class")

@@ -17,6 +17,7 @@ from compare.matrix import IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.layers import LAYERS
+from from_scratch.merge import MERGE_LAYERS
 from from_scratch.recurrent import SEQUENCE_LAYERS
 from keras_impl.model import KERAS_LAYERS
 
@@ -117,11 +118,11 @@ def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
     cases, and has LayerNormalization's), and every non-MLP kind is in a network of the matrix; LayerNormalization
     and a Dense per time step are in its sequence networks."""
-    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
+    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
     assert not set(CASES) & set(SEQUENCE_LAYERS)
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
     in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
-    assert set(LAYERS) <= in_matrix | in_sequences | {"dense"} | MLP_KINDS
+    assert set(LAYERS) <= in_matrix | in_sequences | {"dense"} | MLP_KINDS | set(MERGE_LAYERS)
     assert set(CASES) <= in_matrix
     assert set(SEQUENCE_LAYERS) | {"layer_normalization"} <= in_sequences
     per_step = [Architecture.parse(arch) for arch in SEQUENCE_ARCHS]

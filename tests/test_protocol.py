@@ -6,6 +6,8 @@ import pytest
 from compare.terms import declares_terms
 from from_scratch import ACTIVATIONS, LAYERS, LOSSES, BadInputError, Dense, Dropout, Layer, Sequential
 from from_scratch.arch import LayerSpec
+from from_scratch.graph import Input, Model
+from from_scratch.graph_arch import spec_output_shape
 from from_scratch.losses import get_loss
 
 TARGET_KINDS = {"onehot", "labels", "binary", "regression"}
@@ -62,6 +64,9 @@ SPECS = {
     "lstm": LayerSpec("lstm", 3, "linear", {"return_sequences": False}),
     "gru": LayerSpec("gru", 3, "linear", {"reset_after": False, "return_sequences": True}),
     "embedding": LayerSpec("embedding", 2, "linear", {"input_dim": 5}),
+    **{kind: LayerSpec(kind) for kind in ("add", "subtract", "multiply", "average", "maximum", "minimum")},
+    "concatenate": LayerSpec("concatenate", options={"axis": -1}),
+    "dot": LayerSpec("dot", options={"axes": -1}),
 }
 
 #: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent
@@ -89,10 +94,18 @@ def test_every_layer_declares_what_the_harness_needs(kind):
     assert set(SPECS) == set(LAYERS)
     layer = LAYERS[kind].from_spec(SPECS[kind])
     assert isinstance(layer, Layer) and layer.kind == kind
-    model = Sequential([layer], input_shape=SHAPES.get(kind, (3, 3, 2)))
+    shape = SHAPES.get(kind, (3, 3, 2))
+    if layer.several_inputs:  # a merge: called on two tensors of one shape
+        shape = (4,)
+        a, b = Input(shape), Input(shape)
+        model = Model([a, b], layer([a, b]))
+        given = [shape, shape]
+    else:
+        model = Sequential([layer], input_shape=shape)
+        given = shape
     assert len(layer.param_names()) == len(layer.params) == len(layer.param_trainable())
     assert declares_terms(model) == (kind not in WITHOUT_TERMS)
-    assert layer.spec().output_shape(SHAPES.get(kind, (3, 3, 2))) == model.output_shape  # the grammar's shape, built
+    assert spec_output_shape(layer.spec(), given, kind) == model.output_shape  # the grammar's shape, built
     if not layer.deterministic:
         assert callable(layer.fix_mask) and callable(layer.draw_mask)
     assert LAYERS[kind].from_spec(layer.spec()).spec() == layer.spec()

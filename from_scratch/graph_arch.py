@@ -1,0 +1,357 @@
+"""The description of a graph model: inputs, named layers, the calls that connect them, and the outputs.
+
+A chain (`Architecture`) is a graph whose every layer is called once, on the output of the layer before it:
+`Architecture.graph()` writes it in this form, and both sides build every network from this form only
+(`from_scratch.graph.Model.from_architecture`, `keras_impl.model.build_model`).
+
+    GraphArchitecture(
+        inputs=(("x", (64,)),),
+        layers=(("dense", LayerSpec("dense", 32, "relu")), ("dense_1", LayerSpec("dense", 64)),
+                ("add", LayerSpec("add")), ("dense_2", LayerSpec("dense", 10, "softmax"))),
+        calls=(Call("dense", ("x",)), Call("dense_1", ("dense",)), Call("add", ("x", "dense_1")),
+               Call("dense_2", ("add",))),
+        outputs=("dense_2",),
+    )
+
+is y = softmax(W2 (x + W1' relu(W1 x + b1) + b1') + b2): a residual block. A call names the layer it calls and the
+tensors it is called on (an input's name, or an earlier call's output); its own output is named after the layer
+(the k-th call of a layer called several times, a shared layer, is named `layer#k`, k from 2), or as `output=` says.
+A merge layer (Add, Concatenate, ...: `MERGE_KINDS`) is called on two or more tensors, every other layer on one.
+
+Plain data: no NumPy, no Keras.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from from_scratch.arch import LayerSpec
+from from_scratch.errors import BadInputError
+
+Shape = tuple[int, ...]
+
+
+def _broadcast(kind: str, shapes: list[Shape], where: str) -> Shape:
+    """The element-wise merges: shapes of one rank, equal or 1 on each axis (NumPy's and Keras's broadcasting)."""
+    first = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(first, other)):
+            raise BadInputError(
+                f"{where}: {kind} takes tensors of one shape, got {first} and {other}"
+                + ("" if len(other) == len(first) else " (of different ranks)")
+            )
+    return tuple(max(dims) for dims in zip(*shapes))
+
+
+def _concatenate(options: dict, shapes: list[Shape], where: str) -> Shape:
+    axis = _axis(options.get("axis", -1), len(shapes[0]), where)
+    for other in shapes[1:]:
+        if len(other) != len(shapes[0]) or any(a != b for i, (a, b) in enumerate(zip(shapes[0], other)) if i != axis):
+            raise BadInputError(
+                f"{where}: concatenate along axis {options.get('axis', -1)} takes tensors that agree on every other "
+                f"axis, got {shapes[0]} and {other}"
+            )
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def _axis(axis: int, rank: int, where: str) -> int:
+    """A feature axis (without the batch axis) from Keras's axis counted with it: -1 is the last, 1 the first."""
+    if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0 or not -rank <= axis <= rank:
+        raise BadInputError(
+            f"{where}: axis {axis!r} is not a feature axis of inputs with {rank} axes beside the batch axis "
+            f"(give -{rank}..-1 or 1..{rank}; axis 0 is the batch)"
+        )
+    return axis - 1 if axis > 0 else rank + axis
+
+
+def dot_axes(options: dict, shapes: list[Shape], where: str) -> tuple[int, int]:
+    """Dot's contraction axes counted with the batch axis, (a0, a1), for inputs of `shapes` (without it)."""
+    axes = options.get("axes", -1)
+    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in pair):
+        raise BadInputError(f"{where}: dot axes must be an int or a pair of ints, got {axes!r}")
+    out = []
+    for a, shape in zip(pair, shapes):
+        rank = len(shape) + 1
+        full = a % rank if a < 0 else a
+        if full == 0 or full >= rank:
+            raise BadInputError(f"{where}: dot axis {a} is not a feature axis of an input of shape {shape}")
+        out.append(full)
+    return out[0], out[1]
+
+
+def _dot(options: dict, shapes: list[Shape], where: str) -> Shape:
+    if len(shapes) != 2:
+        raise BadInputError(f"{where}: dot takes exactly 2 tensors, got {len(shapes)}")
+    if any(len(s) not in (1, 2) for s in shapes):
+        raise BadInputError(f"{where}: dot takes vectors (D,) or sequences (T, D), got {shapes[0]} and {shapes[1]}")
+    a0, a1 = dot_axes(options, shapes, where)
+    x, y = shapes
+    if x[a0 - 1] != y[a1 - 1]:
+        raise BadInputError(
+            f"{where}: dot over axes ({a0}, {a1}) of {x} and {y}: {x[a0 - 1]} values against {y[a1 - 1]}"
+        )
+    rest = [d for i, d in enumerate(x) if i != a0 - 1] + [d for i, d in enumerate(y) if i != a1 - 1]
+    return tuple(rest) if rest else (1,)
+
+
+def _subtract(options: dict, shapes: list[Shape], where: str) -> Shape:
+    if len(shapes) != 2:
+        raise BadInputError(f"{where}: subtract takes exactly 2 tensors, got {len(shapes)}")
+    return _broadcast("subtract", shapes, where)
+
+
+def _elementwise(kind: str) -> Callable[[dict, list[Shape], str], Shape]:
+    return lambda options, shapes, where: _broadcast(kind, shapes, where)
+
+
+#: The layers called on several tensors, and the output shape each gives for inputs of `shapes` (options, shapes,
+#: where -> shape; a shape mismatch raises BadInputError naming `where` and both shapes).
+MERGE_KINDS: dict[str, Callable[[dict, list[Shape], str], Shape]] = {
+    "add": _elementwise("add"),
+    "subtract": _subtract,
+    "multiply": _elementwise("multiply"),
+    "average": _elementwise("average"),
+    "maximum": _elementwise("maximum"),
+    "minimum": _elementwise("minimum"),
+    "concatenate": _concatenate,
+    "dot": _dot,
+}
+
+
+def spec_output_shape(spec: LayerSpec, given: Shape | list[Shape], where: str) -> Shape:
+    """The output shape of layer `spec` called on a tensor of shape `given` (a merge: a list of shapes); a shape it
+    cannot take is refused, the message naming `where` (the layer and the call)."""
+    if spec.kind in MERGE_KINDS:
+        return merge_output_shape(spec, list(given), where)
+    try:
+        return spec.output_shape(tuple(given))
+    except BadInputError as exc:
+        message, prefix = str(exc), f"layer {spec.kind!r}"
+        raise BadInputError(where + message[len(prefix) :] if message.startswith(prefix) else message) from None
+
+
+def merge_output_shape(spec: LayerSpec, shapes: list[Shape], where: str) -> Shape:
+    """The output shape of merge layer `spec` called on tensors of `shapes` (at least two)."""
+    if len(shapes) < 2:
+        raise BadInputError(f"{where}: {spec.kind} merges two or more tensors, got {len(shapes)}")
+    return MERGE_KINDS[spec.kind](spec.options, [tuple(s) for s in shapes], where)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a layer: the layer's name, the tensors it is called on, and the name of its output ("" for the
+    default: the layer's name, `name#k` for its k-th call)."""
+
+    layer: str
+    inputs: tuple[str, ...]
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class GraphArchitecture:
+    """Inputs (name, shape without the batch axis), layers (name, LayerSpec) in the order their weights are listed,
+    calls in an order where each call's inputs exist before it, and the output tensors' names."""
+
+    inputs: tuple[tuple[str, Shape], ...]
+    layers: tuple[tuple[str, LayerSpec], ...]
+    calls: tuple[Call, ...]
+    outputs: tuple[str, ...]
+    text: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    # ----- the form both builders read ------------------------------------------------------------------------
+    def graph(self) -> GraphArchitecture:
+        return self
+
+    def output_names(self) -> list[str]:
+        """Each call's output name, in call order."""
+        counts: dict[str, int] = {}
+        names = []
+        for call in self.calls:
+            counts[call.layer] = counts.get(call.layer, 0) + 1
+            k = counts[call.layer]
+            names.append(call.output or (call.layer if k == 1 else f"{call.layer}#{k}"))
+        return names
+
+    def check(self) -> None:
+        """Refuse what is not a graph of these layers: an unknown layer or tensor, a name given twice, a cycle (a call
+        on a tensor that only a later call makes), an input that reaches no output, a merge on one tensor, a plain
+        layer on several, and shapes that do not agree (shapes())."""
+        names = [name for name, _ in self.inputs] + [name for name, _ in self.layers]
+        if not self.inputs or not self.outputs or not self.calls:
+            raise BadInputError("a graph needs at least one input, one call and one output")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BadInputError(f"graph: the name {twice[0]!r} is given to more than one input or layer")
+        specs = dict(self.layers)
+        made = self.output_names()
+        later = {name: i for i, name in enumerate(made)}
+        defined = {name for name, _ in self.inputs}
+        for i, (call, out) in enumerate(zip(self.calls, made)):
+            if call.layer not in specs:
+                raise BadInputError(f"graph: call {i + 1} calls {call.layer!r}, which is not a layer of the graph")
+            for t in call.inputs:
+                if t in defined:
+                    continue
+                if t in later:
+                    cycle = self._cycle(t, out, made)
+                    raise BadInputError(
+                        f"graph: {out!r} is computed from {t!r}, which is computed later"
+                        + (
+                            f": a cycle {' -> '.join(cycle)}"
+                            if cycle
+                            else "; list the calls in an order that computes each tensor first"
+                        )
+                    )
+                raise BadInputError(f"graph: {out!r} is called on {t!r}, which is neither an input nor a call's output")
+            if out in defined:
+                raise BadInputError(f"graph: the tensor name {out!r} is given twice")
+            defined.add(out)
+        for name in self.outputs:
+            if name not in defined:
+                raise BadInputError(f"graph: the output {name!r} is neither an input nor a call's output")
+        used = {name for name, _ in self.layers}
+        called = {call.layer for call in self.calls}
+        if used - called:
+            raise BadInputError(f"graph: the layer {sorted(used - called)[0]!r} is never called")
+        reach = self._reaching()
+        for name, _ in self.inputs:
+            if name not in reach:
+                raise BadInputError(f"graph: the input {name!r} does not reach any output")
+        self.shapes()
+
+    def _cycle(self, start: str, target: str, made: list[str]) -> list[str]:
+        """A path of calls from `start` back to `target`, if the tensors form a cycle."""
+        producer = dict(zip(made, self.calls))
+        path, seen = [start], set()
+
+        def walk(name: str) -> bool:
+            if name == target:
+                return True
+            if name in seen or name not in producer:
+                return False
+            seen.add(name)
+            for t in producer[name].inputs:
+                path.append(t)
+                if walk(t):
+                    return True
+                path.pop()
+            return False
+
+        return [target, *path] if walk(start) else []
+
+    def _reaching(self) -> set[str]:
+        """The tensors some output depends on."""
+        producer = dict(zip(self.output_names(), self.calls))
+        seen: set[str] = set()
+        todo = list(self.outputs)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in producer:
+                todo.extend(producer[name].inputs)
+        return seen
+
+    def shapes(self) -> dict[str, Shape]:
+        """Every tensor's shape without the batch axis (inputs and call outputs): a layer that cannot take the shape
+        reaching it, a merge whose shapes disagree, or a layer called again on another shape is refused, naming the
+        call and the shapes."""
+        shapes: dict[str, Shape] = {name: tuple(shape) for name, shape in self.inputs}
+        specs = dict(self.layers)
+        first: dict[str, list[Shape]] = {}
+        for call, out in zip(self.calls, self.output_names()):
+            spec = specs[call.layer]
+            given = [shapes[t] for t in call.inputs]
+            where = f"layer {call.layer!r}" + (f" (call {out!r})" if out != call.layer else "")
+            merge = spec.kind in MERGE_KINDS
+            if merge and len(given) < 2:
+                raise BadInputError(f"{where}: {spec.kind} merges two or more tensors, got {len(given)}")
+            if not merge and len(given) != 1:
+                raise BadInputError(f"{where}: a {spec.kind} layer takes one tensor, got {len(given)}")
+            if call.layer in first and first[call.layer] != given:
+                raise BadInputError(
+                    f"{where}: the shared layer was built for {_shapes(first[call.layer])} and is called again on "
+                    f"{_shapes(given)}"
+                )
+            first.setdefault(call.layer, given)
+            shapes[out] = spec_output_shape(spec, given if merge else given[0], where)
+        return shapes
+
+    # ----- what the harness reads ---------------------------------------------------------------------------------
+    @property
+    def input_shapes(self) -> list[Shape]:
+        return [tuple(shape) for _, shape in self.inputs]
+
+    @property
+    def input_shape(self) -> Shape:
+        """The input's shape (a graph of one input)."""
+        if len(self.inputs) != 1:
+            raise BadInputError(f"this graph has {len(self.inputs)} inputs: read input_shapes")
+        return tuple(self.inputs[0][1])
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        shapes = self.shapes()
+        return [shapes[name] for name in self.outputs]
+
+    @property
+    def output_dim(self) -> int:
+        """The output's width (a graph of one output)."""
+        if len(self.outputs) != 1:
+            raise BadInputError(f"this graph has {len(self.outputs)} outputs: read output_shapes")
+        return self.output_shapes[0][-1]
+
+    def footprint(self) -> tuple[int, int]:
+        """(values per sample in activations and buffers, numbers in the weights), from the shapes alone."""
+        shapes = self.shapes()
+        specs = dict(self.layers)
+        values = sum(math.prod(s) for _, s in self.inputs)
+        weights, counted = 0, set()
+        for call, out in zip(self.calls, self.output_names()):
+            spec = specs[call.layer]
+            given = shapes[call.inputs[0]]
+            values += math.prod(shapes[out])
+            if spec.kind not in MERGE_KINDS:
+                values += spec.buffer_size(given, shapes[out])
+                if call.layer not in counted:
+                    weights += spec.weight_count(given)
+            counted.add(call.layer)
+        return values, weights
+
+    def __str__(self) -> str:
+        if self.text:
+            return self.text
+        calls = ", ".join(f"{out}={c.layer}({','.join(c.inputs)})" for c, out in zip(self.calls, self.output_names()))
+        return f"graph(inputs={[n for n, _ in self.inputs]}, {calls}, outputs={list(self.outputs)})"
+
+
+def _shapes(shapes: list[Shape]) -> str:
+    return " and ".join(map(str, shapes)) if len(shapes) > 1 else str(shapes[0])
+
+
+def chain_graph(input_shape: Shape, specs: tuple[LayerSpec, ...]) -> GraphArchitecture:
+    """A chain as a graph: one input named "input_layer" (Keras's name), each layer called once on the one before,
+    layers named as Keras names them in a fresh session (dense, dense_1, ...)."""
+    counts: dict[str, int] = {}
+    layers, calls, previous = [], [], "input_layer"
+    for spec in specs:
+        n = counts.get(spec.kind, 0)
+        counts[spec.kind] = n + 1
+        name = spec.kind if n == 0 else f"{spec.kind}_{n}"
+        layers.append((name, spec))
+        calls.append(Call(name, (previous,)))
+        previous = name
+    return GraphArchitecture((("input_layer", tuple(input_shape)),), tuple(layers), tuple(calls), (previous,))
