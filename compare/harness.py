@@ -37,10 +37,12 @@ from compare.tolerances import (
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GradcheckPoint, arithmetic_precision, gradcheck
-from from_scratch.losses import Loss, get_loss
+from from_scratch.graph import Model
+from from_scratch.losses import Loss, OutputLosses, get_loss
 from from_scratch.model import Sequential
 from from_scratch.watch import Watch, watched
 from keras_impl.model import astype as keras_astype
+from keras_impl.model import twin_layers
 from keras_impl.trace import trace as keras_trace
 
 Array = np.ndarray
@@ -181,7 +183,7 @@ def judge(
     return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR), "norm-rel", F64_TOL
 
 
-def scratch_side(model: Sequential, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
+def scratch_side(model: Model, x: Any, y: Any, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
     """The scratch pass as a Side, and the BackwardPass it came from (for the term magnitudes)."""
     result = model.backward_pass(x, y, loss, sample_weight)
     return Side(
@@ -189,26 +191,39 @@ def scratch_side(model: Sequential, x: Array, y: Array, loss: Loss, sample_weigh
     ), result
 
 
-def keras_side(model: Any, x: Array, y: Array, loss: Loss, sample_weight: Array | None) -> Side:
-    """The Keras pass (one taped call of the model) and its layer-by-layer trace, as a Side."""
+def keras_loss_arguments(loss: Any) -> tuple[Any, Any, Any]:
+    """(twin, config, loss weights) of a scratch loss as keras_impl takes them: the registry name (or a loss outside
+    the registry's own `keras_loss`) and its config; for an OutputLosses, one of each per output, and its weights."""
+    if isinstance(loss, OutputLosses):
+        parts = [keras_loss_arguments(item) for item in loss.losses]
+        return [p[0] for p in parts], [p[1] for p in parts], loss.weights
     twin = loss.keras_loss if hasattr(loss, "keras_loss") else loss.name  # a loss outside the registry brings its own
+    return twin, loss.config(), None
+
+
+def keras_side(model: Any, x: Any, y: Any, loss: Loss, sample_weight: Array | None) -> Side:
+    """The Keras pass (one taped call of the model) and its node-by-node trace, as a Side."""
+    twin, config, weights = keras_loss_arguments(loss)
     before = model.get_weights()
-    result = keras_impl.loss_and_gradients(model, x, y, twin, loss.config(), sample_weight)
+    result = keras_impl.loss_and_gradients(model, x, y, twin, config, sample_weight, weights)
     state = model.get_weights()
     model.set_weights(before)
-    records = keras_trace(model, x, y, twin, loss.config(), sample_weight)
+    records = keras_trace(model, x, y, twin, config, sample_weight, weights)
     model.set_weights(state)
     inference = keras_inference(model, x)
     return Side(result.loss, result.output, result.grads, result.input_grad, state, records, inference)
 
 
-def keras_inference(model: Any, x: Array) -> Array:
-    """The Keras model's output in inference mode (model(x, training=False)) from its current weights."""
+def keras_inference(model: Any, x: Any) -> Any:
+    """The Keras model's output in inference mode (model(x, training=False)) from its current weights (a list for
+    several outputs)."""
     dtype = model.inputs[0].dtype
-    return np.asarray(model(np.asarray(x).astype(dtype), training=False))
+    xs = [np.asarray(a).astype(dtype) for a in x] if len(model.inputs) > 1 else np.asarray(x).astype(dtype)
+    out = model(xs, training=False)
+    return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
 
-def scratch_inference(model: Sequential, x: Array) -> Array:
+def scratch_inference(model: Model, x: Any) -> Any:
     """The scratch model's output in inference mode (forward(x, training=False)) from its current weights."""
     return model.forward(x, training=False)
 
@@ -238,75 +253,105 @@ def jittered_side(
     state = model.get_weights()
     model.set_weights([jitter(w) for w in weights])
     try:
-        return keras_side(model, jitter(x) if jitter_input else x, y, loss, sample_weight)
+        moved = x if not jitter_input else [jitter(a) for a in x] if isinstance(x, list) else jitter(x)
+        return keras_side(model, moved, y, loss, sample_weight)
     finally:
         model.set_weights(state)
 
 
-def quantities(model: Sequential, logits_at: int | None) -> list[Quantity]:
-    """Every compared quantity of a model: the table's rows (loss, output, each parameter's gradient or, for a
-    non-trainable weight, its value after the step, dL/dX) and the per-layer steps in the order of computation
-    (forward Z, A per layer, the loss; backward dA, dZ, the parameter gradients per layer from the last; dL/dX).
-    `logits_at`: the layer the loss took its logits from (BackwardPass.logits_at); dL/dA exists below it only."""
+def _each(value: Any, k: int, several: bool) -> Any:
+    """Entry k of a per-output (per-input) list, or the value itself for a model of one."""
+    return value[k] if several and value is not None else value
+
+
+def quantities(model: Model, logits_at: int | None, records: list[dict[str, Array]] | None = None) -> list[Quantity]:
+    """Every compared quantity of a model: the table's rows (loss, each output, each parameter's gradient or, for a
+    non-trainable weight, its value after the step, dL/dX per input) and the per-node steps in the order of
+    computation (forward Z, A per node, the loss; backward dA, dZ per node from the last, each layer's parameter
+    gradients at its first call, which the backward reaches last; dL/dX).
+    dL/dA is compared where the scratch pass has one (`records`: BackwardPass.records; without them, below
+    `logits_at` only, as in a chain): not at a node the loss took its logits from, nor at the pass-through layers
+    above it."""
     names = model.weight_names()
     trainable = model.trainable
-    offsets = np.cumsum([0] + [len(layer.params) for layer in model.layers])
+    offsets = dict(
+        zip((id(layer) for layer in model.layers), np.cumsum([0] + [len(lay.params) for lay in model.layers]))
+    )
+    first_call = {id(calls[0]): True for calls in model.calls.values()}
+    outputs, inputs = len(model.outputs), len(model.inputs)
     out: list[Quantity] = []
 
     def add(
         row: str | None,
         phase: str | None,
-        layer: int,
-        layer_name: str,
+        node: int,
+        node_name: str,
         quantity: str,
         get: Callable[[Side], Array],
         terms: Callable[[Terms], Array | None],
         place: int = 0,
     ) -> None:
-        step = None if phase is None else Step(phase, layer, layer_name, quantity)
+        step = None if phase is None else Step(phase, node, node_name, quantity)
         out.append((row, place, step, get, terms))
 
-    for i, layer in enumerate(model.layers):
-        recorded = _recorded(layer)
+    for i, node in enumerate(model.nodes):
+        recorded = _recorded(node.layer)
         for key in ("Z", "A"):
             if key in recorded:
                 add(
                     None,
                     "forward",
                     i + 1,
-                    layer.name,
+                    node.name,
                     key,
                     lambda s, i=i, key=key: s.records[i][key],
                     lambda m, i=i, key=key: m.records[i].get(key),
                 )
     add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
-    add("output", None, 0, "", "output", lambda s: s.output, lambda m: m.output, 1)
-    add(INFERENCE_ROW, None, 0, "", "", lambda s: s.inference, lambda m: None, 1)
-    last = len(model.layers) - 1
-    for i in range(last, -1, -1):
-        layer = model.layers[i]
-        recorded = _recorded(layer)
+    for o, t in enumerate(model.outputs):
+        suffix = f" {t.node.name}" if outputs > 1 else ""
+        several = outputs > 1
+        add(
+            f"output{suffix}",
+            None,
+            0,
+            "",
+            "output",
+            lambda s, o=o, several=several: _each(s.output, o, several),
+            lambda m, o=o, several=several: _each(m.output, o, several),
+            1,
+        )
+        row = INFERENCE_ROW.replace("output", f"output{suffix}", 1)
+        add(row, None, 0, "", "", lambda s, o=o, several=several: _each(s.inference, o, several), lambda m: None, 1)
+    for i in range(len(model.nodes) - 1, -1, -1):
+        node = model.nodes[i]
+        recorded = _recorded(node.layer)
         for key in ("dA", "dZ"):
-            if key == "dA" and logits_at is not None and i >= logits_at:
+            if key == "dA" and (
+                ("dA" not in records[i]) if records is not None else (logits_at is not None and i >= logits_at)
+            ):
                 continue  # the fused path starts at the logits' dL/dZ
             if key in recorded:
                 add(
                     None,
                     "backward",
                     i + 1,
-                    layer.name,
+                    node.name,
                     f"dL/d{key[1:]}",
                     lambda s, i=i, key=key: s.records[i][key],
                     lambda m, i=i, key=key: m.records[i].get(key),
                 )
+        if id(node) not in first_call:
+            continue
+        layer = node.layer
         for j, label in enumerate(layer.param_names()):
-            k = int(offsets[i] + j)
+            k = int(offsets[id(layer)] + j)
             if trainable[k]:
                 add(
                     f"grad {names[k]}",
                     "backward",
                     i + 1,
-                    layer.name,
+                    node.name,
                     f"dL/d{label}",
                     lambda s, k=k: s.grads[k],
                     lambda m, k=k: m.params[k],
@@ -323,10 +368,25 @@ def quantities(model: Sequential, logits_at: int | None) -> list[Quantity]:
                     lambda m, k=k: m.params[k],
                     2 + k,
                 )
-    add(
-        "grad input", "backward", 0, "", "dL/dX (input)", lambda s: s.input_grad, lambda m: m.input_grad, 2 + len(names)
-    )
-    add(None, "forward", 0, "", INFERENCE_STEP, lambda s: s.inference, lambda m: None)  # run after the step
+    for j, t in enumerate(model.inputs):
+        suffix = f" {t.node.name}" if inputs > 1 else ""
+        several = inputs > 1
+        add(
+            f"grad input{suffix}",
+            "backward",
+            0,
+            "",
+            f"dL/dX (input{suffix})",
+            lambda s, j=j, several=several: _each(s.input_grad, j, several),
+            lambda m, j=j, several=several: _each(m.input_grad, j, several),
+            2 + len(names),
+        )
+    for o, t in enumerate(model.outputs):  # run after the step
+        several = outputs > 1
+        step = INFERENCE_STEP if not several else INFERENCE_STEP.replace("output", f"output {t.node.name}", 1)
+        add(
+            None, "forward", 0, "", step, lambda s, o=o, several=several: _each(s.inference, o, several), lambda m: None
+        )
     return out
 
 
@@ -338,7 +398,7 @@ def _recorded(layer: Any) -> tuple[str, ...]:
 
 
 def compare_sides(
-    model: Sequential,
+    model: Model,
     logits_at: int | None,
     ours: Side,
     theirs: Side,
@@ -347,11 +407,11 @@ def compare_sides(
     dtype: str,
     again: Side | None = None,
 ) -> tuple[list[Row], list[Step]]:
-    """The table's rows and the per-layer steps for one pair of passes (in float32 also the float64 truth and
+    """The table's rows and the per-node steps for one pair of passes (in float32 also the float64 truth and
     Keras's float32 result on one-ulp-jittered values, `again`)."""
     rows, steps = [], []
-    n = len(ours.output)
-    for row_name, place, step, get, get_terms in quantities(model, logits_at):
+    n = len(ours.records[0]["A"]) if ours.records else len(np.asarray(ours.output))
+    for row_name, place, step, get, get_terms in quantities(model, logits_at, ours.records):
         a, b = get(ours), get(theirs)
         t = get(truth) if truth is not None else None
         m = get_terms(terms) if terms is not None else None
@@ -361,10 +421,11 @@ def compare_sides(
                 (place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure, tol))
             )
         if step is not None:
-            layer = model.layers[step.layer - 1] if step.layer else None
+            node = model.nodes[step.layer - 1] if step.layer else None
+            layer = node.layer if node is not None else None
             kinked = getattr(getattr(layer, "activation", None), "kinked", False)  # then Z tells about masks at 0
             z = ours.records[step.layer - 1].get("Z") if kinked else None
-            shape = model.layer_input_shapes[step.layer - 1] if step.layer else None
+            shape = model.node_input_shapes[step.layer - 1] if node is not None and not node.several else None
             context = {"n": n, "z": z} if step.phase == "backward" else {}
             steps.append(
                 step.judged(a, b, error, error <= tol and bool(np.isfinite(error)), {**context, "input_shape": shape})
@@ -428,7 +489,7 @@ def gradcheck_row(
     fails, saying why."""
     if model.dtype != np.float64:
         model = model.astype("float64")
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        x, y = _as64(x), _as64(y)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     with watched(model, Watch.casting()):
         precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=not integer_inputs(model))
@@ -451,19 +512,22 @@ def gradcheck_row(
         if keras_input_grad is not None:
             rng = np.random.default_rng(seed + 1)
             f0 = model.loss_and_gradients(x, y, loss, sample_weight)[0]
-            for flat in rng.choice(x.size, size=min(samples, x.size), replace=False):
-                index = np.unravel_index(flat, x.shape)
+            several = isinstance(x, list)
+            xs = x if several else [x]
+            for j, (xj, gj) in enumerate(zip(xs, keras_input_grad if several else [keras_input_grad])):
+                for flat in rng.choice(xj.size, size=min(samples, xj.size), replace=False):
+                    index = np.unravel_index(flat, xj.shape)
 
-                def f(value: Array, index: tuple = index) -> float:
-                    trial = x.copy()
-                    trial[index] = value
-                    return model.loss_and_gradients(trial, y, loss, sample_weight)[0]
+                    def f(value: Array, index: tuple = index, j: int = j) -> float:
+                        trial = [a.copy() for a in xs]
+                        trial[j][index] = value
+                        return model.loss_and_gradients(trial if several else trial[0], y, loss, sample_weight)[0]
 
-                analytic_value = float(np.asarray(keras_input_grad)[index])
-                point = GradcheckPoint.measure(
-                    -1, tuple(int(i) for i in index), analytic_value, f, x[index], f0, h, eps
-                )
-                points.append(point)
+                    analytic_value = float(np.asarray(gj)[index])
+                    point = GradcheckPoint.measure(
+                        -1 - j, tuple(int(i) for i in index), analytic_value, f, xj[index], f0, h, eps
+                    )
+                    points.append(point)
     judged = [p for p in points if p.decidable]
     analytic = np.array([p.analytic for p in judged])
     numerical = np.array([p.witness for p in judged])
@@ -485,11 +549,24 @@ def gradcheck_row(
     )
 
 
-def share_dropout_masks(scratch: Sequential, keras_model: Any, n: int) -> None:
+def _finite(a: Any) -> bool:
+    """Every entry finite (of an array, or of each array of a list)."""
+    return all(np.all(np.isfinite(v)) for v in a) if isinstance(a, list) else bool(np.all(np.isfinite(a)))
+
+
+def _as64(a: Any) -> Any:
+    """An array (or each array of a list: several inputs or outputs) in float64 (exact from float32)."""
+    return [np.asarray(v, np.float64) for v in a] if isinstance(a, list) else np.asarray(a, np.float64)
+
+
+def share_dropout_masks(scratch: Model, keras_model: Any, n: int) -> None:
     """Draw each non-deterministic layer's mask once (scratch generator) and fix the same mask on both sides."""
-    for ours, theirs, shape in zip(scratch.layers, keras_model.layers, scratch.layer_input_shapes):
+    shapes = {
+        id(node.layer): shape for node, shape in zip(reversed(scratch.nodes), reversed(scratch.node_input_shapes))
+    }
+    for ours, theirs in zip(scratch.layers, twin_layers(keras_model)):
         if not ours.deterministic:
-            mask = ours.draw_mask((n, *shape))
+            mask = ours.draw_mask((n, *shapes[id(ours)]))
             ours.fix_mask(mask)
             theirs.mask = mask
 
@@ -504,10 +581,17 @@ def compare_models(
     gradcheck_samples: int = 8,
     seed: int = 0,
     config: dict[str, Any] | None = None,
+    loss_weights: list[float] | None = None,
 ) -> Report:
     """Copy the scratch weights into Keras, check the round trip, run one batch through both and compare
-    loss, output, every parameter gradient, the input gradient and every per-layer quantity; then the
-    numerical-gradient witness."""
+    loss, output, every parameter gradient, the input gradient and every per-node quantity; then the
+    numerical-gradient witness. A model of several outputs takes `loss` as one loss for every output or a list
+    with one per output (or an OutputLosses), weighted by `loss_weights` as Keras's compiled loss."""
+    if isinstance(loss, (list, tuple)) or (loss_weights is not None and not isinstance(loss, OutputLosses)):
+        losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * len(scratch.outputs)
+        loss = OutputLosses(losses, loss_weights)
+    elif len(scratch.outputs) > 1 and not isinstance(loss, OutputLosses):
+        loss = OutputLosses([loss] * len(scratch.outputs))
     loss = get_loss(loss)
     dtype = scratch.dtype.name
     if not hasattr(keras_model, "get_weights") or not getattr(keras_model, "inputs", None):
@@ -525,14 +609,10 @@ def compare_models(
     except ValueError as exc:  # another architecture: Keras's own message, in one line
         raise BadInputError(f"the Keras model's weights do not match the scratch model's: {exc}") from None
     rows = [round_trip_row(weights, keras_model.get_weights())]
-    try:
-        x = np.asarray(x).astype(dtype, copy=False)
-        y = np.asarray(y).astype(dtype, copy=False)
-    except (TypeError, ValueError) as exc:
-        raise BadInputError(f"x and y must be arrays of numbers: {exc}") from None
-    if x.ndim == 0 or y.ndim == 0:
-        raise BadInputError("x and y must be arrays of numbers with one row per sample, got a scalar or None")
-    share_dropout_masks(scratch, keras_model, len(x))
+    x = _batch("x", x, dtype, len(scratch.inputs))
+    y = _batch("y", y, dtype, len(scratch.outputs))
+    n = len(x[0]) if isinstance(x, list) else len(x)
+    share_dropout_masks(scratch, keras_model, n)
     with watched(scratch, Watch()) as watch:  # the protocol: every array handed a layer unchanged, results' dtypes
         scratch.backward_pass(x, y, loss, sample_weight)  # twice: gradients that accumulate across calls show up
         scratch.set_weights(weights)  # the first pass moved the moving statistics; the compared pass starts afresh
@@ -549,7 +629,7 @@ def compare_models(
                 ("output", ours.output, theirs.output),
                 ("dL/dX", ours.input_grad, theirs.input_grad),
             )
-            if not np.all(np.isfinite(a)) and not np.all(np.isfinite(b))
+            if not _finite(a) and not _finite(b)
         ),
         None,
     )
@@ -570,7 +650,7 @@ def compare_models(
             ) from None
         keras64.set_weights([np.asarray(w, np.float64) for w in weights])
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-        truth = keras_side(keras64, x.astype(np.float64), y.astype(np.float64), loss, sw64)
+        truth = keras_side(keras64, _as64(x), _as64(y), loss, sw64)
         again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
@@ -584,57 +664,117 @@ def compare_models(
     return Report(config or {}, rows, keras_impl.settings(), steps, diagnose(steps))
 
 
-def integer_inputs(scratch: Sequential) -> bool:
-    """Whether the model's inputs are indices (its first layer declares `integer_inputs`: an Embedding)."""
-    return bool(getattr(scratch.layers[0], "integer_inputs", False))
+def _batch(what: str, value: Any, dtype: str, count: int) -> Any:
+    """x or y as arrays of `dtype` with a batch axis: one array, or a list of `count` (several inputs or outputs)."""
+    if count > 1 and not (isinstance(value, (list, tuple)) and len(value) == count):
+        raise BadInputError(
+            f"{what}: the model has {count} {'inputs' if what == 'x' else 'outputs'}: give a list of {count} arrays"
+        )
+    items = list(value) if count > 1 else [value]
+    out = []
+    for item in items:
+        try:
+            a = np.asarray(item).astype(dtype, copy=False)
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(f"x and y must be arrays of numbers: {exc}") from None
+        if a.ndim == 0:
+            raise BadInputError("x and y must be arrays of numbers with one row per sample, got a scalar or None")
+        out.append(a)
+    return out if count > 1 else out[0]
 
 
-def synthetic_inputs(arch: Architecture, x: Array, seed: int) -> Array:
-    """The synthetic batch `x` (N, *input_shape) as the architecture takes it: for a network that starts with an
-    Embedding, N seeded index sequences in [0, input_dim) instead of normal values."""
-    first = arch.layers[0]
+def integer_inputs(scratch: Model) -> bool:
+    """Whether the model's inputs are indices (the layer called on its first input declares `integer_inputs`: an
+    Embedding)."""
+    first = next(node for node in scratch.nodes if any(t is scratch.inputs[0] for t in node.inputs))
+    return bool(getattr(first.layer, "integer_inputs", False))
+
+
+def _input_spec(arch: Any, k: int = 0) -> Any:
+    """The spec of the first layer called on input k of the description."""
+    graph = arch.graph()
+    name = graph.inputs[k][0]
+    call = next(c for c in graph.calls if name in c.inputs)
+    return dict(graph.layers)[call.layer]
+
+
+def synthetic_inputs(arch: Any, x: Array, seed: int, k: int = 0) -> Array:
+    """The synthetic batch `x` (N, *input_shape) as input k of the architecture takes it: for an input that an
+    Embedding reads, N seeded index sequences in [0, input_dim) instead of normal values."""
+    first = _input_spec(arch, k)
     if first.kind != "embedding":
         return x
-    return indices(first.options["input_dim"], arch.input_shape, len(x), seed)
+    return indices(first.options["input_dim"], arch.graph().input_shapes[k], len(x), seed)
 
 
-def build_pair(arch: str | Architecture, dtype: str = "float64", seed: int | None = 0) -> tuple[Sequential, Any]:
+def build_pair(arch: str | Any, dtype: str = "float64", seed: int | None = 0) -> tuple[Model, Any]:
     """Both sides from one description: the scratch model initialised from `seed`, and its Keras twin (its
-    weights are set from the scratch side by compare_models or run_training)."""
+    weights are set from the scratch side by compare_models or run_training). A chain (Architecture) is a
+    Sequential on both sides, a graph (GraphArchitecture) a Model."""
     if isinstance(arch, str):
         arch = Architecture.parse(arch)
-    return Sequential.from_architecture(arch, dtype=dtype, seed=seed), keras_impl.build_model(arch, dtype)
+    kind = Sequential if isinstance(arch, Architecture) else Model
+    return kind.from_architecture(arch, dtype=dtype, seed=seed), keras_impl.build_model(arch, dtype)
 
 
 def run_comparison(
-    arch: str | Architecture = "64-32-16-10",
+    arch: str | Any = "64-32-16-10",
     batch: int = 32,
     dtype: str = "float64",
     seed: int = 0,
     data: str = "synthetic",
-    loss: str | Loss = "categorical_crossentropy",
+    loss: str | Loss | list = "categorical_crossentropy",
     gradcheck_samples: int = 8,
+    loss_weights: list[float] | None = None,
 ) -> Report:
-    """Build both sides from one description, initialise the scratch side from `seed`, and compare on one batch."""
-    loss = get_loss(loss)
+    """Build both sides from one description, initialise the scratch side from `seed`, and compare on one batch.
+
+    A graph of several inputs or outputs takes synthetic data (seeded normal values per input, targets per output's
+    loss) and `loss` as one loss for every output or a list with one per output, weighted by `loss_weights`."""
     batch = check_count("run_comparison", "batch", batch)
     seed = check_count("run_comparison", "seed", seed, low=0)
     if isinstance(arch, str):
         arch = Architecture.parse(arch)
+    graph = arch.graph()
+    several = len(graph.inputs) > 1 or len(graph.outputs) > 1
+    loss = (
+        get_loss(loss)
+        if not several and not isinstance(loss, (list, tuple))
+        else _output_losses(graph, loss, loss_weights)
+    )
     check_memory(f"a batch of {batch}", batch, arch.footprint())  # from the shapes, before either side is built
     scratch, keras_model = build_pair(arch, dtype, seed)
-    arch = scratch.architecture
-    x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed, arch.input_shape)
-    x = as_inputs(x, arch.input_shape)
-    if data == "synthetic":
-        x = synthetic_inputs(arch, x, seed)
-    if data == "synthetic" and loss.target_kind != "onehot":
-        y = targets(loss.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
-    elif loss.target_kind == "labels":
-        y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
+    if isinstance(arch, Architecture):
+        arch = scratch.architecture
+    if several:
+        if data != "synthetic":
+            raise BadInputError(f"data {data!r}: a model of several inputs or outputs is compared on synthetic data")
+        rng = np.random.default_rng(seed)
+        x = [
+            synthetic_inputs(arch, rng.standard_normal((batch, *shape)), seed, k)
+            for k, shape in enumerate(graph.input_shapes)
+        ]
+        y = [
+            targets(item.target_kind, batch, shape[-1], np.random.default_rng(seed + 1 + o))
+            for o, (item, shape) in enumerate(zip(loss.losses, graph.output_shapes))
+        ]
+        x = x if len(x) > 1 else x[0]
+        y = y if len(y) > 1 else y[0]
+    else:
+        if isinstance(loss, OutputLosses):
+            loss = loss.losses[0] if loss.weights is None else loss
+        single = loss.losses[0] if isinstance(loss, OutputLosses) else loss
+        x, y = load_batch(data, arch.input_dim, arch.output_dim, batch, seed, arch.input_shape)
+        x = as_inputs(x, arch.input_shape)
+        if data == "synthetic":
+            x = synthetic_inputs(arch, x, seed)
+        if data == "synthetic" and single.target_kind != "onehot":
+            y = targets(single.target_kind, len(x), arch.output_dim, np.random.default_rng(seed + 1))
+        elif single.target_kind == "labels":
+            y = y.argmax(axis=1).astype(np.float64)  # one-hot data set labels -> class indices
     config = {
         "arch": str(arch),
-        "batch": int(x.shape[0]),
+        "batch": batch,
         "dtype": dtype,
         "seed": seed,
         "data": data,
@@ -643,3 +783,11 @@ def run_comparison(
     return compare_models(
         scratch, keras_model, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config
     )
+
+
+def _output_losses(graph: Any, loss: Any, loss_weights: Any) -> OutputLosses:
+    """One loss per output (a single one repeated) and the weights."""
+    losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * len(graph.outputs)
+    if len(losses) != len(graph.outputs):
+        raise BadInputError(f"loss: {len(losses)} losses for {len(graph.outputs)} outputs; give one per output")
+    return OutputLosses(losses, loss_weights)

@@ -45,51 +45,83 @@ def declares_terms(model: Any) -> bool:
     return all(hasattr(layer, "forward_terms") and hasattr(layer, "backward_terms") for layer in model.layers)
 
 
-def forward_term_sweep(model: Any, x: Array) -> list[dict[str, Array]] | None:
-    """The forward sweep of term magnitudes over the model's caches, from |X| of the last batch: per layer
-    {"X": terms behind its input, "A": behind its output, and its own, e.g. "Z"}. None if a layer declares none."""
+def _inputs(model: Any, x: Any) -> list[Array]:
+    return [np.asarray(a) for a in x] if len(model.inputs) > 1 else [np.asarray(x)]
+
+
+def forward_term_sweep(model: Any, x: Any) -> list[dict[str, Array]] | None:
+    """The forward sweep of term magnitudes over the model's caches, from |X| of the last batch: per node, in the
+    model's order, {"X": terms behind its input (a list for a merge), "A": behind its output, and its own, e.g. "Z"}.
+    None if a layer declares none."""
     if not declares_terms(model):
         return None
-    magnitude = np.abs(np.asarray(x, np.float64))
+    at = {id(t): np.abs(np.asarray(a, np.float64)) for t, a in zip(model.inputs, _inputs(model, x))}
     records = []
-    for layer in model.layers:
-        record = {"X": magnitude, **layer.forward_terms(magnitude)}
+    for i, node in enumerate(model.nodes):
+        model._restore(i)  # a shared layer's caches of this call
+        given = [at[id(t)] for t in node.inputs]
+        magnitude = given if node.several else given[0]
+        record = {"X": magnitude, **node.layer.forward_terms(magnitude)}
         records.append(record)
-        magnitude = record["A"]
+        at[id(node.output)] = record["A"]
     return records
 
 
 def gradient_terms(
-    model: Any, x: Array, y: Array, loss: Any, result: BackwardPass, sample_weight: Array | None = None
+    model: Any, x: Any, y: Any, loss: Any, result: BackwardPass, sample_weight: Array | None = None
 ) -> Terms | None:
     """Term magnitudes for every gradient of `model` (aligned with get_weights()), for dL/dX and for the output
-    (the forward sweep's last magnitude), from the `result` of `model.backward_pass(x, y, loss)` just run.
+    (the forward sweep's last magnitude), from the `result` of `model.backward_pass(x, y, loss)` just run, node by
+    node in reverse order: where a tensor feeds several nodes, the magnitudes coming back add up as the gradients do.
     None when a layer declares no term magnitudes."""
     records = forward_term_sweep(model, x)
     if records is None:
         return None
     w = None if sample_weight is None else np.abs(np.asarray(sample_weight, np.float64))
-    p = result.output.astype(np.float64)
-    per_layer: list[list[Array]] = []
-    if result.fused:  # the layers above the logits layer pass its output through and have no parameters
-        top = result.logits_at
-        per_layer += [[] for _ in model.layers[top + 1 :]]
-        y64 = loss.prepare_targets(np.asarray(y, np.float64), p)
-        dZ_abs = loss.reduce_grad(loss.fused_terms(np.abs(y64), np.abs(p)), w)
-        params, d_abs, extra = model.layers[top].backward_terms(records[top]["X"], None, dZ_abs)
-    else:
-        top = len(model.layers) - 1
-        grad = np.abs(loss.gradient(np.asarray(y, np.float64), p, sample_weight))
-        records[top]["dA"] = grad
-        params, d_abs, extra = model.layers[top].backward_terms(records[top]["X"], grad)
-    records[top].update(extra)
-    per_layer.append(params)
-    for layer, record in zip(reversed(model.layers[:top]), reversed(records[:top])):
-        record["dA"] = d_abs
-        params, d_abs, extra = layer.backward_terms(record["X"], d_abs)
+    losses = model._losses(loss)
+    weights = getattr(loss, "weights", None) or [None] * len(losses)
+    outputs = result.output if isinstance(result.output, list) else [result.output]
+    ys = list(y) if len(outputs) > 1 else [y]
+    back: dict[int, Array] = {}
+    fused: dict[int, Array] = {}
+    for o, (t, loss_o, y_o, p, weight) in enumerate(zip(model.outputs, losses, ys, outputs, weights)):
+        p = p.astype(np.float64)
+        scale = 1.0 if weight is None else abs(weight)
+        node = model.logits_node(o, loss_o)
+        if node is not None:
+            y64 = loss_o.prepare_targets(np.asarray(y_o, np.float64), p)
+            fused[node] = loss_o.reduce_grad(loss_o.fused_terms(np.abs(y64), np.abs(p)), w) * scale
+        else:
+            g = np.abs(loss_o.gradient(np.asarray(y_o, np.float64), p, sample_weight)) * scale
+            back[id(t)] = back[id(t)] + g if id(t) in back else g
+    per_layer: dict[int, list[Array]] = {}
+    for i in range(len(model.nodes) - 1, -1, -1):
+        node, record = model.nodes[i], records[i]
+        d_abs, dz_abs = back.get(id(node.output)), fused.get(i)
+        if d_abs is None and dz_abs is None:
+            continue
+        model._restore(i)
+        if dz_abs is not None:
+            if d_abs is not None:  # its output also feeds other nodes: their terms through the activation
+                dz_abs = dz_abs + node.layer.backward_terms(record["X"], d_abs)[2].get("dZ", 0)
+            params, dx_abs, extra = node.layer.backward_terms(record["X"], None, dz_abs)
+        else:
+            record["dA"] = d_abs
+            params, dx_abs, extra = node.layer.backward_terms(record["X"], d_abs)
         record.update(extra)
-        per_layer.append(params)
-    return Terms([m for params in reversed(per_layer) for m in params], d_abs, records[-1]["A"], records)
+        key = id(node.layer)
+        per_layer[key] = params if key not in per_layer else [a + b for a, b in zip(per_layer[key], params)]
+        for t, m in zip(node.inputs, dx_abs if node.several else [dx_abs]):
+            back[id(t)] = back[id(t)] + m if id(t) in back else m
+    params = [m for layer in model.layers for m in per_layer.get(id(layer), [np.zeros(p.shape) for p in layer.params])]
+    input_terms = [back.get(id(t), np.zeros((len(outputs[0]), *t.shape))) for t in model.inputs]
+    out_terms = [records[model.nodes.index(t.node)]["A"] for t in model.outputs]
+    return Terms(
+        params,
+        input_terms[0] if len(input_terms) == 1 else input_terms,
+        out_terms[0] if len(out_terms) == 1 else out_terms,
+        records,
+    )
 
 
 #: The size below which a pre-activation is rounding noise of its terms (a few hundred ulps of float64): there the
@@ -107,12 +139,12 @@ def near_kinks(
     `z_records`: the pass's per-layer records (with "Z"); `terms`: the term magnitudes' (`forward_term_sweep`).
     """
     counts = {}
-    for layer, record, term in zip(model.layers, z_records, terms):
-        activation = getattr(layer, "activation", None)
+    for node, record, term in zip(model.nodes, z_records, terms):
+        activation = getattr(node.layer, "activation", None)
         if activation is None or not activation.kinked or "Z" not in record:
             continue
         z_mag = term["Z"]
-        counts[layer.name] = int(np.sum((np.abs(record["Z"].astype(np.float64)) <= relative * z_mag) & (z_mag > 0)))
+        counts[node.name] = int(np.sum((np.abs(record["Z"].astype(np.float64)) <= relative * z_mag) & (z_mag > 0)))
     return counts
 
 
@@ -122,5 +154,8 @@ def rounding_at_kinks(model: Any, x: Array) -> list[str]:
     terms = forward_term_sweep(model, x)
     if terms is None:
         return []
-    records = [layer.record() for layer in model.layers]
+    records = []
+    for i, node in enumerate(model.nodes):
+        model._restore(i)
+        records.append(node.layer.record())
     return [name for name, count in near_kinks(model, records, terms, KINK_ROUNDING).items() if count]

@@ -135,71 +135,157 @@ KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
 }
 
 
-def build_model(arch: Any, dtype: str = "float64") -> keras.Sequential:
-    """The keras.Sequential that `arch` (a from_scratch.arch.Architecture) describes, in `dtype`.
+#: The merge layers' twins (from_scratch/merge.py): called on a list of tensors.
+KERAS_LAYERS.update(
+    {
+        "add": lambda spec, dtype: keras.layers.Add(dtype=dtype),
+        "subtract": lambda spec, dtype: keras.layers.Subtract(dtype=dtype),
+        "multiply": lambda spec, dtype: keras.layers.Multiply(dtype=dtype),
+        "average": lambda spec, dtype: keras.layers.Average(dtype=dtype),
+        "maximum": lambda spec, dtype: keras.layers.Maximum(dtype=dtype),
+        "minimum": lambda spec, dtype: keras.layers.Minimum(dtype=dtype),
+        "concatenate": lambda spec, dtype: keras.layers.Concatenate(axis=spec.options.get("axis", -1), dtype=dtype),
+        "dot": lambda spec, dtype: keras.layers.Dot(axes=spec.options.get("axes", -1), dtype=dtype),
+    }
+)
 
-    `arch` is used through its attributes only (input_shape, layers[].kind/units/activation/options), so this
-    package does not import from_scratch.
+#: The kinds called on a list of tensors.
+MERGE_KINDS = ("add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot")
+
+
+def build_model(arch: Any, dtype: str = "float64") -> keras.Model:
+    """The Keras model that `arch` (a from_scratch Architecture or GraphArchitecture) describes, in `dtype`: every
+    layer made from its spec and named as the description names it, then called as the description's calls say.
+    A chain (one input, each layer called once on the one before) is a keras.Sequential, any other graph a
+    functional keras.Model.
+
+    `arch` is used through its `graph()` form only (inputs, layers[].kind/units/activation/options, calls,
+    outputs), so this package does not import from_scratch.
     """
     keras.config.set_floatx(dtype)
-    layers = [KERAS_LAYERS[spec.kind](spec, dtype) for spec in arch.layers]
-    return keras.Sequential([keras.Input(shape=tuple(arch.input_shape), dtype=dtype), *layers])
+    graph = arch.graph()
+    layers = {}
+    for name, spec in graph.layers:
+        layer = KERAS_LAYERS[spec.kind](spec, dtype)
+        layer.name = name
+        layers[name] = layer
+    tensors = {name: keras.Input(shape=tuple(shape), dtype=dtype, name=name) for name, shape in graph.inputs}
+    chain = len(graph.inputs) == 1 and len(graph.outputs) == 1
+    previous = graph.inputs[0][0]
+    for call, out in zip(graph.calls, graph.output_names()):
+        spec = dict(graph.layers)[call.layer]
+        args = [tensors[t] for t in call.inputs]
+        tensors[out] = layers[call.layer](args if spec.kind in MERGE_KINDS else args[0])
+        chain = chain and call.inputs == (previous,) and spec.kind not in MERGE_KINDS
+        previous = out
+    chain = chain and len(graph.calls) == len(graph.layers) and graph.outputs == (previous,)
+    if chain:
+        return keras.Sequential([keras.Input(shape=tuple(graph.inputs[0][1]), dtype=dtype), *layers.values()])
+    inputs = [tensors[name] for name, _ in graph.inputs]
+    outputs = [tensors[name] for name in graph.outputs]
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs)
+
+
+def twin_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's layers in the order of its weights, without its InputLayers (a functional model lists them)."""
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
 @dataclass
 class KerasPass:
     """What one taped forward + backward pass of the Keras model gave, in the scratch side's layout.
 
-    grads: one array per entry of `model.get_weights()` (zeros for non-trainable weights); input_grad: dL/dX.
+    grads: one array per entry of `model.get_weights()` (zeros for non-trainable weights); input_grad: dL/dX (a
+    list, one per input, for a model of several inputs); output: the output (a list for several outputs).
     """
 
     loss: float
     grads: list[np.ndarray]
-    input_grad: np.ndarray
-    output: np.ndarray
+    input_grad: Any
+    output: Any
+
+
+def _several(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def batch_tensors(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    loss: str | Callable[[str], keras.losses.Loss],
-    loss_config: dict[str, Any] | None,
+    x: Any,
+    y: Any,
+    loss: Any,
+    loss_config: Any,
     sample_weight: np.ndarray | None,
-) -> tuple[str, keras.losses.Loss, tf.Tensor, tf.Tensor, tf.Tensor | None]:
-    """The model's dtype, the Keras loss object in it, and x, y, sample_weight as tensors of that dtype.
+) -> tuple[str, list[keras.losses.Loss], list[tf.Tensor], list[tf.Tensor], tf.Tensor | None]:
+    """The model's dtype, one Keras loss object per output in it, and x, y (one tensor per input and per output)
+    and sample_weight as tensors of that dtype.
 
     `loss` is a name from keras_impl.losses.KERAS_LOSSES (built with `loss_config`), or a function dtype -> loss
-    object for a loss that is not in the registry (the harness's projection <Y, G> for a single layer)."""
+    object for a loss that is not in the registry (the harness's projection <Y, G> for a single layer); for a model of
+    several outputs, a list of them (and `loss_config` a list of configs), or one for every output."""
     dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
-    loss_obj = loss(dtype) if callable(loss) else make_loss(loss, loss_config or {}, dtype)
+    outputs = len(model.outputs) if getattr(model, "outputs", None) else 1
+    losses = _several(loss) if isinstance(loss, (list, tuple)) else [loss] * outputs
+    configs = list(loss_config) if isinstance(loss_config, (list, tuple)) else [loss_config] * len(losses)
+    loss_objs = [
+        item(dtype) if callable(item) else make_loss(item, config or {}, dtype) for item, config in zip(losses, configs)
+    ]
     sw = None if sample_weight is None else tf.constant(sample_weight, dtype=dtype)
-    return dtype, loss_obj, tf.constant(x, dtype=dtype), tf.constant(y, dtype=dtype), sw
+    xs = [tf.constant(a, dtype=dtype) for a in _several(x)]
+    ys = [tf.constant(a, dtype=dtype) for a in (_several(y) if outputs > 1 else [y])]
+    return dtype, loss_objs, xs, ys, sw
+
+
+def total_loss(
+    model: keras.Model,
+    loss_objs: list[keras.losses.Loss],
+    ys: list[tf.Tensor],
+    outputs: Any,
+    sw: tf.Tensor | None,
+    loss_weights: Any = None,
+    penalties: bool = True,
+) -> tf.Tensor:
+    """The loss a compiled Keras model trains on: per output its loss cast to the model's dtype and multiplied by its
+    weight (keras's CompileLoss: ops.cast, then ops.multiply by the weight), the outputs' values summed in order,
+    then the layers' regularisation penalties (model.losses) added."""
+    dtype = ys[0].dtype
+    weights = list(loss_weights) if loss_weights is not None else [None] * len(loss_objs)
+    values = []
+    for loss_obj, y_t, out, w in zip(loss_objs, ys, _several(outputs), weights):
+        value = keras.ops.cast(loss_obj(y_t, out, sample_weight=sw), dtype)
+        if w is not None:
+            value = keras.ops.multiply(value, w)
+        values.append(value)
+    value = values[0] if len(values) == 1 else sum(values)
+    if penalties and model.losses:  # regularisation penalties, added as a Keras training step adds them
+        value = value + tf.add_n(model.losses)
+    return value
 
 
 def loss_and_gradients(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    loss: str | Callable[[str], keras.losses.Loss],
-    loss_config: dict[str, Any] | None = None,
+    x: Any,
+    y: Any,
+    loss: Any,
+    loss_config: Any = None,
     sample_weight: np.ndarray | None = None,
+    loss_weights: Any = None,
 ) -> KerasPass:
-    """Loss, output and gradients (weights and input) of `model` on one batch, by tf.GradientTape.
+    """Loss, output and gradients (weights and inputs) of `model` on one batch, by tf.GradientTape.
 
-    `loss` is a Keras loss identifier from keras_impl.losses.KERAS_LOSSES and `loss_config` its arguments.
+    `loss` is a Keras loss identifier from keras_impl.losses.KERAS_LOSSES and `loss_config` its arguments (lists, one
+    per output, for a model of several outputs; `loss_weights` one number per output).
     The forward pass runs in training mode, as a training step does.
     """
-    dtype, loss_obj, x_t, y_t, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
+    dtype, loss_objs, xs, ys, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
     with tf.GradientTape() as tape:
-        tape.watch(x_t)
-        output = model(x_t, training=True)
-        value = loss_obj(y_t, output, sample_weight=sw)
-        if model.losses:  # regularisation penalties, added as a Keras training step adds them
-            value = value + tf.add_n(model.losses)
+        for x_t in xs:
+            tape.watch(x_t)
+        output = model(xs if len(xs) > 1 else xs[0], training=True)
+        value = total_loss(model, loss_objs, ys, output, sw, loss_weights)
     trainable = model.trainable_weights
-    grads = tape.gradient(value, [*trainable, x_t])
-    by_id = {id(v): g for v, g in zip(trainable, grads[:-1])}
+    grads = tape.gradient(value, [*trainable, *xs])
+    by_id = {id(v): g for v, g in zip(trainable, grads[: len(trainable)])}
     aligned = []
     for v in model.weights:
         g = by_id.get(id(v))
@@ -207,21 +293,30 @@ def loss_and_gradients(
             g = tf.convert_to_tensor(g)
         aligned.append(np.zeros(v.shape, dtype=dtype) if g is None else np.asarray(g))
     # an Embedding casts its float input to int32 indices: the tape has no gradient for x (None), the scratch side 0
-    input_grad = np.zeros(x_t.shape, dtype=dtype) if grads[-1] is None else np.asarray(grads[-1])
-    return KerasPass(float(value), aligned, input_grad, np.asarray(output))
+    input_grads = [
+        np.zeros(x_t.shape, dtype=dtype) if g is None else np.asarray(g) for x_t, g in zip(xs, grads[len(trainable) :])
+    ]
+    outputs = [np.asarray(o) for o in _several(output)]
+    return KerasPass(
+        float(value),
+        aligned,
+        input_grads[0] if len(input_grads) == 1 else input_grads,
+        outputs[0] if len(outputs) == 1 else outputs,
+    )
 
 
 def train_step(
     model: keras.Model,
     optimizer: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    loss: str,
-    loss_config: dict[str, Any] | None = None,
+    x: Any,
+    y: Any,
+    loss: Any,
+    loss_config: Any = None,
+    loss_weights: Any = None,
 ) -> KerasPass:
     """One eager training step: taped loss and gradients, then `optimizer.apply_gradients` (clipping, weight
     decay and the update rule in Keras's own order). Returns the pass as it was before the update."""
-    result = loss_and_gradients(model, x, y, loss, loss_config)
+    result = loss_and_gradients(model, x, y, loss, loss_config, loss_weights=loss_weights)
     trainable = {id(v) for v in model.trainable_weights}
     pairs = [(g, v) for g, v in zip(result.grads, model.weights) if id(v) in trainable]
     optimizer.apply_gradients([(tf.constant(g), v) for g, v in pairs])
@@ -229,22 +324,27 @@ def train_step(
 
 
 def evaluate_loss(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str, loss_config: dict[str, Any] | None = None
-) -> tuple[float, np.ndarray]:
-    """(loss, output) of the model in inference mode on (x, y), with the Keras loss object."""
-    dtype = model.inputs[0].dtype if model.inputs else keras.config.floatx()
-    output = model(tf.constant(x, dtype=dtype), training=False)
-    value = make_loss(loss, loss_config or {}, dtype)(tf.constant(y, dtype=dtype), output)
-    return float(value), np.asarray(output)
+    model: keras.Model, x: Any, y: Any, loss: Any, loss_config: Any = None, loss_weights: Any = None
+) -> tuple[float, Any]:
+    """(loss, output) of the model in inference mode on (x, y), with the Keras loss objects."""
+    dtype, loss_objs, xs, ys, _ = batch_tensors(model, x, y, loss, loss_config, None)
+    output = model(xs if len(xs) > 1 else xs[0], training=False)
+    value = total_loss(model, loss_objs, ys, output, None, loss_weights, penalties=False)
+    outputs = [np.asarray(o) for o in _several(output)]
+    return float(value), outputs[0] if len(outputs) == 1 else outputs
 
 
 def astype(model: keras.Model, dtype: str) -> keras.Model:
-    """The same Sequential model in `dtype`: every layer rebuilt from its own config with that dtype, the weights
-    copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64 truth that
-    float32 comparisons are measured against."""
+    """The same model (Sequential or functional) in `dtype`: every layer rebuilt from its own config with that
+    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64
+    truth that float32 comparisons are measured against."""
 
-    inputs = keras.Input(shape=model.input_shape[1:], dtype=dtype)
-    copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: rebuilt(layer, dtype))
+    inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in model.inputs]
+    copy = keras.models.clone_model(
+        model,
+        input_tensors=inputs[0] if len(inputs) == 1 else inputs,
+        clone_function=lambda layer: rebuilt(layer, dtype),
+    )
     copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
     return copy
 

@@ -1,6 +1,7 @@
 """The Keras side's intermediate quantities, layer by layer, through the tape.
 
-`trace` runs the model's layers one at a time so that every intermediate tensor can be watched: for a Dense layer
+`trace` runs the model's layer calls (its nodes, in the order Keras runs them: a Sequential's layers in order, a
+functional model's by depth) one at a time so that every intermediate tensor can be watched: for a Dense layer
 the pre-activation Z = X @ kernel + bias and the activation A = f(Z), exactly the three operations of
 `keras.layers.Dense.call` (for a Conv2D, its convolution_op, the bias add and the activation); any other layer is
 called as itself. One tape then gives dL/dA and dL/dZ for every layer. tests/test_zoo.py
@@ -11,7 +12,6 @@ Layer state that a training call changes (BatchNormalization's moving statistics
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_impl.model import batch_tensors
+from keras_impl.model import batch_tensors, total_loss
 
 
 def pre_activation(layer: keras.layers.Layer, h: Any) -> Any:
@@ -35,38 +35,55 @@ def pre_activation(layer: keras.layers.Layer, h: Any) -> Any:
     return z
 
 
+def graph_nodes(model: keras.Model) -> tuple[Any, list[Any]]:
+    """(the functional graph behind `model`, its layer calls in the order Keras runs them): by depth from the
+    outputs, deepest first (keras's Functional._run_through_graph). A keras.Sequential runs the functional graph it
+    builds for itself."""
+    graph = getattr(model, "_functional", None) or model
+    if not hasattr(graph, "_nodes_by_depth"):
+        raise ValueError(f"{model.name!r} is not a built Sequential or functional Keras model")
+    nodes = graph._nodes_by_depth
+    return graph, [node for depth in sorted(nodes, reverse=True) for node in nodes[depth] if not node.is_input]
+
+
 def trace(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    loss: str | Callable[[str], keras.losses.Loss],
-    loss_config: dict[str, Any] | None = None,
+    x: Any,
+    y: Any,
+    loss: Any,
+    loss_config: Any = None,
     sample_weight: np.ndarray | None = None,
+    loss_weights: Any = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Per layer, in order: {"Z", "A", "dA", "dZ"} for Dense and Conv2D layers, {"A", "dA"} for others (NumPy arrays).
+    """Per node (each call of a layer, in the order Keras runs them): {"Z", "A", "dA", "dZ"} for Dense and Conv2D
+    layers, {"A", "dA"} for others (NumPy arrays).
 
-    dA is dL/dA, the gradient reaching the layer's output; dZ is dL/dZ. Runs in training mode.
+    dA is dL/dA, the gradient reaching the node's output (summed over its consumers by the tape); dZ is dL/dZ. Runs
+    in training mode. `loss`, `loss_config` and `loss_weights` as keras_impl.model.loss_and_gradients takes them.
     """
-    dtype, loss_obj, x_t, y_t, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
+    dtype, loss_objs, xs, ys, sw = batch_tensors(model, x, y, loss, loss_config, sample_weight)
+    graph, nodes = graph_nodes(model)
     state = [v.numpy() for v in model.non_trainable_weights]
     records: list[dict[str, Any]] = []
     with tf.GradientTape() as tape:
-        h = x_t
-        for layer in model.layers:
+        values = {id(t): x_t for t, x_t in zip(graph.inputs, xs)}
+        for node in nodes:
+            layer = node.operation
+            args, kwargs = node.arguments.fill_in(values)
             record: dict[str, Any] = {}
             if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
-                z = pre_activation(layer, h)
+                z = pre_activation(layer, args[0])
                 tape.watch(z)
                 record["Z"] = z
                 h = layer.activation(z) if layer.activation is not None else z
             else:
-                h = layer(h, training=True)
+                h = layer(*args, **{**kwargs, "training": True})
             tape.watch(h)
             record["A"] = h
             records.append(record)
-        value = loss_obj(y_t, h, sample_weight=sw)
-        if model.losses:
-            value = value + tf.add_n(model.losses)
+            values[id(node.outputs[0])] = h
+        outputs = [values[id(t)] for t in graph.outputs]
+        value = total_loss(model, loss_objs, ys, outputs if len(outputs) > 1 else outputs[0], sw, loss_weights)
     watched = [(i, key) for i, record in enumerate(records) for key in ("Z", "A") if key in record]
     grads = tape.gradient(value, [records[i][key] for i, key in watched])
     out = [{key: np.asarray(t) for key, t in record.items()} for record in records]
