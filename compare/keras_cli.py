@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from compare.parser import explicit_options  # noqa: F401 (re-exported: importable from here as before)
 from from_scratch.errors import BadInputError
 
 #: Per command, the flags (argparse dests) that describe a network to build: meaningless with --keras-model.
@@ -17,22 +18,6 @@ CONFLICTS = {
     "compare": ("arch", "activation", "output_activation", "dropout", "batchnorm", "l1", "l2", "all"),
     "train": ("arch",),
 }
-
-
-def explicit_options(argv: Sequence[str]) -> set[str]:
-    """The argparse dests given on the command line `argv` (as opposed to left at their defaults).
-
-    argparse does not record this, so the command line is parsed again by the same parser with every default
-    suppressed: what is left in the namespace was given (abbreviations and --flag=value resolved by argparse)."""
-    from compare.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:  # argparse keeps the subcommand parsers in its _SubParsersAction
-        for sub in (getattr(action, "choices", None) or {}).values():
-            if isinstance(sub, argparse.ArgumentParser):
-                for option in sub._actions:
-                    option.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(list(argv)))) - {"command"}
 
 
 def _flag(dest: str) -> str:
@@ -58,8 +43,9 @@ def run_keras_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def run_keras_compare(args: argparse.Namespace, given: set[str]) -> int:
     """`compare --keras-model`: compare_keras_model on one batch, printed as `compare` prints."""
-    from compare.cli import EXIT_FAIL, EXIT_PASS, loss_from_args
+    from compare.commands import loss_from_args
     from compare.keras_model import compare_keras_model
+    from compare.parser import EXIT_FAIL, EXIT_PASS
     from compare.report import render, to_json
 
     loss_flags = [_flag(d) for d in ("from_logits", "label_smoothing") if d in given]
@@ -84,7 +70,7 @@ def run_keras_compare(args: argparse.Namespace, given: set[str]) -> int:
 def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     """`train --keras-model`: both sides trained in lockstep from the saved model's weights (run_training with
     initial_weights), printed as `train` prints."""
-    from compare.cli import train_and_print
+    from compare.commands import train_and_print
     from compare.data import as_inputs, load_dataset
     from compare.keras_model import choose_loss, describe, from_keras, load
     from from_scratch.losses import get_loss

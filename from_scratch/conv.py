@@ -14,7 +14,7 @@ and the backward pass is the transpose of that product, exactly as in Dense:
 
 with `col2im` sending each row of dcols back to the input cells its window read. Windows overlap when the stride
 is smaller than the window, so col2im *adds* into a cell (a cell read by two windows receives both gradients);
-assigning instead of adding is the classic bug it guards against (compare/zoo.py).
+assigning instead of adding is the classic bug it guards against (compare/zoo_conv.py).
 
 Pooling uses the same windows: max pooling sends dA to the first maximum of each window in row-major order (where
 TensorFlow sends it when a window has tied maxima), average pooling divides by the number of real cells in the

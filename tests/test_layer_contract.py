@@ -644,4 +644,4 @@ def test_a_factory_that_is_not_a_function_or_needs_arguments_is_named(capsys, tm
         capsys, "check-layer", f"{tmp_path}/mine.py:needs", "keras.layers:Identity", "--input-shape", "3"
     )
     assert code == 2 and "needs() must take no argument (missing a required argument: 'units')" in err
-    assert "cli.py" not in err
+    assert "cli.py" not in err and "user_code.py" not in err

@@ -1,0 +1,168 @@
+"""What check_model requires of a user's pair of models, and what it fills in for one check: the Keras side a plain
+keras.Sequential with one layer per scratch layer (`check_keras_sequential`), every scratch layer keeping the protocol
+the harness relies on (`check_protocol`: deep-copyable, its own writable params of the model's dtype, masks for a
+layer that draws random numbers), and the declarations left out taken from the twin for the time of the check
+(`_twin_names`, `_declared`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from compare.harness import integer_inputs
+from from_scratch.errors import BadInputError, a_or_an
+from from_scratch.layers import Layer
+from from_scratch.model import Sequential
+
+
+def check_keras_sequential(keras_model: Any, scratch_model: Sequential) -> None:
+    """The Keras side of check_model: a keras.Sequential of plain layers, one per layer of `scratch_model` (when
+    their weights agree in shape; weights that do not are compare_models's to name). A functional or subclassed
+    model, or a model nested as a layer, is refused, naming it."""
+    import keras
+
+    import keras_impl  # noqa: F401 (pins the TensorFlow settings before TensorFlow loads)
+
+    if isinstance(keras_model, Sequential):
+        raise BadInputError(
+            "keras_model is a from_scratch.Sequential: the arguments are (scratch_model, keras_model, x, y)"
+        )
+    if not isinstance(keras_model, keras.Model):
+        raise BadInputError(f"keras_model must be a keras.Sequential, got {a_or_an(type(keras_model).__name__)}")
+    if not isinstance(keras_model, keras.Sequential):
+        kind = "a functional model" if type(keras_model).__name__ == "Functional" else "a subclassed model"
+        raise BadInputError(
+            f"the Keras model {keras_model.name!r} is {kind} ({type(keras_model).__name__}): check_model compares "
+            "layer by layer against a keras.Sequential, which is not supported for other models; rebuild it as "
+            "keras.Sequential([keras.Input(shape), layer, ...])"
+        )
+    for i, layer in enumerate(keras_model.layers):
+        if isinstance(layer, keras.Model):
+            raise BadInputError(
+                f"layer {i} of the Keras model {keras_model.name!r} is itself a model ({layer.name!r}, "
+                f"{type(layer).__name__}): nested models are not supported; put its layers into the outer "
+                "keras.Sequential"
+            )
+    layers = len(scratch_model.layers)
+    same_weights = [w.shape for w in keras_model.get_weights()] == [w.shape for w in scratch_model.get_weights()]
+    if same_weights and len(keras_model.layers) != layers:
+        raise BadInputError(
+            f"the Keras model {keras_model.name!r} has {len(keras_model.layers)} layer(s) and the scratch model "
+            f"{layers}: check_model pairs them one to one"
+        )
+
+
+#: What a layer's `params` must be, in words (the harness writes parameter values into these arrays in place).
+PARAMS_CONTRACT = (
+    "params must return the layer's own parameter arrays (the same writable ndarrays on every call, in the "
+    "model's dtype): the harness writes the compared parameter values into them"
+)
+
+
+def check_protocol(model: Sequential) -> None:
+    """BadInputError, naming the layer and the attribute, for what the harness relies on and a layer does not
+    give: every layer survives copy.deepcopy (the float64 witnesses run on a copy of the model); `params` returns
+    the layer's own writable arrays of the model's dtype, the same objects on every call (set_weights writes into
+    them); a layer with `deterministic = False` offers callable `draw_mask(shape)` and `fix_mask(mask)`."""
+    import copy
+
+    for layer in model.layers:
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        try:
+            copy.deepcopy(layer)
+        except Exception as exc:  # a module, a file, a lock, a generator... held by the layer
+            culprit = _uncopyable_attribute(layer)
+            attribute = f"its attribute {culprit!r}" if culprit else "it"
+            raise BadInputError(
+                f"{where}: the harness deep-copies each layer (copy.deepcopy, to run it again in float64), and "
+                f"copying {attribute} raised {type(exc).__name__}: {exc}; keep modules, files and other "
+                "uncopyable objects out of the layer's attributes (or give the layer a __deepcopy__)"
+            ) from None
+        first, again = layer.params, layer.params
+        for i, p in enumerate(first):
+            problem = None
+            if not isinstance(p, np.ndarray):
+                problem = f"is {a_or_an(type(p).__name__)}, not a NumPy array"
+            elif p.dtype != model.dtype:
+                problem = f"has dtype {p.dtype}, not the model's {model.dtype}"
+            elif not p.flags.writeable:
+                problem = "is read-only"
+            elif i >= len(again) or again[i] is not p and not np.may_share_memory(again[i], p):
+                problem = "is a new array on every call (a copy)"
+            if problem:
+                raise BadInputError(f"{where}: params[{i}] {problem}; {PARAMS_CONTRACT}")
+        if not layer.deterministic:
+            missing = [m for m in ("draw_mask", "fix_mask") if not callable(getattr(layer, m, None))]
+            if missing:
+                raise BadInputError(
+                    f"{where} declares deterministic = False but has no {' and no '.join(missing)}: a layer that "
+                    "draws random numbers offers draw_mask(shape) -> mask and fix_mask(mask), so that the harness "
+                    "gives both sides the same randomness"
+                )
+
+
+def _uncopyable_attribute(layer: Layer) -> str | None:
+    """The name of the first attribute of `layer` that copy.deepcopy refuses, or None."""
+    import copy
+
+    for name, value in vars(layer).items():
+        try:
+            copy.deepcopy(value)
+        except Exception:
+            return name
+    return None
+
+
+def _twin_names(model: Sequential, keras_model: Any) -> list[tuple[str, ...] | None]:
+    """Per scratch layer, its Keras twin's variable names (`add_weight(name="beta")` gives "beta") in get_weights()
+    order, when the scratch layer declares no weight_names and the twin's names are as many, distinct and chosen
+    (not Keras's "variable", "variable_1" for an unnamed add_weight); None otherwise (the declared names, or
+    weight_0, weight_1, ...)."""
+    layers = getattr(keras_model, "layers", [])
+    names: list[tuple[str, ...] | None] = []
+    for i, layer in enumerate(model.layers):
+        twin = layers[i] if i < len(layers) else None
+        theirs = tuple(str(getattr(v, "name", "")).split("/")[-1] for v in getattr(twin, "weights", []))
+        usable = (
+            layer.weight_names is None
+            and len(theirs) == len(layer.params)
+            and all(name and not re.fullmatch(r"variable(_\d+)?", name) for name in theirs)  # Keras's own
+            and len(set(theirs)) == len(theirs)
+        )
+        names.append(theirs if usable and theirs else None)
+    return names
+
+
+class _declared:
+    """For the time of one check: the declarations the user left out, filled in from what is known (the twin's
+    variable names as weight_names; integer_inputs on the first layer when x is an integer array), put back as
+    they were afterwards."""
+
+    def __init__(self, model: Sequential, names: list[tuple[str, ...] | None], integer: bool) -> None:
+        self.changes: list[tuple[Layer, str, Any]] = [
+            (layer, "weight_names", given) for layer, given in zip(model.layers, names) if given is not None
+        ]
+        if integer and not integer_inputs(model):
+            self.changes.append((model.layers[0], "integer_inputs", True))
+        self.saved: list[tuple[Layer, str, Any]] = []
+
+    def __enter__(self) -> None:
+        for layer, attribute, value in self.changes:
+            self.saved.append((layer, attribute, layer.__dict__.get(attribute, _MISSING)))
+            try:
+                setattr(layer, attribute, value)
+            except AttributeError:  # a read-only property: the layer keeps what it says
+                self.saved.pop()
+
+    def __exit__(self, *exc: Any) -> None:
+        for layer, attribute, value in reversed(self.saved):
+            if value is _MISSING:
+                delattr(layer, attribute)
+            else:
+                setattr(layer, attribute, value)
+
+
+_MISSING = object()
