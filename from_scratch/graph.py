@@ -585,7 +585,7 @@ class Model(Training):
             if w is not None:
                 value, g = value * w, g * self.dtype.type(w)
             total = total + value
-            target[key] = g if key not in target else target[key] + g
+            self._fan_in(target, key, g)
         summed: dict[int, list[Array]] = {}
         done = set()
         for i in range(len(self.nodes) - 1, -1, -1):
@@ -600,14 +600,13 @@ class Model(Training):
             if id(layer) in self.shared:
                 grads = [g.copy() for g in layer.grads]
                 check_grads(layer, grads)
-                previous = summed.get(id(layer))
-                summed[id(layer)] = grads if previous is None else [a + b for a, b in zip(previous, grads)]
+                summed[id(layer)] = self._add_call(summed.get(id(layer)), grads)
             else:
                 check_grads(layer)
             if dX is None:
                 continue
             for t, g in zip(node.inputs, dX if node.several else [dX]):
-                grads_at[id(t)] = g if id(t) not in grads_at else grads_at[id(t)] + g
+                self._fan_in(grads_at, id(t), g)
         for i, (node, record) in enumerate(zip(self.nodes, records)):
             if i not in done:
                 record.update({key: v for key, v in node.layer.record().items() if v is not None})
@@ -629,6 +628,17 @@ class Model(Training):
             records,
             fused_at,
         )
+
+    @staticmethod
+    def _fan_in(grads_at: dict[int, Array], key: int, g: Array) -> None:
+        """dL/dT += g: a tensor that feeds several nodes receives the sum of their gradients (the multivariate chain
+        rule). A new array each time: what a layer returned is never written into."""
+        grads_at[key] = g if key not in grads_at else grads_at[key] + g
+
+    @staticmethod
+    def _add_call(total: list[Array] | None, grads: list[Array]) -> list[Array]:
+        """A shared layer's parameter gradients: the sum over its calls (one set of weights used at each)."""
+        return grads if total is None else [a + b for a, b in zip(total, grads)]
 
     def _gradients(self, summed: dict[int, list[Array]]) -> list[Array]:
         """dL/dparam per layer in get_weights() order (a shared layer's summed over its calls); under `watch` each
