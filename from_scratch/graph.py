@@ -211,6 +211,7 @@ class Model(Training):
         self.node_output_shapes: list[Shape] = [node.output.shape for node in self.nodes]
         self.shared = {id(layer) for layer in self.layers if len(self.calls[id(layer)]) > 1}
         index = {id(node): i for i, node in enumerate(self.nodes)}
+        self._index = index
         self._producer = [[index.get(id(t.node)) for t in node.inputs] for node in self.nodes]
         inputs = {id(t) for t in self.inputs}
         self._needs_input_grad = [any(id(t) not in inputs for t in node.inputs) for node in self.nodes]
@@ -526,14 +527,13 @@ class Model(Training):
         """The index of the Dense node whose logits output `output`'s loss is computed from (Keras's hidden-logits
         path), or None: from the output's node down past layers that return their input itself
         (`passes_through(training)`: an inactive Dropout), as Keras's tensors keep the logits attached."""
-        index = {id(node): i for i, node in enumerate(self.nodes)}
         node = self.outputs[output].node
         while not node.is_input and not node.several and node.layer.passes_through(training):
             node = node.inputs[0].node
         if node.is_input:
             return None
         layer = node.layer
-        return index[id(node)] if isinstance(layer, Dense) and layer.activation.name in loss.fuses_with else None
+        return self._index[id(node)] if isinstance(layer, Dense) and layer.activation.name in loss.fuses_with else None
 
     def logits_layer(self, loss: Loss, training: bool = True) -> int | None:
         """`logits_node` of the (only) output."""
