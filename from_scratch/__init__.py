@@ -6,6 +6,7 @@ backpropagation through time), model.py (Sequential: the chain rule across layer
 witness).
 """
 
+from from_scratch.activation_layers import ReLU
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.conv import AveragePooling2D, Conv2D, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape
@@ -16,6 +17,7 @@ from from_scratch.losses import LOSSES, get_loss
 from from_scratch.model import Sequential
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
 from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
+from from_scratch.spatial import DepthwiseConv2D, ZeroPadding2D
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,6 +33,9 @@ __all__ = [
     "MaxPooling2D",
     "Reshape",
     "Dense",
+    "DepthwiseConv2D",
+    "ReLU",
+    "ZeroPadding2D",
     "Dropout",
     "Embedding",
     "GRU",
