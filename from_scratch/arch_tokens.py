@@ -149,6 +149,11 @@ def application(token: str, text: str, position: int) -> LayerSpec | None:
     options.setdefault("strides", (1, 1))
     options.setdefault("dilation_rate", (1, 1))
     options.setdefault("depth_multiplier", 1)
+    if options["strides"][0] != options["strides"][1]:
+        raise BadInputError(
+            f"malformed architecture {text!r}: {where} strides {_dims(options['strides'])}: TensorFlow's depthwise "
+            "convolution takes the same stride along height and width"
+        )
     if options["strides"] != (1, 1) and options["dilation_rate"] != (1, 1):
         raise BadInputError(
             f"malformed architecture {text!r}: {where} strides {_dims(options['strides'])} with dilation_rate "

@@ -131,6 +131,11 @@ class DepthwiseConv2D(Layer):
                 f"{where}: strides {self.strides} with dilation_rate {self.dilation_rate}: Keras's DepthwiseConv2D "
                 "takes strides > 1 or dilation > 1, not both"
             )
+        if self.strides[0] != self.strides[1]:
+            raise BadInputError(
+                f"{where}: strides {self.strides}: TensorFlow's depthwise convolution (DepthwiseConv2dNative) takes "
+                "the same stride along height and width"
+            )
         if not _count(depth_multiplier) or depth_multiplier == 0:
             raise BadInputError(f"{where}: depth_multiplier must be a positive integer, got {depth_multiplier!r}")
         if not isinstance(use_bias, (bool, np.bool_)):
