@@ -23,6 +23,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import warnings
 import zipfile
 from typing import Any
@@ -134,8 +135,23 @@ def load(path: str | os.PathLike) -> keras.Model:
                 f"{where} cannot be loaded by Keras: layer {custom[0]} is a custom layer class "
                 f"(not Keras's own); {SUPPORTED}"
             ) from None
-        reason = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
-        raise BadInputError(f"{where} cannot be loaded by Keras: {type(exc).__name__}: {reason}") from None
+        reason = _innermost_reason(exc)
+        raise BadInputError(f"{where} cannot be loaded by Keras: {reason}") from None
+
+
+def _innermost_reason(exc: Exception) -> str:
+    """The first line of Keras's loading error; when a layer could not be rebuilt from its config, Keras nests the
+    configs and the layer's own error ("Error when deserializing class 'DepthwiseConv2D' using config={'name': 'dw',
+    ...}. Exception encountered: Invalid value for argument `depth_multiplier` ..."): then that layer and its
+    error."""
+    text = str(exc).strip()
+    first = (text.splitlines() or [""])[0] or type(exc).__name__
+    if "Exception encountered: " not in text:
+        return f"{type(exc).__name__}: {first}"
+    head, _, error = text.rpartition("Exception encountered: ")
+    layer = re.search(r"deserializing class '(\w+)' using config=\{'name': '([^']*)'", head.rpartition("Exception")[2])
+    where = f"layer {layer.group(2)!r} ({layer.group(1)}): " if layer else ""
+    return where + ((error.splitlines() or [""])[0] or first)
 
 
 def _custom_layers(path: str) -> list[str]:
