@@ -176,3 +176,61 @@ def test_a_saved_model_with_an_invalid_option_is_refused_naming_the_layer_and_th
     with pytest.raises(BadInputError, match="'dw'.*depth_multiplier") as error:
         from_keras(tmp_path / "bad.keras")
     assert "\n" not in str(error.value)
+
+
+# ----- keras.applications: the layers Keras itself configures ---------------------------------------------------------
+APPLICATIONS = {
+    "ResNet50": (lambda: keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10), {"Add"}),
+    "DenseNet121": (
+        lambda: keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=10),
+        {"Concatenate"},
+    ),
+    "MobileNetV2": (
+        lambda: keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(32, 32, 3), classes=10),
+        {"Add"},
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(APPLICATIONS))
+def application(request):
+    make, merges = APPLICATIONS[request.param]
+    return make(), merges
+
+
+def test_every_one_input_layer_of_the_applications_is_read(application):
+    """Every layer of ResNet50, DenseNet121 and MobileNetV2(alpha=0.35) but the merges reads as a spec that the
+    scratch layer accepts (BatchNormalization with axis=3, epsilon=1.001e-5, momentum=0.999 among them)."""
+    from compare.keras_model import SPECS
+
+    model, merges = application
+    unread = {type(layer).__name__ for layer in model.layers if type(layer) not in SPECS}
+    assert unread == merges | {"InputLayer"}
+    for layer in model.layers:
+        if type(layer) in SPECS:
+            spec = SPECS[type(layer)](layer)
+            LAYERS[spec.kind].from_spec(spec)
+
+
+def test_the_new_layers_as_the_applications_configure_them_agree_with_keras(application):
+    """Each distinct ZeroPadding2D, DepthwiseConv2D, Activation, ReLU and bias-free Conv2D of the application (its
+    own Keras layer, at its own input shape) passes check_layer in float64 and float32."""
+    from compare.keras_model import SPECS
+    from keras_impl.model import rebuilt
+
+    model, _ = application
+    seen = set()
+    for layer in model.layers:
+        spec = SPECS[type(layer)](layer) if type(layer) in SPECS else None
+        new = spec is not None and spec.kind in ("zero_padding2d", "depthwise_conv2d", "activation", "re_lu")
+        if not (new or (spec is not None and spec.options.get("use_bias") is False)):
+            continue
+        shape = tuple(int(d) for d in layer.input.shape[1:])
+        if (str(spec), shape) in seen or len(seen) >= 12:
+            continue
+        seen.add((str(spec), shape))
+        for dtype in ("float64", "float32"):
+            scratch = LAYERS[spec.kind].from_spec(spec)
+            report = check_layer(scratch, rebuilt(layer, dtype), shape, batch=2, dtype=dtype, gradcheck_samples=2)
+            assert report.passed, (layer.name, dtype, report.failures)
+    assert seen
