@@ -68,12 +68,27 @@ class Activation(Layer):
             raise BadInputError(f"layer {self.name!r}: the {self.activation.name} activation has no derivative")
         return self.activation.backward(self.X, self.A, dA)
 
+    @property
+    def Z(self) -> Array:
+        """The logits: the input itself. A softmax or sigmoid Activation at the output carries them to the loss as
+        Keras's output tensor does (`_keras_logits`), so a cross-entropy can be computed from them."""
+        return self.X
+
+    def backward_from_z(self, dZ: Array, input_grad: bool = True) -> Array | None:
+        """dX = dL/dZ: the loss computed from the logits, Z = X."""
+        return dZ if input_grad else None
+
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """M_A = |A| + |f'(X)| M_X, as after Dense's Z (layers.activation_terms)."""
         return {"A": activation_terms(self.activation, self.X, self.A, x_terms)["A"]}
 
-    def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
-        """|dX| = |dA| |f'(X)| (softmax: |P| (|dA| + sum |P| |dA|), the terms of its VJP)."""
+    def backward_terms(
+        self, x_terms: Array, dA_terms: Array | None, dZ_terms: Array | None = None
+    ) -> tuple[list[Array], Array, dict[str, Array]]:
+        """|dX| = |dA| |f'(X)| (softmax: |P| (|dA| + sum |P| |dA|), the terms of its VJP); from the logits,
+        |dX| = |dZ|."""
+        if dZ_terms is not None:
+            return [], dZ_terms, {}
         if self.activation.grad is None:
             p = np.abs(self.A.astype(np.float64))
             return [], p * (dA_terms + (p * dA_terms).sum(axis=-1, keepdims=True)), {}
