@@ -166,8 +166,8 @@ class DepthwiseConv2D(Layer):
         return LayerSpec(self.kind, None, self.activation.name, options)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
-        """Glorot-uniform kernel (fan_in = kh kw, fan_out = kh kw M: Keras's depthwise initializer sees the kernel
-        (kh, kw, C, M) with receptive field kh kw, input C and output M; the draw is NumPy's), zero bias."""
+        """Glorot-uniform kernel (fan_in = kh kw C, fan_out = kh kw M, as Keras counts the fans of a (kh, kw, C, M)
+        kernel; the draw is NumPy's), zero bias."""
         c = _image_shape(input_shape, self.name)[2]
         self.windows = Windows(input_shape, self.kernel_size, self.strides, self.dilation_rate, self.padding)
         if min(self.windows.out_hw) <= 0:
