@@ -23,6 +23,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import warnings
 import zipfile
 from typing import Any
@@ -51,8 +52,10 @@ SUPPORTED = (
     + ", ".join(name for name in ACTIVATIONS if name != "step").replace("gelu_tanh", "gelu_tanh (approximate=True)")
     + " at Keras's default arguments; kernel/bias regularizer L1, L2 or L1L2; no constraint or activity "
     "regularizer); Dropout (any rate, noise_shape=None); BatchNormalization (the last axis, center=True, "
-    "scale=True, any momentum and epsilon); Conv2D (channels_last, groups=1, use_bias=True, an activation as "
-    "Dense's, no regularizer or constraint); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
+    "scale=True, any momentum and epsilon); Conv2D (channels_last, groups=1, either use_bias, an activation as "
+    "Dense's, no regularizer or constraint); DepthwiseConv2D (the same, any depth_multiplier); ZeroPadding2D "
+    "(channels_last); Activation (an activation as Dense's, or relu6); ReLU (any max_value, negative_slope, "
+    "threshold); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
     "(keepdims=False); Flatten; Reshape; SimpleRNN (an activation as Dense's), LSTM and GRU (tanh and sigmoid, "
     "GRU either reset_after) with use_bias=True, no dropout, regularizer, constraint, return_state, go_backwards, "
     "stateful or unroll, any return_sequences; Embedding (mask_zero=False, no regularizer or constraint); one dtype, "
@@ -132,8 +135,23 @@ def load(path: str | os.PathLike) -> keras.Model:
                 f"{where} cannot be loaded by Keras: layer {custom[0]} is a custom layer class "
                 f"(not Keras's own); {SUPPORTED}"
             ) from None
-        reason = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
-        raise BadInputError(f"{where} cannot be loaded by Keras: {type(exc).__name__}: {reason}") from None
+        reason = _innermost_reason(exc)
+        raise BadInputError(f"{where} cannot be loaded by Keras: {reason}") from None
+
+
+def _innermost_reason(exc: Exception) -> str:
+    """The first line of Keras's loading error; when a layer could not be rebuilt from its config, Keras nests the
+    configs and the layer's own error ("Error when deserializing class 'DepthwiseConv2D' using config={'name': 'dw',
+    ...}. Exception encountered: Invalid value for argument `depth_multiplier` ..."): then that layer and its
+    error."""
+    text = str(exc).strip()
+    first = (text.splitlines() or [""])[0] or type(exc).__name__
+    if "Exception encountered: " not in text:
+        return f"{type(exc).__name__}: {first}"
+    head, _, error = text.rpartition("Exception encountered: ")
+    layer = re.search(r"deserializing class '(\w+)' using config=\{'name': '([^']*)'", head.rpartition("Exception")[2])
+    where = f"layer {layer.group(2)!r} ({layer.group(1)}): " if layer else ""
+    return where + ((error.splitlines() or [""])[0] or first)
 
 
 def _custom_layers(path: str) -> list[str]:
@@ -284,8 +302,6 @@ def _channels_last(layer: keras.layers.Layer) -> None:
 
 def _conv2d_spec(layer: keras.layers.Conv2D) -> LayerSpec:
     _channels_last(layer)
-    if not layer.use_bias:
-        raise _refuse(layer, "use_bias=False (the scratch Conv2D always has a bias)")
     if layer.groups != 1:
         raise _refuse(layer, f"groups={layer.groups}")
     for option in ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"):
@@ -298,6 +314,7 @@ def _conv2d_spec(layer: keras.layers.Conv2D) -> LayerSpec:
         "padding": layer.padding,
         "strides": tuple(int(k) for k in layer.strides),
         "dilation_rate": tuple(int(k) for k in layer.dilation_rate),
+        **({} if layer.use_bias else {"use_bias": False}),
     }
     return LayerSpec("conv2d", int(layer.filters), _activation_name(layer), options)
 
@@ -674,3 +691,10 @@ def compare_keras_model(
         model.set_weights(original)
     report.rows.insert(0, copied)
     return report
+
+
+# The readers of the layers keras.applications' networks add (compare/keras_application_specs.py), written in
+# terms of the helpers above.
+from compare.keras_application_specs import APPLICATION_SPECS  # noqa: E402
+
+SPECS.update(APPLICATION_SPECS)

@@ -73,6 +73,8 @@ IMAGE_ARCHS: tuple[str, ...] = (
     "6x6x2-conv2k2:softplus-avgpool3:s=2-flatten-4",
     "6x6x2-conv3k3:tanh-gap-4",
     "24-reshape4x3x2-conv2k2:tanh-bn-dropout0.25-flatten-4",
+    "7x6x2-pad0x1x0x1-conv3k3:linear:s=2:nobias-bn-relu6-dw3:same:m=2:nobias-act:tanh-gap-4",  # keras.applications'
+    "6x6x2-pad1x2-dw2x3:elu:s=2-relu:max=1.5:slope=0.1:t=0.2-flatten-4",  # layers, with and without options
 )
 
 

@@ -6,6 +6,7 @@ backpropagation through time), model.py (Sequential: the chain rule across layer
 graphs, where gradients that meet add up), gradcheck.py (the numerical witness).
 """
 
+from from_scratch.activation_layers import ReLU
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.conv import AveragePooling2D, Conv2D, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape
@@ -19,6 +20,7 @@ from from_scratch.merge import MERGE_LAYERS, Add, Average, Concatenate, Dot, Max
 from from_scratch.model import Sequential
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
 from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
+from from_scratch.spatial import DepthwiseConv2D, ZeroPadding2D
 
 __all__ = [
     "Add",
@@ -47,6 +49,9 @@ __all__ = [
     "MaxPooling2D",
     "Reshape",
     "Dense",
+    "DepthwiseConv2D",
+    "ReLU",
+    "ZeroPadding2D",
     "Dropout",
     "Embedding",
     "GRU",

@@ -17,6 +17,14 @@ The string form used on the command line is a dash-separated list: the input, th
 - `pool2` is MaxPooling2D(2) (strides default to the pool size), `avgpool2` AveragePooling2D(2); options `s=`,
   `same`: `pool3:s=1` overlaps its windows. `gap` is GlobalAveragePooling2D, `flatten` Flatten (Keras's (h, w, c)
   order), `reshape4x4x4` Reshape((4, 4, 4)).
+- `pad1` is ZeroPadding2D(1), `pad1x2` ZeroPadding2D((1, 2)) (1 row above and below, 2 columns left and right),
+  `pad0x1x0x1` ZeroPadding2D(((0, 1), (0, 1))) (top x bottom x left x right).
+- `dw3` is DepthwiseConv2D(3), `dw3x2` a 3x2 kernel; options as Conv2D's (an activation, default linear as Keras's;
+  `same`/`valid`, `s=`, `d=`) and `m=2` (depth_multiplier): `dw3:same:s=2`, `dw3:relu:m=2`. `nobias` after a conv or
+  dw token drops its bias (use_bias=False): `conv8k1:linear:nobias`.
+- `act:tanh` is an Activation layer (any activation of the registry, as Dense's: `act:relu`, `act:softmax`).
+  `relu` is keras.layers.ReLU(), `relu6` ReLU(max_value=6); options `max=`, `slope=` (negative_slope) and `t=`
+  (threshold): `relu:max=1.5:slope=0.1:t=0.5`.
 - A sequence input is TxF (`8x8`: 8 time steps of 8 features; an image needs its channels, 8x8x1). `rnn16` is
   SimpleRNN(16) (activation tanh, Keras's default; `rnn16:relu` another), `lstm16` LSTM(16), `gru16` GRU(16)
   (Keras's default reset_after=True; `gru16:reset_before` the original GRU, reset_after=False). Each returns its
@@ -34,6 +42,7 @@ The string form used on the command line is a dash-separated list: the input, th
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
     "64-32-bn-dropout0.2-10"
     "8x8x1-conv8k3-pool2-flatten-10"  ==  "8x8x1-conv8k3x3:relu:valid-pool2x2:valid-flatten-10:softmax"
+    "8x8x3-pad0x1x0x1-conv8k3:linear:s=2:nobias-bn-relu6-dw3:same:nobias-act:relu-gap-10"
     "8x8-lstm16-10"  ==  "8x8-lstm16-10:softmax";   "8x8-rnn8:tanh:seq-gru6:reset_before-10"
     "8x8-lstm16:seq-12-flatten-10" (a Dense per time step);   "8x8-gru8:seq-ln-lstm8-10"
 """
@@ -66,6 +75,8 @@ class LayerSpec:
             return "bn"
         if self.kind == "layer_normalization":
             return "ln"
+        if self.kind in _APPLICATION_TOKENS:
+            return _APPLICATION_TOKENS[self.kind](self)
         if self.kind in _SPATIAL_PREFIX:
             o = self.options
             size = o["kernel_size"] if self.kind == "conv2d" else o["pool_size"]
@@ -77,6 +88,8 @@ class LayerSpec:
                 out.append(f"s={_dims(o['strides'])}")
             if o.get("dilation_rate", (1, 1)) != (1, 1):
                 out.append(f"d={_dims(o['dilation_rate'])}")
+            if o.get("use_bias", True) is False:
+                out.append("nobias")
             return ":".join(out)
         if self.kind in _RECURRENT_PREFIX:
             out = [f"{_RECURRENT_PREFIX[self.kind]}{self.units}"]
@@ -123,7 +136,7 @@ class LayerSpec:
                     "a length T (e.g. 12-embed50x8-...)"
                 )
             return (input_shape[0], self.units)
-        if self.kind in _SPATIAL_PREFIX or self.kind == "global_average_pooling2d":
+        if self.kind in _SPATIAL_PREFIX or self.kind in _IMAGE_ONLY:
             if len(input_shape) != 3:
                 raise BadInputError(
                     f"{where} takes images of shape (height, width, channels), got {input_shape}: give the input "
@@ -132,7 +145,10 @@ class LayerSpec:
             if self.kind == "global_average_pooling2d":
                 return (input_shape[2],)
             o = self.options
-            size = o["kernel_size"] if self.kind == "conv2d" else o["pool_size"]
+            if self.kind == "zero_padding2d":
+                (top, bottom), (left, right) = o["padding"]
+                return (top + input_shape[0] + bottom, left + input_shape[1] + right, input_shape[2])
+            size = o["pool_size"] if "pool_size" in o else o["kernel_size"]
             dilation = o.get("dilation_rate", (1, 1))
             out = []
             for axis in range(2):
@@ -144,7 +160,8 @@ class LayerSpec:
                         f"in the input {input_shape} with padding 'valid'; use 'same' or a smaller window"
                     )
                 out.append(m)
-            return (out[0], out[1], self.units if self.kind == "conv2d" else input_shape[2])
+            channels = {"conv2d": self.units, "depthwise_conv2d": input_shape[2] * o.get("depth_multiplier", 1)}
+            return (out[0], out[1], channels.get(self.kind, input_shape[2]))
         if self.kind == "flatten":
             return (math.prod(input_shape),)
         if self.kind == "reshape":
@@ -161,9 +178,13 @@ class LayerSpec:
         """How many numbers the layer's weights hold for inputs of `input_shape`."""
         if self.kind == "dense":
             return (input_shape[-1] + 1) * self.units
+        bias = int(self.options.get("use_bias", True))
         if self.kind == "conv2d":
             kh, kw = self.options["kernel_size"]
-            return (kh * kw * input_shape[-1] + 1) * self.units
+            return (kh * kw * input_shape[-1] + bias) * self.units
+        if self.kind == "depthwise_conv2d":  # kernel (kh, kw, C, M), bias (C M,)
+            kh, kw = self.options["kernel_size"]
+            return (kh * kw + bias) * input_shape[-1] * self.options.get("depth_multiplier", 1)
         if self.kind == "batch_normalization":
             return 4 * input_shape[-1]
         if self.kind == "layer_normalization":
@@ -179,8 +200,8 @@ class LayerSpec:
     def buffer_size(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
         """Values per sample the layer holds beside its output: the im2col matrix of a Conv2D, the windows of a
         pooling layer."""
-        if self.kind in _SPATIAL_PREFIX:
-            size = self.options["kernel_size"] if self.kind == "conv2d" else self.options["pool_size"]
+        if self.kind in _SPATIAL_PREFIX or self.kind == "depthwise_conv2d":  # a DepthwiseConv2D's window gradients
+            size = self.options["pool_size"] if "pool_size" in self.options else self.options["kernel_size"]
             return output_shape[0] * output_shape[1] * size[0] * size[1] * input_shape[2]
         if self.kind in _RECURRENT_PREFIX:  # every step's gates, states and their gradients, (T, u) each
             return input_shape[0] * self.units * _STEP_CACHES[self.kind]
@@ -275,6 +296,10 @@ class Architecture:
             if token in _PLAIN:
                 layers.append(LayerSpec(_PLAIN[token]))
                 continue
+            application = _application(token, text, position)
+            if application is not None:
+                layers.append(application)
+                continue
             if token.startswith("reshape"):
                 target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
                 layers.append(LayerSpec("reshape", options={"target_shape": target}))
@@ -292,7 +317,7 @@ class Architecture:
                 raise BadInputError(
                     f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
                     "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
-                    "rnnU, lstmU, gruU, embedVxD)"
+                    "rnnU, lstmU, gruU, embedVxD, padP, dwK, act:NAME, relu, relu6)"
                 )
             units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
@@ -446,15 +471,17 @@ def _spatial(token: str, text: str, position: int, hidden_activation: str) -> La
         key, eq, value = part.partition("=")
         if not eq and part in ("same", "valid"):
             options["padding"] = given.add("padding", part)
-        elif not eq and conv and part:
+        elif not eq and conv and part and part != "nobias":
             activation = given.add("an activation", part)
         elif key in ("s", "strides"):
             options["strides"] = _pair(given.add("strides", part).partition("=")[2], text, f"{where} strides")
         elif conv and key in ("d", "dilation_rate"):
             dilation = given.add("dilation_rate", part).partition("=")[2]
             options["dilation_rate"] = _pair(dilation, text, f"{where} dilation_rate")
+        elif conv and part == "nobias":
+            options["use_bias"] = given.add("nobias", part) != "nobias"
         else:
-            known = "an activation, same, valid, s=, d=" if conv else "same, valid, s="
+            known = "an activation, same, valid, s=, d=, nobias" if conv else "same, valid, s="
             raise BadInputError(f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: {known})")
     if conv:
         options.setdefault("strides", (1, 1))
@@ -542,3 +569,10 @@ def _positive_int(token: str, text: str, what: str) -> int:
     if not token.isdecimal() or int(token) <= 0:
         raise BadInputError(f"malformed architecture {text!r}: {what} {token!r} is not a positive integer")
     return int(token)
+
+
+# The tokens of the layers keras.applications' networks add (padP, dwK, act:NAME, relu, relu6) live beside this
+# module; imported last, as they are written in terms of the helpers above.
+from from_scratch.arch_tokens import IMAGE_ONLY as _IMAGE_ONLY  # noqa: E402
+from from_scratch.arch_tokens import TOKENS as _APPLICATION_TOKENS  # noqa: E402
+from from_scratch.arch_tokens import application as _application  # noqa: E402

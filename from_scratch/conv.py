@@ -169,9 +169,9 @@ def _sum_rows(m: Array) -> Array:
 class Conv2D(Layer):
     """A = f(Z), Z = conv(X, K) + b, as im2col then one matrix product (module docstring).
 
-    X (N, H, W, C), K (kh, kw, C, F) (Keras's layout), b (F,) -> Z, A (N, Ho, Wo, F), with Ho = floor((H + P_h -
-    d_h (kh - 1) - 1) / s_h) + 1 (P_h the padding: 0 for 'valid'; for 'same' what makes Ho = ceil(H / s_h),
-    the odd cell at the bottom/right).
+    X (N, H, W, C), K (kh, kw, C, F) (Keras's layout), b (F,) (none with use_bias=False) -> Z, A (N, Ho, Wo, F),
+    with Ho = floor((H + P_h - d_h (kh - 1) - 1) / s_h) + 1 (P_h the padding: 0 for 'valid'; for 'same' what makes
+    Ho = ceil(H / s_h), the odd cell at the bottom/right).
     Backward, from dA:
         dZ = f'(Z) * dA
         dK = (cols.T @ dZ_m).reshape(kh, kw, C, F)        dZ_m = dZ as (N*Ho*Wo, F)
@@ -180,8 +180,6 @@ class Conv2D(Layer):
     """
 
     kind = "conv2d"
-    weight_names = ("kernel", "bias")
-    trainable = (True, True)
     input_grad_optional = True
 
     def __init__(
@@ -193,6 +191,7 @@ class Conv2D(Layer):
         dilation_rate: int | Pair = 1,
         activation: str | None = None,
         name: str | None = None,
+        use_bias: bool = True,
     ) -> None:
         self.name = name or "conv2d"
         where = f"Conv2D {self.name!r}"
@@ -208,8 +207,19 @@ class Conv2D(Layer):
                 f"{where}: strides {self.strides} with dilation_rate {self.dilation_rate}: Keras's Conv2D takes "
                 "strides > 1 or dilation > 1, not both"
             )
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise BadInputError(f"{where}: use_bias must be True or False, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
         self.activation: Activation = get_activation(activation or "linear")
         self.K: Array | None = None
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        return ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    @property
+    def trainable(self) -> tuple[bool, ...]:
+        return (True,) * len(self.weight_names)
 
     @classmethod
     def from_spec(cls, spec: LayerSpec) -> Conv2D:
@@ -222,6 +232,8 @@ class Conv2D(Layer):
             "strides": self.strides,
             "dilation_rate": self.dilation_rate,
         }
+        if not self.use_bias:
+            options["use_bias"] = False
         return LayerSpec("conv2d", self.filters, self.activation.name, options)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
@@ -241,11 +253,11 @@ class Conv2D(Layer):
 
     @property
     def params(self) -> list[Array]:
-        return [self.K, self.b]
+        return [self.K, self.b] if self.use_bias else [self.K]
 
     @property
     def grads(self) -> list[Array]:
-        return [self.dK, self.db]
+        return [self.dK, self.db] if self.use_bias else [self.dK]
 
     def record(self) -> dict[str, Array]:
         """Z and dL/dZ, lined up with the twin's pre-activation in the diagnosis."""
@@ -275,7 +287,8 @@ class Conv2D(Layer):
         self.X = x
         self.cols = self.im2col(x)
         z = self.cols @ self.K.reshape(-1, self.filters)  # (N*Ho*Wo, F)
-        self.Z = _add_bias(z.reshape(len(x), -1), self.b).reshape(len(x), *self.windows.out_hw, self.filters)
+        z = _add_bias(z.reshape(len(x), -1), self.b) if self.use_bias else z
+        self.Z = z.reshape(len(x), *self.windows.out_hw, self.filters)
         self.A = self.activation.forward(self.Z)
         return self.A
 
@@ -296,7 +309,8 @@ class Conv2D(Layer):
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """M_Z = conv(M_X, |K|) + |b| (the same product on magnitudes), M_A as Dense's (compare/terms.py)."""
         k_abs = np.abs(self.K.astype(np.float64)).reshape(-1, self.filters)
-        z_terms = (self.im2col(x_terms) @ k_abs + np.abs(self.b.astype(np.float64))).reshape(self.Z.shape)
+        z_terms = self.im2col(x_terms) @ k_abs + (np.abs(self.b.astype(np.float64)) if self.use_bias else 0.0)
+        z_terms = z_terms.reshape(self.Z.shape)
         return activation_terms(self.activation, self.Z, self.A, z_terms)
 
     def backward_terms(
@@ -308,7 +322,8 @@ class Conv2D(Layer):
         dz = dZ_terms.reshape(-1, self.filters)
         k_abs = np.abs(self.K.astype(np.float64)).reshape(-1, self.filters)
         d_k = (self.im2col(x_terms).T @ dz).reshape(self.K.shape)
-        return [d_k, dz.sum(axis=0)], self.col2im(dz @ k_abs.T, len(x_terms)), {"dZ": dZ_terms}
+        params = [d_k, dz.sum(axis=0)] if self.use_bias else [d_k]
+        return params, self.col2im(dz @ k_abs.T, len(x_terms)), {"dZ": dZ_terms}
 
 
 class _Pooling(Layer):

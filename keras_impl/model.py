@@ -18,6 +18,7 @@ import tensorflow as tf
 
 import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
+from keras_impl.application_layers import KERAS_APPLICATION_LAYERS
 from keras_impl.losses import make_loss
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
@@ -107,6 +108,7 @@ def _conv2d(spec: Any, dtype: str) -> keras.layers.Layer:
         padding=o["padding"],
         dilation_rate=o["dilation_rate"],
         activation=KERAS_ACTIVATIONS[spec.activation],
+        use_bias=o.get("use_bias", True),
         dtype=dtype,
     )
 
@@ -132,6 +134,7 @@ KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "flatten": lambda spec, dtype: keras.layers.Flatten(dtype=dtype),
     "reshape": lambda spec, dtype: keras.layers.Reshape(spec.options["target_shape"], dtype=dtype),
     **KERAS_SEQUENCE_LAYERS,  # simple_rnn, lstm, gru, embedding (keras_impl/recurrent.py)
+    **KERAS_APPLICATION_LAYERS,  # zero_padding2d, depthwise_conv2d, activation, re_lu
 }
 
 

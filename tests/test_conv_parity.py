@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
 from compare.check import check_layer
-from compare.matrix import IMAGE_ARCHS, SEQUENCE_ARCHS
+from compare.matrix import GRADIENT_ACTIVATIONS, IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.layers import LAYERS
@@ -94,6 +94,35 @@ def reshape_cases(draw):
     return LayerSpec("reshape", None, "linear", {"target_shape": target}), shape
 
 
+@st.composite
+def zero_padding_cases(draw):
+    sides = draw(st.tuples(*[st.integers(0, 3)] * 4))
+    padding = ((sides[0], sides[1]), (sides[2], sides[3]))
+    return LayerSpec("zero_padding2d", None, "linear", {"padding": padding}), draw(images())
+
+
+@st.composite
+def depthwise_cases(draw):
+    spec, shape = draw(conv_cases())
+    options = {k: v for k, v in spec.options.items()}
+    strides = (spec.options["strides"][0],) * 2  # TensorFlow's depthwise kernel: one stride for both axes
+    options.update(depth_multiplier=draw(st.integers(1, 3)), use_bias=draw(st.booleans()), strides=strides)
+    return LayerSpec("depthwise_conv2d", None, spec.activation, options), shape
+
+
+@st.composite
+def relu_cases(draw):
+    """keras.layers.ReLU over every branch of Keras's formula: plain, relu6, a clip, a threshold, a slope, each
+    combination (the leaky_relu shortcut is slope alone)."""
+    max_value = draw(st.sampled_from([None, 6.0, 0.5, 1.5]))
+    options = {
+        "max_value": max_value,
+        "negative_slope": draw(st.sampled_from([0.0, 0.1, 0.3])),
+        "threshold": draw(st.sampled_from([0.0, 0.2])) if max_value != 0.5 else 0.0,
+    }
+    return LayerSpec("re_lu", None, "linear", options), draw(images())
+
+
 #: Per image layer kind: a strategy of (spec, input shape). The shape-agnostic MLP layers are covered by the matrix.
 CASES = {
     "conv2d": conv_cases(),
@@ -102,6 +131,12 @@ CASES = {
     "global_average_pooling2d": images().map(lambda s: (LayerSpec("global_average_pooling2d"), s)),
     "flatten": images().map(lambda s: (LayerSpec("flatten"), s)),
     "reshape": reshape_cases(),
+    "zero_padding2d": zero_padding_cases(),
+    "depthwise_conv2d": depthwise_cases(),
+    "activation": st.tuples(st.sampled_from(GRADIENT_ACTIVATIONS), images()).map(
+        lambda c: (LayerSpec("activation", None, c[0]), c[1])
+    ),
+    "re_lu": relu_cases(),
 }
 MLP_KINDS = {"dense", "dropout", "batch_normalization", "layer_normalization"}
 
@@ -263,6 +298,28 @@ FAIL_CASES = {
     "global_average_pooling2d": (LayerSpec("global_average_pooling2d"), (4, 3, 2)),
     "flatten": (LayerSpec("flatten"), (4, 3, 2)),
     "reshape": (LayerSpec("reshape", None, "linear", {"target_shape": (6, 4)}), (4, 3, 2)),
+    "zero_padding2d": (LayerSpec("zero_padding2d", None, "linear", {"padding": ((0, 1), (2, 1))}), (4, 3, 2)),
+    "depthwise_conv2d": (
+        LayerSpec(
+            "depthwise_conv2d",
+            None,
+            "tanh",
+            {
+                "kernel_size": (3, 2),
+                "padding": "same",
+                "strides": (2, 2),
+                "dilation_rate": (1, 1),
+                "depth_multiplier": 2,
+                "use_bias": False,
+            },
+        ),
+        (5, 6, 2),
+    ),
+    "activation": (LayerSpec("activation", None, "elu"), (4, 3, 2)),
+    "re_lu": (
+        LayerSpec("re_lu", None, "linear", {"max_value": 1.5, "negative_slope": 0.1, "threshold": 0.2}),
+        (4, 3, 2),
+    ),
 }
 
 
@@ -276,9 +333,9 @@ def test_a_wrong_backward_fails_the_check(kind):
     wrong = wrong_backward(LAYERS[kind]).from_spec(spec)
     report = check_layer(wrong, KERAS_LAYERS[kind](spec, "float64"), shape, batch=3)
     failed = {row.name for row in report.failures}
-    expected = {"grad input"} | ({f"grad {wrong.name}/kernel"} if kind == "conv2d" else set())
+    expected = {"grad input"} | ({f"grad {wrong.name}/kernel"} if kind in ("conv2d", "depthwise_conv2d") else set())
     assert expected <= failed and not report.passed
-    assert not failed - expected - {"taylor remainder slope"}, failed
+    assert not {row for row in failed - expected if not row.lower().startswith("taylor remainder")}, failed
 
 
 # ----- training on digits as 8x8x1 images ---------------------------------------------------------------------------
@@ -358,6 +415,21 @@ def test_the_plot_shows_the_learned_filters_of_both_sides(digit_images, tmp_path
         ("8x5x1-conv2k3:s=3-flatten-3", "8x5x1-conv2k3:relu:s=3-flatten-3:softmax", [(2, 1, 2), (4,), (3,)]),
         ("7x7x1-conv2k3:same:d=2-flatten-3", "7x7x1-conv2k3:relu:same:d=2-flatten-3:softmax", [(7, 7, 2), (98,), (3,)]),
         (
+            "9x9x3-pad0x1x0x1-conv4k3:linear:s=2:nobias-bn-relu6-dw3:same:nobias-relu:max=1.5:t=0.25-act:tanh-gap-3",
+            "9x9x3-pad0x1x0x1-conv4k3:linear:s=2:nobias-bn-relu6-dw3:same:nobias-relu:max=1.5:t=0.25-act:tanh-gap-3:softmax",
+            [(10, 10, 3), (4, 4, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4), (4,), (3,)],
+        ),
+        (
+            "7x6x2-pad1x2-dw3x2:relu:s=2:m=2-flatten-3",
+            "7x6x2-pad1x2-dw3x2:relu:s=2:m=2-flatten-3:softmax",
+            [(9, 10, 2), (4, 5, 4), (80,), (3,)],
+        ),
+        (
+            "6x6x1-pad0-relu:slope=0.2-act:softmax-flatten-2",
+            "6x6x1-pad0-relu:slope=0.2-act:softmax-flatten-2:softmax",
+            [(6, 6, 1), (6, 6, 1), (6, 6, 1), (36,), (2,)],
+        ),
+        (
             "24-reshape4x3x2-maxpool2-flatten-2",
             "24-reshape4x3x2-pool2-flatten-2:softmax",
             [(4, 3, 2), (2, 1, 2), (4,), (2,)],
@@ -383,6 +455,23 @@ IMAGE_BAD_INPUT = {
     "four input axes": (["--arch", "8x8x1x1-flatten-10"], "input width '8x8x1x1' is not a positive integer or HxWxC"),
     "conv on features": (["--arch", "64-conv3k3-flatten-10"], "layer 1 (conv2d) takes images of shape (height, width"),
     "malformed conv token": (["--arch", "8x8x1-conv8-flatten-10"], "layer 1 'conv8'; expected convFkK"),
+    "three paddings": (
+        ["--arch", "8x8x1-pad1x2x3-flatten-10"],
+        "layer 1 'pad1x2x3'; expected padP, padHxW or padTxBxLxR",
+    ),
+    "depth multiplier 0": (["--arch", "8x8x1-dw3:m=0-flatten-10"], "layer 1 depth_multiplier '0' is not a positive"),
+    "dw strides with dilation": (["--arch", "8x8x1-dw3:s=2:d=2-flatten-10"], "takes strides > 1 or dilation > 1"),
+    "dw unequal strides": (["--arch", "8x8x1-dw3:s=2x1-flatten-10"], "layer 1 strides 2x1: TensorFlow's depthwise"),
+    "dw on features": (["--arch", "64-dw3-flatten-10"], "layer 1 (depthwise_conv2d) takes images of shape (height"),
+    "padding on features": (["--arch", "64-pad1-flatten-10"], "layer 1 (zero_padding2d) takes images of shape"),
+    "relu6 with max": (
+        ["--arch", "8x8x1-relu6:max=2-flatten-10"],
+        "layer 1 option 'max=2' (unknown; known: slope=, t=)",
+    ),
+    "negative threshold": (["--arch", "8x8x1-relu:t=-1-flatten-10"], "layer 1 t='' is not a number >= 0"),
+    "relu slope twice": (["--arch", "8x8x1-relu:slope=0.1:slope=0.2-flatten-10"], "layer 1 gives slope= twice"),
+    "unknown activation layer": (["--arch", "8x8x1-act:swish-flatten-10"], "unknown activation 'swish'"),
+    "activation layer without a name": (["--arch", "8x8x1-act-flatten-10"], "layer 1 'act'; expected act:NAME"),
     "an image too large": (["--arch", "1000x1000x3-conv512k3-flatten-10"], "use a smaller batch or network"),
     "digits into a 28x28 network": (
         ["--data", "digits", "--arch", "28x28x1-conv8k3-pool2-flatten-10"],
@@ -415,6 +504,22 @@ def test_bad_image_networks_are_one_line_and_exit_2(case, capsys):
         (lambda: Sequential([LAYERS["conv2d"](2, 3)], input_shape=(8,)), "takes images of shape (height, width"),
         (lambda: Sequential([LAYERS["conv2d"](2, 5)], input_shape=(4, 4, 1)), "does not fit in the input (4, 4, 1)"),
         (lambda: Sequential([LAYERS["reshape"]((5,))], input_shape=(2, 3)), "cannot reshape (2, 3) to (5,)"),
+        (lambda: LAYERS["conv2d"](2, 3, use_bias="no"), "Conv2D 'conv2d': use_bias must be True or False, got 'no'"),
+        (lambda: LAYERS["zero_padding2d"](-1), "ZeroPadding2D 'zero_padding2d': padding must be a non-negative"),
+        (lambda: LAYERS["zero_padding2d"](((1, -2), (0, 0))), "padding must be a non-negative integer, a pair"),
+        (lambda: LAYERS["zero_padding2d"]((1, 2, 3)), "got (1, 2, 3)"),
+        (
+            lambda: LAYERS["depthwise_conv2d"](3, depth_multiplier=0),
+            "DepthwiseConv2D 'depthwise_conv2d': depth_multiplier must be a positive integer, got 0",
+        ),
+        (lambda: LAYERS["depthwise_conv2d"](3, strides=2, dilation_rate=2), "strides > 1 or dilation > 1, not both"),
+        (lambda: LAYERS["depthwise_conv2d"](3, strides=(1, 2)), "strides (1, 2): TensorFlow's depthwise convolution"),
+        (lambda: LAYERS["depthwise_conv2d"](0), "kernel_size must be a positive integer or a pair of them, got 0"),
+        (lambda: Sequential([LAYERS["zero_padding2d"](1)], input_shape=(8,)), "takes images of shape (height, width"),
+        (lambda: LAYERS["re_lu"](max_value=-1.0), "ReLU 're_lu': max_value must be None or a number >= 0, got -1.0"),
+        (lambda: LAYERS["re_lu"](negative_slope=None), "negative_slope must be a number >= 0, got None"),
+        (lambda: LAYERS["re_lu"](threshold=float("nan")), "threshold must be a number >= 0, got nan"),
+        (lambda: LAYERS["activation"]("swish"), "unknown activation 'swish'"),
     ],
 )
 def test_bad_image_layers_are_refused_from_python(make, message):

@@ -330,18 +330,18 @@ def test_the_readme_lists_every_layer_class_from_keras_loads():
     assert "Anything else (a Conv2D" not in section  # what the section said before Conv2D loaded
 
 
-@pytest.mark.parametrize("name", ["LayerNormalization", "Conv1D", "DepthwiseConv2D"])
+@pytest.mark.parametrize("name", ["LayerNormalization", "Conv1D", "SeparableConv2D"])
 def test_the_layer_classes_the_readme_says_are_refused_are_refused(name):
     import keras
 
     from compare.keras_model import from_keras
 
     assert f"`{name}`" in keras_model_section().split("Refused with exit code 2")[1]
-    shape = (6, 6, 1) if name == "DepthwiseConv2D" else (6, 4)
+    shape = (6, 6, 1) if name == "SeparableConv2D" else (6, 4)
     layer = {
         "LayerNormalization": lambda: keras.layers.LayerNormalization(),
         "Conv1D": lambda: keras.layers.Conv1D(2, 3),
-        "DepthwiseConv2D": lambda: keras.layers.DepthwiseConv2D(3),
+        "SeparableConv2D": lambda: keras.layers.SeparableConv2D(2, 3),
     }[name]()
     model = keras.Sequential([keras.Input(shape), layer, keras.layers.Flatten(), keras.layers.Dense(2)])
     with pytest.raises(BadInputError, match=f"\\({name}\\).*this layer class is not supported"):

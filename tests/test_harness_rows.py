@@ -22,7 +22,13 @@ from compare.harness import INFERENCE_ROW, INFERENCE_STEP, build_pair, compare_m
 from from_scratch import Dense
 from keras_impl.model import astype as keras_astype
 
-ARCHS = {"depth1": "6-4", "depth2": "6-5-4", "depth3_bn_dropout": "6-5-bn-4:tanh-dropout0.3-3"}
+ARCHS = {
+    "depth1": "6-4",
+    "depth2": "6-5-4",
+    "depth3_bn_dropout": "6-5-bn-4:tanh-dropout0.3-3",
+    # the layers keras.applications' networks add, each row of each read by the harness
+    "applications": "5x5x2-pad0x1x0x1-conv2k3:linear:nobias-relu6-dw2:same:m=2-act:tanh-relu:max=1.5:t=0.2-flatten-3",
+}
 DTYPES = ("float64", "float32")
 
 #: The relative size of the wrong value: far above float32 rounding (1e-7), far below a formula error.
@@ -32,7 +38,7 @@ WRONG = 1e-3
 def batch(arch: str):
     scratch, _ = build_pair(arch)
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, scratch.input_dim))
+    x = rng.standard_normal((8, *scratch.architecture.input_shape))
     return x, np.eye(scratch.output_dim)[rng.integers(0, scratch.output_dim, size=8)]
 
 

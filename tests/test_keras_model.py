@@ -493,12 +493,12 @@ def functional(name):
 
 BAD_MODELS = {
     "activation_layer": (
-        lambda: sequential([L.Dense(3, name="d"), L.Activation("relu", name="act")]),
-        "layer 'act' (Activation): this layer class is not supported; supported: InputLayer; Dense",
+        lambda: sequential([L.Dense(3, name="d"), L.Activation("selu", name="act")]),
+        "layer 'act' (Activation): activation 'selu'; supported: InputLayer; Dense",
     ),
-    "conv2d_no_bias": (
-        lambda: sequential([L.Conv2D(2, 3, use_bias=False, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
-        "layer 'conv' (Conv2D): use_bias=False",
+    "separable_conv2d": (
+        lambda: sequential([L.SeparableConv2D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 1)),
+        "layer 'conv' (SeparableConv2D): this layer class is not supported",
     ),
     "conv3d": (
         lambda: sequential([L.Conv3D(2, 3, name="conv"), L.Flatten(), L.Dense(3)], (8, 8, 8, 1)),
@@ -526,6 +526,24 @@ BAD_MODELS = {
     "constraint": (
         lambda: sequential([L.Dense(3, kernel_constraint=keras.constraints.MaxNorm(2), name="c")]),
         "layer 'c' (Dense): kernel_constraint=MaxNorm",
+    ),
+    "padding_channels_first": (
+        lambda: sequential(
+            [L.ZeroPadding2D(1, data_format="channels_first", name="pad"), L.Flatten(), L.Dense(3)], (2, 5, 5)
+        ),
+        "layer 'pad' (ZeroPadding2D): data_format='channels_first'; only channels_last",
+    ),
+    "depthwise_channels_first": (
+        lambda: sequential(
+            [L.DepthwiseConv2D(3, data_format="channels_first", name="dw"), L.Flatten(), L.Dense(3)], (2, 5, 5)
+        ),
+        "layer 'dw' (DepthwiseConv2D): data_format='channels_first'; only channels_last",
+    ),
+    "depthwise_regularizer": (
+        lambda: sequential(
+            [L.DepthwiseConv2D(3, depthwise_regularizer="l2", name="dw"), L.Flatten(), L.Dense(3)], (5, 5, 2)
+        ),
+        "layer 'dw' (DepthwiseConv2D): depthwise_regularizer=L2",
     ),
     "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
     "not_1d": (

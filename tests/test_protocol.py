@@ -67,6 +67,15 @@ SPECS = {
     **{kind: LayerSpec(kind) for kind in ("add", "subtract", "multiply", "average", "maximum", "minimum")},
     "concatenate": LayerSpec("concatenate", options={"axis": -1}),
     "dot": LayerSpec("dot", options={"axes": -1}),
+    "zero_padding2d": LayerSpec("zero_padding2d", None, "linear", {"padding": ((0, 1), (2, 1))}),
+    "depthwise_conv2d": LayerSpec(
+        "depthwise_conv2d",
+        None,
+        "relu",
+        {"kernel_size": (2, 2), "padding": "same", "strides": (1, 1), "dilation_rate": (1, 1), "depth_multiplier": 2},
+    ),
+    "activation": LayerSpec("activation", None, "tanh"),
+    "re_lu": LayerSpec("re_lu", None, "linear", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}),
 }
 
 #: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent

@@ -1,0 +1,162 @@
+"""The string form of the layers keras.applications' networks add (from_scratch/arch.py's grammar, documented in
+its module docstring): ZeroPadding2D `pad1`, `pad1x2`, `pad0x1x0x1`; DepthwiseConv2D `dw3[:options]`; the
+Activation layer `act:NAME`; the ReLU layer `relu` / `relu6[:max=][:slope=][:t=]`.
+
+Each kind has a writer (LayerSpec -> token) and the reader `application(token)` (token -> LayerSpec, or None for a
+token of another layer); `Architecture.parse` and `str(arch)` go through them, so the two round-trip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from from_scratch.arch import LayerSpec, _dims, _Given, _pair
+from from_scratch.errors import BadInputError
+
+#: Image-only kinds outside the windowed ones (arch._SPATIAL_PREFIX): they take (H, W, C) inputs only.
+IMAGE_ONLY = frozenset({"global_average_pooling2d", "zero_padding2d", "depthwise_conv2d"})
+
+_PAD = re.compile(r"^pad([0-9]+)(?:x([0-9]+))?(?:x([0-9]+)x([0-9]+))?$")
+_DEPTHWISE = re.compile(r"^dw([0-9]+(?:x[0-9]+)?)$")
+
+
+def _pad_token(spec: LayerSpec) -> str:
+    (top, bottom), (left, right) = spec.options["padding"]
+    if top == bottom and left == right:
+        return f"pad{_dims((top, left))}"
+    return f"pad{top}x{bottom}x{left}x{right}"
+
+
+def _depthwise_token(spec: LayerSpec) -> str:
+    o = spec.options
+    out = [f"dw{_dims(o['kernel_size'])}"]
+    if spec.activation != "linear":
+        out.append(spec.activation)
+    if o["padding"] != "valid":
+        out.append(o["padding"])
+    if o["strides"] != (1, 1):
+        out.append(f"s={_dims(o['strides'])}")
+    if o["dilation_rate"] != (1, 1):
+        out.append(f"d={_dims(o['dilation_rate'])}")
+    if o.get("depth_multiplier", 1) != 1:
+        out.append(f"m={o['depth_multiplier']}")
+    if o.get("use_bias", True) is False:
+        out.append("nobias")
+    return ":".join(out)
+
+
+def _relu_token(spec: LayerSpec) -> str:
+    o = spec.options
+    out = ["relu6" if o.get("max_value") == 6 else "relu"]
+    if o.get("max_value") not in (None, 6):
+        out.append(f"max={float(o['max_value'])!r}")
+    if o.get("negative_slope", 0.0) != 0:
+        out.append(f"slope={float(o['negative_slope'])!r}")
+    if o.get("threshold", 0.0) != 0:
+        out.append(f"t={float(o['threshold'])!r}")
+    return ":".join(out)
+
+
+#: kind -> the writer of its token.
+TOKENS: dict[str, Callable[[LayerSpec], str]] = {
+    "zero_padding2d": _pad_token,
+    "depthwise_conv2d": _depthwise_token,
+    "activation": lambda spec: f"act:{spec.activation}",
+    "re_lu": _relu_token,
+}
+
+
+def _count(token: str, text: str, what: str) -> int:
+    if not token.isdecimal():
+        raise BadInputError(f"malformed architecture {text!r}: {what} {token!r} is not a non-negative integer")
+    return int(token)
+
+
+def _number(part: str, text: str, where: str) -> float:
+    key, _, value = part.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < float("inf"):
+        raise BadInputError(f"malformed architecture {text!r}: {where} {key}={value!r} is not a number >= 0")
+    return number
+
+
+def application(token: str, text: str, position: int) -> LayerSpec | None:
+    """padP[xQ[xRxS]], dwK[:options], act:NAME, relu[:options], relu6[:options]; None for other tokens."""
+    head, *parts = token.split(":")
+    where = f"layer {position}"
+    given = _Given(text, position, token)
+    if head.startswith("pad") and head[3:4].isdigit():
+        m = _PAD.match(head)
+        if m is None or parts or (m.group(2) is None and m.group(3) is not None):
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {token!r}; expected padP, padHxW or padTxBxLxR "
+                "(ZeroPadding2D; non-negative integers, no options)"
+            )
+        sizes = [_count(g, text, f"{where} padding") for g in m.groups() if g is not None]
+        padding = {1: lambda p: ((p[0],) * 2, (p[0],) * 2), 2: lambda p: ((p[0],) * 2, (p[1],) * 2)}.get(
+            len(sizes), lambda p: ((p[0], p[1]), (p[2], p[3]))
+        )(sizes)
+        return LayerSpec("zero_padding2d", None, "linear", {"padding": padding})
+    if head == "act":
+        if len(parts) != 1 or not parts[0]:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {token!r}; expected act:NAME (an Activation layer, e.g. "
+                "act:tanh)"
+            )
+        return LayerSpec("activation", None, given.add("an activation", parts[0]), {})
+    if head in ("relu", "relu6"):
+        options: dict[str, Any] = {"max_value": 6.0 if head == "relu6" else None}
+        options.update(negative_slope=0.0, threshold=0.0)
+        names = {"max": "max_value", "slope": "negative_slope", "t": "threshold"}
+        for part in parts:
+            key = part.partition("=")[0]
+            if key not in names or (key == "max" and head == "relu6"):
+                known = "slope=, t=" if head == "relu6" else "max=, slope=, t="
+                raise BadInputError(
+                    f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: {known})"
+                )
+            options[names[key]] = _number(given.add(f"{key}=", part), text, where)
+        return LayerSpec("re_lu", None, "linear", options)
+    m = _DEPTHWISE.match(head)
+    if m is None:
+        if re.match(r"^dw[0-9]", head):
+            raise BadInputError(f"malformed architecture {text!r}: {where} {head!r}; expected dwK or dwKxK (dw3)")
+        return None
+    options = {"kernel_size": _pair(m.group(1), text, f"{where} kernel size"), "padding": "valid"}
+    activation = "linear"
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq and part in ("same", "valid"):
+            options["padding"] = given.add("padding", part)
+        elif part == "nobias":
+            options["use_bias"] = given.add("nobias", part) != "nobias"
+        elif not eq and part:
+            activation = given.add("an activation", part)
+        elif key == "s":
+            options["strides"] = _pair(given.add("strides", part).partition("=")[2], text, f"{where} strides")
+        elif key == "d":
+            options["dilation_rate"] = _pair(given.add("dilation_rate", part)[2:], text, f"{where} dilation_rate")
+        elif key == "m":
+            options["depth_multiplier"] = _pair(given.add("m=", part)[2:], text, f"{where} depth_multiplier")[0]
+        else:
+            known = "an activation, same, valid, s=, d=, m=, nobias"
+            raise BadInputError(f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: {known})")
+    options.setdefault("strides", (1, 1))
+    options.setdefault("dilation_rate", (1, 1))
+    options.setdefault("depth_multiplier", 1)
+    if options["strides"][0] != options["strides"][1]:
+        raise BadInputError(
+            f"malformed architecture {text!r}: {where} strides {_dims(options['strides'])}: TensorFlow's depthwise "
+            "convolution takes the same stride along height and width"
+        )
+    if options["strides"] != (1, 1) and options["dilation_rate"] != (1, 1):
+        raise BadInputError(
+            f"malformed architecture {text!r}: {where} strides {_dims(options['strides'])} with dilation_rate "
+            f"{_dims(options['dilation_rate'])}: Keras's DepthwiseConv2D takes strides > 1 or dilation > 1, not both"
+        )
+    return LayerSpec("depthwise_conv2d", None, activation, options)
