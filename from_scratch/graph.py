@@ -42,7 +42,7 @@ from from_scratch.checks import (
 )
 from from_scratch.errors import BadInputError, a_or_an, check_seed, unknown_name
 from from_scratch.fitting import Training
-from from_scratch.layers import LAYERS, Dense, Layer, Shape, as_shape
+from from_scratch.layers import LAYERS, Layer, Shape, as_shape
 from from_scratch.losses import Loss, OutputLosses, get_loss
 from from_scratch.watch import Watch
 
@@ -524,16 +524,19 @@ class Model(Training):
         return self.forward(x, training=False)
 
     def logits_node(self, output: int, loss: Loss, training: bool = True) -> int | None:
-        """The index of the Dense node whose logits output `output`'s loss is computed from (Keras's hidden-logits
-        path), or None: from the output's node down past layers that return their input itself
-        (`passes_through(training)`: an inactive Dropout), as Keras's tensors keep the logits attached."""
+        """The index of the node (a Dense, or an Activation layer) whose logits output `output`'s loss is computed
+        from (Keras's hidden-logits path: its softmax and sigmoid attach their logits to their output), or None: from
+        the output's node down past layers that return their input itself (`passes_through(training)`: an inactive
+        Dropout), as Keras's tensors keep the logits attached."""
         node = self.outputs[output].node
         while not node.is_input and not node.several and node.layer.passes_through(training):
             node = node.inputs[0].node
         if node.is_input:
             return None
         layer = node.layer
-        return self._index[id(node)] if isinstance(layer, Dense) and layer.activation.name in loss.fuses_with else None
+        activation = getattr(layer, "activation", None)  # a Dense, or an Activation layer: Keras's activation
+        fuses = hasattr(layer, "backward_from_z") and activation is not None and activation.name in loss.fuses_with
+        return self._index[id(node)] if fuses else None
 
     def logits_layer(self, loss: Loss, training: bool = True) -> int | None:
         """`logits_node` of the (only) output."""

@@ -236,11 +236,6 @@ def test_the_new_layers_as_the_applications_configure_them_agree_with_keras(appl
     assert seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the model's hidden-logits search (from_scratch/model.py Sequential.logits_layer) looks for a Dense only; "
-    "the Activation layer offers Z and backward_from_z for it, and accepting it there makes this pass",
-)
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "binary_crossentropy"])
 def test_a_trailing_softmax_or_sigmoid_activation_layer_hands_its_logits_to_the_loss_as_keras(loss):
     """Keras computes a cross-entropy from the logits under a softmax or sigmoid output tensor, whichever layer
