@@ -33,94 +33,10 @@ from from_scratch.errors import BadInputError
 Shape = tuple[int, ...]
 
 
-def _broadcast(kind: str, shapes: list[Shape], where: str) -> Shape:
-    """The element-wise merges: shapes of one rank, equal or 1 on each axis (NumPy's and Keras's broadcasting)."""
-    first = shapes[0]
-    for other in shapes[1:]:
-        if len(other) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(first, other)):
-            raise BadInputError(
-                f"{where}: {kind} takes tensors of one shape, got {first} and {other}"
-                + ("" if len(other) == len(first) else " (of different ranks)")
-            )
-    return tuple(max(dims) for dims in zip(*shapes))
-
-
-def _concatenate(options: dict, shapes: list[Shape], where: str) -> Shape:
-    axis = _axis(options.get("axis", -1), len(shapes[0]), where)
-    for other in shapes[1:]:
-        if len(other) != len(shapes[0]) or any(a != b for i, (a, b) in enumerate(zip(shapes[0], other)) if i != axis):
-            raise BadInputError(
-                f"{where}: concatenate along axis {options.get('axis', -1)} takes tensors that agree on every other "
-                f"axis, got {shapes[0]} and {other}"
-            )
-    out = list(shapes[0])
-    out[axis] = sum(s[axis] for s in shapes)
-    return tuple(out)
-
-
-def _axis(axis: int, rank: int, where: str) -> int:
-    """A feature axis (without the batch axis) from Keras's axis counted with it: -1 is the last, 1 the first."""
-    if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0 or not -rank <= axis <= rank:
-        raise BadInputError(
-            f"{where}: axis {axis!r} is not a feature axis of inputs with {rank} axes beside the batch axis "
-            f"(give -{rank}..-1 or 1..{rank}; axis 0 is the batch)"
-        )
-    return axis - 1 if axis > 0 else rank + axis
-
-
-def dot_axes(options: dict, shapes: list[Shape], where: str) -> tuple[int, int]:
-    """Dot's contraction axes counted with the batch axis, (a0, a1), for inputs of `shapes` (without it)."""
-    axes = options.get("axes", -1)
-    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
-    if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in pair):
-        raise BadInputError(f"{where}: dot axes must be an int or a pair of ints, got {axes!r}")
-    out = []
-    for a, shape in zip(pair, shapes):
-        rank = len(shape) + 1
-        full = a % rank if a < 0 else a
-        if full == 0 or full >= rank:
-            raise BadInputError(f"{where}: dot axis {a} is not a feature axis of an input of shape {shape}")
-        out.append(full)
-    return out[0], out[1]
-
-
-def _dot(options: dict, shapes: list[Shape], where: str) -> Shape:
-    if len(shapes) != 2:
-        raise BadInputError(f"{where}: dot takes exactly 2 tensors, got {len(shapes)}")
-    if any(len(s) not in (1, 2) for s in shapes):
-        raise BadInputError(f"{where}: dot takes vectors (D,) or sequences (T, D), got {shapes[0]} and {shapes[1]}")
-    a0, a1 = dot_axes(options, shapes, where)
-    x, y = shapes
-    if x[a0 - 1] != y[a1 - 1]:
-        raise BadInputError(
-            f"{where}: dot over axes ({a0}, {a1}) of {x} and {y}: {x[a0 - 1]} values against {y[a1 - 1]}"
-        )
-    rest = [d for i, d in enumerate(x) if i != a0 - 1] + [d for i, d in enumerate(y) if i != a1 - 1]
-    return tuple(rest) if rest else (1,)
-
-
-def _subtract(options: dict, shapes: list[Shape], where: str) -> Shape:
-    if len(shapes) != 2:
-        raise BadInputError(f"{where}: subtract takes exactly 2 tensors, got {len(shapes)}")
-    return _broadcast("subtract", shapes, where)
-
-
-def _elementwise(kind: str) -> Callable[[dict, list[Shape], str], Shape]:
-    return lambda options, shapes, where: _broadcast(kind, shapes, where)
-
-
 #: The layers called on several tensors, and the output shape each gives for inputs of `shapes` (options, shapes,
-#: where -> shape; a shape mismatch raises BadInputError naming `where` and both shapes).
-MERGE_KINDS: dict[str, Callable[[dict, list[Shape], str], Shape]] = {
-    "add": _elementwise("add"),
-    "subtract": _subtract,
-    "multiply": _elementwise("multiply"),
-    "average": _elementwise("average"),
-    "maximum": _elementwise("maximum"),
-    "minimum": _elementwise("minimum"),
-    "concatenate": _concatenate,
-    "dot": _dot,
-}
+#: where -> shape; a shape mismatch raises BadInputError naming `where` and both shapes). Each merge layer of
+#: from_scratch/merge.py registers its own rule here, as the layers register in LAYERS.
+MERGE_KINDS: dict[str, Callable[[dict, list[Shape], str], Shape]] = {}
 
 
 def spec_output_shape(spec: LayerSpec, given: Shape | list[Shape], where: str) -> Shape:

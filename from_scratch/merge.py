@@ -27,10 +27,83 @@ from typing import Any
 import numpy as np
 
 from from_scratch.arch import LayerSpec
-from from_scratch.graph_arch import _axis, dot_axes, merge_output_shape
+from from_scratch.errors import BadInputError
+from from_scratch.graph_arch import MERGE_KINDS, merge_output_shape
 from from_scratch.layers import LAYERS, Layer, Shape
 
 Array = np.ndarray
+
+
+def _broadcast(kind: str, shapes: list[Shape], where: str) -> Shape:
+    """The element-wise merges: shapes of one rank, equal or 1 on each axis (NumPy's and Keras's broadcasting)."""
+    first = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(first, other)):
+            raise BadInputError(
+                f"{where}: {kind} takes tensors of one shape, got {first} and {other}"
+                + ("" if len(other) == len(first) else " (of different ranks)")
+            )
+    return tuple(max(dims) for dims in zip(*shapes))
+
+
+def _concatenate(options: dict, shapes: list[Shape], where: str) -> Shape:
+    axis = _axis(options.get("axis", -1), len(shapes[0]), where)
+    for other in shapes[1:]:
+        if len(other) != len(shapes[0]) or any(a != b for i, (a, b) in enumerate(zip(shapes[0], other)) if i != axis):
+            raise BadInputError(
+                f"{where}: concatenate along axis {options.get('axis', -1)} takes tensors that agree on every other "
+                f"axis, got {shapes[0]} and {other}"
+            )
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def _axis(axis: int, rank: int, where: str) -> int:
+    """A feature axis (without the batch axis) from Keras's axis counted with it: -1 is the last, 1 the first."""
+    if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0 or not -rank <= axis <= rank:
+        raise BadInputError(
+            f"{where}: axis {axis!r} is not a feature axis of inputs with {rank} axes beside the batch axis "
+            f"(give -{rank}..-1 or 1..{rank}; axis 0 is the batch)"
+        )
+    return axis - 1 if axis > 0 else rank + axis
+
+
+def dot_axes(options: dict, shapes: list[Shape], where: str) -> tuple[int, int]:
+    """Dot's contraction axes counted with the batch axis, (a0, a1), for inputs of `shapes` (without it)."""
+    axes = options.get("axes", -1)
+    pair = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in pair):
+        raise BadInputError(f"{where}: dot axes must be an int or a pair of ints, got {axes!r}")
+    out = []
+    for a, shape in zip(pair, shapes):
+        rank = len(shape) + 1
+        full = a % rank if a < 0 else a
+        if full == 0 or full >= rank:
+            raise BadInputError(f"{where}: dot axis {a} is not a feature axis of an input of shape {shape}")
+        out.append(full)
+    return out[0], out[1]
+
+
+def _dot(options: dict, shapes: list[Shape], where: str) -> Shape:
+    if len(shapes) != 2:
+        raise BadInputError(f"{where}: dot takes exactly 2 tensors, got {len(shapes)}")
+    if any(len(s) not in (1, 2) for s in shapes):
+        raise BadInputError(f"{where}: dot takes vectors (D,) or sequences (T, D), got {shapes[0]} and {shapes[1]}")
+    a0, a1 = dot_axes(options, shapes, where)
+    x, y = shapes
+    if x[a0 - 1] != y[a1 - 1]:
+        raise BadInputError(
+            f"{where}: dot over axes ({a0}, {a1}) of {x} and {y}: {x[a0 - 1]} values against {y[a1 - 1]}"
+        )
+    rest = [d for i, d in enumerate(x) if i != a0 - 1] + [d for i, d in enumerate(y) if i != a1 - 1]
+    return tuple(rest) if rest else (1,)
+
+
+def _subtract(options: dict, shapes: list[Shape], where: str) -> Shape:
+    if len(shapes) != 2:
+        raise BadInputError(f"{where}: subtract takes exactly 2 tensors, got {len(shapes)}")
+    return _broadcast("subtract", shapes, where)
 
 
 def _unbroadcast(g: Array, shape: Shape) -> Array:
@@ -70,6 +143,12 @@ class Merge(Layer):
     def backward(self, dy: Array) -> list[Array]:
         raise NotImplementedError
 
+    @classmethod
+    def output_shape(cls, options: dict, shapes: list[Shape], where: str) -> Shape:
+        """The output shape for inputs of `shapes` (without the batch axis): the element-wise merges broadcast
+        shapes of one rank (equal, or 1 on an axis); a mismatch is refused, naming `where` and both shapes."""
+        return _broadcast(cls.kind, shapes, where)
+
 
 class Add(Merge):
     """Y = X_1 + ... + X_n (folded left);  dX_i = dY."""
@@ -99,6 +178,10 @@ class Subtract(Merge):
     """Y = X_1 - X_2;  dX_1 = dY, dX_2 = -dY."""
 
     kind = "subtract"
+
+    @classmethod
+    def output_shape(cls, options: dict, shapes: list[Shape], where: str) -> Shape:
+        return _subtract(options, shapes, where)
 
     def forward(self, xs: list[Array], training: bool = False) -> Array:
         return xs[0] - xs[1]
@@ -240,6 +323,10 @@ class Concatenate(Merge):
     def options(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
+    @classmethod
+    def output_shape(cls, options: dict, shapes: list[Shape], where: str) -> Shape:
+        return _concatenate(options, shapes, where)
+
     def build(self, input_shapes: list[Shape], dtype: np.dtype, rng: np.random.Generator) -> Shape:
         out = super().build(input_shapes, dtype, rng)
         self.feature_axis = _axis(self.axis, len(out), f"layer {self.name!r}")
@@ -274,6 +361,10 @@ class Dot(Merge):
 
     def options(self) -> dict[str, Any]:
         return {"axes": self.axes}
+
+    @classmethod
+    def output_shape(cls, options: dict, shapes: list[Shape], where: str) -> Shape:
+        return _dot(options, shapes, where)
 
     def build(self, input_shapes: list[Shape], dtype: np.dtype, rng: np.random.Generator) -> Shape:
         out = super().build(input_shapes, dtype, rng)
@@ -345,3 +436,4 @@ MERGE_LAYERS: dict[str, type[Layer]] = {
     cls.kind: cls for cls in (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot)
 }
 LAYERS.update(MERGE_LAYERS)
+MERGE_KINDS.update({kind: cls.output_shape for kind, cls in MERGE_LAYERS.items()})

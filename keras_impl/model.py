@@ -152,9 +152,6 @@ KERAS_LAYERS.update(
     }
 )
 
-#: The kinds called on a list of tensors.
-MERGE_KINDS = ("add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot")
-
 
 def build_model(arch: Any, dtype: str = "float64") -> keras.Model:
     """The Keras model that `arch` (a from_scratch Architecture or GraphArchitecture) describes, in `dtype`: every
@@ -176,10 +173,9 @@ def build_model(arch: Any, dtype: str = "float64") -> keras.Model:
     chain = len(graph.inputs) == 1 and len(graph.outputs) == 1
     previous = graph.inputs[0][0]
     for call, out in zip(graph.calls, graph.output_names()):
-        spec = dict(graph.layers)[call.layer]
-        args = [tensors[t] for t in call.inputs]
-        tensors[out] = layers[call.layer](args if spec.kind in MERGE_KINDS else args[0])
-        chain = chain and call.inputs == (previous,) and spec.kind not in MERGE_KINDS
+        args = [tensors[t] for t in call.inputs]  # a merge is called on its list of tensors, any other layer on one
+        tensors[out] = layers[call.layer](args if len(args) > 1 else args[0])
+        chain = chain and call.inputs == (previous,)
         previous = out
     chain = chain and len(graph.calls) == len(graph.layers) and graph.outputs == (previous,)
     if chain:

@@ -9,6 +9,7 @@ from from_scratch.arch import LayerSpec
 from from_scratch.graph import Input, Model
 from from_scratch.graph_arch import spec_output_shape
 from from_scratch.losses import get_loss
+from from_scratch.merge import MERGE_LAYERS
 
 TARGET_KINDS = {"onehot", "labels", "binary", "regression"}
 
@@ -64,9 +65,7 @@ SPECS = {
     "lstm": LayerSpec("lstm", 3, "linear", {"return_sequences": False}),
     "gru": LayerSpec("gru", 3, "linear", {"reset_after": False, "return_sequences": True}),
     "embedding": LayerSpec("embedding", 2, "linear", {"input_dim": 5}),
-    **{kind: LayerSpec(kind) for kind in ("add", "subtract", "multiply", "average", "maximum", "minimum")},
-    "concatenate": LayerSpec("concatenate", options={"axis": -1}),
-    "dot": LayerSpec("dot", options={"axes": -1}),
+    **{kind: cls().spec() for kind, cls in MERGE_LAYERS.items()},  # every merge, at its defaults
     "zero_padding2d": LayerSpec("zero_padding2d", None, "linear", {"padding": ((0, 1), (2, 1))}),
     "depthwise_conv2d": LayerSpec(
         "depthwise_conv2d",
