@@ -48,7 +48,8 @@ from keras_impl.trace import trace as keras_trace
 Array = np.ndarray
 
 MEASURES = {
-    "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms)",
+    "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms; "
+    "any quantity: also 64e12 ||b' - b||, b' Keras with every input and weight one ulp off)",
     "vs float64": "max(||a - T|| / max(||b - T||, ||b' - T||, f), ||b - T|| / max(||a - T||, ||b' - T||, f)), T = "
     "Keras float64 on the same weights and batch, b' Keras float32 with every input and weight one ulp off, "
     "f = 1e-6 ||T||",
@@ -180,7 +181,7 @@ def judge(
         return float("inf"), "norm-rel", F64_TOL
     if dtype == "float32" and truth is not None:
         return truth_rel_error(ours, theirs, np.asarray(truth), terms, again), "vs float64", F32_FACTOR
-    return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR), "norm-rel", F64_TOL
+    return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR, again), "norm-rel", F64_TOL
 
 
 def scratch_side(model: Model, x: Any, y: Any, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
@@ -651,7 +652,8 @@ def compare_models(
         keras64.set_weights([np.asarray(w, np.float64) for w in weights])
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, _as64(x), _as64(y), loss, sw64)
-        again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
+    # float64 rounding's and float32's own reach: Keras again with every input and weight one ulp off
+    again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     rows += protocol_rows(watch, dtype)
