@@ -4,6 +4,10 @@ The scratch model and its Keras twin start from the same weights, see the same b
 seeded permutation per epoch, the last batch partial) and update with the same optimizer configuration. After
 every step the harness records each side's batch loss and the parameter difference; after each epoch, loss and
 accuracy on the whole training set (inference mode) on both sides.
+
+A chain and a graph take one code path: the data are handled as one array per input and per output (a model of
+several inputs takes x as a list, one of several outputs y as a list, with one loss per output and `loss_weights`,
+L = sum_o w_o L_o as Keras's compiled loss sums them), and a chain is the graph of one input and one output.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from compare.diagnosis import describe
 from compare.harness import build_pair, share_dropout_masks
 from compare.terms import forward_term_sweep, near_kinks
 from from_scratch.arch import Architecture
-from from_scratch.errors import BadInputError, check_count
-from from_scratch.losses import get_loss
-from from_scratch.model import Sequential, accuracy
+from from_scratch.errors import BadInputError, a_or_an, check_count
+from from_scratch.graph import Model
+from from_scratch.graph_arch import GraphArchitecture
+from from_scratch.losses import Loss, OutputLosses, get_loss
+from from_scratch.model import accuracy
 from from_scratch.optimizers import Optimizer, get_optimizer
 from keras_impl.model import evaluate_loss, train_step
 from keras_impl.optimizers import make_optimizer
@@ -111,9 +117,9 @@ def param_diff(ours: list[Array], theirs: list[Array]) -> tuple[float, float]:
 
 
 def run_training(
-    arch: str | Architecture,
-    x: Array,
-    y: Array,
+    arch: str | Architecture | GraphArchitecture,
+    x: Array | list[Array],
+    y: Array | list[Array],
     optimizer: str | Optimizer = "adam",
     optimizer_config: dict[str, Any] | None = None,
     loss: Any = "categorical_crossentropy",
@@ -125,65 +131,80 @@ def run_training(
     max_steps: int | None = None,
     on_step: Callable[[int, int, int, int], None] | None = None,
     initial_weights: list[Array] | None = None,
+    loss_weights: list[float] | None = None,
 ) -> TrainingReport:
     """Train both sides side by side on (x, y) and compare them after every step.
 
+    `arch`: a chain (Architecture or its text) or a graph (GraphArchitecture). A model of several inputs takes x as a
+    list of arrays (N, *input_shape), one per input in the description's order; one of several outputs takes y as a
+    list, one per output, and `loss` as one loss for every output or a list with one per output (or an
+    OutputLosses), weighted by `loss_weights` (w_o per output, L = sum_o w_o L_o).
     Both start from the weights the scratch side draws from `seed`, or from `initial_weights` (get_weights() order,
-    e.g. a trained Keras model's: compare.keras_model) when given."""
-    loss = get_loss(loss)
+    e.g. a trained Keras model's: compare.keras_model) when given.
+
+    Accuracy: per epoch "acc_scratch"/"acc_keras" are the (first) output's; a model of several outputs also records
+    each output's as "acc_scratch_<output>"/"acc_keras_<output>". Predictions (arg-max, or > 0.5 for one column)
+    are compared on every output, and the confusion matrix is the first output's."""
     epochs = check_count("run_training", "epochs", epochs)
     batch_size = check_count("run_training", "batch_size", batch_size)
     if max_steps is not None:
         max_steps = check_count("run_training", "max_steps", max_steps, low=0)
     if isinstance(arch, str):
         arch = Architecture.parse(arch)
-    check_training_memory(arch, len(x), batch_size, epochs, "training", max_steps=max_steps)
+    graph = arch.graph()
+    xs = _per_tensor("x", x, [name for name, _ in graph.inputs], "input")
+    ys = _per_tensor("y", y, list(graph.outputs), "output")
+    n = _rows_of(xs, ys)
+    losses, weights = _output_losses(loss, loss_weights, len(graph.outputs))
+    check_training_memory(arch, n, batch_size, epochs, "training", max_steps=max_steps)
     scratch, keras_model = build_pair(arch, dtype, seed)
     if initial_weights is not None:
         scratch.set_weights(initial_weights)
     arch = scratch.architecture
     keras_model.set_weights(scratch.get_weights())
     opt = get_optimizer(optimizer, **(optimizer_config or {}))
-    scratch.compile(opt, loss, metrics=["accuracy"])
+    scratch.compile(opt, losses, metrics=["accuracy"], loss_weights=weights)
     keras_opt = make_optimizer(opt.name, opt.config())
+    keras_loss = ([item.name for item in losses], [item.config() for item in losses], weights)
     reference = None
     if dtype == "float32":
-        reference = Sequential.from_architecture(arch, dtype="float64", seed=seed)
+        reference = type(scratch).from_architecture(arch, dtype="float64", seed=seed)
         reference.set_weights(scratch.get_weights())
-        reference.compile(copy.deepcopy(opt), loss)
-    x = np.asarray(x).astype(dtype)
-    y = np.asarray(y).astype(dtype)
+        reference.compile(copy.deepcopy(opt), losses, loss_weights=weights)
+    xs = [np.asarray(a).astype(dtype) for a in xs]
+    ys = [np.asarray(a).astype(dtype) for a in ys]
     rng = np.random.default_rng(seed)
-    n_batches = -(-len(x) // batch_size)
+    n_batches = -(-n // batch_size)
     report = TrainingReport(
         {
             "arch": str(arch),
             "optimizer": repr_optimizer(opt),
-            "loss": repr(loss),
+            "loss": repr(losses[0] if len(losses) == 1 and weights is None else OutputLosses(losses, weights)),
             "epochs": epochs,
             "batch_size": batch_size,
             "dtype": dtype,
             "seed": seed,
-            "samples": len(x),
+            "samples": n,
         }
     )
     step = 0
     after = scratch.get_weights(), keras_model.get_weights()  # each step's "before" is the previous "after"
     try:
         for epoch in range(epochs):
-            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            for b, start in enumerate(range(0, len(x), batch_size)):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            for b, start in enumerate(range(0, n, batch_size)):
                 if max_steps is not None and step >= max_steps:
                     break
                 rows = order[start : start + batch_size]
+                xb, yb = _one([a[rows] for a in xs]), _one([a[rows] for a in ys])
                 before = after
                 share_dropout_masks(scratch, keras_model, len(rows))  # one mask per step, the same on both sides
                 if reference is not None:
                     for ours_layer, ref_layer in zip(scratch.layers, reference.layers):
                         if not ours_layer.deterministic:
                             ref_layer.fix_mask(ours_layer.fixed_mask)
-                ours = scratch.train_step(x[rows], y[rows])
-                theirs = train_step(keras_model, keras_opt, x[rows], y[rows], loss.name, loss.config()).loss
+                ours = scratch.train_step(xb, yb)
+                theirs = train_step(keras_model, keras_opt, xb, yb, *keras_loss).loss
                 if not np.isfinite(ours) and not np.isfinite(theirs):  # not a parity question: say so
                     raise BadInputError(
                         f"training diverged on both sides at step {step + 1} (epoch {epoch + 1}): the loss is "
@@ -192,13 +213,11 @@ def run_training(
                 after = scratch.get_weights(), keras_model.get_weights()
                 max_abs, rel = param_diff(*after)
                 sensitivity = 0.0
-                if (
-                    reference is not None
-                ):  # the float64 scratch copy in lockstep: how far float32 rounding moved the run
-                    reference.train_step(x[rows].astype(np.float64), y[rows].astype(np.float64))
+                if reference is not None:  # a float64 scratch copy in lockstep: how far float32 rounding moved it
+                    reference.train_step(_float64(xb), _float64(yb))
                     sensitivity = param_diff(after[0], reference.get_weights())[1]
                 if report.diagnosis is None and rel > train_tolerance(dtype, step + 1, sensitivity):
-                    report.diagnosis = diagnose_step(scratch, step, epoch, before, after, x[rows])
+                    report.diagnosis = diagnose_step(scratch, step, epoch, before, after, xb)
                 report.steps.append(
                     {
                         "step": step,
@@ -213,20 +232,7 @@ def run_training(
                 step += 1
                 if on_step:
                     on_step(epoch, b + 1, n_batches, epochs)
-            ours_eval = scratch.evaluate(x, y)
-            keras_loss, keras_out = evaluate_loss(keras_model, x, y, loss.name, loss.config())
-            keras_acc = accuracy(loss.prepare_targets(y, keras_out), keras_out)
-            report.epochs.append(
-                {
-                    "epoch": epoch + 1,
-                    "loss_scratch": ours_eval["loss"],
-                    "loss_keras": keras_loss,
-                    "acc_scratch": ours_eval["accuracy"],
-                    "acc_keras": keras_acc,
-                    "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
-                    "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0,
-                }
-            )
+            report.epochs.append(_epoch_record(epoch, scratch, keras_model, xs, ys, losses, keras_loss, report))
     except KeyboardInterrupt as interrupt:  # Ctrl-C: the caller reports the epochs finished so far
         interrupt.report = report
         raise
@@ -242,18 +248,21 @@ def run_training(
     report.tol = train_tolerance(
         dtype, len(report.steps), report.steps[-1]["float32_sensitivity"] if report.steps else 0
     )
-    ours_pred = scratch.predict(x)
-    theirs_pred = np.asarray(keras_model(x, training=False))
-    if ours_pred.shape[-1] > 1:
-        a, b = ours_pred.argmax(axis=-1), theirs_pred.argmax(axis=-1)
-        truth = loss.prepare_targets(y, ours_pred).argmax(axis=-1)
-        k = ours_pred.shape[-1]
-        confusion = np.zeros((k, k), dtype=int)
-        np.add.at(confusion, (truth, a), 1)
-        report.confusion = confusion.tolist()
-    else:
-        a, b = ours_pred[:, 0] > 0.5, theirs_pred[:, 0] > 0.5
-    report.mismatched_predictions = int(np.sum(a != b))
+    ours_pred = _several(scratch.predict(_one(xs)))
+    theirs_pred = [np.asarray(p) for p in _several(keras_model(_one(xs), training=False))]
+    report.mismatched_predictions = 0
+    for o, (loss_o, y_o, a_o, b_o) in enumerate(zip(losses, ys, ours_pred, theirs_pred)):
+        if a_o.shape[-1] > 1:
+            a, b = a_o.argmax(axis=-1), b_o.argmax(axis=-1)
+            if o == 0:
+                truth = loss_o.prepare_targets(y_o, a_o).argmax(axis=-1)
+                k = a_o.shape[-1]
+                confusion = np.zeros((k, k), dtype=int)
+                np.add.at(confusion, (truth, a), 1)
+                report.confusion = confusion.tolist()
+        else:
+            a, b = a_o[:, 0] > 0.5, b_o[:, 0] > 0.5
+        report.mismatched_predictions += int(np.sum(a != b))
     report.same_predictions = report.mismatched_predictions == 0
     offsets = np.cumsum([0] + [len(layer.params) for layer in scratch.layers])
     for i, layer in enumerate(scratch.layers):
@@ -263,13 +272,97 @@ def run_training(
     return report
 
 
+def _epoch_record(
+    epoch: int,
+    scratch: Model,
+    keras_model: Any,
+    xs: list[Array],
+    ys: list[Array],
+    losses: list[Loss],
+    keras_loss: tuple[list[str], list[dict[str, Any]], list[float] | None],
+    report: TrainingReport,
+) -> dict[str, float]:
+    """Loss and accuracy of both sides on the whole training set in inference mode after `epoch`, and the last
+    step's parameter difference. Accuracy per output under "acc_<side>_<output>" for several outputs; "acc_<side>"
+    is the first output's."""
+    ours_eval = scratch.evaluate(_one(xs), _one(ys))
+    keras_value, keras_out = evaluate_loss(keras_model, _one(xs), _one(ys), *keras_loss)
+    names = [t.node.name for t in scratch.outputs]
+    ours_acc = [ours_eval["accuracy"]] if len(names) == 1 else [ours_eval[f"{name}_accuracy"] for name in names]
+    keras_acc = [accuracy(loss.prepare_targets(y, p), p) for loss, y, p in zip(losses, ys, _several(keras_out))]
+    record = {
+        "epoch": epoch + 1,
+        "loss_scratch": ours_eval["loss"],
+        "loss_keras": keras_value,
+        "acc_scratch": ours_acc[0],
+        "acc_keras": keras_acc[0],
+        "param_max_abs": report.steps[-1]["param_max_abs"] if report.steps else 0.0,
+        "param_norm_rel": report.steps[-1]["param_norm_rel"] if report.steps else 0.0,
+    }
+    if len(names) > 1:
+        for name, ours, theirs in zip(names, ours_acc, keras_acc):
+            record[f"acc_scratch_{name}"] = ours
+            record[f"acc_keras_{name}"] = theirs
+    return record
+
+
+def _per_tensor(what: str, data: Any, names: list[str], kind: str) -> list[Any]:
+    """One array per model input (output): `data` itself for a model of one, the items of a list for several."""
+    if len(names) == 1:
+        if isinstance(data, (list, tuple)) and len(data) == 1 and isinstance(data[0], np.ndarray):
+            return [data[0]]
+        return [data]
+    if not isinstance(data, (list, tuple)) or len(data) != len(names):
+        got = f"a list of {len(data)}" if isinstance(data, (list, tuple)) else a_or_an(type(data).__name__)
+        raise BadInputError(
+            f"run_training: the model has {len(names)} {kind}s ({', '.join(names)}): give {what} as a list of "
+            f"{len(names)} arrays, got {got}"
+        )
+    return list(data)
+
+
+def _rows_of(xs: list[Any], ys: list[Any]) -> int:
+    """The number of samples, the same in every input and label array."""
+    counts = [len(a) if np.ndim(a) else 0 for a in (*xs, *ys)]
+    if len(set(counts)) > 1 or not counts[0]:
+        raise BadInputError(
+            f"run_training: the inputs and labels must have the same number of rows (at least one), got "
+            f"{counts[: len(xs)]} input rows and {counts[len(xs) :]} label rows"
+        )
+    return counts[0]
+
+
+def _output_losses(loss: Any, loss_weights: Any, outputs: int) -> tuple[list[Loss], list[float] | None]:
+    """One loss per output (a single one for every output) and the loss weights (None: each 1, unweighted)."""
+    if isinstance(loss, OutputLosses):
+        loss, loss_weights = loss.losses, loss.weights if loss_weights is None else loss_weights
+    losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * outputs
+    if len(losses) != outputs:
+        raise BadInputError(f"loss: {len(losses)} losses for {outputs} output(s); give one per output")
+    grouped = OutputLosses([get_loss(item) for item in losses], loss_weights)
+    return grouped.losses, grouped.weights
+
+
+def _several(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _one(arrays: list[Array]) -> Array | list[Array]:
+    """The array of a model of one input (output), the list for several."""
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def _float64(value: Array | list[Array]) -> Array | list[Array]:
+    return [a.astype(np.float64) for a in value] if isinstance(value, list) else value.astype(np.float64)
+
+
 def diagnose_step(
-    scratch: Sequential,
+    scratch: Model,
     step: int,
     epoch: int,
     before: tuple[list[Array], list[Array]],
     after: tuple[list[Array], list[Array]],
-    x: Array,
+    x: Array | list[Array],
 ) -> str:
     """Where a run first parts: the step, the weight that moved most differently, and the pattern of the two
     updates (scratch's W_after - W_before against Keras's)."""
@@ -281,7 +374,7 @@ def diagnose_step(
     lead = (f"parameters identical before step {step + 1}, " if started_equal else "") + (
         f"the run first parts at step {step + 1} (epoch {epoch + 1})"
     )
-    update = describe(ours_update, keras_update, n=len(x))
+    update = describe(ours_update, keras_update, n=len(_several(x)[0]))
     text = f"{lead}; largest difference in {names[k]} ({diffs[k]:.2e}); its update: {update}"
     near = kink_inputs_within(scratch, x, param_diff(*before)[1])
     if near and not started_equal:
@@ -292,14 +385,17 @@ def diagnose_step(
     return text
 
 
-def kink_inputs_within(scratch: Sequential, x: Array, relative: float) -> int:
+def kink_inputs_within(scratch: Model, x: Array | list[Array], relative: float) -> int:
     """How many ReLU-like inputs of the last batch `x` have |Z| <= 10 (relative + eps) M_Z, M_Z = |X| |W| + |b|
     propagated from the batch: inputs that parameters `relative` apart could put on either side of 0."""
     terms = forward_term_sweep(scratch, x)
     if terms is None:
         return 0
     eps = float(np.finfo(scratch.dtype).eps)
-    records = [layer.record() for layer in scratch.layers]
+    records = []
+    for i, node in enumerate(scratch.nodes):  # per node: a shared layer's caches of each call
+        scratch._restore(i)
+        records.append(node.layer.record())
     return sum(near_kinks(scratch, records, terms, 10 * (relative + eps)).values())
 
 
