@@ -46,24 +46,31 @@ IMAGE = (16, 16, 1)
 #: Both networks, both sides.
 BATCH = 128
 FILTERS = 8
+#: The bookkeeping probe: the same graphs and chains with next to no arithmetic (hidden width or filters 2, inputs of
+#: 5 values or 4x4x1, batch 2), where what is left of a step is the model's Python work per node.
+TINY_WIDTH = 2
+TINY_BATCH = 2
 
 
 @dataclass(frozen=True)
 class Case:
-    """A residual network: `layers()` makes fresh layers; `graph(x, layers)` calls them on the input tensor x with the
-    skip and returns the output tensor; `chain` lists, by position in `layers()`, the layers the chain keeps, in
-    order; `text` describes both for the report."""
+    """A residual network: `layers(width)` makes fresh layers (hidden width or filters `width`: the case's own, or
+    TINY_WIDTH for the bookkeeping probe on inputs of `tiny_input`); `graph(x, layers)` calls them on the input
+    tensor x with the skip and returns the output tensor; `chain` lists, by position in the layers, those the chain
+    keeps, in order; `text` describes both for the report."""
 
     name: str
     input_shape: tuple[int, ...]
-    layers: Callable[[], list[Layer]]
+    width: int
+    tiny_input: tuple[int, ...]
+    layers: Callable[[int], list[Layer]]
     graph: Callable[[Any, list[Layer]], Any]
     chain: tuple[int, ...]
     text: str
 
 
-def _mlp_layers() -> list[Layer]:
-    return [Dense(256), Dense(256, activation="relu"), Dense(256), Add(), Dense(10, activation="softmax")]
+def _mlp_layers(width: int) -> list[Layer]:
+    return [Dense(width), Dense(width, activation="relu"), Dense(width), Add(), Dense(10, activation="softmax")]
 
 
 def _mlp_graph(x: Any, layers: list[Layer]) -> Any:
@@ -72,12 +79,12 @@ def _mlp_graph(x: Any, layers: list[Layer]) -> Any:
     return head(add([h, outer(inner(h))]))
 
 
-def _cnn_layers() -> list[Layer]:
+def _cnn_layers(filters: int) -> list[Layer]:
     return [
-        Conv2D(FILTERS, 3, padding="same", activation="relu"),
+        Conv2D(filters, 3, padding="same", activation="relu"),
         BatchNormalization(),
-        Conv2D(FILTERS, 3, padding="same"),
-        Conv2D(FILTERS, 1),
+        Conv2D(filters, 3, padding="same"),
+        Conv2D(filters, 1),
         Add(),
         MaxPooling2D(2),
         Flatten(),
@@ -94,6 +101,8 @@ CASES = (
     Case(
         "residual MLP",
         (784,),
+        256,
+        (5,),
         _mlp_layers,
         _mlp_graph,
         (0, 1, 2, 4),
@@ -103,6 +112,8 @@ CASES = (
     Case(
         "residual CNN",
         IMAGE,
+        FILTERS,
+        (4, 4, 1),
         _cnn_layers,
         _cnn_graph,
         (0, 1, 2, 5, 6, 7),
@@ -129,6 +140,19 @@ HEAD = [
     "IQR/med",
     "other load",
 ]
+HEAD_TINY = [
+    "network",
+    "dtype",
+    "nodes (graph, chain)",
+    f"tiny graph us (batch {TINY_BATCH})",
+    "tiny chain us",
+    "tiny graph/chain",
+    "us per extra node",
+    "chain us per node",
+    "extra nodes' us / full-size chain step",
+    "IQR/med",
+    "other load",
+]
 HEAD_VS_KERAS = [
     "network",
     "dtype",
@@ -143,12 +167,12 @@ HEAD_VS_KERAS = [
 
 
 # ----- the workload ----------------------------------------------------------------------------------------------
-def build_graph(name: str, dtype: str) -> tuple[Model, list[Layer]]:
-    """The scratch graph of case `name` (seed 0), compiled with plain SGD at lr LR, and its layers as the case makes
-    them (so `Case.chain` picks the chain's)."""
+def build_graph(name: str, dtype: str, tiny: bool = False) -> tuple[Model, list[Layer]]:
+    """The scratch graph of case `name` (seed 0; `tiny`: the bookkeeping probe's size), compiled with plain SGD at
+    lr LR, and its layers as the case makes them (so `Case.chain` picks the chain's)."""
     case = BY_NAME[name]
-    layers = case.layers()
-    x = Input(case.input_shape)
+    layers = case.layers(TINY_WIDTH if tiny else case.width)
+    x = Input(case.tiny_input if tiny else case.input_shape)
     model = Model(x, case.graph(x, layers), dtype=dtype, seed=0)
     model.compile("sgd", LOSS)
     return model, layers
@@ -160,12 +184,13 @@ def graph_setup(name: str, dtype: str, n: int) -> tuple[Model, np.ndarray, np.nd
     return model, *_batch(model, n, dtype)
 
 
-def chain_of(name: str, graph_layers: Sequence[Layer], dtype: str) -> Sequential:
-    """The compiled chain of the same case: fresh copies of the layers `Case.chain` keeps, in a Sequential, with the
-    graph's weights copied in."""
+def chain_of(name: str, graph_layers: Sequence[Layer], dtype: str, tiny: bool = False) -> Sequential:
+    """The compiled chain of the same case (and size): fresh copies of the layers `Case.chain` keeps, in a
+    Sequential, with the graph's weights copied in."""
     case = BY_NAME[name]
-    layers = case.layers()
-    model = Sequential([layers[i] for i in case.chain], input_shape=case.input_shape, dtype=dtype, seed=0)
+    layers = case.layers(TINY_WIDTH if tiny else case.width)
+    shape = case.tiny_input if tiny else case.input_shape
+    model = Sequential([layers[i] for i in case.chain], input_shape=shape, dtype=dtype, seed=0)
     model.compile("sgd", LOSS)
     for i in case.chain:
         for ours, theirs in zip(layers[i].params, graph_layers[i].params):
@@ -271,13 +296,25 @@ def _in_process(budget: Budget, rounds: int) -> dict[tuple[str, str], dict[str, 
             x, y = _batch(graph, BATCH, dtype)
             chain = chain_of(case.name, layers, dtype)
             extra = extra_nodes(case.name, dtype, BATCH)
-            timings = measure_blocks([_train_step(graph, x, y), _train_step(chain, x, y), extra], budget, rounds)
+            tiny_graph, tiny_layers = build_graph(case.name, dtype, tiny=True)
+            tiny_chain = chain_of(case.name, tiny_layers, dtype, tiny=True)
+            tx, ty = _batch(tiny_graph, TINY_BATCH, dtype)
+            timings = measure_blocks(
+                [
+                    _train_step(graph, x, y),
+                    _train_step(chain, x, y),
+                    extra,
+                    _train_step(tiny_graph, tx, ty),
+                    _train_step(tiny_chain, tx, ty),
+                ],
+                budget,
+                rounds,
+            )
             results[case.name, dtype] = {
-                "graph": timings[0],
-                "chain": timings[1],
-                "extra": timings[2],
+                **dict(zip(("graph", "chain", "extra", "tiny graph", "tiny chain"), timings)),
                 "flops": (gemm_flops(graph, BATCH), gemm_flops(chain, BATCH)),
                 "adds": merge_adds(graph, BATCH),
+                "nodes": (len(graph.nodes), len(chain.nodes)),
             }
     return results
 
@@ -300,6 +337,25 @@ def _main_row(case: Case, dtype: str, r: dict[str, Any]) -> list[Any]:
         f"{rest * 1e3:.3f} ({rest / chain.median:.1%})",
         f"{extra_flops / 1e6:.2f} M (+{extra_flops / flops_chain:.1%})",
         f"{r['adds'] / 1e6:.3f} M adds",
+        _spread([graph, chain]),
+        load_cell(graph.other),
+    ]
+
+
+def _tiny_row(case: Case, dtype: str, r: dict[str, Any]) -> list[Any]:
+    graph, chain = r["tiny graph"], r["tiny chain"]
+    nodes_graph, nodes_chain = r["nodes"]
+    extra = graph.median - chain.median
+    return [
+        case.name,
+        dtype,
+        f"{nodes_graph}, {nodes_chain}",
+        f"{graph.median * 1e6:.0f}",
+        f"{chain.median * 1e6:.0f}",
+        f"{graph.median / chain.median:.2f}x",
+        f"{extra * 1e6 / (nodes_graph - nodes_chain):.0f}",
+        f"{chain.median * 1e6 / nodes_chain:.0f}",
+        f"{extra / r['chain'].median:.1%}",
         _spread([graph, chain]),
         load_cell(graph.other),
     ]
@@ -337,7 +393,12 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
     ]
     return Section(
         TITLE,
-        [(HEAD, main_rows), (HEAD_VS_KERAS, keras_main), (HEAD_KERAS, keras_rows)],
+        [
+            (HEAD, main_rows),
+            (HEAD_TINY, [_tiny_row(case, dtype, results[case.name, dtype]) for case in CASES for dtype in DTYPES]),
+            (HEAD_VS_KERAS, keras_main),
+            (HEAD_KERAS, keras_rows),
+        ],
         [
             *(f"{case.name}: {case.text}" for case in CASES),
             (
@@ -358,7 +419,16 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
                 "it); extra element-wise: the merge's additions and the fan-in sums"
             ),
             (
-                "second table: the scratch graph step against Keras's fastest configuration of the same functional "
+                f"second table, the bookkeeping alone: the same graph and chain with next to no arithmetic (hidden "
+                f"width or filters {TINY_WIDTH}, inputs of {BY_NAME['residual MLP'].tiny_input[0]} values or "
+                f"{'x'.join(map(str, BY_NAME['residual CNN'].tiny_input))}, batch {TINY_BATCH}; microseconds), timed "
+                "in the same alternating blocks as the first table: the model's Python work per node (input and "
+                "shape checks, the node loop, records, gradient checks, the optimizer's per-parameter call). 'us per "
+                "extra node': (tiny graph - tiny chain) / the graph's extra nodes; the last column is that difference "
+                "against the full-size chain step: what the graph's bookkeeping should add to the first table's ratio"
+            ),
+            (
+                "third table: the scratch graph step against Keras's fastest configuration of the same functional "
                 "model (keras_impl.build_model on the graph's description, the same weights; a GradientTape over "
                 "CategoricalCrossentropy(dtype) + SGD.apply_gradients in one tf.function, with and without "
                 "jit_compile=True), the scratch step timed in the same child in alternating blocks; 'Keras fastest' "
@@ -366,7 +436,7 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
                 "sets no number for this ratio; section 6's target for the chain CNN is 1.0x"
             ),
             (
-                "third table: each setting in a fresh child process, as in section 6"
+                "fourth table: each setting in a fresh child process, as in section 6"
                 + (
                     f" (--quick: only {' and '.join(repr(s.name) for s in settings)})"
                     if quick
