@@ -8,7 +8,7 @@ Run by hand from the repository root (never from the test suite):
 
 (`.venv/bin/python benchmarks/bench.py ...`, the former command, still works: it runs the above.)
 
-Seven measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
+Eight measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
 them reported as ratios:
 
 1. scratch gradient step (`Sequential.loss_and_gradients`) and train step (+ in-place SGD) against the Keras twin's
@@ -26,6 +26,9 @@ them reported as ratios:
 7. the LSTM training step (`TxF-lstmU-10`, T 8/32, u 64/256, batch 64, float32/float64) against Keras's fastest
    configuration (section 6's settings, each in its own child process), with where its time goes (forward loop,
    backward loop, weight-gradient products).
+8. graph vs chain: the train step of a residual MLP and of a residual CNN block built with from_scratch.graph
+   against the Sequential of the same layers without the skip (target <= 1.1x), with the graph's extra nodes alone,
+   and against Keras's fastest configuration of the same functional model (section 6's child processes).
 
 The machine may be shared: every measurement also records how many cores' worth of CPU *other* processes used
 meanwhile (from /proc/stat minus this process's own CPU time), retries a disturbed measurement after waiting for
@@ -44,6 +47,6 @@ Modules, in reading order:
 - `steps`: the timed work: batches, scratch and Keras steps, FLOP counts, bare matmuls;
 - `children`: child processes with their wall time and peak RSS;
 - `section_vs_keras`, `section_bound`, `section_end_to_end`, `section_scaling`, `section_threads`, `section_conv`,
-  `section_lstm`: sections 1-7;
+  `section_lstm`, `section_graph`: sections 1-8;
 - `report`: progress lines, table cells, and the sections as text tables and Markdown.
 """

@@ -253,17 +253,18 @@ def _parts_row(arch: str, dtype: str, r: dict[str, Any]) -> list[Any]:
 
 
 # ----- the child side --------------------------------------------------------------------------------------------
-def keras_conv_steps(arch: str, dtype: str, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> Any:
-    """The Keras twin of `arch` (keras_impl.build_model, `weights` copied in) and its train step, a GradientTape over
-    keras.losses.CategoricalCrossentropy(dtype) + SGD(LR).apply_gradients, as a tf.function and as a tf.function with
-    jit_compile=True. Returns the Keras model and {mode: closure over constant input tensors}."""
+def keras_conv_steps(arch: Any, dtype: str, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> Any:
+    """The Keras twin of `arch` (its text, or a description; keras_impl.build_model, `weights` copied in) and its
+    train step, a GradientTape over keras.losses.CategoricalCrossentropy(dtype) + SGD(LR).apply_gradients, as a
+    tf.function and as a tf.function with jit_compile=True. Returns the Keras model and {mode: closure over constant
+    input tensors}."""
     import keras_impl  # first: it pins TF_ENABLE_ONEDNN_OPTS (the child's environment decides) before TF loads
 
     # isort: split
     import keras
     import tensorflow as tf
 
-    km = keras_impl.build_model(Architecture.parse(arch), dtype)
+    km = keras_impl.build_model(Architecture.parse(arch) if isinstance(arch, str) else arch, dtype)
     km.set_weights(list(weights))
     loss_obj = keras.losses.CategoricalCrossentropy(dtype=dtype)
     variables = km.trainable_variables
@@ -294,15 +295,19 @@ def _update_diff(delta: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -
     return worst
 
 
-def _child_row(arch: str, dtype: str, budget: Budget, batch: int = CONV_BATCH) -> dict[str, Any]:
+def _child_row(
+    arch: str, dtype: str, budget: Budget, batch: int = CONV_BATCH, setup: Callable[..., Any] = conv_setup
+) -> dict[str, Any]:
     """One (arch, dtype) in a child: the Keras steps checked against the scratch step (one update from the same
-    weights), then the scratch step and the Keras steps timed in alternating blocks. Also section 7's (LSTM)."""
-    model, x, y = conv_setup(arch, dtype, batch)
+    weights), then the scratch step and the Keras steps timed in alternating blocks. Also section 7's (LSTM) and
+    section 8's (graphs: `setup` builds the scratch model from the name `arch`, the Keras twin is built from the
+    model's description)."""
+    model, x, y = setup(arch, dtype, batch)
     initial = [w.copy() for w in model.get_weights()]
-    reference, _, _ = conv_setup(arch, dtype, batch)
+    reference, _, _ = setup(arch, dtype, batch)
     reference.train_step(x, y)
     ref_delta = [w1 - w0 for w1, w0 in zip(reference.get_weights(), initial)]
-    km, steps = keras_conv_steps(arch, dtype, initial, x, y)
+    km, steps = keras_conv_steps(arch if setup is conv_setup else model.architecture, dtype, initial, x, y)
     row: dict[str, Any] = {"arch": arch, "dtype": dtype, "keras_ms": {}, "diff": {}, "failed": {}}
     timed: dict[str, Callable[[], Any]] = {}
     for mode, step in steps.items():
@@ -332,10 +337,17 @@ def worker(name: str, budget: Budget) -> dict[str, Any]:
 
 
 def settings_worker(
-    name: str, budget: Budget, prefix: str, label: str, archs: Sequence[str], batch: int, name_of: Callable[[str], str]
+    name: str,
+    budget: Budget,
+    prefix: str,
+    label: str,
+    archs: Sequence[str],
+    batch: int,
+    name_of: Callable[[str], str],
+    setup: Callable[..., Any] = conv_setup,
 ) -> dict[str, Any]:
-    """A child of sections 6 and 7: the setting named `name` (after `prefix`), then `_child_row` for every arch of
-    `archs` and dtype at `batch`."""
+    """A child of sections 6, 7 and 8: the setting named `name` (after `prefix`), then `_child_row` for every arch
+    of `archs` and dtype at `batch` (the scratch model from `setup`)."""
     setting = next(s for s in SETTINGS if prefix + s.name == name)
     import keras_impl  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS=0 unless the environment set it; enables determinism)
 
@@ -348,7 +360,7 @@ def settings_worker(
     for arch in archs:
         for dtype in DTYPES:
             progress(f"{label}: {setting.name}, {name_of(arch)} {dtype}")
-            rows.append(_child_row(arch, dtype, budget, batch))
+            rows.append(_child_row(arch, dtype, budget, batch, setup))
     return {
         "rows": rows,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)"),
