@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from from_scratch.errors import BadInputError, check_count, unknown_name
-from from_scratch.losses import Loss, get_loss
+from from_scratch.losses import Loss, OutputLosses, get_loss
 from from_scratch.optimizers import Optimizer, get_optimizer
 
 Array = np.ndarray
@@ -66,6 +66,8 @@ class Training:
         if unknown:
             raise unknown_name("metric", unknown[0], METRICS)
         self.optimizer = get_optimizer(optimizer)
+        if loss_weights is None and isinstance(loss, OutputLosses):
+            loss_weights = loss.weights
         self.losses = self._losses(loss)
         self.loss = self.losses[0] if len(self.losses) == 1 else self.losses
         self.loss_weights = None if loss_weights is None else self._loss_weights(loss_weights)
