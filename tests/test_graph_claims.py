@@ -152,7 +152,11 @@ def stated_vjp(kind, options, xs, dy):
     a0, a1 = (axes, axes) if isinstance(axes, int) else axes
     if x.ndim == 2:  # vectors: R = sum_d X_d Y_d, (N, 1); dX = dR Y, dY = dR X
         return [dy * y, dy * x]
-    # sequences: move the contracted axis last in X, first (after the batch) in Y, then R_b = X_b Y_b
+    if (a0, a1) == (2, 2):  # R_b = X_b Y_b^T (T, S): dX_b = dR_b Y_b, dY_b = dR_b^T X_b
+        return [np.einsum("nts,nsd->ntd", dy, y), np.einsum("nts,ntd->nsd", dy, x)]
+    if (a0, a1) == (1, 1):  # R_b = X_b^T Y_b (T, S): dX_b = Y_b dR_b^T, dY_b = X_b dR_b
+        return [np.einsum("nds,nts->ndt", y, dy), np.einsum("ndt,nts->nds", x, dy)]
+    # the general form: move the contracted axis last in X, first (after the batch) in Y, then R_b = X_b Y_b
     x3 = x if a0 == 2 else np.swapaxes(x, 1, 2)  # (N, T, D)
     y3 = y if a1 == 1 else np.swapaxes(y, 1, 2)  # (N, D, S)
     dx3 = np.einsum("nts,nds->ntd", dy, y3)  # dX_b = dR_b Y_b^T
