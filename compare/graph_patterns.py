@@ -124,7 +124,7 @@ def _handed_back(step: Step, steps: list[Step]) -> str:
             return (
                 f"scratch's dL/dA is the dL/dA of {consumer.layer_name} (node {c}) handed back unchanged, Keras's "
                 f"is not: {consumer.layer_name}'s backward passes dY through where its vector-Jacobian product "
-                "changes it (a Multiply's dY not multiplied by the other inputs?)"
+                "changes it (a Multiply's dY not multiplied by the other inputs, a derivative left out?)"
             )
         ours_at, theirs_at = _block(step.ours, consumer.ours, fit), _block(step.theirs, consumer.theirs, fit)
         if ours_at is not None and theirs_at is not None and ours_at != theirs_at:

@@ -43,7 +43,7 @@ def _compare_graph(arch: GraphArchitecture, x: Any, y: Array, plant: Any, dtype:
 
     scratch, keras_model = build_pair(arch, dtype)
     plant(scratch)
-    return compare_models(scratch, keras_model, x, y, gradcheck_samples=0, config={"arch": "graph", "batch": len(y)})
+    return compare_models(scratch, keras_model, x, y, gradcheck_samples=0, config={"arch": str(arch), "batch": len(y)})
 
 
 #: A residual block: the stem's output feeds both the branch and the skip connection (a fan-out of two).

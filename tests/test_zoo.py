@@ -399,3 +399,35 @@ def test_the_float32_gauge_moves_float_inputs_by_one_ulp_and_leaves_indices(monk
         up, down = np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))
         assert np.all(np.where(x == 0, moved == 0, (moved == up) | (moved == down)))
         assert np.count_nonzero(moved != x) == np.count_nonzero(x) > 0  # every nonzero input moved
+
+
+def test_a_wrong_consumer_at_a_fan_out_is_not_called_an_overwrite():
+    """The sum pattern is stated only when scratch's value is not the sum of its own addends: with the engine's sums
+    right and a wrong backward in one consumer (the branch's dX = dZ @ W, untransposed) or in a shared layer (a bias
+    gradient averaged over the batch), the diagnosis locates the same node but does not blame the sum."""
+    from compare.zoo_graph import RESIDUAL, SIAMESE, _compare_graph
+    from compare.zoo_planting import _batch, _swap_class
+
+    def untransposed(self, dZ, input_grad=True):
+        self.dZ, self.dW, self.db = dZ, self.X.T @ dZ, dZ.sum(axis=0)
+        return dZ @ self.W  # square (5, 5): the shapes do not complain
+
+    def plant_branch(m):
+        _swap_class(next(layer for layer in m.layers if layer.name == "branch"), "backward_from_z", untransposed)
+
+    report = _compare_graph(RESIDUAL, *_batch(8, 6, 3, seed=20), plant_branch)
+    assert "first differs at layer 1 (stem) dL/dA" in report.diagnosis.text
+    assert "sent back alone" not in report.diagnosis.text and "overwritten" not in report.diagnosis.text
+
+    def bias_mean(self, dZ, input_grad=True):
+        self.dZ, self.dW, self.db = dZ, self.X.T @ dZ, dZ.mean(axis=0)
+        return dZ @ self.W.T
+
+    def plant_shared(m):
+        _swap_class(m.layers[0], "backward_from_z", bias_mean)
+
+    rng = np.random.default_rng(21)
+    x = [rng.standard_normal((8, 5)), rng.standard_normal((8, 5))]
+    report = _compare_graph(SIAMESE, x, np.eye(3)[rng.integers(0, 3, size=8)], plant_shared)
+    assert "first differs at layer 1 (shared) dL/dbias" in report.diagnosis.text
+    assert "a constant factor 1/N = 1/8" in report.diagnosis.text and "alone" not in report.diagnosis.text
