@@ -212,3 +212,23 @@ def test_several_outputs_minimise_the_weighted_sum_of_their_losses():
     for g, g1, g2 in zip(both.grads, one.grads, two.grads):
         assert norm_rel_error(g, w[0] * g1 + w[1] * g2) <= F64_TOL
     assert compare_models(scratch, keras_model, x, y, losses, gradcheck_samples=0, loss_weights=w).passed
+
+
+def test_a_tensor_read_twice_by_one_node_receives_both_terms():
+    """Add()([h, h]) reads h twice: dH = dY + dY = 2 dY (the sum runs over the inputs of one node too), and Keras
+    agrees."""
+    description = graph(
+        [("x", (5,))],
+        [("h", LayerSpec("dense", 4, "tanh")), ("twice", LayerSpec("add")), ("head", LayerSpec("dense", 3, "softmax"))],
+        [("h", ("x",)), ("twice", ("h", "h")), ("head", ("twice",))],
+        ["head"],
+    )
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal((6, 5)), np.eye(3)[rng.integers(0, 3, size=6)]
+    scratch, keras_model = build_pair(description)
+    result = scratch.backward_pass(x, y)
+    names = [node.name for node in scratch.nodes]
+    np.testing.assert_array_equal(
+        result.records[names.index("h")]["dA"], 2 * result.records[names.index("twice")]["dA"]
+    )
+    assert compare_models(scratch, keras_model, x, y, gradcheck_samples=0).passed
