@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.graph_patterns import graph_pattern
 from compare.patterns import (  # noqa: F401 (re-exported: importable from here as before)
     F32_UNIT,
     FACTOR_FIT,
@@ -65,6 +66,7 @@ from compare.trace import (  # noqa: F401 (re-exported: importable from here as 
     Array,
     Step,
     _below,
+    _producers,
 )
 
 
@@ -137,8 +139,10 @@ def diagnose(steps: list[Step]) -> Diagnosis:
     for step in steps:
         if not step.passed:
             forward_ok = step.phase == "backward"
-            pattern = _overwritten_upstream(step, steps) or describe(
-                step.ours, step.theirs, **step.context, batch_axis=step.quantity in BATCH_FIRST
+            pattern = (
+                _overwritten_upstream(step, steps)
+                or graph_pattern(step, steps)
+                or describe(step.ours, step.theirs, **step.context, batch_axis=step.quantity in BATCH_FIRST)
             )
             if pattern.startswith(("no simple pattern", "confined to")):  # a sequence layer may say more
                 pattern = _sequence_pattern(step, steps) or pattern
@@ -151,14 +155,20 @@ def _overwritten_upstream(step: Step, steps: list[Step]) -> str:
     the layer's backward wrote its result into the dy it was given. "" otherwise."""
     if step.quantity != "dL/dA" or step.phase != "backward" or step.ours is None:
         return ""
-    below = _below(step, steps)
-    if below is None or below.ours is None or np.shape(below.ours) != np.shape(step.ours):
+    below = next((s for s in _producers(step, steps) if _holds(step, s)), None)
+    if below is None:
         return ""
-    if not _close(np.asarray(step.ours, np.float64), np.asarray(below.ours, np.float64)):
-        return ""
-    if _close(np.asarray(step.theirs, np.float64), np.asarray(below.theirs, np.float64)):
-        return ""  # Keras's are equal too: a layer that passes its gradient through
     return (
         f"scratch's dL/dA holds the values of its {below.where} (Keras's does not): the layer's backward wrote its "
         "result into the dy it was handed, in place, overwriting the upstream gradient"
     )
+
+
+def _holds(step: Step, below: Step) -> bool:
+    """Whether scratch's dL/dA at `step` holds the values it handed `below` (a producer's step) while Keras's does
+    not."""
+    if below.ours is None or np.shape(below.ours) != np.shape(step.ours):
+        return False
+    if not _close(np.asarray(step.ours, np.float64), np.asarray(below.ours, np.float64)):
+        return False
+    return not _close(np.asarray(step.theirs, np.float64), np.asarray(below.theirs, np.float64))  # (else: pass-through)

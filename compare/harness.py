@@ -34,6 +34,7 @@ from compare.tolerances import (
     norm_rel_error,
     truth_rel_error,
 )
+from compare.trace import input_quantity, node_links, scratch_parts
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GradcheckPoint, arithmetic_precision, gradcheck
@@ -280,6 +281,7 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
     )
     first_call = {id(calls[0]): True for calls in model.calls.values()}
     outputs, inputs = len(model.outputs), len(model.inputs)
+    producers, consumers, input_consumers = node_links(model)
     out: list[Quantity] = []
 
     def add(
@@ -293,6 +295,12 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
         place: int = 0,
     ) -> None:
         step = None if phase is None else Step(phase, node, node_name, quantity)
+        if step is not None and phase == "backward":  # where its gradient flows in the graph
+            if node:
+                step = replace(step, producers=producers[node - 1], consumers=consumers[node - 1])
+            elif quantity.startswith("dL/dX (input"):
+                k = next(k for k in range(inputs) if input_quantity(model, k) == quantity)
+                step = replace(step, consumers=input_consumers[k])
         out.append((row, place, step, get, terms))
 
     for i, node in enumerate(model.nodes):
@@ -377,7 +385,7 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
             "backward",
             0,
             "",
-            f"dL/dX (input{suffix})",
+            input_quantity(model, j),
             lambda s, j=j, several=several: _each(s.input_grad, j, several),
             lambda m, j=j, several=several: _each(m.input_grad, j, several),
             2 + len(names),
@@ -428,9 +436,10 @@ def compare_sides(
             z = ours.records[step.layer - 1].get("Z") if kinked else None
             shape = model.node_input_shapes[step.layer - 1] if node is not None and not node.several else None
             context = {"n": n, "z": z} if step.phase == "backward" else {}
-            steps.append(
-                step.judged(a, b, error, error <= tol and bool(np.isfinite(error)), {**context, "input_shape": shape})
+            judged = step.judged(
+                a, b, error, error <= tol and bool(np.isfinite(error)), {**context, "input_shape": shape}
             )
+            steps.append(replace(judged, parts=scratch_parts(model, judged, ours.records)))
     return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
 
 

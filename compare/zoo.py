@@ -6,8 +6,9 @@ quantity of the first difference, or for optimizers the step at which training f
 `backprop-parity zoo [NAME]` prints what a user would see; tests/test_zoo.py asserts that every bug is caught and
 located.
 
-The entries live by family (compare/zoo_dense.py, zoo_optimizers.py, zoo_conv.py, zoo_rnn.py, planted and run with
-compare/zoo_planting.py); ZOO assembles them here, and every name of theirs is importable from here as before.
+The entries live by family (compare/zoo_dense.py, zoo_optimizers.py, zoo_conv.py, zoo_rnn.py, zoo_graph.py, planted
+and run with compare/zoo_planting.py); ZOO assembles them here, and every name of theirs is importable from here as
+before.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from compare.zoo_dense import (  # noqa: F401 (re-exported: importable from here
     relu_mask_at_kink,
     sigmoid_grad_of_output,
     softmax_batch_max,
+)
+from compare.zoo_graph import (  # noqa: F401 (re-exported: importable from here as the other families)
+    concatenate_wrong_offset,
+    fanout_overwritten,
+    maximum_tie_to_both,
+    multiply_missing_other,
+    shared_last_call_only,
 )
 from compare.zoo_optimizers import (  # noqa: F401 (re-exported: importable from here as before)
     MissingBiasPower,
@@ -225,6 +233,45 @@ ZOO: dict[str, ZooEntry] = {
             "gradient",
             gru_reset_before,
             "layer 1 (gru) A",
+        ),
+        ZooEntry(
+            "fanout_overwritten",
+            "a fan-out's gradients overwritten (dL/dT = g) instead of summed over its consumers: a residual block's "
+            "stem keeps only the branch's gradient, not the skip's",
+            "gradient",
+            fanout_overwritten,
+            "layer 1 (stem) dL/dA",
+        ),
+        ZooEntry(
+            "shared_last_call_only",
+            "a shared layer's parameter gradient kept from one call (the last the backward runs) instead of summed "
+            "over its calls (a siamese Dense)",
+            "gradient",
+            shared_last_call_only,
+            "layer 1 (shared) dL/dkernel",
+        ),
+        ZooEntry(
+            "concatenate_wrong_offset",
+            "Concatenate's gradient split at offsets i x (the first input's width), as if every input were as wide: "
+            "inputs of widths 3, 5, 4 get columns 0..2, 3..7, 6..9 where 8..11 belongs",
+            "gradient",
+            concatenate_wrong_offset,
+            "layer 3 (middle) dL/dA",
+        ),
+        ZooEntry(
+            "multiply_missing_other",
+            "Multiply's gradient dX_i = dY, without the other input it multiplied (a gated unit)",
+            "gradient",
+            multiply_missing_other,
+            "layer 2 (gate) dL/dA",
+        ),
+        ZooEntry(
+            "maximum_tie_to_both",
+            "Maximum's gradient sent to both inputs where they tie (a ReLU and a linear layer, both exactly 0 on a "
+            "zero input row); TensorFlow sends a tie to the first input only",
+            "gradient",
+            maximum_tie_to_both,
+            "layer 2 (linear) dL/dA",
         ),
         ZooEntry(
             "adam_swapped_betas",

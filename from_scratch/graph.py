@@ -122,7 +122,9 @@ class BackwardPass:
     path; the first such node of a model of several outputs), or None; fused_at: every such node;
     records: per node, in the model's order, its output "A", the gradient that reached it "dA" (absent where no
     gradient arrives: the fused logits node and the pass-through layers above it) and the layer's own named
-    intermediates (`Layer.record()`: Dense adds "Z" and "dZ").
+    intermediates (`Layer.record()`: Dense adds "Z" and "dZ"); where the backward ran, what the node sent back to
+    its inputs "dX" (a list for a merge), before the fan-out sums add it to their other gradients, and for a shared
+    layer that call's own parameter gradients "grads", before the sum over its calls.
     """
 
     loss: float
@@ -603,11 +605,13 @@ class Model(Training):
             if id(layer) in self.shared:
                 grads = [g.copy() for g in layer.grads]
                 check_grads(layer, grads)
+                records[i]["grads"] = grads
                 summed[id(layer)] = self._add_call(summed.get(id(layer)), grads)
             else:
                 check_grads(layer)
             if dX is None:
                 continue
+            records[i]["dX"] = dX
             for t, g in zip(node.inputs, dX if node.several else [dX]):
                 self._fan_in(grads_at, id(t), g)
         for i, (node, record) in enumerate(zip(self.nodes, records)):

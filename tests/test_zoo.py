@@ -22,6 +22,18 @@ SEQUENCE_PATTERNS = [
     ("gru_reset_before", "the output agrees at t = 0 and first differs at t = 1 (of 0..7)"),
 ]
 
+#: The graph bugs' patterns: what the graph around the first differing node proves.
+GRAPH_PATTERNS = [
+    (
+        "fanout_overwritten",
+        "scratch's dL/dA is what branch (node 2) sent back alone; Keras's is the sum over what the 2",
+    ),
+    ("shared_last_call_only", "scratch's dL/dkernel is the gradient of call shared (node 1) alone; Keras's is the sum"),
+    ("concatenate_wrong_offset", "scratch's dL/dA is columns 6..9 of joined's dL/dA (node 4), Keras's columns 8..11"),
+    ("multiply_missing_other", "scratch's dL/dA is the dL/dA of gated (node 3) handed back unchanged, Keras's is not"),
+    ("maximum_tie_to_both", "each where this node's output ties with another input of larger (node 3)"),
+]
+
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_every_zoo_bug_is_caught_and_located(name):
@@ -47,10 +59,70 @@ def test_every_zoo_bug_is_caught_and_located(name):
         ("maxpool_every_tie", "scratch has gradient where Keras has exactly 0"),
         ("same_padding_wrong_side", "shifted by one cell (down and right)"),
         *SEQUENCE_PATTERNS,
+        *GRAPH_PATTERNS,
     ],
 )
 def test_the_diagnosis_names_the_pattern(name, pattern):
     assert pattern in diagnosis_text(ZOO[name].run())
+
+
+@pytest.mark.parametrize("name,pattern", GRAPH_PATTERNS)
+def test_graph_bugs_are_located_alike_in_float32(name, pattern):
+    """The node and the graph pattern are read from values equal up to float32 rounding or apart at order 1."""
+    text = diagnosis_text(ZOO[name].run(dtype="float32"))
+    assert ZOO[name].expect in text and pattern in text
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("arch", ["RESIDUAL", "SIAMESE", "CONCAT", "GATED", "MAX_OF_TWO"])
+def test_the_graph_zoo_passes_without_its_bug(arch, dtype):
+    """Each graph the zoo plants into passes unplanted, on the same kind of batch (the tie row included): what the
+    planted entries catch is the bug, not the graph."""
+    from compare import zoo_graph
+    from compare.zoo_planting import _batch
+
+    description = getattr(zoo_graph, arch)
+    if arch == "SIAMESE":
+        rng = np.random.default_rng(21)
+        x, y = [rng.standard_normal((8, 5)), rng.standard_normal((8, 5))], np.eye(3)[rng.integers(0, 3, size=8)]
+    else:
+        x, y = _batch(8, 6, 3, seed=24)
+        x[2] = 0.0
+    report = zoo_graph._compare_graph(description, x, y, lambda m: None, dtype)
+    assert report.passed, report.diagnosis.text
+    assert report.diagnosis.first is None
+
+
+def test_an_in_place_backward_in_a_graph_names_its_producer():
+    """A square Dense whose backward writes dL/dX into the dy it was handed: its recorded dL/dA then holds its
+    producer's dL/dA. In this graph the producer p is node 1 while the node numbered one below is another branch's,
+    so the gradient is followed through the graph (Step.producers), not down the numbering."""
+    from compare.zoo_graph import _compare_graph, graph
+    from compare.zoo_planting import _batch, _swap_class
+    from from_scratch.arch import LayerSpec
+
+    description = graph(
+        [("x", (5,))],
+        [(name, LayerSpec("dense", 5, "tanh")) for name in ("p", "o", "r", "t")]
+        + [("join", LayerSpec("multiply")), ("head", LayerSpec("dense", 3, "softmax"))],
+        [("p", ("x",)), ("o", ("x",)), ("r", ("p",)), ("t", ("o",)), ("join", ("t", "r")), ("head", ("join",))],
+        ["head"],
+    )
+
+    def plant(m):
+        r = next(layer for layer in m.layers if layer.name == "r")
+        base = type(r).backward
+
+        def backward(self, dy, input_grad=True):
+            dy[...] = base(self, dy)
+            return dy
+
+        _swap_class(r, "backward", backward)
+
+    report = _compare_graph(description, *_batch(8, 5, 3, seed=3), plant)
+    assert [step.layer_name for step in report.trace[:4]] == ["p", "p", "o", "o"]  # r is node 4, p node 1
+    assert "first differs at layer 4 (r) dL/dA" in report.diagnosis.text
+    assert "scratch's dL/dA holds the values of its layer 1 (p) dL/dA" in report.diagnosis.text
 
 
 @pytest.mark.parametrize("name,pattern", SEQUENCE_PATTERNS)
@@ -327,3 +399,35 @@ def test_the_float32_gauge_moves_float_inputs_by_one_ulp_and_leaves_indices(monk
         up, down = np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))
         assert np.all(np.where(x == 0, moved == 0, (moved == up) | (moved == down)))
         assert np.count_nonzero(moved != x) == np.count_nonzero(x) > 0  # every nonzero input moved
+
+
+def test_a_wrong_consumer_at_a_fan_out_is_not_called_an_overwrite():
+    """The sum pattern is stated only when scratch's value is not the sum of its own addends: with the engine's sums
+    right and a wrong backward in one consumer (the branch's dX = dZ @ W, untransposed) or in a shared layer (a bias
+    gradient averaged over the batch), the diagnosis locates the same node but does not blame the sum."""
+    from compare.zoo_graph import RESIDUAL, SIAMESE, _compare_graph
+    from compare.zoo_planting import _batch, _swap_class
+
+    def untransposed(self, dZ, input_grad=True):
+        self.dZ, self.dW, self.db = dZ, self.X.T @ dZ, dZ.sum(axis=0)
+        return dZ @ self.W  # square (5, 5): the shapes do not complain
+
+    def plant_branch(m):
+        _swap_class(next(layer for layer in m.layers if layer.name == "branch"), "backward_from_z", untransposed)
+
+    report = _compare_graph(RESIDUAL, *_batch(8, 6, 3, seed=20), plant_branch)
+    assert "first differs at layer 1 (stem) dL/dA" in report.diagnosis.text
+    assert "sent back alone" not in report.diagnosis.text and "overwritten" not in report.diagnosis.text
+
+    def bias_mean(self, dZ, input_grad=True):
+        self.dZ, self.dW, self.db = dZ, self.X.T @ dZ, dZ.mean(axis=0)
+        return dZ @ self.W.T
+
+    def plant_shared(m):
+        _swap_class(m.layers[0], "backward_from_z", bias_mean)
+
+    rng = np.random.default_rng(21)
+    x = [rng.standard_normal((8, 5)), rng.standard_normal((8, 5))]
+    report = _compare_graph(SIAMESE, x, np.eye(3)[rng.integers(0, 3, size=8)], plant_shared)
+    assert "first differs at layer 1 (shared) dL/dbias" in report.diagnosis.text
+    assert "a constant factor 1/N = 1/8" in report.diagnosis.text and "alone" not in report.diagnosis.text
