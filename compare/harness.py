@@ -50,7 +50,7 @@ Array = np.ndarray
 
 MEASURES = {
     "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms; "
-    "any quantity: also 64e12 ||b' - b||, b' Keras with every input and weight one ulp off)",
+    "any quantity: also 64e12 min(||b' - b||, ||b' - a||), b' Keras with every input and weight one ulp off)",
     "vs float64": "max(||a - T|| / max(||b - T||, ||b' - T||, f), ||b - T|| / max(||a - T||, ||b' - T||, f)), T = "
     "Keras float64 on the same weights and batch, b' Keras float32 with every input and weight one ulp off, "
     "f = 1e-6 ||T||",

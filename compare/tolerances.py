@@ -5,11 +5,12 @@ Two measures are reported for every compared tensor pair (a from scratch, b from
 - max rel error   max_i |a_i - b_i| / max(max_i |a_i|, max_i |b_i|)   (relative to the larger tensor's largest entry)
 
 The PASS/FAIL decision uses one figure per row, `error`:
-- float64:  ||a - b|| / max(||a||, ||b||, CANCELLATION_FLOOR ||M||, (F64_ROUNDING_FACTOR / F64_TOL) ||b' - b||)
+- float64:  ||a - b|| / max(||a||, ||b||, CANCELLATION_FLOOR ||M||, (F64_ROUNDING_FACTOR / F64_TOL) ||b' - c||)
             must be <= F64_TOL (plain norm-relative unless the tensor is a near-total cancellation of its terms M,
             see below; M is the magnitude of the terms each entry sums, compare/terms.py: a floating-point sum of n
             terms carries an error of order u sqrt(n) sum |terms|, not u |sum|; or unless one ulp on every input and
-            weight moves Keras's own value b to b' by more than F64_TOL / F64_ROUNDING_FACTOR of it)
+            weight moves Keras's own value to b', c the side nearer to b', by more than F64_TOL / F64_ROUNDING_FACTOR
+            of it)
 - float32:  against the float64 truth T (Keras in float64 on the same weights and batch):
             max(||a - T|| / max(||b - T||, ||b' - T||, f), ||b - T|| / max(||a - T||, ||b' - T||, f))
             must be <= F32_FACTOR, with b' Keras's float32 result on values one ulp off and f = F32_FLOOR ||T||
@@ -29,14 +30,15 @@ import numpy as np
 F64_TOL = 1e-12
 
 #: float64: a difference up to F64_ROUNDING_FACTOR times what float64 rounding alone moves Keras's own value also
-#: passes, the rounding gauged as the float32 rule gauges it: ||b' - b||, b' Keras's float64 result with every nonzero
-#: input and weight moved by one ulp. Deep graphs amplify rounding past F64_TOL without any formula differing: in
-#: MobileNetV2 (alpha 0.35, 32x32x3, batch 4: 52 BatchNormalizations at batch statistics over as few as 4 values)
-#: correct gradients differ by 1.1e-12 to 2.4e-12 norm-relative, and a bias-free conv's BatchNormalization beta
-#: whose exact gradient is 0 (the next BatchNormalization removes any per-channel shift) by 0.8 to 1.5 (both sides
-#: ~1e-16 noise), while term magnitudes, the chain's cancellation floor, overflow over 50 such layers. 64 as for
-#: float32 (`F32_FACTOR`): a wrong formula moves a quantity by 1e-3 of itself or more, which passes only where one
-#: ulp moves it by 1.6e-5 of itself, a quantity that is rounding noise.
+#: passes, the rounding gauged as the float32 rule gauges it: ||b' - c||, b' Keras's float64 result with every nonzero
+#: input and weight moved by one ulp, c whichever side is nearer to b' (a wrong side cannot widen its own bound).
+#: Deep graphs amplify rounding past F64_TOL without any formula differing: in MobileNetV2 (alpha 0.35, 32x32x3,
+#: batch 4: 52 BatchNormalizations at batch statistics over as few as 4 values) correct gradients differ by 1.1e-12
+#: to 2.4e-12 norm-relative, and a bias-free conv's BatchNormalization beta whose exact gradient is 0 (the next
+#: BatchNormalization removes any per-channel shift) by 0.8 to 1.5 (both sides ~1e-16 noise), while term
+#: magnitudes, the chain's cancellation floor, overflow over 50 such layers. 64 as for float32 (`F32_FACTOR`): a
+#: wrong formula moves a quantity by 1e-3 of itself or more, which passes only where one ulp moves it by 1.6e-5 of
+#: itself, a quantity that is rounding noise.
 F64_ROUNDING_FACTOR = 64.0
 
 #: A gradient whose terms cancel almost completely is rounding noise of size ~u ||M|| whatever its exact value:
@@ -102,8 +104,9 @@ def norm_rel_error(
     floor: float = 0.0,
     b_again: np.ndarray | None = None,
 ) -> float:
-    """||a - b|| / max(||a||, ||b||, floor ||scale||, (F64_ROUNDING_FACTOR / F64_TOL) ||b' - b||) with b' = `b_again`
-    (Keras's result on values one ulp off: float64 rounding's own reach); with floor=0 and a scale:
+    """||a - b|| / max(||a||, ||b||, floor ||scale||, (F64_ROUNDING_FACTOR / F64_TOL) min(||b' - b||, ||b' - a||))
+    with b' = `b_again` (Keras's result on values one ulp off: float64 rounding's own reach, measured from the side
+    nearer to it, so that a wrong value on either side cannot widen its own bound); with floor=0 and a scale:
     ||a - b|| / ||scale||. Term magnitudes that overflowed (a bound compounded over many layers) are not used."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     err = float(np.linalg.norm(a - b))
@@ -116,7 +119,8 @@ def norm_rel_error(
     if m is not None:
         denom = max(denom, floor * m)
     if b_again is not None and np.shape(b_again) == b.shape:
-        moved = float(np.linalg.norm(np.asarray(b_again, np.float64) - b))
+        again = np.asarray(b_again, np.float64)  # the nearer side to b': a wrong side cannot widen its own bound
+        moved = min(float(np.linalg.norm(again - b)), float(np.linalg.norm(again - a)))
         if np.isfinite(moved):
             denom = max(denom, F64_ROUNDING_FACTOR / F64_TOL * moved)
     return _ratio(err, denom)
