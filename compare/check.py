@@ -25,6 +25,7 @@ re-exported here).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -123,10 +124,9 @@ def keras_twin_graph(keras_layer: Any, input_shapes: list[Shape], dtype: str) ->
     try:
         output = keras_layer(inputs)
     except Exception as exc:  # Keras's own shape checks (an Add of (7,) and (5,)), or a user's build
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(
             f"Keras layer {keras_layer.name!r} ({type(keras_layer).__name__}) refused inputs of shapes "
-            f"{' and '.join(map(str, input_shapes))}: {first}"
+            f"{' and '.join(map(str, input_shapes))}: {_keras_reason(exc)}"
         ) from None
     if isinstance(output, (list, tuple)):
         raise BadInputError(
@@ -134,6 +134,16 @@ def keras_twin_graph(keras_layer: Any, input_shapes: list[Shape], dtype: str) ->
             "output"
         )
     return keras.Model(inputs, output)
+
+
+def _keras_reason(exc: Exception) -> str:
+    """The line of a Keras exception that says what went wrong: without the "Exception encountered when calling"
+    preamble, the "Arguments received" listing and the terminal's bold codes; at most 200 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("Arguments received")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered")] or [type(exc).__name__]
+    reason = lines[-1]
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def _keras_layer_in(keras_layer: Any, dtype: str) -> Any:
