@@ -2,6 +2,8 @@
 
     check_layer(layer, keras_layer, input_shape)   a from_scratch.Layer against the Keras layer it mirrors
     check_layer(layer, keras_layer, inputs=x)      the same on a batch x (N, *input_shape) of the user's choosing
+    check_layer(merge, keras_merge, [(7,), (7,)])  a layer of several inputs (several_inputs = True), on a graph of
+                                                   one Input per shape against Keras's functional twin
     check_model(scratch_model, keras_model, x, y)  a user's own pair of models
 
 `check_layer` builds both on `input_shape`, draws random nonzero values for every parameter (a zero bias hides a
