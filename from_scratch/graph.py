@@ -511,8 +511,8 @@ class Model(Training):
             out = layer.forward(args if node.several else args[0], training=training)
             if watch is not None:
                 watch.calls += 1
-                for t, a, p in zip(node.inputs, args, self._producer[i]):
-                    before = watch.unchanged(layer, call, "x", a)
+                for k, (t, a, p) in enumerate(zip(node.inputs, args, self._producer[i])):
+                    before = watch.unchanged(layer, call, f"x[{k}]" if node.several else "x", a)
                     if before is not a:  # its other consumers, and its producer's record, get what was returned
                         values[id(t)] = before
                         if p is not None:
@@ -720,11 +720,11 @@ class Model(Training):
             return dX
         watch.calls += 1
         watch.unchanged(layer, "backward", argument, upstream)
-        for a in handed[:-1]:
-            watch.unchanged(layer, "backward", "x", a)
+        for k, a in enumerate(handed[:-1]):
+            watch.unchanged(layer, "backward", f"x[{k}]" if node.several else "x", a)
         watch.unchanged(layer, "backward", "y", handed[-1])
         if node.several:
-            return [watch.result(layer, "backward", "dL/dX", g, self.dtype) for g in dX]
+            return [watch.result(layer, "backward", f"dL/dx[{k}]", g, self.dtype) for k, g in enumerate(dX)]
         return watch.result(layer, "backward", "dL/dX", dX, self.dtype)
 
     def _check_input_grads(self, i: int, dX: Any, n: int) -> None:

@@ -262,3 +262,34 @@ def test_parity_fixture_takes_several_inputs(parity):
     assert report.passed and len(input_rows(report)) == 2
     with pytest.raises(pytest.fail.Exception, match="first differs at dL/dX \\(input input_layer_1\\)"):
         parity(merges.broken_multiply(), merges.keras_multiply(), input_shape=[(5,), (5,)])
+
+
+# ----- the protocol, watched per input -----------------------------------------------------------------------------
+class WritesIntoItsSecondInput(merges.Multiply):
+    def backward(self, dy):
+        dx = [dy * self.x2, dy * self.x1]
+        self.x2 *= 2.0
+        return dx
+
+
+class SecondGradientInFloat32(merges.Multiply):
+    def backward(self, dy):
+        return [dy * self.x2, (dy * self.x1).astype(np.float32)]
+
+
+def test_the_watch_names_the_input_a_layer_of_several_inputs_writes_into():
+    report = check_layer(WritesIntoItsSecondInput(), merges.keras_multiply(), [(5,), (5,)])
+    (row,) = report.failures
+    assert row.name.startswith(
+        "layer 'writes_into_its_second_input' wrote into its input x[1] (input 1 of its list) during backward "
+        "(x[1][0, 0] was "
+    )
+
+
+def test_the_watch_names_the_gradient_returned_in_another_dtype():
+    report = check_layer(SecondGradientInFloat32(), merges.keras_multiply(), [(5,), (5,)])
+    protocol = [row.name for row in report.failures if row.name.startswith("layer")]
+    assert protocol == [
+        "layer 'second_gradient_in_float32' returned dL/dx[1] of dtype float32 during backward (a float64 check: the "
+        "layer computes in float32, its twin in float64)"
+    ]
