@@ -276,9 +276,10 @@ def run_check_layer(args: argparse.Namespace) -> int:
         raise BadInputError("give --input-shape SHAPE (one sample's shape), or a batch with --inputs FILE.npy")
     inputs = None
     if files is not None:
+        raw = [load_inputs(f) for f in files]  # the files' own faults are refused before TensorFlow loads
         from compare.check import as_batch
 
-        loaded = [as_batch(load_inputs(f), args.dtype, f"--inputs {f}") for f in files]  # before TensorFlow loads
+        loaded = [as_batch(a, args.dtype, f"--inputs {f}") for f, a in zip(files, raw)]
         given = [tuple(int(d) for d in x.shape[1:]) for x in loaded]
         if shapes is not None and len(shapes) != len(files):
             raise BadInputError(
