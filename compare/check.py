@@ -227,12 +227,11 @@ def check_layer(
     is one (as above); a mix of index and value batches is refused."""
     if getattr(layer, "several_inputs", False):
         return _check_several(layer, keras_layer, input_shape, batch, dtype, seed, gradcheck_samples, inputs)
-    if _shape_list(input_shape) or (isinstance(inputs, (list, tuple)) and inputs and _is_array(inputs[0])):
-        given = len(input_shape) if _shape_list(input_shape) else len(inputs)
+    if _shape_list(input_shape):  # (a list of arrays stays what it was: one batch, as NumPy reads it)
         raise BadInputError(
             f"layer {getattr(layer, 'name', '') or type(layer).__name__!r} takes one input (it does not declare "
-            f"several_inputs = True), but {'input_shape' if _shape_list(input_shape) else 'inputs'} gives {given}: "
-            "give one shape (input_shape=(7,)) or one batch"
+            f"several_inputs = True), but input_shape gives {len(input_shape)} shapes: give one shape "
+            "(input_shape=(7,))"
         )
     x, input_shape, batch = _batch_of(inputs, input_shape, batch, dtype)
     model = Sequential([layer], dtype=dtype, seed=seed, input_shape=input_shape)
@@ -373,7 +372,8 @@ def _batches_of(
         raise BadInputError(f"dtype must be one of float64, float32, got {dtype!r}")
     shapes = None
     if input_shape is not None:
-        if not isinstance(input_shape, (list, tuple)) or not _shape_list(input_shape) and len(input_shape) < 2:
+        shapes_given = isinstance(input_shape, (list, tuple)) and len(input_shape) > 0
+        if not shapes_given or not all(isinstance(s, (list, tuple)) for s in input_shape):
             raise BadInputError(
                 f"layer {name!r} takes several inputs (several_inputs = True): give one shape per input, "
                 f"input_shape=[(7,), (7,)], got {input_shape!r}"
