@@ -2,6 +2,8 @@
 
     check_layer(layer, keras_layer, input_shape)   a from_scratch.Layer against the Keras layer it mirrors
     check_layer(layer, keras_layer, inputs=x)      the same on a batch x (N, *input_shape) of the user's choosing
+    check_layer(merge, keras_merge, [(7,), (7,)])  a layer of several inputs (several_inputs = True), on a graph of
+                                                   one Input per shape against Keras's functional twin
     check_model(scratch_model, keras_model, x, y)  a user's own pair of models
 
 `check_layer` builds both on `input_shape`, draws random nonzero values for every parameter (a zero bias hides a
@@ -25,6 +27,7 @@ re-exported here).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -38,7 +41,7 @@ from compare.contract import (  # noqa: F401 (re-exported: importable from here 
     check_protocol,
 )
 from compare.data import check_memory
-from compare.harness import Report, compare_models
+from compare.harness import Report, compare_models, twin_layers
 from compare.taylor import (  # noqa: F401 (re-exported: importable from here as before)
     TAYLOR_GRAD_ULPS,
     TAYLOR_MIN_SLOPE,
@@ -50,6 +53,7 @@ from compare.taylor import (  # noqa: F401 (re-exported: importable from here as
     taylor_row,
 )
 from from_scratch.errors import BadInputError, a_or_an
+from from_scratch.graph import Model
 from from_scratch.layers import Layer, Shape, as_shape
 from from_scratch.losses import Loss, get_loss
 from from_scratch.model import Sequential
@@ -108,6 +112,46 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
     from its config in `dtype` (refused, naming the layer, when its config cannot rebuild it)."""
     import keras
 
+    return keras.Sequential([keras.Input(shape=input_shape, dtype=dtype), _keras_layer_in(keras_layer, dtype)])
+
+
+def keras_twin_graph(keras_layer: Any, input_shapes: list[Shape], dtype: str) -> Any:
+    """The functional twin of a layer of several inputs: keras.Model([Input(s) for s in input_shapes],
+    keras_layer([...])) in `dtype` (the layer rebuilt in `dtype` as keras_twin_model does). A Keras layer that
+    refuses these shapes is refused, naming it and the shapes."""
+    import keras
+
+    keras_layer = _keras_layer_in(keras_layer, dtype)
+    inputs = [keras.Input(shape=shape, dtype=dtype) for shape in input_shapes]
+    try:
+        output = keras_layer(inputs)
+    except Exception as exc:  # Keras's own shape checks (an Add of (7,) and (5,)), or a user's build
+        raise BadInputError(
+            f"Keras layer {keras_layer.name!r} ({type(keras_layer).__name__}) refused inputs of shapes "
+            f"{' and '.join(map(str, input_shapes))}: {_keras_reason(exc)}"
+        ) from None
+    if isinstance(output, (list, tuple)):
+        raise BadInputError(
+            f"Keras layer {keras_layer.name!r} returned {len(output)} tensors: check_layer compares a layer of one "
+            "output"
+        )
+    return keras.Model(inputs, output)
+
+
+def _keras_reason(exc: Exception) -> str:
+    """The line of a Keras exception that says what went wrong: without the "Exception encountered when calling"
+    preamble, the "Arguments received" listing and the terminal's bold codes; at most 200 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("Arguments received")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered")] or [type(exc).__name__]
+    reason = lines[-1]
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def _keras_layer_in(keras_layer: Any, dtype: str) -> Any:
+    """`keras_layer` checked to be a layer (not a model), rebuilt from its config when made for another dtype."""
+    import keras
+
     import keras_impl  # noqa: F401 (pins the TensorFlow settings before TensorFlow loads)
 
     if not isinstance(keras_layer, keras.layers.Layer):
@@ -128,8 +172,7 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
                 f"{keras_layer.dtype_policy.compute_dtype}, not {dtype}, and could not be rebuilt in {dtype} "
                 f"({type(exc).__name__}); construct it with dtype={dtype!r}"
             ) from None
-    model = keras.Sequential([keras.Input(shape=input_shape, dtype=dtype), keras_layer])
-    return model
+    return keras_layer
 
 
 def random_nonzero_params(model: Sequential, rng: np.random.Generator) -> list[Array]:
@@ -175,7 +218,21 @@ def check_layer(
     Raises BadInputError when the two layers' parameters differ in count or shape (naming both shapes), when the
     layer breaks the protocol (naming the layer and what it breaks), when `inputs` are not a batch of finite real
     numbers, or when the run would not fit in the memory available (estimated from the built layer's input, output
-    and parameter sizes before anything runs)."""
+    and parameter sizes before anything runs).
+
+    A layer of several inputs (it declares `several_inputs = True`: a merge such as Add, or the user's own) is
+    checked the same way on a graph: one Input per shape, `input_shape=[(7,), (7,)]`, or `inputs=[X1, X2]` (one
+    batch per input, all of N rows), against a keras.Model of as many keras.Input and `keras_layer` called on their
+    list; the rows name each input ("grad input input_layer_1"). Integer batches are indices only when every input
+    is one (as above); a mix of index and value batches is refused."""
+    if getattr(layer, "several_inputs", False):
+        return _check_several(layer, keras_layer, input_shape, batch, dtype, seed, gradcheck_samples, inputs)
+    if _shape_list(input_shape):  # (a list of arrays stays what it was: one batch, as NumPy reads it)
+        raise BadInputError(
+            f"layer {getattr(layer, 'name', '') or type(layer).__name__!r} takes one input (it does not declare "
+            f"several_inputs = True), but input_shape gives {len(input_shape)} shapes: give one shape "
+            "(input_shape=(7,))"
+        )
     x, input_shape, batch = _batch_of(inputs, input_shape, batch, dtype)
     model = Sequential([layer], dtype=dtype, seed=seed, input_shape=input_shape)
     check_protocol(model)
@@ -227,6 +284,136 @@ def check_layer(
         elif hasattr(exc, "add_note"):
             exc.add_note(INDICES_AS_VALUES.format(layer=layer.name, dtype=dtype))
         raise
+
+
+def _shape_list(input_shape: Any) -> bool:
+    """Whether `input_shape` is a list of shapes ([(7,), (7,)]) rather than one shape ((7,) or 7)."""
+    return isinstance(input_shape, (list, tuple)) and any(isinstance(s, (list, tuple)) for s in input_shape)
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or (isinstance(value, (list, tuple)) and value and _is_array_like(value))
+
+
+def _is_array_like(value: Any) -> bool:
+    """A nested list of at least two levels (a batch written out as lists), not a list of numbers."""
+    return all(isinstance(v, (list, tuple, np.ndarray)) for v in value)
+
+
+def _check_several(
+    layer: Layer,
+    keras_layer: Any,
+    input_shape: Any,
+    batch: int | None,
+    dtype: str,
+    seed: int,
+    gradcheck_samples: int,
+    inputs: Any,
+) -> Report:
+    """check_layer for a layer of several inputs: a from_scratch.graph.Model of one Input per shape and the one
+    call of `layer` on their list, against the functional twin (keras_twin_graph)."""
+    from from_scratch.graph import Input, Model, call_layer
+
+    name = getattr(layer, "name", "") or type(layer).__name__
+    xs, shapes, batch = _batches_of(name, inputs, input_shape, batch, dtype)
+    tensors = [Input(shape) for shape in shapes]
+    model = Model(tensors, call_layer(layer, tensors), dtype=dtype, seed=seed)
+    check_protocol(model)
+    out_shape = model.output_shape
+    shape_text = " and ".join("x".join(map(str, s)) for s in shapes)
+    check_memory(
+        f"checking layer {layer.name!r} on a batch of {batch} x ({shape_text})",
+        batch,
+        (sum(_size(s) for s in shapes) + _size(out_shape), sum(p.size for p in model.get_weights())),
+    )
+    twin = keras_twin_graph(keras_layer, shapes, dtype)
+    theirs_layer = twin.layers[-1]
+    ours_shapes = [tuple(w.shape) for w in model.get_weights()]
+    theirs_shapes = [tuple(w.shape) for w in twin.get_weights()]
+    if ours_shapes != theirs_shapes:
+        raise BadInputError(
+            f"layer {layer.name!r} has {len(ours_shapes)} parameter(s) of shapes {ours_shapes}, but Keras layer "
+            f"{theirs_layer.name!r} has {len(theirs_shapes)} of shapes {theirs_shapes} (get_weights() order)"
+        )
+    rng = np.random.default_rng(seed)
+    model.set_weights(random_nonzero_params(model, rng))
+    if xs is None:
+        xs = [rng.standard_normal((batch, *shape)) for shape in shapes]
+        if getattr(layer, "integer_inputs", False):
+            xs = [_random_indices(layer, x.shape, seed + k) for k, x in enumerate(xs)]
+        else:
+            xs = [away_from_kinks(x, tuple(layer.kinks)).astype(dtype) for x in xs]
+    else:
+        xs = [x.copy() for x in xs]  # the caller's arrays stay theirs, whatever the layer does with them
+    upstream = rng.standard_normal((batch, *out_shape)).astype(dtype)
+    y = np.zeros((batch, *out_shape), dtype=dtype)
+    config = {
+        "layer": type(layer).__name__,
+        "keras_layer": type(theirs_layer).__name__,
+        "input_shape": [list(s) for s in shapes],
+        "batch": batch,
+        "dtype": dtype,
+        "seed": seed,
+    }
+    if inputs is not None:
+        config["inputs"] = f"given ({', '.join(str(x.dtype) for x in xs)})"
+    return _check_pair(model, twin, xs, y, Projection(upstream), None, gradcheck_samples, seed, config)
+
+
+def _batches_of(
+    name: str, inputs: Any, input_shape: Any, batch: Any, dtype: str
+) -> tuple[list[Array] | None, list[Shape], int]:
+    """(X per input or None, the shapes, batch) for a layer of several inputs: from `inputs`, a list of batches of
+    one size (input_shape and batch, when given too, must agree with them), else from input_shape, a list of
+    shapes, and batch (default 16)."""
+    if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch <= 0):
+        raise BadInputError(f"batch must be a positive integer, got {batch!r}")
+    if dtype not in ("float64", "float32"):
+        raise BadInputError(f"dtype must be one of float64, float32, got {dtype!r}")
+    shapes = None
+    if input_shape is not None:
+        shapes_given = isinstance(input_shape, (list, tuple)) and len(input_shape) > 0
+        if not shapes_given or not all(isinstance(s, (list, tuple)) for s in input_shape):
+            raise BadInputError(
+                f"layer {name!r} takes several inputs (several_inputs = True): give one shape per input, "
+                f"input_shape=[(7,), (7,)], got {input_shape!r}"
+            )
+        shapes = [as_shape(s, f"input_shape[{k}]") for k, s in enumerate(input_shape)]
+    if inputs is None:
+        if shapes is None:
+            raise BadInputError(
+                f"layer {name!r} takes several inputs: give input_shape=[(7,), (7,)] (one sample's shape per "
+                "input), or the batches with inputs=[x1, x2]"
+            )
+        return None, shapes, 16 if batch is None else int(batch)
+    if not isinstance(inputs, (list, tuple)) or not inputs or not all(_is_array(a) for a in inputs):
+        what = type(inputs).__name__ if not isinstance(inputs, (list, tuple)) else f"a list of {len(inputs)}"
+        raise BadInputError(
+            f"layer {name!r} takes several inputs: give inputs=[x1, x2, ...], one batch (N, *shape) per input, got "
+            + (a_or_an(what) if not isinstance(inputs, (list, tuple)) else what)
+            + ("" if not isinstance(inputs, (list, tuple)) or not inputs else " that are not all arrays")
+        )
+    xs = [as_batch(a, dtype, f"inputs[{k}]") for k, a in enumerate(inputs)]
+    sizes = [len(x) for x in xs]
+    if len(set(sizes)) > 1:
+        raise BadInputError(f"inputs: batches of different sizes {sizes}; give each input the same N rows")
+    kinds = ["indices" if x.dtype.kind in "iu" else "values" for x in xs]
+    if len(set(kinds)) > 1:
+        raise BadInputError(
+            "inputs: "
+            + ", ".join(f"inputs[{k}] holds {kind} ({x.dtype})" for k, (kind, x) in enumerate(zip(kinds, xs)))
+            + "; integer batches are indices, and check_layer takes indices for every input or for none: give "
+            "the values as floats"
+        )
+    given = [tuple(int(d) for d in x.shape[1:]) for x in xs]
+    if shapes is not None and shapes != given:
+        raise BadInputError(
+            f"input_shape {shapes} contradicts inputs of shapes {[x.shape for x in xs]} (one sample each: "
+            f"{given}); give one of them"
+        )
+    if batch is not None and batch != sizes[0]:
+        raise BadInputError(f"batch {batch} contradicts inputs of {sizes[0]} samples; give one of them")
+    return xs, given, sizes[0]
 
 
 def _size(shape: Shape) -> int:
@@ -336,8 +523,25 @@ def check_model(
         )
         raise BadInputError(f"scratch_model must be a from_scratch.Sequential{hint}")
     check_keras_sequential(keras_model, scratch_model)
+    return _check_pair(scratch_model, keras_model, x, y, loss, sample_weight, gradcheck_samples, seed, config)
+
+
+def _check_pair(
+    scratch_model: Model,
+    keras_model: Any,
+    x: Any,
+    y: Any,
+    loss: str | Loss,
+    sample_weight: Array | None,
+    gradcheck_samples: int,
+    seed: int,
+    config: dict[str, Any] | None,
+) -> Report:
+    """The check of a pair whose shape is known to match (a Sequential and its keras.Sequential, or a graph Model
+    and its functional twin): the protocol, every row of compare_models and the Taylor witness. x is one array or
+    a list, one per input."""
     check_protocol(scratch_model)
-    for ours, theirs in zip(scratch_model.layers, keras_model.layers):
+    for ours, theirs in zip(scratch_model.layers, twin_layers(keras_model)):
         if not ours.deterministic and not hasattr(theirs, "mask"):
             raise BadInputError(
                 f"layer {ours.name!r} draws random numbers (deterministic = False), but its Keras twin "
@@ -345,7 +549,8 @@ def check_model(
                 "that applies a given mask, as keras_impl's FixedMaskDropout"
             )
     loss = get_loss(loss)
-    integer = np.asarray(x).dtype.kind in "iu" if x is not None else False
+    xs = x if isinstance(x, list) else [x]
+    integer = x is not None and all(np.asarray(a).dtype.kind in "iu" for a in xs)
     with _declared(scratch_model, _twin_names(scratch_model, keras_model), integer):
         report = compare_models(
             scratch_model,
@@ -358,5 +563,6 @@ def check_model(
             seed=seed,
             config=config,
         )
-        report.rows.append(taylor_row(scratch_model, np.asarray(x), np.asarray(y), loss, seed, sample_weight))
+        inputs = [np.asarray(a) for a in x] if isinstance(x, list) else np.asarray(x)
+        report.rows.append(taylor_row(scratch_model, inputs, np.asarray(y), loss, seed, sample_weight))
     return report

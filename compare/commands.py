@@ -267,31 +267,58 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_check_layer(args: argparse.Namespace) -> int:
+    """check-layer: one --input-shape (or --inputs file) per input of the layer: one for a plain layer, several for
+    a layer of several inputs (--input-shape 7 7)."""
     from from_scratch.layers import Layer
 
-    if args.inputs is None and args.input_shape is None:
+    shapes, files = args.input_shape, args.inputs
+    if files is None and shapes is None:
         raise BadInputError("give --input-shape SHAPE (one sample's shape), or a batch with --inputs FILE.npy")
     inputs = None
-    if args.inputs is not None:
-        loaded = load_inputs(args.inputs)  # the file's own faults are refused before TensorFlow loads
+    if files is not None:
+        raw = [load_inputs(f) for f in files]  # the files' own faults are refused before TensorFlow loads
         from compare.check import as_batch
 
-        inputs = as_batch(loaded, args.dtype, f"--inputs {args.inputs}")
-        shape = tuple(int(d) for d in inputs.shape[1:])
-        if args.input_shape is not None and args.input_shape != shape:
+        loaded = [as_batch(a, args.dtype, f"--inputs {f}") for f, a in zip(files, raw)]
+        given = [tuple(int(d) for d in x.shape[1:]) for x in loaded]
+        if shapes is not None and len(shapes) != len(files):
             raise BadInputError(
-                f"--input-shape {','.join(map(str, args.input_shape))} contradicts --inputs {args.inputs} of shape "
-                f"{inputs.shape} (one sample: {','.join(map(str, shape))}); give one of them"
+                f"{len(shapes)} --input-shape value(s) for {len(files)} --inputs file(s): give one of them, or one "
+                "shape per file"
             )
-        if args.batch is not None and args.batch != len(inputs):
+        for f, x, shape, want in zip(files, loaded, given, shapes or given):
+            if want != shape:
+                raise BadInputError(
+                    f"--input-shape {','.join(map(str, want))} contradicts --inputs {f} of shape {x.shape} (one "
+                    f"sample: {','.join(map(str, shape))}); give one of them"
+                )
+        sizes = [len(x) for x in loaded]
+        if len(set(sizes)) > 1:
             raise BadInputError(
-                f"--batch {args.batch} contradicts --inputs {args.inputs} of shape {inputs.shape} ({len(inputs)} "
-                "samples); give one of them"
+                "--inputs: batches of different sizes "
+                + ", ".join(f"{f} has {n}" for f, n in zip(files, sizes))
+                + "; give every input the same N rows"
             )
+        if args.batch is not None and args.batch != sizes[0]:
+            where = f"--inputs {files[0]} of shape {loaded[0].shape}" if len(files) == 1 else "--inputs"
+            raise BadInputError(f"--batch {args.batch} contradicts {where} ({sizes[0]} samples); give one of them")
+        inputs = loaded[0] if len(loaded) == 1 else loaded
+    count = len(files) if files is not None else len(shapes)
     layer = load_factory(args.scratch, "SCRATCH")
     if not isinstance(layer, Layer):
         raise BadInputError(
             f"SCRATCH {args.scratch!r} returned {a_or_an(type(layer).__name__)}, not a from_scratch.Layer"
+        )
+    option = "--inputs file" if files is not None else "--input-shape"
+    if getattr(layer, "several_inputs", False) and count < 2:
+        raise BadInputError(
+            f"SCRATCH {args.scratch!r} is a layer of several inputs (several_inputs = True): give one {option} per "
+            "input, e.g. --input-shape 7 7"
+        )
+    if not getattr(layer, "several_inputs", False) and count > 1:
+        raise BadInputError(
+            f"SCRATCH {args.scratch!r} takes one input (it does not declare several_inputs = True), but {count} "
+            f"{option}s were given"
         )
     import keras
 
@@ -305,7 +332,7 @@ def run_check_layer(args: argparse.Namespace) -> int:
         report = check_layer(
             layer,
             twin,
-            None if inputs is not None else args.input_shape,
+            None if inputs is not None else shapes[0] if len(shapes) == 1 else list(shapes),
             batch=None if inputs is not None else args.batch,
             dtype=args.dtype,
             seed=args.seed,

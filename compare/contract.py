@@ -121,7 +121,7 @@ def _twin_names(model: Sequential, keras_model: Any) -> list[tuple[str, ...] | N
     order, when the scratch layer declares no weight_names and the twin's names are as many, distinct and chosen
     (not Keras's "variable", "variable_1" for an unnamed add_weight); None otherwise (the declared names, or
     weight_0, weight_1, ...)."""
-    layers = getattr(keras_model, "layers", [])
+    layers = [layer for layer in getattr(keras_model, "layers", []) if type(layer).__name__ != "InputLayer"]
     names: list[tuple[str, ...] | None] = []
     for i, layer in enumerate(model.layers):
         twin = layers[i] if i < len(layers) else None

@@ -171,14 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--input-shape",
         type=input_shape,
+        nargs="+",
         metavar="SHAPE",
-        help="the input shape without the batch axis: 7, or 8,8,1 (read from --inputs when that is given)",
+        help="the input shape without the batch axis: 7, or 8,8,1 (read from --inputs when that is given); one per "
+        "input for a layer of several inputs: --input-shape 7 7",
     )
     c.add_argument(
         "--inputs",
+        nargs="+",
         metavar="FILE.npy",
         help="the batch to check, an array (N, *input_shape) saved with numpy.save: integers are indices (an "
-        "Embedding's), floats values; instead of a random batch",
+        "Embedding's), floats values; instead of a random batch; one file per input for a layer of several inputs",
     )
     c.add_argument("--batch", type=_positive, default=None, help="batch size (default 16; read from --inputs)")
     c.add_argument("--dtype", choices=["float64", "float32"], default="float64")

@@ -59,7 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """`parity(layer, keras_layer, input_shape=(7,), *, batch=16, dtype=None, seed=None, inputs=None) -> Report`:
     runs compare.check_layer (on `inputs` when given: then input_shape and batch are read from them) and fails the
-    test with the table and diagnosis unless every quantity agrees."""
+    test with the table and diagnosis unless every quantity agrees. A layer of several inputs takes a shape per input
+    (input_shape=[(7,), (7,)]) or a batch per input (inputs=[x1, x2])."""
     default_dtype = request.config.getoption("--parity-dtype")
     default_seed = _seed(request.config.getoption("--parity-seed"))
 

@@ -76,26 +76,30 @@ def taylor_row(
     infinity, a pass, and the row says why. A loss noisier than float32 rounding explains cannot be judged: a FAIL."""
     model64 = model.astype("float64")
     model64.watch = Watch.casting()  # a copy of the model, discarded after the row
-    x64 = np.asarray(x, np.float64)
+    several = isinstance(x, (list, tuple))  # a model of several inputs: one array each, each moved along v
+    x64 = [np.asarray(a, np.float64) for a in (x if several else [x])]
     moves_input = not integer_inputs(model64)
-    precision = arithmetic_precision(model64, x64, y, loss, sample_weight, seed, move_input=moves_input)
+    precision = arithmetic_precision(
+        model64, x64 if several else x64[0], y, loss, sample_weight, seed, move_input=moves_input
+    )
     if not precision.judgeable:
         name = f"Taylor remainder slope ({precision.label})"
         return Row(name, (0,), float("inf"), 0.0, -float("inf"), "taylor slope", TAYLOR_MIN_SLOPE)
     steps = TAYLOR_STEPS_F32 if precision.reduced else TAYLOR_STEPS
     weights = model64.get_weights()
-    result = model64.backward_pass(x64, y, loss, sample_weight)
+    result = model64.backward_pass(x64 if several else x64[0], y, loss, sample_weight)
     model64.set_weights(weights)  # the pass moved any moving statistics
     trainable = model64.trainable
     rng = np.random.default_rng(seed + 7)
-    v_x = rng.standard_normal(x64.shape) if moves_input else np.zeros(x64.shape)
+    v_x = [rng.standard_normal(a.shape) if moves_input else np.zeros(a.shape) for a in x64]
     v_w = [rng.standard_normal(w.shape) if t else np.zeros(w.shape) for w, t in zip(weights, trainable)]
-    norm = np.sqrt((v_x**2).sum() + sum((v**2).sum() for v in v_w))
+    norm = np.sqrt(sum((v**2).sum() for v in v_x) + sum((v**2).sum() for v in v_w))
     if norm == 0:  # indices as inputs and no trainable parameter: no direction to move along
         name = "Taylor remainder: nothing to vary (the inputs are indices and no parameter is trainable)"
         return Row(name, (0,), 0.0, 0.0, float("inf"), "taylor slope", TAYLOR_MIN_SLOPE)
-    v_x, v_w = v_x / norm, [v / norm for v in v_w]
-    products = [np.asarray(result.input_grad, np.float64) * v_x] + [
+    v_x, v_w = [v / norm for v in v_x], [v / norm for v in v_w]
+    input_grads = result.input_grad if several else [result.input_grad]
+    products = [np.asarray(g, np.float64) * v for g, v in zip(input_grads, v_x)] + [
         np.asarray(g, np.float64) * v for g, v in zip(result.grads, v_w)
     ]
     slope_g = sum(float(p.sum()) for p in products)
@@ -103,7 +107,8 @@ def taylor_row(
 
     def f(h: float) -> float:
         model64.set_weights([w + h * v for w, v in zip(weights, v_w)])
-        return model64.backward_pass(x64 + h * v_x, y, loss, sample_weight, input_grad=False).loss
+        moved = [a + h * v for a, v in zip(x64, v_x)]
+        return model64.backward_pass(moved if several else moved[0], y, loss, sample_weight, input_grad=False).loss
 
     f0 = f(0.0)
     eps = float(np.finfo(np.float64).eps)

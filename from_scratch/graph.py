@@ -96,8 +96,12 @@ def call_layer(layer: Layer, inputs: Any) -> Tensor:
     elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, Tensor) for t in inputs):
         several, tensors = True, list(inputs)
     else:
+        what = a_or_an(type(inputs).__name__)
+        if isinstance(inputs, (list, tuple)):
+            kinds = sorted({type(t).__name__ for t in inputs if not isinstance(t, Tensor)})
+            what = f"a {type(inputs).__name__} of {len(inputs)}" + (f" holding {', '.join(kinds)}" if kinds else "")
         raise BadInputError(
-            f"layer {name!r} was called on {a_or_an(type(inputs).__name__)}: call a layer on from_scratch.graph.Input "
+            f"layer {name!r} was called on {what}: call a layer on from_scratch.graph.Input "
             "tensors (x = Input(shape=(64,)); y = Dense(10)(x)), or on a list of them for a merge, then run arrays "
             "through Model(inputs=x, outputs=y)"
         )
@@ -201,10 +205,13 @@ class Model(Training):
                 if first != given:
                     raise BadInputError(
                         f"layer {layer.name!r} is shared: built for inputs of shape {_shape_text(first)}, then called "
-                        f"again (call {len(calls)}) on {_shape_text(given)}"
+                        f"again (call {len(calls)}) on {_shape_text(given)}{_call_text(node)}"
                     )
             else:
-                out = layer.build(given, self.dtype, rng)
+                try:
+                    out = layer.build(given, self.dtype, rng)
+                except BadInputError as exc:  # a shape the layer cannot take: say which call handed it over
+                    raise BadInputError(f"{exc}{_call_text(node)}") from None
                 shape = as_shape(out, f"layer {layer.name!r}: build() must return the output shape, it returned")
                 check_declarations(layer)
                 built[id(layer)] = (given, shape)
@@ -384,6 +391,16 @@ class Model(Training):
             )
         if not several and isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
             x = x[0]
+        rank = 1 + len(self.inputs[0].shape)
+        if (
+            not several
+            and isinstance(x, (list, tuple))
+            and all(isinstance(a, np.ndarray) and a.ndim == rank for a in x)
+        ):
+            raise BadInputError(
+                f"input: the model has 1 input, give one array (N, {', '.join(map(str, self.inputs[0].shape))}), got "
+                f"a list of {len(x)} such arrays"
+            )
         arrays = list(x) if several else [x]
         out = []
         for t, a in zip(self.inputs, arrays):
@@ -396,7 +413,11 @@ class Model(Training):
             check_fits_dtype(what, a, self.dtype)
             out.append(a.astype(self.dtype, copy=False))
         if len({len(a) for a in out}) > 1:
-            raise BadInputError(f"inputs: batches of different sizes {[len(a) for a in out]}; give each input N rows")
+            sizes = ", ".join(f"{t.node.name!r} {len(a)}" for t, a in zip(self.inputs, out))
+            raise BadInputError(
+                f"inputs: batches of different sizes {[len(a) for a in out]} (rows per input: {sizes}); give each "
+                "input N rows"
+            )
         return out
 
     def _as_input(self, x: Any) -> Array:
@@ -430,8 +451,11 @@ class Model(Training):
     def _as_targets_all(self, y: Any, losses: list[Loss], outputs: list[Array]) -> list[Array]:
         several = len(self.outputs) > 1
         if several and not (isinstance(y, (list, tuple)) and len(y) == len(self.outputs)):
+            got = f"a list of {len(y)}" if isinstance(y, (list, tuple)) else a_or_an(type(y).__name__)
+            names = ", ".join(repr(t.node.name) for t in self.outputs)
             raise BadInputError(
-                f"labels: the model has {len(self.outputs)} outputs, give a list of {len(self.outputs)} label arrays"
+                f"labels: the model has {len(self.outputs)} outputs ({names}), give a list of {len(self.outputs)} "
+                f"label arrays, got {got}"
             )
         ys = list(y) if several else [y]
         out = []
@@ -490,8 +514,8 @@ class Model(Training):
             out = layer.forward(args if node.several else args[0], training=training)
             if watch is not None:
                 watch.calls += 1
-                for t, a, p in zip(node.inputs, args, self._producer[i]):
-                    before = watch.unchanged(layer, call, "x", a)
+                for k, (t, a, p) in enumerate(zip(node.inputs, args, self._producer[i])):
+                    before = watch.unchanged(layer, call, f"x[{k}]" if node.several else "x", a)
                     if before is not a:  # its other consumers, and its producer's record, get what was returned
                         values[id(t)] = before
                         if p is not None:
@@ -703,11 +727,11 @@ class Model(Training):
             return dX
         watch.calls += 1
         watch.unchanged(layer, "backward", argument, upstream)
-        for a in handed[:-1]:
-            watch.unchanged(layer, "backward", "x", a)
+        for k, a in enumerate(handed[:-1]):
+            watch.unchanged(layer, "backward", f"x[{k}]" if node.several else "x", a)
         watch.unchanged(layer, "backward", "y", handed[-1])
         if node.several:
-            return [watch.result(layer, "backward", "dL/dX", g, self.dtype) for g in dX]
+            return [watch.result(layer, "backward", f"dL/dx[{k}]", g, self.dtype) for k, g in enumerate(dX)]
         return watch.result(layer, "backward", "dL/dX", dX, self.dtype)
 
     def _check_input_grads(self, i: int, dX: Any, n: int) -> None:
@@ -746,6 +770,20 @@ def _tensors(value: Any, what: str) -> list[Tensor]:
     return items
 
 
+def _call_text(node: Node) -> str:
+    """ " (call 'add' on 'dense' and 'input_layer_1')": the node and the tensors it was handed, for a message."""
+    return f" (call {node.name!r} on {' and '.join(repr(t.node.name) for t in node.inputs)})"
+
+
+def _input_label(node: Node) -> str:
+    """An Input in a message: its given name, else "of shape (4,) (unnamed)"."""
+    return repr(node.given_name) if node.given_name else f"of shape {node.output.shape} (unnamed)"
+
+
+def _layer_label(layer: Any) -> str:
+    return getattr(layer, "name", "") or type(layer).__name__
+
+
 def _shape_text(shape: Any) -> str:
     if isinstance(shape, list):
         return " and ".join(map(str, shape))
@@ -771,9 +809,11 @@ def _map_graph(inputs: list[Tensor], outputs: list[Tensor]) -> tuple[list[Node],
                 if id(node) in finished:
                     continue
                 if node.is_input and id(node) not in given:
+                    consumer = stack[-1][0] if stack else None
+                    by = f", called on by layer {_layer_label(consumer.layer)!r}," if consumer is not None else ""
                     raise BadInputError(
-                        f"Model: an output depends on the Input {node.given_name or str(node.output.shape)!r}, which "
-                        "is not among the model's inputs"
+                        f"Model: an output depends on the Input {_input_label(node)}{by} which is not among the "
+                        "model's inputs; add it to inputs"
                     )
                 op_index.setdefault(id(node.layer) if node.layer is not None else id(node), len(op_index))
                 in_progress.add(id(node))
@@ -781,16 +821,16 @@ def _map_graph(inputs: list[Tensor], outputs: list[Tensor]) -> tuple[list[Node],
                 stack.append((node, k + 1))
                 parent = node.inputs[k].node
                 if id(parent) in in_progress:
-                    raise BadInputError(f"Model: the graph has a cycle through layer {node.layer.name!r}")
+                    raise BadInputError(f"Model: the graph has a cycle through layer {_layer_label(node.layer)!r}")
                 stack.append((parent, 0))
                 continue
             in_progress.discard(id(node))
             finished.add(id(node))
             order.append(node)
-    for t in inputs:
+    for k, t in enumerate(inputs):
         if id(t.node) not in finished:
             raise BadInputError(
-                f"Model: the input {t.node.given_name or str(t.shape)!r} does not reach any output; drop it from "
+                f"Model: the input {_input_label(t.node)} (inputs[{k}]) does not reach any output; drop it from "
                 "inputs or connect it"
             )
     depth: dict[int, int] = {}

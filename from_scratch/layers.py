@@ -96,7 +96,17 @@ class Layer:
         return call_layer(self, inputs)
 
     def build(self, input_shape: Shape, dtype: np.dtype, rng: np.random.Generator) -> Shape:
-        """Default: no parameters, output shaped as the input."""
+        """Default: no parameters, output shaped as the input. A layer of several inputs (`several_inputs`) is given
+        a list of shapes: by default they must agree (an elementwise merge), and the output has that shape."""
+        if self.several_inputs and isinstance(input_shape, list):
+            shapes = [tuple(s) for s in input_shape]
+            if any(s != shapes[0] for s in shapes[1:]):
+                raise BadInputError(
+                    f"layer {self.name or type(self).__name__!r} is called on inputs of shapes "
+                    f"{' and '.join(map(str, shapes))}: its default build() shapes the output as its inputs, which "
+                    "must then agree; define build(input_shapes, dtype, rng) returning the output shape"
+                )
+            return shapes[0]
         return tuple(input_shape)
 
     def forward(self, x: Array, training: bool = False) -> Array:

@@ -37,6 +37,13 @@ ARGUMENTS = {
 }
 
 
+def argument_text(argument: str) -> str:
+    """What a watched argument is, in words: ARGUMENTS, and "x[k]" for input k of a layer of several inputs."""
+    if argument.startswith("x[") and argument.endswith("]"):
+        return f"its input {argument} (input {argument[2:-1]} of its list)"
+    return ARGUMENTS[argument]
+
+
 @dataclass
 class Breach:
     """One way a layer broke the protocol in watched passes: `layer` (its name), `what` it did, the `calls` it did it
@@ -100,10 +107,10 @@ class Watch:
                 (layer, argument), others = owners[0], owners[1:]
                 index = _first_change(a, copy)
                 detail = f"{_entry(argument, index)} was {_value(copy[index])}, is {_value(a[index])}" if index else ""
-                shared = ", ".join(f"{ARGUMENTS[arg]} of layer {other.name!r}" for other, arg in others)
+                shared = ", ".join(f"{argument_text(arg)} of layer {other.name!r}" for other, arg in others)
                 detail += f"; the same array was {shared}" if shared else ""
                 self.report(
-                    layer, "a later call", f"kept {ARGUMENTS[argument]} and wrote into it after returning", detail
+                    layer, "a later call", f"kept {argument_text(argument)} and wrote into it after returning", detail
                 )
         self._past = []
 
@@ -119,7 +126,8 @@ class Watch:
         return entry[1]
 
     def unchanged(self, layer: Any, call: str, argument: str, a: Array) -> Array:
-        """Check that the kept array `a` (the layer's `argument`: "x", "dy", "y" or "dZ", see ARGUMENTS) still holds
+        """Check that the kept array `a` (the layer's `argument`: "x", "dy", "y" or "dZ", see ARGUMENTS; "x[k]" for
+        input k of a layer of several inputs) still holds
         what it held when kept; a change is reported once, naming the layer, the argument and the call, and the kept
         copy then follows the array, so that a later check blames no one else for it. Returns the value `a` held when
         it was handed over (the kept copy, or `a` itself when unchanged)."""
@@ -134,7 +142,7 @@ class Watch:
             return a
         index = _first_change(a, before)
         change = f"{_entry(argument, index)} was {_value(before[index])}, is {_value(a[index])}" if index else ""
-        self.report(layer, call, f"wrote into {ARGUMENTS[argument]}", change)
+        self.report(layer, call, f"wrote into {argument_text(argument)}", change)
         self._kept[id(a)] = (a, a.copy())
         return before
 

@@ -13,7 +13,7 @@ def load(name):
     return module
 
 
-swish, layer_norm = load("swish"), load("layer_norm")
+swish, layer_norm, merges = load("swish"), load("layer_norm"), load("merges")
 
 
 def test_swish_matches_keras_silu(parity):
@@ -27,3 +27,12 @@ def test_layer_norm_matches_keras(parity):
 def test_broken_swish_is_caught(parity):
     with pytest.raises(pytest.fail.Exception, match="first differs at dL/dX"):
         parity(swish.BrokenSwish(), swish.keras_swish(), input_shape=(7,))
+
+
+def test_weighted_sum_of_two_inputs_matches_keras(parity):
+    parity(merges.WeightedSum(), merges.keras_weighted_sum(), input_shape=[(7,), (7,)])
+
+
+def test_broken_multiply_is_caught_at_its_second_input(parity):
+    with pytest.raises(pytest.fail.Exception, match="first differs at dL/dX \\(input input_layer_1\\)"):
+        parity(merges.BrokenMultiply(), merges.keras_multiply(), input_shape=[(7,), (7,)])
