@@ -164,8 +164,6 @@ def _scratch_loss(model: keras.Model, compiled: Any, where: str) -> Loss:
     elif _identical(KERAS_LOSS_FUNCTIONS, obj):
         name, arguments = _identical(KERAS_LOSS_FUNCTIONS, obj), {}
     else:
-        if isinstance(obj, LossFunctionWrapper):
-            label = getattr(wrapped, "__name__", label)
         raise BadInputError(
             f"{where} is compiled with loss {label!r}, which has no scratch counterpart; {SUPPORTED_LOSSES}"
         )

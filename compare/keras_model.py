@@ -23,6 +23,7 @@ This package imports Keras and from_scratch, so it lives in `compare` (the only 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -82,6 +83,7 @@ __all__ = [
     "describe",
     "from_keras",
     "keras_layers",
+    "graph_row",
     "keras_model_batch",
     "load",
     "loss_of",
@@ -159,6 +161,24 @@ def _weights_row(name: str, original: list[Array], copied: list[Array]) -> Row:
     return Row(name, (sum(np.size(w) for w in original),), worst, rel, worst, "exact", ROUND_TRIP_TOL)
 
 
+def _several(value: Any) -> list[Array]:
+    return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
+
+
+def graph_row(model: keras.Model, reading: Reading, x: Array | list[Array]) -> Row:
+    """The model's own outputs against its twin's in the model's dtype (its own layers, called as the graph was
+    read), in inference mode, on the batch `x`: the same layers on the same inputs in the same order, so they must
+    be identical. Both sides of the comparison are built from the reading, so only this row sees a connection read
+    wrong (two inputs of a merge swapped, a skip connection dropped, a nested model's layers out of order)."""
+    twin = comparison_twin(model)
+    xs = x if isinstance(x, list) else [x]
+    given = [np.asarray(a).astype(t.dtype) for a, t in zip(xs, model.inputs)]  # an Embedding's model takes int32
+    theirs = _several(model(given if len(given) > 1 else given[0], training=False))
+    ours = [np.asarray(a).astype(reading.dtype) for a in xs]
+    read_back = _several(twin(ours if len(ours) > 1 else ours[0], training=False))
+    return _weights_row("outputs of the Keras model as read", theirs, read_back)
+
+
 def compare_keras_model(
     path_or_model: keras.Model | str | os.PathLike,
     data: str = "synthetic",
@@ -175,8 +195,9 @@ def compare_keras_model(
     own layers); the loss is `loss` (for every output) or the model's compiled loss (per output, with its
     loss_weights). Besides the harness's rows the report starts with "weights from the Keras model": each Keras
     layer's weights against the scratch copy of that layer, which must be identical (the harness copies scratch
-    weights into Keras, so only this row would notice a wrong copy). The model's weights (BatchNormalization moving
-    statistics move in a training pass) are restored afterwards.
+    weights into Keras, so only this row would notice a wrong copy), then "outputs of the Keras model as read"
+    (`graph_row`: the model's own outputs against its layers called as the graph was read, identical). The model's
+    weights (BatchNormalization moving statistics move in a training pass) are restored afterwards.
     """
     model = _as_model(path_or_model)
     reading = read(model)
@@ -199,11 +220,12 @@ def compare_keras_model(
     original = model.get_weights()
     theirs = reading.keras_weights([layer.name for layer in scratch.layers])
     copied = _weights_row("weights from the Keras model", theirs, scratch.get_weights())
+    as_read = graph_row(model, reading, x)
     try:
         report = compare_models(
             scratch, twin, x, y, loss, gradcheck_samples=gradcheck_samples, seed=seed, config=config
         )
     finally:
         model.set_weights(original)
-    report.rows.insert(0, copied)
+    report.rows[0:0] = [copied, as_read]
     return report

@@ -108,7 +108,8 @@ def _check_arguments(node: Any, name: str) -> None:
             "tensor (or a list of tensors for a merge)"
         )
     for key, value in arguments.kwargs.items():
-        if value is not None and key != "training":  # Keras's model call passes its own training= to every layer
+        unset = all(v is None for v in keras.tree.flatten(value))  # mask=[None, None] for a model of two inputs
+        if not unset and key != "training":  # Keras's model call passes its own training= to every layer
             raise BadInputError(
                 f"{_where_node(op, name)}: called with {key}={value!r:.40}; only the layer's own default "
                 "(a mask or an argument changes what the layer computes)"
