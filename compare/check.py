@@ -50,9 +50,11 @@ from compare.taylor import (  # noqa: F401 (re-exported: importable from here as
     taylor_row,
 )
 from from_scratch.errors import BadInputError, a_or_an
+from from_scratch.graph import Model
 from from_scratch.layers import Layer, Shape, as_shape
-from from_scratch.losses import Loss, get_loss
+from from_scratch.losses import Loss, OutputLosses, get_loss
 from from_scratch.model import Sequential
+from keras_impl.model import twin_layers
 
 Array = np.ndarray
 
@@ -309,7 +311,7 @@ def _batch_of(inputs: Any, input_shape: Any, batch: Any, dtype: str) -> tuple[Ar
 
 
 def check_model(
-    scratch_model: Sequential,
+    scratch_model: Model,
     keras_model: Any,
     x: Array,
     y: Array,
@@ -323,29 +325,34 @@ def check_model(
     """Compare a user's own pair of models on (x, y) with `loss`: the scratch weights are copied into Keras, and
     every row of `compare` is checked, plus the Taylor witness of the scratch backward pass.
 
-    The Keras side is a keras.Sequential of plain layers, one per scratch layer (a functional model or a model
-    nested in the Sequential is refused, naming it). A scratch layer that declares no `weight_names` has its rows
+    The Keras side is a keras.Sequential of plain layers, one per scratch layer, or for a graph model
+    (from_scratch.graph.Model: several inputs or outputs as lists, `loss` one per output or an OutputLosses) a
+    functional keras.Model of the same graph, node for node (check_keras_graph names the first node that differs);
+    a model nested in it is refused, naming it. A scratch layer that declares no `weight_names` has its rows
     named after its Keras twin's variables (`grad scale_shift/beta`). An integer x is a batch of indices (not
     moved, not differentiated). Every layer is checked against the protocol first (check_protocol)."""
-    if not isinstance(scratch_model, Sequential):
+    if not isinstance(scratch_model, Model):
         what = type(scratch_model).__name__
         hint = (
             f": got a Keras model ({what}); the arguments are (scratch_model, keras_model, x, y)"
             if type(scratch_model).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow")
             else f", got {a_or_an(what)}"
         )
-        raise BadInputError(f"scratch_model must be a from_scratch.Sequential{hint}")
+        raise BadInputError(f"scratch_model must be a from_scratch.Sequential or from_scratch.graph.Model{hint}")
     check_keras_sequential(keras_model, scratch_model)
     check_protocol(scratch_model)
-    for ours, theirs in zip(scratch_model.layers, keras_model.layers):
+    for ours, theirs in zip(scratch_model.layers, twin_layers(keras_model)):
         if not ours.deterministic and not hasattr(theirs, "mask"):
             raise BadInputError(
                 f"layer {ours.name!r} draws random numbers (deterministic = False), but its Keras twin "
                 f"{theirs.name!r} ({type(theirs).__name__}) has no mask attribute to take the same mask: use a twin "
                 "that applies a given mask, as keras_impl's FixedMaskDropout"
             )
+    several = isinstance(x, (list, tuple))  # a model of several inputs
+    if isinstance(loss, (list, tuple)):
+        loss = OutputLosses(list(loss))
     loss = get_loss(loss)
-    integer = np.asarray(x).dtype.kind in "iu" if x is not None else False
+    integer = np.asarray(x[0] if several and x else x).dtype.kind in "iu" if x is not None else False
     with _declared(scratch_model, _twin_names(scratch_model, keras_model), integer):
         report = compare_models(
             scratch_model,
@@ -358,5 +365,7 @@ def check_model(
             seed=seed,
             config=config,
         )
-        report.rows.append(taylor_row(scratch_model, np.asarray(x), np.asarray(y), loss, seed, sample_weight))
+        xs = [np.asarray(a) for a in x] if several else np.asarray(x)
+        ys = [np.asarray(a) for a in y] if isinstance(y, (list, tuple)) else np.asarray(y)
+        report.rows.append(taylor_row(scratch_model, xs, ys, loss, seed, sample_weight))
     return report

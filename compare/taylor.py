@@ -76,8 +76,10 @@ def taylor_row(
     infinity, a pass, and the row says why. A loss noisier than float32 rounding explains cannot be judged: a FAIL."""
     model64 = model.astype("float64")
     model64.watch = Watch.casting()  # a copy of the model, discarded after the row
-    x64 = np.asarray(x, np.float64)
+    several = isinstance(x, (list, tuple))  # a model of several inputs: one array per input
+    xs64 = [np.asarray(a, np.float64) for a in (x if several else [x])]
     moves_input = not integer_inputs(model64)
+    x64 = xs64 if several else xs64[0]
     precision = arithmetic_precision(model64, x64, y, loss, sample_weight, seed, move_input=moves_input)
     if not precision.judgeable:
         name = f"Taylor remainder slope ({precision.label})"
@@ -88,14 +90,15 @@ def taylor_row(
     model64.set_weights(weights)  # the pass moved any moving statistics
     trainable = model64.trainable
     rng = np.random.default_rng(seed + 7)
-    v_x = rng.standard_normal(x64.shape) if moves_input else np.zeros(x64.shape)
+    v_xs = [rng.standard_normal(a.shape) if moves_input else np.zeros(a.shape) for a in xs64]
     v_w = [rng.standard_normal(w.shape) if t else np.zeros(w.shape) for w, t in zip(weights, trainable)]
-    norm = np.sqrt((v_x**2).sum() + sum((v**2).sum() for v in v_w))
+    norm = np.sqrt(sum((v**2).sum() for v in v_xs) + sum((v**2).sum() for v in v_w))
     if norm == 0:  # indices as inputs and no trainable parameter: no direction to move along
         name = "Taylor remainder: nothing to vary (the inputs are indices and no parameter is trainable)"
         return Row(name, (0,), 0.0, 0.0, float("inf"), "taylor slope", TAYLOR_MIN_SLOPE)
-    v_x, v_w = v_x / norm, [v / norm for v in v_w]
-    products = [np.asarray(result.input_grad, np.float64) * v_x] + [
+    v_xs, v_w = [v / norm for v in v_xs], [v / norm for v in v_w]
+    input_grads = result.input_grad if several else [result.input_grad]
+    products = [np.asarray(g, np.float64) * v for g, v in zip(input_grads, v_xs)] + [
         np.asarray(g, np.float64) * v for g, v in zip(result.grads, v_w)
     ]
     slope_g = sum(float(p.sum()) for p in products)
@@ -103,7 +106,8 @@ def taylor_row(
 
     def f(h: float) -> float:
         model64.set_weights([w + h * v for w, v in zip(weights, v_w)])
-        return model64.backward_pass(x64 + h * v_x, y, loss, sample_weight, input_grad=False).loss
+        moved = [a + h * v for a, v in zip(xs64, v_xs)]
+        return model64.backward_pass(moved if several else moved[0], y, loss, sample_weight, input_grad=False).loss
 
     f0 = f(0.0)
     eps = float(np.finfo(np.float64).eps)

@@ -348,3 +348,60 @@ def test_a_graph_read_with_two_merge_inputs_swapped_fails(monkeypatch, saved):
     failed = [row.name for row in report.failures]
     assert failed == ["outputs of the Keras model as read"], failed
     assert report.rows[1].error > 1e-3
+
+
+# ----- check_model with a graph -----------------------------------------------------------------------------------
+def scratch_siamese(seed=0):
+    from from_scratch.graph import Input
+    from from_scratch.layers import Dense
+    from from_scratch.merge import Concatenate, Subtract
+
+    a, b = Input((5,), name="left"), Input((5,), name="right")
+    shared = Dense(4, "tanh")
+    ea, eb = shared(a), shared(b)
+    out = Dense(2, "softmax")(Concatenate()([Subtract()([ea, eb]), eb]))
+    return Model([a, b], out, seed=seed)
+
+
+def keras_siamese(swap=False, unshared=False):
+    a, b = keras.Input((5,), dtype="float64", name="left"), keras.Input((5,), dtype="float64", name="right")
+    shared = L.Dense(4, "tanh", dtype="float64")
+    ea = shared(a)
+    eb = (L.Dense(4, "tanh", dtype="float64") if unshared else shared)(b)
+    diff = L.Subtract(dtype="float64")([eb, ea] if swap else [ea, eb])
+    out = L.Dense(2, "softmax", dtype="float64")(L.Concatenate(dtype="float64")([diff, eb]))
+    return keras.Model([a, b], out, name="twin")
+
+
+def siamese_batch():
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal((6, 5)), rng.standard_normal((6, 5))], np.eye(2)[rng.integers(0, 2, 6)]
+
+
+def test_check_model_takes_a_graph_model_and_its_functional_twin():
+    from compare import check_model
+
+    x, y = siamese_batch()
+    report = check_model(scratch_siamese(), keras_siamese(), x, y, gradcheck_samples=3)
+    assert report.passed, report.verdict()
+    names = [row.name for row in report.rows]
+    assert "grad input left" in names and "grad input right" in names and names[-1].startswith("Taylor")
+
+
+@pytest.mark.parametrize(
+    "twin,message",
+    [
+        (
+            lambda: keras_siamese(swap=True),
+            "node 3 ('subtract'; the Keras model's 'subtract",
+        ),
+        (lambda: keras_siamese(unshared=True), "a shared layer) and the other a layer of its own"),
+    ],
+    ids=["merge_inputs_swapped", "not_shared"],
+)
+def test_check_model_names_the_first_node_where_the_graphs_differ(twin, message):
+    from compare import check_model
+
+    x, y = siamese_batch()
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        check_model(scratch_siamese(), twin(), x, y)
