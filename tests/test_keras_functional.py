@@ -405,3 +405,24 @@ def test_check_model_names_the_first_node_where_the_graphs_differ(twin, message)
     x, y = siamese_batch()
     with pytest.raises(BadInputError, match=re.escape(message)):
         check_model(scratch_siamese(), twin(), x, y)
+
+
+def test_train_takes_a_saved_functional_model_of_one_input_and_refuses_several(capsys, tmp_path, saved):
+    """A residual model on digits trains in lockstep from its saved weights (the same engine as a chain); a model
+    of two inputs is refused in one line (run_training takes one input array)."""
+    pytest.importorskip("sklearn")
+    x = keras.Input((64,), dtype="float64", name="x")
+    h = L.Dense(64, "relu", dtype="float64", name="branch")(x)
+    head = L.Dense(10, "softmax", dtype="float64", name="head")(L.Add(dtype="float64", name="skip")([x, h]))
+    model = keras.Model(x, head, name="digits_residual")
+    model.compile(loss="categorical_crossentropy")
+    model.save(tmp_path / "residual.keras")
+    code, out, err = run(capsys, "train", "--keras-model", tmp_path / "residual.keras", "--epochs", 1, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] and report["config"]["arch"].startswith("graph(inputs=['x']")
+    path, _ = saved["two_inputs", "float64"]
+    assert_one_line_exit_2(
+        *run(capsys, "train", "--keras-model", path),
+        "train --keras-model: the model 'two_inputs' has 2 input(s) and 1 output(s); training in lockstep takes",
+    )
