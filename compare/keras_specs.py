@@ -146,8 +146,9 @@ def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSp
     axis = config["axis"]
     try:
         last = len(layer.input.shape) - 1  # the features (channels) axis counted from the front
-    except (AttributeError, ValueError):
-        last = 1
+    except (AttributeError, ValueError):  # a layer called more than once (shared, or by a comparison twin)
+        ndim = getattr(getattr(layer, "input_spec", None), "ndim", None)
+        last = ndim - 1 if ndim else 1
     if axis not in (-1, last, [-1], [last]):  # the last axis (features, or an image's channels), either way
         raise _refuse(layer, f"axis={axis!r}")
     for option, value in (("center", True), ("scale", True), ("synchronized", False), ("renorm", False)):

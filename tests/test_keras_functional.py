@@ -456,3 +456,21 @@ def test_train_takes_a_saved_functional_model_of_one_input_and_refuses_several(c
         *run(capsys, "train", "--keras-model", path),
         "train --keras-model: the model 'two_inputs' has 2 input(s) and 1 output(s); training in lockstep takes",
     )
+
+
+def test_a_shared_batch_normalization_on_images_reads_its_axis_and_passes():
+    """BatchNormalization(axis=3) called on two tensors of one image shape (a shared layer has no single
+    `layer.input` to read the rank from), then Add: read, and every row passes, the moving statistics after both
+    calls included."""
+    d = "float64"
+    x = keras.Input((5, 5, 2), dtype=d)
+    norm = L.BatchNormalization(axis=3, dtype=d, name="norm")
+    conv = L.Conv2D(2, 3, padding="same", activation="relu", dtype=d, name="conv")(x)
+    joined = L.Add(dtype=d, name="add")([norm(x), norm(conv)])
+    model = keras.Model(x, L.Dense(3, "softmax", dtype=d, name="head")(L.Flatten(dtype=d)(joined)), name="bn_twice")
+    compile_model(model, d, loss="categorical_crossentropy")
+    arch, _ = describe(model)
+    assert [call.layer for call in arch.calls].count("norm") == 2
+    report = compare_keras_model(model, batch=4, gradcheck_samples=2)
+    assert report.passed, report.verdict()
+    assert "state norm/moving_mean after step" in [row.name for row in report.rows]
