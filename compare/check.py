@@ -41,7 +41,7 @@ from compare.contract import (  # noqa: F401 (re-exported: importable from here 
     check_protocol,
 )
 from compare.data import check_memory
-from compare.harness import Report, compare_models, twin_layers
+from compare.harness import Report, compare_models
 from compare.taylor import (  # noqa: F401 (re-exported: importable from here as before)
     TAYLOR_GRAD_ULPS,
     TAYLOR_MIN_SLOPE,
@@ -55,8 +55,9 @@ from compare.taylor import (  # noqa: F401 (re-exported: importable from here as
 from from_scratch.errors import BadInputError, a_or_an
 from from_scratch.graph import Model
 from from_scratch.layers import Layer, Shape, as_shape
-from from_scratch.losses import Loss, get_loss
+from from_scratch.losses import Loss, OutputLosses, get_loss
 from from_scratch.model import Sequential
+from keras_impl.model import twin_layers
 
 Array = np.ndarray
 
@@ -496,7 +497,7 @@ def _batch_of(inputs: Any, input_shape: Any, batch: Any, dtype: str) -> tuple[Ar
 
 
 def check_model(
-    scratch_model: Sequential,
+    scratch_model: Model,
     keras_model: Any,
     x: Array,
     y: Array,
@@ -510,18 +511,20 @@ def check_model(
     """Compare a user's own pair of models on (x, y) with `loss`: the scratch weights are copied into Keras, and
     every row of `compare` is checked, plus the Taylor witness of the scratch backward pass.
 
-    The Keras side is a keras.Sequential of plain layers, one per scratch layer (a functional model or a model
-    nested in the Sequential is refused, naming it). A scratch layer that declares no `weight_names` has its rows
+    The Keras side is a keras.Sequential of plain layers, one per scratch layer, or for a graph model
+    (from_scratch.graph.Model: several inputs or outputs as lists, `loss` one per output or an OutputLosses) a
+    functional keras.Model of the same graph, node for node (check_keras_graph names the first node that differs);
+    a model nested in it is refused, naming it. A scratch layer that declares no `weight_names` has its rows
     named after its Keras twin's variables (`grad scale_shift/beta`). An integer x is a batch of indices (not
     moved, not differentiated). Every layer is checked against the protocol first (check_protocol)."""
-    if not isinstance(scratch_model, Sequential):
+    if not isinstance(scratch_model, Model):
         what = type(scratch_model).__name__
         hint = (
             f": got a Keras model ({what}); the arguments are (scratch_model, keras_model, x, y)"
             if type(scratch_model).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow")
             else f", got {a_or_an(what)}"
         )
-        raise BadInputError(f"scratch_model must be a from_scratch.Sequential{hint}")
+        raise BadInputError(f"scratch_model must be a from_scratch.Sequential or from_scratch.graph.Model{hint}")
     check_keras_sequential(keras_model, scratch_model)
     return _check_pair(scratch_model, keras_model, x, y, loss, sample_weight, gradcheck_samples, seed, config)
 
@@ -548,8 +551,11 @@ def _check_pair(
                 f"{theirs.name!r} ({type(theirs).__name__}) has no mask attribute to take the same mask: use a twin "
                 "that applies a given mask, as keras_impl's FixedMaskDropout"
             )
+    several = isinstance(x, (list, tuple))  # a model of several inputs
+    if isinstance(loss, (list, tuple)):
+        loss = OutputLosses(list(loss))
     loss = get_loss(loss)
-    xs = x if isinstance(x, list) else [x]
+    xs = list(x) if several else [x]
     integer = x is not None and all(np.asarray(a).dtype.kind in "iu" for a in xs)
     with _declared(scratch_model, _twin_names(scratch_model, keras_model), integer):
         report = compare_models(
@@ -563,6 +569,7 @@ def _check_pair(
             seed=seed,
             config=config,
         )
-        inputs = [np.asarray(a) for a in x] if isinstance(x, list) else np.asarray(x)
-        report.rows.append(taylor_row(scratch_model, inputs, np.asarray(y), loss, seed, sample_weight))
+        inputs = [np.asarray(a) for a in x] if several else np.asarray(x)
+        ys = [np.asarray(a) for a in y] if isinstance(y, (list, tuple)) else np.asarray(y)
+        report.rows.append(taylor_row(scratch_model, inputs, ys, loss, seed, sample_weight))
     return report

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import keras
 
-from compare.keras_model import _activation_name, _channels_last, _refuse
+from compare.keras_specs import _activation_name, _channels_last, _refuse
 from from_scratch.arch import LayerSpec
 from from_scratch.spatial import zero_padding
 

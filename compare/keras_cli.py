@@ -69,7 +69,8 @@ def run_keras_compare(args: argparse.Namespace, given: set[str]) -> int:
 
 def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
     """`train --keras-model`: both sides trained in lockstep from the saved model's weights (run_training with
-    initial_weights), printed as `train` prints."""
+    initial_weights), printed as `train` prints. A functional model of one input and one output trains as a chain
+    does; one of several inputs or outputs is refused (run_training takes one input array)."""
     from compare.commands import train_and_print
     from compare.data import as_inputs, load_dataset
     from compare.keras_model import choose_loss, describe, from_keras, load
@@ -77,6 +78,13 @@ def run_keras_train(args: argparse.Namespace, given: set[str]) -> int:
 
     model = load(args.keras_model)
     arch, _ = describe(model)
+    graph = arch.graph()
+    if len(graph.inputs) > 1 or len(graph.outputs) > 1:
+        raise BadInputError(
+            f"train --keras-model: the model {model.name!r} has {len(graph.inputs)} input(s) and "
+            f"{len(graph.outputs)} output(s); training in lockstep takes a model of one input and one output for now "
+            "(compare --keras-model compares this one on a batch)"
+        )
     scratch = from_keras(model, args.dtype if "dtype" in given else None)
     loss = get_loss(args.loss) if "loss" in given else choose_loss(model, None)
     x, y = load_dataset(args.data, arch.input_shape)  # a layout that would rearrange a sample is refused

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--keras-model",
         default=None,
         metavar="PATH.keras",
-        help="compare a saved keras.Sequential (its weights, compiled loss and dtype) with its NumPy model",
+        help="compare a saved Keras model, Sequential or functional (its weights, compiled loss and dtype), with its "
+        "NumPy model",
     )
     t = sub.add_parser("train", help="train both sides side by side and compare them after every step")
     t.add_argument(
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--keras-model",
         default=None,
         metavar="PATH.keras",
-        help="train both sides in lockstep starting from a saved keras.Sequential's weights",
+        help="train both sides in lockstep starting from a saved Keras model's weights (Sequential, or functional "
+        "of one input and one output)",
     )
 
     z = sub.add_parser("zoo", help="classic backprop bugs, each caught and located by the harness")

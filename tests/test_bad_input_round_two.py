@@ -480,15 +480,26 @@ def test_keras_advice_stays_off_stderr_and_empty_names_are_refused(capsys):
     assert_refused(*run(capsys, "examples", ""), "unknown example ''")
 
 
-def test_loss_weights_are_refused_not_dropped():
+def test_loss_weights_are_applied_not_dropped():
+    """A model of one output compiled with loss_weights=[2.0]: the compared loss is Keras's 2.0 * MSE, on both
+    sides (the scratch loss an OutputLosses carrying the weight)."""
     import keras
 
-    from compare.keras_model import loss_of
+    from compare.keras_model import compare_keras_model, from_keras, loss_of
 
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model = keras.Sequential([keras.Input((3,), dtype="float64"), keras.layers.Dense(2, dtype="float64")])
     model.compile(loss="mse", loss_weights=[2.0])
-    with pytest.raises(BadInputError, match=r"compiled with loss_weights=\[2.0\], which the comparison does not"):
-        loss_of(model)
+    loss = loss_of(model)
+    assert repr(loss) == "[MeanSquaredError()], loss_weights=[2.0]"
+    report = compare_keras_model(model, batch=4, gradcheck_samples=0)
+    assert report.passed, report.verdict()
+    row = next(r for r in report.rows if r.name == "loss")
+    assert row.error <= 1e-15
+    assert "loss_weights=[2.0]" in report.config["loss"]
+    scratch = from_keras(model)
+    x, y = np.random.default_rng(0).standard_normal((2, 4, 3))[0], np.random.default_rng(1).standard_normal((4, 2))
+    weighted = scratch.loss_and_gradients(x, y, loss)[0]
+    assert weighted == pytest.approx(2.0 * scratch.loss_and_gradients(x, y, "mse")[0], rel=1e-15)
 
 
 def test_ragged_arrays_a_model_as_layer_and_a_zero_step_are_bad_input():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
-from compare import cli, keras_model
+from compare import cli, keras_model, keras_specs
 from compare.keras_model import compare_keras_model, comparison_twin, describe, from_keras, loss_of
 from compare.tolerances import F64_TOL, norm_rel_error
 from compare.training import run_training
@@ -134,7 +134,12 @@ def test_trained_model_passes_every_row(capsys, trained, dtype, flags):
     assert code == 0, err
     assert [r["name"] for r in report["rows"] if r["status"] != "PASS"] == []
     names = [r["name"] for r in report["rows"]]
-    assert names[:3] == ["weights from the Keras model", "weights round trip", "loss"]
+    assert names[:4] == [
+        "weights from the Keras model",
+        "outputs of the Keras model as read",
+        "weights round trip",
+        "loss",
+    ]
     assert {
         "grad hidden/kernel",
         "grad norm/gamma",
@@ -154,7 +159,7 @@ def test_text_report_and_weights_left_untouched(capsys, trained):
     code, out, _ = run(capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--gradcheck", 2)
     assert code == 0
     assert out.startswith(f"keras_model={path}  arch=64-24:tanh")
-    assert out.strip().splitlines()[-1].startswith("PASS: all 18 quantities agree")
+    assert out.strip().splitlines()[-1].startswith("PASS: all 19 quantities agree")
     before = [w.copy() for w in model.get_weights()]
     report = compare_keras_model(model, data="digits", batch=16, gradcheck_samples=0)  # an in-memory model
     assert report.passed and report.config["keras_model"] == "<digits_float64>"
@@ -487,8 +492,8 @@ class Custom(keras.layers.Layer):
 
 
 def functional(name):
-    inputs = keras.Input((4,))
-    return keras.Model(inputs, L.Dense(3)(inputs), name=name)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    return keras.Model([a, b], L.Dense(3)(L.Dot(axes=1, normalize=True, name="cos")([a, b])), name=name)
 
 
 BAD_MODELS = {
@@ -545,7 +550,7 @@ BAD_MODELS = {
         ),
         "layer 'dw' (DepthwiseConv2D): depthwise_regularizer=L2",
     ),
-    "functional": (lambda: functional("fun"), "model 'fun' is a Functional model, not a keras.Sequential"),
+    "functional": (lambda: functional("fun"), "layer 'cos' (Dot): normalize=True"),
     "not_1d": (
         lambda: sequential([L.Dense(3)], (4, 2), name="seq"),
         "model 'seq': the output has shape (4, 3); end with features (D,): add a Flatten",
@@ -678,7 +683,7 @@ def test_a_perturbed_copied_weight_fails_its_row(capsys, monkeypatch, trained):
 def test_a_mistranslated_option_fails_the_loss_and_its_gradient(capsys, monkeypatch, trained):
     """from_keras reading the model wrong (here: dropping the L2 regularizer) is caught by the comparison itself:
     the Keras side is the user's own layer, with its regularizer."""
-    monkeypatch.setattr(keras_model, "_regularizer_options", lambda layer, which: {})
+    monkeypatch.setattr(keras_specs, "_regularizer_options", lambda layer, which: {})
     path, _ = trained["float64"]
     code, out, _ = run(
         capsys, "compare", "--keras-model", path, "--data", "digits", "--batch", 16, "--json", "--gradcheck", 0

@@ -412,13 +412,15 @@ def dense_pair():
     return scratch, x, np.eye(2)[[0, 1, 0, 1, 0]]
 
 
-def test_check_model_refuses_a_functional_a_nested_and_a_subclassed_model_by_name():
+def test_check_model_takes_a_functional_chain_and_refuses_a_nested_and_a_subclassed_model_by_name():
     scratch, x, y = dense_pair()
     inputs = keras.Input((4,), dtype="float64")
-    hidden = keras.layers.Dense(3, activation="tanh")(inputs)
-    functional = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden), name="mine")
-    with pytest.raises(BadInputError, match="the Keras model 'mine' is a functional model .* not supported"):
-        check_model(scratch, functional, x, y)
+    hidden = keras.layers.Dense(3, activation="tanh", dtype="float64")(inputs)
+    functional = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", dtype="float64")(hidden), name="mine")
+    assert check_model(scratch, functional, x, y, gradcheck_samples=2).passed  # the same chain, node for node
+    wrong = keras.Model(inputs, keras.layers.Dropout(0.5, dtype="float64")(hidden), name="wrong")
+    with pytest.raises(BadInputError, match="node 2 .*: the scratch layer is a dense, the Keras layer a dropout"):
+        check_model(scratch, wrong, x, y)
     inner = keras.Sequential([keras.Input((4,), dtype="float64"), keras.layers.Dense(3, "tanh")], name="inner")
     nested = keras.Sequential([keras.Input((4,), dtype="float64"), inner, keras.layers.Dense(2, "softmax")])
     with pytest.raises(BadInputError, match="layer 0 of the Keras model .* is itself a model \\('inner', Sequential"):
@@ -450,7 +452,9 @@ def test_check_model_refuses_scratch_side_oddities():
         check_model(twin, scratch, x, y)
     with pytest.raises(BadInputError, match="keras_model is a from_scratch.Sequential"):
         check_model(scratch, scratch, x, y)
-    with pytest.raises(BadInputError, match="scratch_model must be a from_scratch.Sequential, got a list"):
+    with pytest.raises(
+        BadInputError, match="scratch_model must be a from_scratch.Sequential or from_scratch.graph.Model, got a list"
+    ):
         check_model([Dense(3)], twin, x, y)
     with pytest.raises(BadInputError, match="keras_model must be a keras.Sequential, got a Dense"):
         check_model(scratch, keras.layers.Dense(2), x, y)
