@@ -139,10 +139,10 @@ def test_an_unexpected_error_is_one_line_internal_error_exit_2(capsys, monkeypat
 
 
 def test_an_interrupted_training_reports_the_finished_epochs_and_exits_130(capsys, monkeypatch):
-    from compare import training
+    from from_scratch.model import Sequential
 
     calls = {"n": 0}
-    original = training.Sequential.train_step
+    original = Sequential.train_step
 
     def step_then_interrupt(self, x, y):
         calls["n"] += 1
@@ -150,7 +150,7 @@ def test_an_interrupted_training_reports_the_finished_epochs_and_exits_130(capsy
             raise KeyboardInterrupt
         return original(self, x, y)
 
-    monkeypatch.setattr(training.Sequential, "train_step", step_then_interrupt)
+    monkeypatch.setattr(Sequential, "train_step", step_then_interrupt)
     code, out, err = run(capsys, "train", "--data", "xor", "--arch", "2-4-2", "--epochs", "5", "--batch", "4")
     assert code == 130
     assert "interrupted after 2 of 5 epochs (2 steps); no verdict" in err and "Traceback" not in err
@@ -397,12 +397,12 @@ def test_an_infinite_idx_label_is_refused_with_its_position(tmp_path):
 
 
 def test_an_interrupted_json_training_prints_json(capsys, monkeypatch):
-    from compare import training
+    from from_scratch.model import Sequential
 
     def interrupt(self, x, y):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.Sequential, "train_step", interrupt)
+    monkeypatch.setattr(Sequential, "train_step", interrupt)
     code, out, _ = run(capsys, "train", "--data", "xor", "--arch", "2-4-2", "--json")
     assert code == 130 and strict(out)["interrupted"] is True
 
