@@ -43,10 +43,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from from_scratch.activations import get_activation
 from from_scratch.errors import BadInputError
+
+if TYPE_CHECKING:
+    from from_scratch.graph_arch import GraphArchitecture
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,16 @@ class Architecture:
         return "-".join([head] + [spec.token() for spec in self.layers])
 
     @classmethod
-    def parse(cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax") -> Architecture:
-        """Parse "64-32-16-10", "64-32:tanh-10:softmax" or "8x8x1-conv8k3-pool2-flatten-10" (module docstring);
-        malformed strings raise BadInputError."""
+    def parse(
+        cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax"
+    ) -> Architecture | GraphArchitecture:
+        """Parse "64-32-16-10", "64-32:tanh-10:softmax" or "8x8x1-conv8k3-pool2-flatten-10" (module docstring) into an
+        Architecture; a string with a merge of branches, "64-32-add(32-32 | id)-10", into a GraphArchitecture
+        (from_scratch.branches); malformed strings raise BadInputError."""
+        if isinstance(text, str) and any(mark in text for mark in "()|"):
+            from from_scratch.branches import parse_branches
+
+            return parse_branches(text, hidden_activation, output_activation)
         tokens = _TOKENS.split(text.strip()) if isinstance(text, str) else []
         if len(tokens) < 2 or any(not t for t in tokens):
             raise BadInputError(
@@ -263,56 +273,8 @@ class Architecture:
         hidden_or_output = dense_positions[-1] if dense_positions else None
         layers = []
         for position, token in enumerate(tokens[1:], start=1):
-            if token.startswith("dropout"):
-                layers.append(LayerSpec("dropout", options={"rate": _rate(token[len("dropout") :], text, position)}))
-                continue
-            if token in ("bn", "batchnorm"):
-                layers.append(LayerSpec("batch_normalization"))
-                continue
-            if token in ("ln", "layernorm"):
-                layers.append(LayerSpec("layer_normalization"))
-                continue
-            if token in _PLAIN:
-                layers.append(LayerSpec(_PLAIN[token]))
-                continue
-            if token.startswith("reshape"):
-                target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
-                layers.append(LayerSpec("reshape", options={"target_shape": target}))
-                continue
-            spatial = _spatial(token, text, position, hidden_activation)
-            if spatial is not None:
-                layers.append(spatial)
-                continue
-            sequence = _sequence(token, text, position)
-            if sequence is not None:
-                layers.append(sequence)
-                continue
-            units_text, *parts = token.split(":")
-            if not units_text.isdecimal():
-                raise BadInputError(
-                    f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
-                    "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
-                    "rnnU, lstmU, gruU, embedVxD)"
-                )
-            units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
-            given = _Given(text, position, token)
-            if parts and "=" not in parts[0]:
-                activation = given.add("an activation", parts.pop(0))
-            options = {}
-            for part in parts:
-                key, eq, value = part.partition("=")
-                if not eq and part and "an activation" in given:  # a second activation, wherever it stands
-                    given.add("an activation", part)
-                if key in _LONG:
-                    given.add(f"{key}=", part)
-                if key not in _LONG:
-                    raise BadInputError(
-                        f"malformed architecture {text!r}: layer {position} option {part!r}; "
-                        f"known: {', '.join(k + '=' for k in _LONG)}"
-                    )
-                options[_LONG[key]] = _non_negative(value, text, position, key)
-            layers.append(LayerSpec("dense", units, activation, options))
+            layers.append(layer_spec(token, text, position, activation, hidden_activation))
         arch = cls.of_shape(input_shape, tuple(layers))
         try:
             shapes = arch.shapes()
@@ -328,6 +290,53 @@ class Architecture:
         if not dense_positions and not any(spec.kind == "conv2d" or spec.kind in _RECURRENT_PREFIX for spec in layers):
             raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
         return arch
+
+
+def layer_spec(token: str, text: str, position: int, activation: str, hidden_activation: str) -> LayerSpec:
+    """The layer one token of the string form stands for (`position` counts the layers from 1, for the messages);
+    a Dense layer without an activation takes `activation`, a Conv2D `hidden_activation`."""
+    if token.startswith("dropout"):
+        return LayerSpec("dropout", options={"rate": _rate(token[len("dropout") :], text, position)})
+    if token in ("bn", "batchnorm"):
+        return LayerSpec("batch_normalization")
+    if token in ("ln", "layernorm"):
+        return LayerSpec("layer_normalization")
+    if token in _PLAIN:
+        return LayerSpec(_PLAIN[token])
+    if token.startswith("reshape"):
+        target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
+        return LayerSpec("reshape", options={"target_shape": target})
+    spatial = _spatial(token, text, position, hidden_activation)
+    if spatial is not None:
+        return spatial
+    sequence = _sequence(token, text, position)
+    if sequence is not None:
+        return sequence
+    units_text, *parts = token.split(":")
+    if not units_text.isdecimal():
+        raise BadInputError(
+            f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
+            "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
+            "rnnU, lstmU, gruU, embedVxD)"
+        )
+    units = _positive_int(units_text, text, f"layer {position} width")
+    given = _Given(text, position, token)
+    if parts and "=" not in parts[0]:
+        activation = given.add("an activation", parts.pop(0))
+    options = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq and part and "an activation" in given:  # a second activation, wherever it stands
+            given.add("an activation", part)
+        if key in _LONG:
+            given.add(f"{key}=", part)
+        if key not in _LONG:
+            raise BadInputError(
+                f"malformed architecture {text!r}: layer {position} option {part!r}; "
+                f"known: {', '.join(k + '=' for k in _LONG)}"
+            )
+        options[_LONG[key]] = _non_negative(value, text, position, key)
+    return LayerSpec("dense", units, activation, options)
 
 
 #: Layers without options: their token, and their kind.
