@@ -30,12 +30,25 @@ The string form used on the command line is a dash-separated list: the input, th
   contradicts the first or repeats it; no later value silently wins.
 - An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
   maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
+- A merge of branches makes the network a graph: `add(32-32 | id)` feeds the tensor before it to each branch
+  (a chain of tokens, or `id`, the identity), and adds what the branches give; the chain goes on from the sum.
+  Merges: `add`, `sub` (two branches, the first minus the second), `mul`, `avg`, `max`, `min` (element-wise, one
+  shape), `cat` (Concatenate; `cat:axis=1`, Keras's axis counted with the batch axis, default -1) and `dot` (two
+  branches; `dot:axes=1`, `dot:axes=2x2`). A branch may hold merges itself. Spaces around '(', '|', ')' are allowed.
+  Such a string is read into a `from_scratch.graph_arch.GraphArchitecture` (from_scratch/branches.py), its layers
+  named as a fresh Keras session names them when the network is written in reading order (a merge after its
+  branches: the inner `add` of a nesting is `add`, the outer `add_1`) and listed in Keras's order; the last Dense in
+  reading order takes the output activation. Shapes that do not agree at a merge are refused, naming the merge and
+  both shapes.
 
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
     "64-32-bn-dropout0.2-10"
     "8x8x1-conv8k3-pool2-flatten-10"  ==  "8x8x1-conv8k3x3:relu:valid-pool2x2:valid-flatten-10:softmax"
     "8x8-lstm16-10"  ==  "8x8-lstm16-10:softmax";   "8x8-rnn8:tanh:seq-gru6:reset_before-10"
     "8x8-lstm16:seq-12-flatten-10" (a Dense per time step);   "8x8-gru8:seq-ln-lstm8-10"
+    "64-32-add(32-32 | id)-10"  ==  "64-32:relu-add(32:relu-32:relu | id)-10:softmax"   (a residual block)
+    "8x8x1-conv8k3:same-add(conv8k3:same-bn-conv8k3:same | conv8k1)-flatten-10"   (a 1x1 projection on the skip)
+    "64-cat(32 | 16-16)-10" (two branches concatenated);   "64-32-add(32-add(32 | id)-32 | id)-10" (nested)
 """
 
 from __future__ import annotations
