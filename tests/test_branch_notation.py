@@ -229,3 +229,14 @@ def test_a_graph_string_given_to_sequential_points_to_model():
     ):
         Sequential.from_architecture("64-add(32 | 32)-3")
     assert isinstance(Model.from_architecture("64-add(32 | 32)-3").layers[-1].spec(), LayerSpec)
+
+
+def test_the_model_built_from_the_string_describes_itself_in_it(capsys):
+    """Model.architecture keeps the string form (the training header shows it), and reads back as the same graph."""
+    graph = Architecture.parse("4-8-add(8-8 | id)-3")
+    described = Model.from_architecture(graph).architecture
+    assert str(described) == str(graph) == "4-8:relu-add(8:relu-8:relu | id)-3:softmax"
+    assert Architecture.parse(str(described)).layers == described.layers
+    assert str(Model.from_architecture(graph).astype("float32").architecture) == str(graph)
+    code, out, _ = run(capsys, "train", "--data", "iris", "--arch", "4-8-add(8-8 | id)-3", "--epochs", "1")
+    assert code == 0 and "arch=4-8:relu-add(8:relu-8:relu | id)-3:softmax  " in out
