@@ -237,6 +237,6 @@ def test_the_model_built_from_the_string_describes_itself_in_it(capsys):
     described = Model.from_architecture(graph).architecture
     assert str(described) == str(graph) == "4-8:relu-add(8:relu-8:relu | id)-3:softmax"
     assert Architecture.parse(str(described)).layers == described.layers
-    assert str(Model.from_architecture(graph).astype("float32").architecture) == str(graph)
+    assert str(Model.from_architecture(graph, dtype="float32").astype("float64").architecture) == str(graph)
     code, out, _ = run(capsys, "train", "--data", "iris", "--arch", "4-8-add(8-8 | id)-3", "--epochs", "1")
     assert code == 0 and "arch=4-8:relu-add(8:relu-8:relu | id)-3:softmax  " in out
