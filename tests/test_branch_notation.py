@@ -2,14 +2,19 @@
 start from one tensor, `64-32-add(32-32 | id)-10`, read into a GraphArchitecture that writes itself back, named as
 Keras names a fresh functional model's layers, in Keras's order, so both sides list their weights alike."""
 
+import os
+
 import keras
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_bad_input_round_two import assert_refused, run
 
 import keras_impl
+from compare.harness import run_comparison
 from from_scratch import Architecture, BadInputError
 from from_scratch.arch import LayerSpec
-from from_scratch.branches import MERGES
+from from_scratch.branches import IDENTITY, MERGES
 from from_scratch.graph import Model
 from from_scratch.graph_arch import Call, GraphArchitecture, in_keras_order
 from keras_impl.model import twin_layers
@@ -240,3 +245,51 @@ def test_the_model_built_from_the_string_describes_itself_in_it(capsys):
     assert str(Model.from_architecture(graph, dtype="float32").astype("float64").architecture) == str(graph)
     code, out, _ = run(capsys, "train", "--data", "iris", "--arch", "4-8-add(8-8 | id)-3", "--epochs", "1")
     assert code == 0 and "arch=4-8:relu-add(8:relu-8:relu | id)-3:softmax  " in out
+
+
+# ----- random strings with merges: read back, both sides ordered alike, both sides agree --------------------------
+FUZZ = int(os.environ.get("BACKPROP_PARITY_FUZZ", "0"))
+PROPERTY = settings(
+    max_examples=FUZZ or 10,
+    derandomize=not FUZZ,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+WIDTH = 3
+
+
+@st.composite
+def chains(draw, depth, merge_first=False):
+    """A chain of 1-3 items from a tensor of width WIDTH back to width WIDTH: Dense layers and (while depth lasts)
+    merges of 2-3 branches, each a chain or `id`; a concatenation is followed by a Dense back to WIDTH."""
+    items = []
+    for i in range(draw(st.integers(1, 3))):
+        if depth and ((merge_first and i == 0) or draw(st.booleans())):
+            token = draw(st.sampled_from(sorted(MERGES)))
+            count = 2 if token in ("sub", "dot") else draw(st.integers(2, 3))
+            branches = [IDENTITY if draw(st.integers(0, 3)) == 0 else draw(chains(depth - 1)) for _ in range(count)]
+            items.append(f"{token}({' | '.join(branches)})")
+            if token in ("cat", "dot"):
+                items.append(f"{WIDTH}:{draw(st.sampled_from(['tanh', 'sigmoid', 'linear']))}")
+        else:
+            items.append(f"{WIDTH}:{draw(st.sampled_from(['tanh', 'sigmoid', 'elu', 'linear']))}")
+    return "-".join(items)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_random_strings_with_merges_read_back_and_agree_with_keras(dtype):
+    @PROPERTY
+    @given(body=chains(2, merge_first=True), seed=st.integers(0, 2**16))
+    def run_one(body, seed):
+        text = f"{WIDTH}-{body}-2"
+        graph = Architecture.parse(text)
+        assert isinstance(graph, GraphArchitecture)
+        assert Architecture.parse(str(graph)) == graph
+        keras_model = keras_impl.build_model(graph, dtype)
+        scratch = Model.from_architecture(graph, dtype=dtype)
+        assert [layer.name for layer in twin_layers(keras_model)] == [name for name, _ in graph.layers]
+        assert [layer.name for layer in scratch.layers] == [name for name, _ in graph.layers]
+        report = run_comparison(graph, batch=5, dtype=dtype, seed=seed, gradcheck_samples=0)
+        assert report.passed, text + "\n" + report.verdict()
+
+    run_one()
