@@ -55,7 +55,7 @@ _INSIDE = re.compile(r"(?:[0-9.][eE]|=)$")
 
 @dataclass
 class _Merge:
-    """A merge as written: its head (kind and options) and its branches (each a list of items; [] is `id`)."""
+    """A merge as written: its head (kind and options) and its branches (lists of items; [IDENTITY] is `id`)."""
 
     head: str
     branches: list[list[str | _Merge]] = field(default_factory=list)
@@ -191,7 +191,7 @@ class _Builder:
             if not item:
                 raise _bad(self.text, f"layer {self.position} is empty: two '-' in a row, or '-' next to '(' or '|'")
             if item == IDENTITY:
-                raise _bad(self.text, f"layer {self.position} 'id' (the identity) stands alone as a branch, e.g. add(32-32 | id)")
+                raise _bad(self.text, f"layer {self.position} 'id' (the identity) must be a whole branch: add(32 | id)")
             if item.split(":")[0] in MERGES or item.split(":")[0] in _LONG_MERGES:
                 raise _bad(
                     self.text, f"layer {self.position} {item!r} is a merge: give its branches, {item}(... | ...)"

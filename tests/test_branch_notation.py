@@ -185,7 +185,7 @@ BAD = {
     "64-foo(32 | id)-10": "'foo' before '(' is not a merge; known: add, sub, mul, avg, max, min, cat, dot",
     "64-(32 | id)-10": "'' before '(' is not a merge",
     "64-add(32 | id)x-10": "'x' at character 16 follows a merge's ')'",
-    "64-add(32 | id-32)-10": "layer 3 'id' (the identity) stands alone as a branch",
+    "64-add(32 | id-32)-10": "layer 3 'id' (the identity) must be a whole branch",
     "64-add(32 | cat)-10": "layer 3 'cat' is a merge: give its branches",
     "64-add(32--32 | id)-10": "layer 3 is empty",
     "64-cat:axis=0(32 | id)-10": "axis 0 is not a feature axis",
