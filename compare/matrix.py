@@ -99,7 +99,8 @@ SEQUENCE_ARCHS: tuple[str, ...] = (
 class MatrixEntry:
     """One configuration of the matrix: an architecture string, a loss case and a dtype. `image` names one of
     IMAGE_ARCHS or SEQUENCE_ARCHS (its last Dense layer takes the case's output activation) instead of the MLP of
-    `depth`."""
+    `depth`; `graph` names one of compare.graphs.GRAPH_NETWORKS (its first output takes the output activation of
+    `case`, and `cases` holds a loss case per output)."""
 
     hidden: str
     case: LossCase
