@@ -293,3 +293,48 @@ def test_random_strings_with_merges_read_back_and_agree_with_keras(dtype):
         assert report.passed, text + "\n" + report.verdict()
 
     run_one()
+
+
+def _written_in_keras(text):
+    """The network of `text` written by hand with Keras's functional API in reading order (one layer made per line,
+    a merge after its branches), in a fresh session, its layers left to Keras to name."""
+    keras.backend.clear_session()
+    keras.config.set_floatx("float64")
+    layers = keras.layers
+    x = keras.Input((64,))
+    if text == "64-32-add(32-32 | id)-10":
+        h = layers.Dense(32, activation="relu")(x)
+        b = layers.Dense(32, activation="relu")(h)
+        b = layers.Dense(32, activation="relu")(b)
+        s = layers.Add()([b, h])
+        y = layers.Dense(10, activation="softmax")(s)
+    elif text == "64-32-add(32-add(32 | id)-32 | id)-10":
+        d = layers.Dense(32, activation="relu")(x)
+        a = layers.Dense(32, activation="relu")(d)
+        b = layers.Dense(32, activation="relu")(a)
+        inner = layers.Add()([b, a])
+        c = layers.Dense(32, activation="relu")(inner)
+        outer = layers.Add()([c, d])
+        y = layers.Dense(10, activation="softmax")(outer)
+    else:  # 64-cat(32 | 16-16)-10
+        p = layers.Dense(32, activation="relu")(x)
+        q = layers.Dense(16, activation="relu")(x)
+        q = layers.Dense(16, activation="relu")(q)
+        c = layers.Concatenate()([p, q])
+        y = layers.Dense(10, activation="softmax")(c)
+    return keras.Model(x, y)
+
+
+@pytest.mark.parametrize(
+    "text", ["64-32-add(32-32 | id)-10", "64-32-add(32-add(32 | id)-32 | id)-10", "64-cat(32 | 16-16)-10"]
+)
+def test_the_names_and_weight_order_are_those_of_keras_code_written_by_hand(text):
+    """Not by construction: Keras names the layers of the hand-written model itself, and lists its weights in its
+    own order; the description and the scratch Model built from it agree with both."""
+    model = _written_in_keras(text)
+    graph = Architecture.parse(text)
+    assert model.layers[0].name == graph.inputs[0][0] == "input_layer"
+    assert [layer.name for layer in twin_layers(model)] == [name for name, _ in graph.layers]
+    scratch = Model.from_architecture(graph)
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in scratch.get_weights()]
+    assert [layer.name for layer in scratch.layers] == [layer.name for layer in twin_layers(model)]
