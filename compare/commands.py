@@ -193,6 +193,23 @@ def architecture_from_args(args: argparse.Namespace) -> object:
     default = LOSSES[args.loss].default_output if args.loss in LOSSES else "linear"  # an unknown loss: refused later
     output = args.output_activation or ("linear" if args.from_logits else default)
     arch = Architecture.parse(args.arch, hidden_activation=args.activation, output_activation=output)
+    if not isinstance(arch, Architecture):  # a graph (merges of branches): its layers are written in the string
+        flags = [
+            flag
+            for flag, given in (
+                ("--l1", args.l1),
+                ("--l2", args.l2),
+                ("--batchnorm", args.batchnorm),
+                ("--dropout", args.dropout is not None),
+            )
+            if given
+        ]
+        if flags:
+            raise BadInputError(
+                f"{', '.join(flags)} add to every Dense layer of a chain; in --arch {args.arch!r}, a network with "
+                "merges, write them on the layers themselves (32:relu:l2=0.01, bn, dropout0.2)"
+            )
+        return arch
     reg = {k: v for k, v in (("kernel_l1", args.l1), ("kernel_l2", args.l2)) if v}
     layers = []
     dense = [i for i, spec in enumerate(arch.layers) if spec.kind == "dense"]

@@ -1,6 +1,7 @@
 """The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3, and
 small image networks covering every image layer (IMAGE_ARCHS), small sequence networks covering every recurrent
-layer, the Embedding, a Dense per time step and LayerNormalization (SEQUENCE_ARCHS).
+layer, the Embedding, a Dense per time step and LayerNormalization (SEQUENCE_ARCHS), and graph networks covering
+every merge layer, several inputs and outputs and a shared layer (compare.graphs.GRAPH_NETWORKS).
 
 `LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
 targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from compare.data import targets
+from compare.graphs import GRAPH_NETWORKS
 from compare.harness import build_pair, compare_models, synthetic_inputs
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture
@@ -99,16 +101,44 @@ SEQUENCE_ARCHS: tuple[str, ...] = (
 class MatrixEntry:
     """One configuration of the matrix: an architecture string, a loss case and a dtype. `image` names one of
     IMAGE_ARCHS or SEQUENCE_ARCHS (its last Dense layer takes the case's output activation) instead of the MLP of
-    `depth`."""
+    `depth`; `graph` names one of compare.graphs.GRAPH_NETWORKS (its first output takes the output activation of
+    `case`, and `cases` holds a loss case per output)."""
 
     hidden: str
     case: LossCase
     depth: int
     dtype: str
     image: str = ""
+    graph: str = ""  # a name of compare.graphs.GRAPH_NETWORKS
+    cases: tuple[LossCase, ...] = ()  # a graph network's loss case per output (`case` is the first)
+
+    def description(self) -> Any:
+        """The Architecture or GraphArchitecture of this entry."""
+        if self.graph:
+            return GRAPH_NETWORKS[self.graph].build(self.case.output)
+        return Architecture.parse(self.arch)
+
+    @property
+    def label(self) -> str:
+        """The configuration as `compare --all` shows it: a graph network by its name (and its string form when it
+        has one)."""
+        if not self.graph:
+            return self.arch
+        text = self.description().text
+        return f"{self.graph}: {text}" if text else self.graph
+
+    @property
+    def loss_label(self) -> str:
+        if not self.graph or len(self.cases) == 1:
+            return self.case.id
+        weights = GRAPH_NETWORKS[self.graph].loss_weights
+        ids = [c.id for c in self.cases]
+        return "+".join(ids if weights is None else [f"{w:g}*{i}" for w, i in zip(weights, ids)])
 
     @property
     def arch(self) -> str:
+        if self.graph:
+            return str(self.description())
         if self.image:
             return f"{self.image}:{self.case.output}"
         widths = [7, 6, 5][: self.depth - 1]
@@ -117,6 +147,8 @@ class MatrixEntry:
 
     @property
     def id(self) -> str:
+        if self.graph:
+            return f"{self.graph.replace(' ', '_')}-{'+'.join(c.id for c in self.cases)}-{self.dtype}"
         if self.image:
             return f"{self.image}-{self.case.id}-{self.dtype}"
         return f"{self.hidden}-{self.case.id}-depth{self.depth}-{self.dtype}"
@@ -135,20 +167,45 @@ def matrix(dtypes: tuple[str, ...] = ("float64", "float32")) -> Iterator[MatrixE
         for case in (LOSS_CASES[0], LOSS_CASES[-4]):
             for dtype in dtypes:
                 yield MatrixEntry("", case, 0, dtype, image)
+    by_id = {case.id: case for case in LOSS_CASES}
+    for name, network in GRAPH_NETWORKS.items():  # every graph network, each of its loss configurations
+        for ids in network.cases:
+            cases = tuple(by_id[i] for i in ids)
+            for dtype in dtypes:
+                yield MatrixEntry("", cases[0], 0, dtype, graph=name, cases=cases)
 
 
 def batch_for(entry: MatrixEntry, n: int = 8, seed: int = 0) -> tuple[Array, Array]:
     """A seeded batch for one matrix entry: X (n, *input_shape) ~ N(0, 1) (index sequences for an Embedding) and
     targets of the case's kind."""
     rng = np.random.default_rng(seed)
-    arch = Architecture.parse(entry.arch)
+    arch = entry.description()
+    if entry.graph:  # an array per input and per output (a list when there are several)
+        graph = arch.graph()
+        x = [synthetic_inputs(arch, rng.standard_normal((n, *s)), seed, k) for k, s in enumerate(graph.input_shapes)]
+        y = [targets(c.targets, n, s[-1], rng) for c, s in zip(entry.cases, graph.output_shapes)]
+        return (x if len(x) > 1 else x[0]), (y if len(y) > 1 else y[0])
     x = synthetic_inputs(arch, rng.standard_normal((n, *arch.input_shape)), seed)
     return x, targets(entry.case.targets, n, 4, rng)
 
 
 def run_entry(entry: MatrixEntry, n: int = 8, seed: int = 0) -> Any:
     """Build both sides for one entry and compare them on one batch (no numerical witness: it is slow)."""
-    scratch, keras_model = build_pair(entry.arch, entry.dtype, seed)
+    arch = entry.description()
+    scratch, keras_model = build_pair(arch, entry.dtype, seed)
     x, y = batch_for(entry, n, seed)
-    config = {"arch": entry.arch, "loss": entry.case.id, "dtype": entry.dtype}
-    return compare_models(scratch, keras_model, x, y, entry.case.make(), gradcheck_samples=0, config=config)
+    config = {"arch": entry.label, "loss": entry.loss_label, "dtype": entry.dtype}
+    loss: Any = entry.case.make()
+    weights = None
+    if entry.graph and len(entry.cases) > 1:
+        loss, weights = [c.make() for c in entry.cases], GRAPH_NETWORKS[entry.graph].loss_weights
+    return compare_models(
+        scratch,
+        keras_model,
+        x,
+        y,
+        loss,
+        gradcheck_samples=0,
+        config=config,
+        loss_weights=None if weights is None else list(weights),
+    )

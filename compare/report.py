@@ -147,8 +147,8 @@ def render_zoo_entry(entry: Any, report: Report, diagnosis: str, caught: bool) -
 def matrix_record(entry: Any, report: Report) -> dict[str, str]:
     """One configuration of `compare --all`, as the JSON and the table give it."""
     return {
-        "arch": entry.arch,
-        "loss": entry.case.id,
+        "arch": entry.label,
+        "loss": entry.loss_label,
         "dtype": entry.dtype,
         "worst": f"{report.worst():.2e}",
         "status": "PASS" if report.passed else "FAIL",

@@ -38,6 +38,16 @@ The string form used on the command line is a dash-separated list: the input, th
   contradicts the first or repeats it; no later value silently wins.
 - An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
   maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
+- A merge of branches makes the network a graph: `add(32-32 | id)` feeds the tensor before it to each branch
+  (a chain of tokens, or `id`, the identity), and adds what the branches give; the chain goes on from the sum.
+  Merges: `add`, `sub` (two branches, the first minus the second), `mul`, `avg`, `max`, `min` (element-wise, one
+  shape), `cat` (Concatenate; `cat:axis=1`, Keras's axis counted with the batch axis, default -1) and `dot` (two
+  branches; `dot:axes=1`, `dot:axes=2x2`). A branch may hold merges itself. Spaces around '(', '|', ')' are allowed.
+  Such a string is read into a `from_scratch.graph_arch.GraphArchitecture` (from_scratch/branches.py), its layers
+  named as a fresh Keras session names them when the network is written in reading order (a merge after its
+  branches: the inner `add` of a nesting is `add`, the outer `add_1`) and listed in Keras's order; the last Dense in
+  reading order takes the output activation. Shapes that do not agree at a merge are refused, naming the merge and
+  both shapes.
 
     "64-32-16-10"  ==  "64-32:relu-16:relu-10:softmax"
     "64-32-bn-dropout0.2-10"
@@ -45,6 +55,9 @@ The string form used on the command line is a dash-separated list: the input, th
     "8x8x3-pad0x1x0x1-conv8k3:linear:s=2:nobias-bn-relu6-dw3:same:nobias-act:relu-gap-10"
     "8x8-lstm16-10"  ==  "8x8-lstm16-10:softmax";   "8x8-rnn8:tanh:seq-gru6:reset_before-10"
     "8x8-lstm16:seq-12-flatten-10" (a Dense per time step);   "8x8-gru8:seq-ln-lstm8-10"
+    "64-32-add(32-32 | id)-10"  ==  "64-32:relu-add(32:relu-32:relu | id)-10:softmax"   (a residual block)
+    "8x8x1-conv8k3:same-add(conv8k3:same-bn-conv8k3:same | conv8k1)-flatten-10"   (a 1x1 projection on the skip)
+    "64-cat(32 | 16-16)-10" (two branches concatenated);   "64-32-add(32-add(32 | id)-32 | id)-10" (nested)
 """
 
 from __future__ import annotations
@@ -52,10 +65,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from from_scratch.activations import get_activation
 from from_scratch.errors import BadInputError
+
+if TYPE_CHECKING:
+    from from_scratch.graph_arch import GraphArchitecture
 
 
 @dataclass(frozen=True)
@@ -270,9 +286,16 @@ class Architecture:
         return "-".join([head] + [spec.token() for spec in self.layers])
 
     @classmethod
-    def parse(cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax") -> Architecture:
-        """Parse "64-32-16-10", "64-32:tanh-10:softmax" or "8x8x1-conv8k3-pool2-flatten-10" (module docstring);
-        malformed strings raise BadInputError."""
+    def parse(
+        cls, text: str, hidden_activation: str = "relu", output_activation: str = "softmax"
+    ) -> Architecture | GraphArchitecture:
+        """Parse "64-32-16-10", "64-32:tanh-10:softmax" or "8x8x1-conv8k3-pool2-flatten-10" (module docstring) into an
+        Architecture; a string with a merge of branches, "64-32-add(32-32 | id)-10", into a GraphArchitecture
+        (from_scratch.branches); malformed strings raise BadInputError."""
+        if isinstance(text, str) and any(mark in text for mark in "()|"):
+            from from_scratch.branches import parse_branches
+
+            return parse_branches(text, hidden_activation, output_activation)
         tokens = _TOKENS.split(text.strip()) if isinstance(text, str) else []
         if len(tokens) < 2 or any(not t for t in tokens):
             raise BadInputError(
@@ -284,60 +307,8 @@ class Architecture:
         hidden_or_output = dense_positions[-1] if dense_positions else None
         layers = []
         for position, token in enumerate(tokens[1:], start=1):
-            if token.startswith("dropout"):
-                layers.append(LayerSpec("dropout", options={"rate": _rate(token[len("dropout") :], text, position)}))
-                continue
-            if token in ("bn", "batchnorm"):
-                layers.append(LayerSpec("batch_normalization"))
-                continue
-            if token in ("ln", "layernorm"):
-                layers.append(LayerSpec("layer_normalization"))
-                continue
-            if token in _PLAIN:
-                layers.append(LayerSpec(_PLAIN[token]))
-                continue
-            application = _application(token, text, position)
-            if application is not None:
-                layers.append(application)
-                continue
-            if token.startswith("reshape"):
-                target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
-                layers.append(LayerSpec("reshape", options={"target_shape": target}))
-                continue
-            spatial = _spatial(token, text, position, hidden_activation)
-            if spatial is not None:
-                layers.append(spatial)
-                continue
-            sequence = _sequence(token, text, position)
-            if sequence is not None:
-                layers.append(sequence)
-                continue
-            units_text, *parts = token.split(":")
-            if not units_text.isdecimal():
-                raise BadInputError(
-                    f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
-                    "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
-                    "rnnU, lstmU, gruU, embedVxD, padP, dwK, act:NAME, relu, relu6)"
-                )
-            units = _positive_int(units_text, text, f"layer {position} width")
             activation = output_activation if position == hidden_or_output else hidden_activation
-            given = _Given(text, position, token)
-            if parts and "=" not in parts[0]:
-                activation = given.add("an activation", parts.pop(0))
-            options = {}
-            for part in parts:
-                key, eq, value = part.partition("=")
-                if not eq and part and "an activation" in given:  # a second activation, wherever it stands
-                    given.add("an activation", part)
-                if key in _LONG:
-                    given.add(f"{key}=", part)
-                if key not in _LONG:
-                    raise BadInputError(
-                        f"malformed architecture {text!r}: layer {position} option {part!r}; "
-                        f"known: {', '.join(k + '=' for k in _LONG)}"
-                    )
-                options[_LONG[key]] = _non_negative(value, text, position, key)
-            layers.append(LayerSpec("dense", units, activation, options))
+            layers.append(layer_spec(token, text, position, activation, hidden_activation))
         arch = cls.of_shape(input_shape, tuple(layers))
         try:
             shapes = arch.shapes()
@@ -353,6 +324,56 @@ class Architecture:
         if not dense_positions and not any(spec.kind == "conv2d" or spec.kind in _RECURRENT_PREFIX for spec in layers):
             raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
         return arch
+
+
+def layer_spec(token: str, text: str, position: int, activation: str, hidden_activation: str) -> LayerSpec:
+    """The layer one token of the string form stands for (`position` counts the layers from 1, for the messages);
+    a Dense layer without an activation takes `activation`, a Conv2D `hidden_activation`."""
+    if token.startswith("dropout"):
+        return LayerSpec("dropout", options={"rate": _rate(token[len("dropout") :], text, position)})
+    if token in ("bn", "batchnorm"):
+        return LayerSpec("batch_normalization")
+    if token in ("ln", "layernorm"):
+        return LayerSpec("layer_normalization")
+    if token in _PLAIN:
+        return LayerSpec(_PLAIN[token])
+    application = _application(token, text, position)
+    if application is not None:
+        return application
+    if token.startswith("reshape"):
+        target = _shape(token[len("reshape") :], text, f"layer {position} reshape target", (1, 3))
+        return LayerSpec("reshape", options={"target_shape": target})
+    spatial = _spatial(token, text, position, hidden_activation)
+    if spatial is not None:
+        return spatial
+    sequence = _sequence(token, text, position)
+    if sequence is not None:
+        return sequence
+    units_text, *parts = token.split(":")
+    if not units_text.isdecimal():
+        raise BadInputError(
+            f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
+            "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
+            "rnnU, lstmU, gruU, embedVxD, padP, dwK, act:NAME, relu, relu6)"
+        )
+    units = _positive_int(units_text, text, f"layer {position} width")
+    given = _Given(text, position, token)
+    if parts and "=" not in parts[0]:
+        activation = given.add("an activation", parts.pop(0))
+    options = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq and part and "an activation" in given:  # a second activation, wherever it stands
+            given.add("an activation", part)
+        if key in _LONG:
+            given.add(f"{key}=", part)
+        if key not in _LONG:
+            raise BadInputError(
+                f"malformed architecture {text!r}: layer {position} option {part!r}; "
+                f"known: {', '.join(k + '=' for k in _LONG)}"
+            )
+        options[_LONG[key]] = _non_negative(value, text, position, key)
+    return LayerSpec("dense", units, activation, options)
 
 
 #: Layers without options: their token, and their kind.

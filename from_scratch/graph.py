@@ -295,6 +295,7 @@ class Model(Training):
         for calls in model.calls.values():
             for k, node in enumerate(calls):
                 node.name = node.layer.name if k == 0 else f"{node.layer.name}#{k + 1}"
+        model.description_text = getattr(graph, "text", "")  # the string form it was read from, if any
         return model
 
     @property
@@ -314,6 +315,7 @@ class Model(Training):
             tuple((layer.name, layer.spec()) for layer in self.layers),
             tuple(Call(node.layer.name, tuple(t.node.name for t in node.inputs), node.name) for node in self.nodes),
             tuple(t.node.name for t in self.outputs),
+            getattr(self, "description_text", ""),
         )
 
     def astype(self, dtype: str) -> Model:
@@ -324,6 +326,7 @@ class Model(Training):
             inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], dtype, self.seed
         )
         self._carry_over(model)
+        model.description_text = getattr(self, "description_text", "")
         return model
 
     def _carry_over(self, model: Model) -> None:

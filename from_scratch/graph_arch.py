@@ -271,3 +271,61 @@ def chain_graph(input_shape: Shape, specs: tuple[LayerSpec, ...]) -> GraphArchit
         calls.append(Call(name, (previous,)))
         previous = name
     return GraphArchitecture((("input_layer", tuple(input_shape)),), tuple(layers), tuple(calls), (previous,))
+
+
+def in_keras_order(graph: GraphArchitecture) -> GraphArchitecture:
+    """The same graph with its calls in the order Keras's functional model runs its nodes and its layers in the order
+    it lists their weights (keras.src.ops.function.map_graph, as from_scratch.graph.Model orders its nodes): a
+    depth-first walk from each output, each input of a call in turn, gives every call its depth (the longest path to
+    an output; a layer's at least its deepest call's); calls run deepest first, and layers are listed deepest first
+    and, within a depth, in the order the walk first met them. Tensor names are kept."""
+    names = graph.output_names()
+    producer = {name: i for i, name in enumerate(names)}
+
+    def parents(node: int | str) -> list[int | str]:  # a call's index, or an input's name
+        return [producer.get(t, t) for t in graph.calls[node].inputs] if isinstance(node, int) else []
+
+    def op(node: int | str) -> str:
+        return graph.calls[node].layer if isinstance(node, int) else f"input {node}"
+
+    finished: set[int | str] = set()
+    order: list[int | str] = []
+    op_index: dict[str, int] = {}
+    for out in graph.outputs:
+        stack: list[tuple[int | str, int]] = [(producer.get(out, out), 0)]
+        while stack:
+            node, k = stack.pop()
+            if k == 0:
+                if node in finished:
+                    continue
+                op_index.setdefault(op(node), len(op_index))
+            given = parents(node)
+            if k < len(given):
+                stack.append((node, k + 1))
+                stack.append((given[k], 0))
+                continue
+            finished.add(node)
+            order.append(node)
+    depth: dict[int | str, int] = {}
+    op_depth: dict[str, int] = {}
+    for node in reversed(order):
+        d = max(depth.setdefault(node, 0), op_depth.get(op(node), 0))
+        op_depth[op(node)] = depth[node] = d
+        for parent in parents(node):
+            depth[parent] = max(d + 1, depth.get(parent, 0))
+    by_depth: dict[int, list[int | str]] = {}
+    for node, d in depth.items():
+        by_depth.setdefault(d, []).append(node)
+    calls = [node for d in sorted(by_depth, reverse=True) for node in by_depth[d] if isinstance(node, int)]
+    specs = dict(graph.layers)
+    layers = sorted((name for name in op_index if name in specs), key=lambda name: (-op_depth[name], op_index[name]))
+    ordered = [graph.calls[i] for i in calls]
+    counts: dict[str, int] = {}
+    renamed = []
+    for call, i in zip(ordered, calls):  # keep every tensor's name: a shared layer's calls may change places
+        counts[call.layer] = counts.get(call.layer, 0) + 1
+        default = call.layer if counts[call.layer] == 1 else f"{call.layer}#{counts[call.layer]}"
+        renamed.append(call if names[i] == default else Call(call.layer, call.inputs, names[i]))
+    return GraphArchitecture(
+        graph.inputs, tuple((name, specs[name]) for name in layers), tuple(renamed), graph.outputs, graph.text
+    )

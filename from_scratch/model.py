@@ -116,8 +116,10 @@ class Sequential(Model):
         if isinstance(arch, str):
             arch = Architecture.parse(arch)
         if not isinstance(arch, Architecture):
+            graph = type(arch).__name__ == "GraphArchitecture"  # merges of branches: not a chain
             raise BadInputError(
                 f"from_architecture takes an Architecture or its text, got {a_or_an(type(arch).__name__)}"
+                + (f" ({arch}): build a graph with from_scratch.Model.from_architecture" if graph else "")
             )
         layers = []
         for spec in arch.layers:

@@ -9,8 +9,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import keras_impl
+from compare.graphs import GRAPH_NETWORKS
 from compare.harness import build_pair, compare_models
 from compare.matrix import GRADIENT_ACTIVATIONS, LOSS_CASES, matrix, run_entry, targets
+from compare.report import matrix_record, render_matrix
 from compare.terms import rounding_at_kinks
 from from_scratch import Architecture, Sequential
 from from_scratch.activations import ACTIVATIONS
@@ -32,6 +34,20 @@ def test_every_scratch_entry_has_a_keras_twin():
 def test_matrix_entry_agrees_with_keras(entry):
     report = run_entry(entry)
     assert report.passed, report.verdict() + "\n" + "\n".join(map(str, report.failures))
+
+
+def test_every_graph_network_is_in_the_matrix_by_name_in_both_dtypes():
+    """`compare --all` shows a graph network by its readable name (and its string form when it has one), a two-output
+    network's losses with their weights."""
+    entries = [e for e in matrix() if e.graph]
+    assert {(e.graph, e.dtype) for e in entries} == {(n, d) for n in GRAPH_NETWORKS for d in ("float64", "float32")}
+    two = next(e for e in entries if e.graph == "two outputs with loss weights" and e.dtype == "float64")
+    record = matrix_record(two, run_entry(two))
+    assert record["arch"] == "two outputs with loss weights" and record["loss"] == "0.3*cce_softmax+2*mse"
+    assert record["status"] == "PASS"
+    residual = next(e for e in entries if e.graph == "residual MLP")
+    assert residual.label == "residual MLP: 5-6:tanh-add(6:tanh-add(6:tanh-6:tanh | id) | id)-4:softmax"
+    assert "residual MLP: 5-6:tanh-add(" in render_matrix([matrix_record(residual, run_entry(residual))])
 
 
 @pytest.mark.parametrize("name", sorted(n for n, entry in ACTIVATIONS.items() if entry.kink_value is not None))
