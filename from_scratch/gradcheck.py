@@ -228,6 +228,18 @@ PRECISIONS = ("float64", "float32")
 #: at every step, and 4e9 float64 ulps, far above float64 rounding.
 PROBE_STEP = 2.0**-20
 
+#: Where the loss curves so much that its second differences along a probe are its curvature rather than noise (their
+#: median stands more than CURVATURE_DOMINATES times their spread away from 0: every d2 has the sign and about the size
+#: of t^2 f''), the spread is the curvature's own drift, not rounding; the probe is then taken again with steps
+#: PROBE_SHRINK times shorter, down to PROBE_STEP_MIN, where curvature fades as t^2 and rounding does not. Found on
+#: keras.applications.MobileNetV2 at batch 4 (52 BatchNormalizations over as few as 4 values): at 2^-20 the float64
+#: loss read as noisy at 6.9e-5 of itself (d2 all ~2e-3 of |f|, one sign) and no witness could judge it; at 2^-28 its
+#: spread is its float64 rounding. Rounding noise (a layer computing in float32) has d2 of both signs around 0 and is
+#: read at the first step, as before.
+CURVATURE_DOMINATES = 4.0
+PROBE_SHRINK = 2.0**-4
+PROBE_STEP_MIN = 2.0**-32
+
 #: The probe evaluates f at t = -PROBE_POINTS .. PROBE_POINTS steps and takes the 2 PROBE_POINTS - 1 second
 #: differences d2_k = f(k+1) - 2 f(k) + f(k-1). For a smooth f they are the curvature term t^2 f'' (the same for every
 #: k, to third order: about 1e-15 of |f|), for f with rounding noise sigma each carries its own ~2.4 sigma. The noise
@@ -306,14 +318,20 @@ class Precision:
         return cls("", noise, scale)
 
 
-def probe_noise(f: Callable[[float], float]) -> tuple[float, float]:
+def probe_noise(f: Callable[[float], float], with_curvature: bool = False) -> Any:
     """(noise, scale) of the scalar function f(t) near t = 0 (t in probe steps, see PROBE_POINTS): the median
-    absolute deviation of f's second differences over t = -PROBE_POINTS .. PROBE_POINTS, and max |f| there."""
+    absolute deviation of f's second differences over t = -PROBE_POINTS .. PROBE_POINTS, and max |f| there; with
+    `with_curvature`, also whether the curvature dominates them (CURVATURE_DOMINATES: the spread then measures the
+    curvature's drift, not rounding)."""
     values = np.array([f(float(k)) for k in range(-PROBE_POINTS, PROBE_POINTS + 1)])
     if not np.all(np.isfinite(values)):
-        return float("inf"), float("inf")
+        return (float("inf"), float("inf"), False) if with_curvature else (float("inf"), float("inf"))
     d2 = values[2:] - 2 * values[1:-1] + values[:-2]
-    return float(np.median(np.abs(d2 - np.median(d2)))), float(np.abs(values).max())
+    centre = float(np.median(d2))
+    noise, scale = float(np.median(np.abs(d2 - centre))), float(np.abs(values).max())
+    if not with_curvature:
+        return noise, scale
+    return noise, scale, abs(centre) > CURVATURE_DOMINATES * noise and noise > 0
 
 
 def arithmetic_precision(
@@ -336,15 +354,22 @@ def arithmetic_precision(
     best: tuple[float, float] | None = None
     try:
         for _ in range(PROBE_DIRECTIONS):
-            d_x = [a * rng.choice([-PROBE_STEP, PROBE_STEP], size=a.shape) if move_input else 0 * a for a in xs]
-            d_w = [w * rng.choice([-PROBE_STEP, PROBE_STEP], size=w.shape) * t for w, t in zip(weights, trainable)]
+            signs_x = [rng.choice([-1.0, 1.0], size=a.shape) if move_input else 0 * a for a in xs]
+            signs_w = [rng.choice([-1.0, 1.0], size=w.shape) * t for w, t in zip(weights, trainable)]
+            step = PROBE_STEP
+            while True:
+                d_x = [a * s * step for a, s in zip(xs, signs_x)]
+                d_w = [w * s * step for w, s in zip(weights, signs_w)]
 
-            def f(t: float, d_x: list[Array] = d_x, d_w: list[Array] = d_w) -> float:
-                model.set_weights([w + t * d for w, d in zip(weights, d_w)])
-                moved = [a + t * d for a, d in zip(xs, d_x)]
-                return model.loss_and_gradients(moved if several else moved[0], y, loss, sample_weight)[0]
+                def f(t: float, d_x: list[Array] = d_x, d_w: list[Array] = d_w) -> float:
+                    model.set_weights([w + t * d for w, d in zip(weights, d_w)])
+                    moved = [a + t * d for a, d in zip(xs, d_x)]
+                    return model.loss_and_gradients(moved if several else moved[0], y, loss, sample_weight)[0]
 
-            noise, scale = probe_noise(f)
+                noise, scale, curved = probe_noise(f, with_curvature=True)
+                if not curved or step * PROBE_SHRINK < PROBE_STEP_MIN:
+                    break
+                step *= PROBE_SHRINK
             if best is None or noise < best[0]:
                 best = (noise, scale)
     finally:
