@@ -14,10 +14,11 @@ from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import gradcheck, numerical_gradient
 from from_scratch.graph import Input, Model
 from from_scratch.graph_arch import Call, GraphArchitecture
-from from_scratch.layers import LAYERS, BatchNormalization, Dense, Dropout, Layer, LayerNormalization
+from from_scratch.layers import LAYERS, Dense, Dropout, Layer
 from from_scratch.losses import LOSSES, get_loss
 from from_scratch.merge import MERGE_LAYERS, Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from from_scratch.model import Sequential
+from from_scratch.normalization import BatchNormalization, LayerNormalization
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
 from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
 from from_scratch.spatial import DepthwiseConv2D, ZeroPadding2D
