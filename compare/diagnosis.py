@@ -2,7 +2,7 @@
 
 The harness records, for each layer on both sides, the forward quantities (pre-activation Z, activation A) and the
 backward ones (dL/dA, dL/dZ, then dW, db), and lines them up as `Step`s in the order of computation
-(compare/harness.py `quantities`):
+(compare/rows.py `quantities`):
 
     forward:  layer 1 Z, layer 1 A, layer 2 Z, ... , the output, the loss
     backward: last layer dL/dA (absent on the fused softmax + cross-entropy path, for the logits layer

@@ -8,33 +8,49 @@ Each side's pass is one `Side` record (loss, output, parameter gradients, dL/dX,
 the step, and per layer its recorded quantities). Every row and every step is generated from one list of
 quantities (`quantities`) and judged by one rule (`judge`): in float64 against the other side, in float32 against
 the float64 truth (Keras in float64 on the same weights and batch, upcast exactly), see compare/tolerances.py.
+
+This module holds the comparison itself (`compare_models`, `run_comparison`, `build_pair`), the float32 gauge
+(`jittered_side`) and the numerical witness (`gradcheck_row`); `Row`, `Report` and `MEASURES` are in
+compare/report_rows.py, `Side` and each side's pass in compare/sides.py, `quantities`, `judge` and the rows they make
+in compare/rows.py. `compare_models` calls each side's pass by its name in this module, where a test can replace it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 import keras_impl
 from compare.data import as_inputs, check_memory, indices, load_batch, targets
-from compare.diagnosis import INFERENCE_ROW, INFERENCE_STEP, Diagnosis, Step, diagnose
-from compare.terms import Terms, gradient_terms
+from compare.diagnosis import INFERENCE_ROW, INFERENCE_STEP, diagnose  # noqa: F401 (INFERENCE_*: imported from here)
+from compare.report_rows import MEASURES, Report, Row  # noqa: F401 (re-exported: they were defined here)
+from compare.rows import (  # noqa: F401 (re-exported: they were defined here)
+    Quantity,
+    _each,
+    _recorded,
+    compare_sides,
+    judge,
+    protocol_rows,
+    quantities,
+    round_trip_row,
+)
+from compare.sides import (  # noqa: F401 (re-exported: they were defined here; compare_models calls them by these names)
+    Side,
+    keras_inference,
+    keras_loss_arguments,
+    keras_side,
+    scratch_inference,
+    scratch_side,
+)
+from compare.terms import gradient_terms
 from compare.tolerances import (
-    CANCELLATION_FLOOR,
-    F32_FACTOR,
-    F64_TOL,
     GRADCHECK_TOL,
     GRADCHECK_TOL_F32,
-    ROUND_TRIP_TOL,
     max_abs_error,
     max_rel_error,
-    norm_rel_error,
-    truth_rel_error,
 )
-from compare.trace import input_quantity, node_links, scratch_parts
 from from_scratch.arch import Architecture
 from from_scratch.errors import BadInputError, check_count
 from from_scratch.gradcheck import GradcheckPoint, arithmetic_precision, gradcheck
@@ -44,190 +60,8 @@ from from_scratch.model import Sequential
 from from_scratch.watch import Watch, watched
 from keras_impl.model import astype as keras_astype
 from keras_impl.model import twin_layers
-from keras_impl.trace import trace as keras_trace
 
 Array = np.ndarray
-
-MEASURES = {
-    "norm-rel": "||a - b|| / max(||a||, ||b||)  (float64; gradients: max(||a||, ||b||, 1e-3 ||M||), M = summed terms; "
-    "any quantity: also 64e12 min(||b' - b||, ||b' - a||), b' Keras with every input and weight one ulp off)",
-    "vs float64": "max(||a - T|| / max(||b - T||, ||b' - T||, f), ||b - T|| / max(||a - T||, ||b' - T||, f)), T = "
-    "Keras float64 on the same weights and batch, b' Keras float32 with every input and weight one ulp off, "
-    "f = 1e-6 ||T||",
-    "max-rel": "max|a - b| / max(max|a|, max|b|)",
-    "exact": "max|a - b| (must be 0)",
-    "taylor slope": "slope of log |f(x + h v) - f(x) - h <g, v>| against log h (2 when g is the gradient, 1 when not)",
-    "protocol": "breaches of the layer protocol: an argument (x, dy) written into, a result of another dtype or kind "
-    "(must be 0)",
-}
-
-
-@dataclass
-class Row:
-    """One compared quantity: scratch vs Keras (or analytic vs numerical), its errors and its verdict.
-
-    `error` is the figure the tolerance applies to (its definition is `measure`); `max_abs` and `max_rel` are the
-    plain scratch-vs-Keras differences, for reading."""
-
-    name: str
-    shape: tuple[int, ...]
-    max_abs: float
-    max_rel: float
-    error: float
-    measure: str
-    tol: float
-
-    @property
-    def passed(self) -> bool:
-        if self.measure == "taylor slope":  # inf: only rounding left at every step (linear along v), a pass
-            return bool(self.error >= self.tol)
-        return bool(np.isfinite(self.error) and self.error <= self.tol)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "shape": list(self.shape), "status": "PASS" if self.passed else "FAIL"}
-
-
-@dataclass
-class Report:
-    """All rows of one comparison, the configuration that produced them and the TensorFlow settings in force."""
-
-    config: dict[str, Any]
-    rows: list[Row]
-    settings: dict[str, str] = field(default_factory=dict)
-    trace: list[Step] = field(default_factory=list)
-    diagnosis: Diagnosis | None = None
-
-    def __post_init__(self) -> None:
-        if self.diagnosis is not None:  # its reading needs every row, check_model's Taylor row appended later too
-            self.diagnosis.attach(self.rows)
-
-    @property
-    def passed(self) -> bool:
-        return all(row.passed for row in self.rows) and all(step.passed for step in self.trace)
-
-    @property
-    def failures(self) -> list[Row]:
-        return [row for row in self.rows if not row.passed]
-
-    def worst(self, measure: str | None = None) -> float:
-        """The largest `error` among the rows (of one measure, if given; the Taylor slope is not an error)."""
-        values = [
-            row.error
-            for row in self.rows
-            if (measure is None and row.measure != "taylor slope") or row.measure == measure
-        ]
-        return max(values, default=0.0)
-
-    def verdict(self) -> str:
-        n = len(self.rows)
-        if self.passed:
-            return f"PASS: all {n} quantities agree within tolerance" + (
-                f" (and all {len(self.trace)} per-layer quantities)" if self.trace else ""
-            )
-        if not self.failures:
-            return f"FAIL: the table agrees, but a per-layer quantity differs: {self.diagnosis.first.where}"
-        breaches = [row.name for row in self.failures if row.measure == "protocol"]
-        differ = [row.name for row in self.failures if row.measure != "protocol"]
-        parts = [f"{'; '.join(breaches)}: the layer protocol forbids it"] if breaches else []
-        if differ:
-            parts.append(f"{len(differ)} of {n} quantities differ: {', '.join(differ)}")
-        return "FAIL: " + "; ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "config": self.config,
-            "settings": self.settings,
-            "measures": {k: MEASURES[k] for k in sorted({row.measure for row in self.rows})},
-            "rows": [row.to_dict() for row in self.rows],
-            "passed": self.passed,
-            "verdict": self.verdict(),
-            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
-        }
-
-
-@dataclass
-class Side:
-    """One side's pass over one batch, in the scratch layout (the one record both sides return).
-
-    grads: dL/dparam aligned with get_weights() (zeros for non-trainable weights); state: get_weights() after the
-    training pass (moving statistics move); records: per layer {"A", "dA", and Dense's "Z", "dZ"}; inference: the
-    output of a pass in inference mode (training=False) on the same batch, from the state after the training pass
-    (so moving statistics count), or None where none was run."""
-
-    loss: float
-    output: Array
-    grads: list[Array]
-    input_grad: Array
-    state: list[Array]
-    records: list[dict[str, Array]]
-    inference: Array | None = None
-
-
-#: One compared quantity: (row name or None for trace-only, its place in the table, trace step or None, getter on a
-#: Side, getter on Terms). The table lists loss, output, the weights in get_weights() order, then dL/dX.
-Quantity = tuple[str | None, int, Step | None, Callable[[Side], Array], Callable[[Terms], Array | None]]
-
-
-def judge(
-    dtype: str, ours: Array, theirs: Array, truth: Array | None, terms: Array | None, again: Array | None = None
-) -> tuple[float, str, float]:
-    """(error, measure, tolerance) for scratch `ours` against Keras `theirs`.
-
-    float64: norm-relative, with the cancellation floor where term magnitudes are known. float32: neither side may
-    be more than F32_FACTOR times farther from the float64 truth `truth` than float32 rounding explains, gauged by
-    the other side and by `again`, Keras's float32 result with inputs and weights moved by one ulp
-    (tolerances.truth_rel_error): no per-layer knowledge needed."""
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    if ours.shape != theirs.shape:
-        return float("inf"), "norm-rel", F64_TOL
-    if dtype == "float32" and truth is not None:
-        return truth_rel_error(ours, theirs, np.asarray(truth), terms, again), "vs float64", F32_FACTOR
-    return norm_rel_error(ours, theirs, terms, CANCELLATION_FLOOR, again), "norm-rel", F64_TOL
-
-
-def scratch_side(model: Model, x: Any, y: Any, loss: Loss, sample_weight: Array | None) -> tuple[Side, Any]:
-    """The scratch pass as a Side, and the BackwardPass it came from (for the term magnitudes)."""
-    result = model.backward_pass(x, y, loss, sample_weight)
-    return Side(
-        result.loss, result.output, result.grads, result.input_grad, model.get_weights(), result.records
-    ), result
-
-
-def keras_loss_arguments(loss: Any) -> tuple[Any, Any, Any]:
-    """(twin, config, loss weights) of a scratch loss as keras_impl takes them: the registry name (or a loss outside
-    the registry's own `keras_loss`) and its config; for an OutputLosses, one of each per output, and its weights."""
-    if isinstance(loss, OutputLosses):
-        parts = [keras_loss_arguments(item) for item in loss.losses]
-        return [p[0] for p in parts], [p[1] for p in parts], loss.weights
-    twin = loss.keras_loss if hasattr(loss, "keras_loss") else loss.name  # a loss outside the registry brings its own
-    return twin, loss.config(), None
-
-
-def keras_side(model: Any, x: Any, y: Any, loss: Loss, sample_weight: Array | None) -> Side:
-    """The Keras pass (one taped call of the model) and its node-by-node trace, as a Side."""
-    twin, config, weights = keras_loss_arguments(loss)
-    before = model.get_weights()
-    result = keras_impl.loss_and_gradients(model, x, y, twin, config, sample_weight, weights)
-    state = model.get_weights()
-    model.set_weights(before)
-    records = keras_trace(model, x, y, twin, config, sample_weight, weights)
-    model.set_weights(state)
-    inference = keras_inference(model, x)
-    return Side(result.loss, result.output, result.grads, result.input_grad, state, records, inference)
-
-
-def keras_inference(model: Any, x: Any) -> Any:
-    """The Keras model's output in inference mode (model(x, training=False)) from its current weights (a list for
-    several outputs)."""
-    dtype = model.inputs[0].dtype
-    xs = [np.asarray(a).astype(dtype) for a in x] if len(model.inputs) > 1 else np.asarray(x).astype(dtype)
-    out = model(xs, training=False)
-    return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
-
-
-def scratch_inference(model: Model, x: Any) -> Any:
-    """The scratch model's output in inference mode (forward(x, training=False)) from its current weights."""
-    return model.forward(x, training=False)
 
 
 def jittered_side(
@@ -259,216 +93,6 @@ def jittered_side(
         return keras_side(model, moved, y, loss, sample_weight)
     finally:
         model.set_weights(state)
-
-
-def _each(value: Any, k: int, several: bool) -> Any:
-    """Entry k of a per-output (per-input) list, or the value itself for a model of one."""
-    return value[k] if several and value is not None else value
-
-
-def quantities(model: Model, logits_at: int | None, records: list[dict[str, Array]] | None = None) -> list[Quantity]:
-    """Every compared quantity of a model: the table's rows (loss, each output, each parameter's gradient or, for a
-    non-trainable weight, its value after the step, dL/dX per input) and the per-node steps in the order of
-    computation (forward Z, A per node, the loss; backward dA, dZ per node from the last, each layer's parameter
-    gradients at its first call, which the backward reaches last; dL/dX).
-    dL/dA is compared where the scratch pass has one (`records`: BackwardPass.records; without them, below
-    `logits_at` only, as in a chain): not at a node the loss took its logits from, nor at the pass-through layers
-    above it."""
-    names = model.weight_names()
-    trainable = model.trainable
-    offsets = dict(
-        zip((id(layer) for layer in model.layers), np.cumsum([0] + [len(lay.params) for lay in model.layers]))
-    )
-    first_call = {id(calls[0]): True for calls in model.calls.values()}
-    outputs, inputs = len(model.outputs), len(model.inputs)
-    producers, consumers, input_consumers = node_links(model)
-    out: list[Quantity] = []
-
-    def add(
-        row: str | None,
-        phase: str | None,
-        node: int,
-        node_name: str,
-        quantity: str,
-        get: Callable[[Side], Array],
-        terms: Callable[[Terms], Array | None],
-        place: int = 0,
-    ) -> None:
-        step = None if phase is None else Step(phase, node, node_name, quantity)
-        if step is not None and phase == "backward":  # where its gradient flows in the graph
-            if node:
-                step = replace(step, producers=producers[node - 1], consumers=consumers[node - 1])
-            elif quantity.startswith("dL/dX (input"):
-                k = next(k for k in range(inputs) if input_quantity(model, k) == quantity)
-                step = replace(step, consumers=input_consumers[k])
-        out.append((row, place, step, get, terms))
-
-    for i, node in enumerate(model.nodes):
-        recorded = _recorded(node.layer)
-        for key in ("Z", "A"):
-            if key in recorded:
-                add(
-                    None,
-                    "forward",
-                    i + 1,
-                    node.name,
-                    key,
-                    lambda s, i=i, key=key: s.records[i][key],
-                    lambda m, i=i, key=key: m.records[i].get(key),
-                )
-    add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
-    for o, t in enumerate(model.outputs):
-        suffix = f" {t.node.name}" if outputs > 1 else ""
-        several = outputs > 1
-        add(
-            f"output{suffix}",
-            None,
-            0,
-            "",
-            "output",
-            lambda s, o=o, several=several: _each(s.output, o, several),
-            lambda m, o=o, several=several: _each(m.output, o, several),
-            1,
-        )
-        row = INFERENCE_ROW.replace("output", f"output{suffix}", 1)
-        add(row, None, 0, "", "", lambda s, o=o, several=several: _each(s.inference, o, several), lambda m: None, 1)
-    for i in range(len(model.nodes) - 1, -1, -1):
-        node = model.nodes[i]
-        recorded = _recorded(node.layer)
-        for key in ("dA", "dZ"):
-            if key == "dA" and (
-                ("dA" not in records[i]) if records is not None else (logits_at is not None and i >= logits_at)
-            ):
-                continue  # the fused path starts at the logits' dL/dZ
-            if key in recorded:
-                add(
-                    None,
-                    "backward",
-                    i + 1,
-                    node.name,
-                    f"dL/d{key[1:]}",
-                    lambda s, i=i, key=key: s.records[i][key],
-                    lambda m, i=i, key=key: m.records[i].get(key),
-                )
-        if id(node) not in first_call:
-            continue
-        layer = node.layer
-        for j, label in enumerate(layer.param_names()):
-            k = int(offsets[id(layer)] + j)
-            if trainable[k]:
-                add(
-                    f"grad {names[k]}",
-                    "backward",
-                    i + 1,
-                    node.name,
-                    f"dL/d{label}",
-                    lambda s, k=k: s.grads[k],
-                    lambda m, k=k: m.params[k],
-                    2 + k,
-                )
-            else:  # a non-trainable weight (moving statistics): its value after the training pass
-                add(
-                    f"state {names[k]} after step",
-                    None,
-                    0,
-                    "",
-                    "",
-                    lambda s, k=k: s.state[k],
-                    lambda m, k=k: m.params[k],
-                    2 + k,
-                )
-    for j, t in enumerate(model.inputs):
-        suffix = f" {t.node.name}" if inputs > 1 else ""
-        several = inputs > 1
-        add(
-            f"grad input{suffix}",
-            "backward",
-            0,
-            "",
-            input_quantity(model, j),
-            lambda s, j=j, several=several: _each(s.input_grad, j, several),
-            lambda m, j=j, several=several: _each(m.input_grad, j, several),
-            2 + len(names),
-        )
-    for o, t in enumerate(model.outputs):  # run after the step
-        several = outputs > 1
-        step = INFERENCE_STEP if not several else INFERENCE_STEP.replace("output", f"output {t.node.name}", 1)
-        add(
-            None, "forward", 0, "", step, lambda s, o=o, several=several: _each(s.inference, o, several), lambda m: None
-        )
-    return out
-
-
-def _recorded(layer: Any) -> tuple[str, ...]:
-    """Which of Z/A/dA/dZ a layer's records hold on both sides: A and dA always, Z and dZ for layers that record
-    them (Dense)."""
-    own = tuple(layer.record()) if hasattr(layer, "record") else ()
-    return ("A", "dA") + tuple(k for k in own if k in ("Z", "dZ"))
-
-
-def compare_sides(
-    model: Model,
-    logits_at: int | None,
-    ours: Side,
-    theirs: Side,
-    truth: Side | None,
-    terms: Terms | None,
-    dtype: str,
-    again: Side | None = None,
-) -> tuple[list[Row], list[Step]]:
-    """The table's rows and the per-node steps for one pair of passes (in float32 also the float64 truth and
-    Keras's float32 result on one-ulp-jittered values, `again`)."""
-    rows, steps = [], []
-    n = len(ours.records[0]["A"]) if ours.records else len(np.asarray(ours.output))
-    for row_name, place, step, get, get_terms in quantities(model, logits_at, ours.records):
-        a, b = get(ours), get(theirs)
-        t = get(truth) if truth is not None else None
-        m = get_terms(terms) if terms is not None else None
-        error, measure, tol = judge(dtype, a, b, t, m, get(again) if again is not None else None)
-        if row_name is not None:
-            rows.append(
-                (place, Row(row_name, np.shape(a), max_abs_error(a, b), max_rel_error(a, b), error, measure, tol))
-            )
-        if step is not None:
-            node = model.nodes[step.layer - 1] if step.layer else None
-            layer = node.layer if node is not None else None
-            kinked = getattr(getattr(layer, "activation", None), "kinked", False)  # then Z tells about masks at 0
-            z = ours.records[step.layer - 1].get("Z") if kinked else None
-            shape = model.node_input_shapes[step.layer - 1] if node is not None and not node.several else None
-            context = {"n": n, "z": z} if step.phase == "backward" else {}
-            judged = step.judged(
-                a, b, error, error <= tol and bool(np.isfinite(error)), {**context, "input_shape": shape}
-            )
-            steps.append(replace(judged, parts=scratch_parts(model, judged, ours.records)))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])], steps
-
-
-def protocol_rows(watch: Watch, dtype: str) -> list[Row]:
-    """The layer protocol over the harness's passes (training forward and backward, twice, and the inference pass):
-    one passing row when no layer wrote into what it was handed and every output, dL/dX and parameter gradient was
-    a real array of `dtype`; otherwise a failing row per breach, naming the layer, the argument and the call."""
-    if not watch.breaches:
-        return [
-            Row(
-                f"protocol: x and dy left unchanged, results {dtype} ({watch.calls} layer calls)",
-                (watch.calls,),
-                0.0,
-                0.0,
-                0.0,
-                "protocol",
-                0.0,
-            )
-        ]
-    return [Row(breach.text, (watch.calls,), 0.0, 0.0, 1.0, "protocol", 0.0) for breach in watch.breaches]
-
-
-def round_trip_row(weights: list[Array], back: list[Array]) -> Row:
-    """Weights copied into Keras and read back must be bit-identical."""
-    worst = max((max_abs_error(a, b) for a, b in zip(weights, back)), default=0.0)
-    if len(weights) != len(back) or any(np.shape(a) != np.shape(b) for a, b in zip(weights, back)):
-        worst = float("inf")
-    rel = max((max_rel_error(a, b) for a, b in zip(weights, back)), default=0.0)
-    return Row("weights round trip", (sum(np.size(w) for w in weights),), worst, rel, worst, "exact", ROUND_TRIP_TOL)
 
 
 def gradcheck_row(

@@ -12,10 +12,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from from_scratch.arch import LayerSpec, _dims, _Given, _pair
+from from_scratch.arch import LayerSpec
+from from_scratch.arch_reading import _dims, _Given, _pair
 from from_scratch.errors import BadInputError
 
-#: Image-only kinds outside the windowed ones (arch._SPATIAL_PREFIX): they take (H, W, C) inputs only.
+#: Image-only kinds outside the windowed ones (arch_reading._SPATIAL_PREFIX): they take (H, W, C) inputs only.
 IMAGE_ONLY = frozenset({"global_average_pooling2d", "zero_padding2d", "depthwise_conv2d"})
 
 _PAD = re.compile(r"^pad([0-9]+)(?:x([0-9]+))?(?:x([0-9]+)x([0-9]+))?$")
