@@ -276,6 +276,37 @@ def test_every_merge_kind_in_a_model_agrees_with_keras(kind, options, n, dtype):
     assert {step.quantity for step in merge_steps} == {"A", "dL/dA"} and all(s.passed for s in merge_steps)
 
 
+def off_by_a_little(kind: str):
+    """The merge of `kind` with one entry of its last input's dL/dx off by 1e-6 of dL/dY's largest entry."""
+
+    class Wrong(MERGE_LAYERS[kind]):
+        def backward(self, dy):
+            dx = [d.copy() for d in super().backward(dy)]
+            dx[-1].flat[0] += 1e-6 * np.abs(dy).max()
+            return dx
+
+    return Wrong
+
+
+@pytest.mark.parametrize("kind", sorted(MERGE_LAYERS))
+def test_a_wrong_merge_backward_fails_exactly_the_rows_below_it(kind):
+    """Per merge kind: the model passes with the right layer, and with one entry of dL/dx_b off by 1e-6 the rows of
+    the branch below input b fail (its Dense, input b), the other branch's rows and the witness (which reads Keras's
+    gradient) pass, and the diagnosis names the first node on b's branch."""
+    options = {"concatenate": {"axis": -1}, "dot": {"axes": 1}}.get(kind)
+    graph = merge_model(kind, options, 2)
+    x = [RNG.standard_normal((5, 5)), RNG.standard_normal((5, 5))]
+    y = np.eye(3)[RNG.integers(0, 3, size=5)]
+    model, keras_model = build_pair(graph, "float64", seed=3)
+    assert compare_models(model, keras_model, x, y, gradcheck_samples=3).passed
+    model, keras_model = build_pair(graph, "float64", seed=3)
+    next(node.layer for node in model.nodes if node.name == "m").__class__ = off_by_a_little(kind)
+    report = compare_models(model, keras_model, x, y, gradcheck_samples=3)
+    failed = {row.name for row in report.failures}
+    assert failed == {"grad db/kernel", "grad db/bias", "grad input b"}, failed
+    assert report.diagnosis.first.layer_name == "db"
+
+
 # ----- the numerical witness on graphs -------------------------------------------------------------------------------
 THREE_INPUTS = GraphArchitecture(
     (("a", (3,)), ("b", (4,)), ("c", (2, 3))),
