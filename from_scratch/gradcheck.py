@@ -340,20 +340,22 @@ def arithmetic_precision(
     loss: Any,
     sample_weight: Array | None = None,
     seed: int = 0,
-    move_input: bool = True,
+    move_input: bool | list[bool] = True,
 ) -> Precision:
     """The precision the model's loss L(x, theta) is delivered in (`Precision`), measured by probes: every
-    coordinate of x (unless `move_input` is False: indices) and of each trainable weight moved by t PROBE_STEP of its
-    own value, random signs, PROBE_DIRECTIONS directions, the least noise taken. The model's weights are restored."""
+    coordinate of x (unless `move_input` is False: indices; for a model of several inputs, one flag per input or one
+    for all) and of each trainable weight moved by t PROBE_STEP of its own value, random signs, PROBE_DIRECTIONS
+    directions, the least noise taken. The model's weights are restored."""
     rng = np.random.default_rng(seed + 13)
     weights = model.get_weights()
     trainable = getattr(model, "trainable", [True] * len(weights))
     several = isinstance(x, (list, tuple))  # a model of several inputs: one array each
     xs = [np.asarray(a, np.float64) for a in (x if several else [x])]
+    moves = list(move_input) if isinstance(move_input, (list, tuple)) else [move_input] * len(xs)
     best: tuple[float, float] | None = None
     try:
         for _ in range(PROBE_DIRECTIONS):
-            d_x = [a * rng.choice([-PROBE_STEP, PROBE_STEP], size=a.shape) if move_input else 0 * a for a in xs]
+            d_x = [a * rng.choice([-PROBE_STEP, PROBE_STEP], size=a.shape) if m else 0 * a for a, m in zip(xs, moves)]
             d_w = [w * rng.choice([-PROBE_STEP, PROBE_STEP], size=w.shape) * t for w, t in zip(weights, trainable)]
 
             def f(t: float, d_x: list[Array] = d_x, d_w: list[Array] = d_w) -> float:

@@ -413,3 +413,30 @@ def test_a_keras_concatenate_split_off_by_one_fails_the_witness_and_the_gradient
     failed = {row.name for row in report.failures}
     assert {"grad da/kernel", "grad input a", "grad input b", "grad input c"} <= failed
     assert any(name.startswith("numerical grad") for name in failed)
+
+
+def index_and_vector(order: tuple[str, str]) -> GraphArchitecture:
+    shapes = {"ids": (4,), "v": (3,)}
+    return GraphArchitecture(
+        tuple((name, shapes[name]) for name in order),
+        (
+            ("e", LayerSpec("embedding", 2, "linear", {"input_dim": 5})),
+            ("f", LayerSpec("flatten")),
+            ("d", LayerSpec("dense", 3, "tanh")),
+            ("cat", LayerSpec("concatenate", options={"axis": -1})),
+            ("out", LayerSpec("dense", 3, "softmax")),
+        ),
+        (Call("e", ("ids",)), Call("f", ("e",)), Call("d", ("v",)), Call("cat", ("f", "d")), Call("out", ("cat",))),
+        ("out",),
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("order", [("ids", "v"), ("v", "ids")], ids=["indices-first", "indices-second"])
+def test_an_index_input_beside_a_vector_input_is_left_unmoved_and_the_vector_is_witnessed(monkeypatch, order, dtype):
+    """Found by review of the witness on graphs: whether the inputs are indices was read from the first input only,
+    so indices as a second input were moved by the witness (3.99998 is no index: refused), and a vector input beside
+    indices in the first place was never witnessed. Now per input."""
+    points, report = witnessed_points(monkeypatch, index_and_vector(order), dtype)
+    assert report.passed, report.verdict()
+    assert {p.param for p in points if p.param < 0} == {-1 - order.index("v")}
