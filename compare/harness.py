@@ -72,13 +72,14 @@ def jittered_side(
     sample_weight: Array | None,
     weights: list[Array],
     seed: int,
-    jitter_input: bool = True,
+    jitter_input: bool | list[bool] = True,
 ) -> Side:
     """Keras's float32 pass with every input and weight moved by one ulp in a random direction: a second sample of
     how far float32 rounding moves each quantity from the truth, conditioning included (at batch 2 a
     BatchNormalization turns a one-ulp difference in its input into a 1e-4 relative change of its dX, which a
     second run on the same values cannot show). Run from `weights`; the model is left as it was. Index inputs (an
-    Embedding's, `jitter_input=False`) are not moved: Keras's cast to int32 would turn 3 - ulp into index 2."""
+    Embedding's, `jitter_input=False`, or a flag per input of several) are not moved: Keras's cast to int32 would
+    turn 3 - ulp into index 2."""
     rng = np.random.default_rng(seed + 11)
 
     def jitter(a: Array) -> Array:
@@ -89,7 +90,11 @@ def jittered_side(
     state = model.get_weights()
     model.set_weights([jitter(w) for w in weights])
     try:
-        moved = x if not jitter_input else [jitter(a) for a in x] if isinstance(x, list) else jitter(x)
+        if isinstance(x, list):  # several inputs: a flag per input (or one for all)
+            flags = jitter_input if isinstance(jitter_input, (list, tuple)) else [jitter_input] * len(x)
+            moved = [jitter(a) if flag else a for a, flag in zip(x, flags)]
+        else:
+            moved = jitter(x) if jitter_input else x
         return keras_side(model, moved, y, loss, sample_weight)
     finally:
         model.set_weights(state)
@@ -126,7 +131,8 @@ def gradcheck_row(
         x, y = _as64(x), _as64(y)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     with watched(model, Watch.casting()):
-        precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=not integer_inputs(model))
+        moves = [not flag for flag in integer_input_flags(model)]
+        precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=moves)
         if not precision.judgeable:
             inf = float("inf")
             return Row(f"numerical grad vs Keras ({precision.label})", (0,), inf, inf, inf, "max-rel", GRADCHECK_TOL)
@@ -149,6 +155,8 @@ def gradcheck_row(
             several = isinstance(x, list)
             xs = x if several else [x]
             for j, (xj, gj) in enumerate(zip(xs, keras_input_grad if several else [keras_input_grad])):
+                if gj is None:  # indices: no derivative to take
+                    continue
                 for flat in rng.choice(xj.size, size=min(samples, xj.size), replace=False):
                     index = np.unravel_index(flat, xj.shape)
 
@@ -286,13 +294,18 @@ def compare_models(
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, _as64(x), _as64(y), loss, sw64)
     # float64 rounding's and float32's own reach: Keras again with every input and weight one ulp off
-    again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, not integer_inputs(scratch))
+    moves = [not flag for flag in integer_input_flags(scratch)]
+    again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, moves if len(moves) > 1 else moves[0])
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     rows += protocol_rows(watch, dtype)
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
-        input_grad = None if integer_inputs(scratch) else reference.input_grad  # indices: no derivative to take
+        flags = integer_input_flags(scratch)  # indices: no derivative to take
+        if len(flags) == 1:
+            input_grad = None if flags[0] else reference.input_grad
+        else:
+            input_grad = [None if flag else g for flag, g in zip(flags, reference.input_grad)]
         rows.append(
             gradcheck_row(scratch, x, y, loss, reference.grads, gradcheck_samples, seed, sample_weight, input_grad)
         )
@@ -321,8 +334,17 @@ def _batch(what: str, value: Any, dtype: str, count: int) -> Any:
 def integer_inputs(scratch: Model) -> bool:
     """Whether the model's inputs are indices (the layer called on its first input declares `integer_inputs`: an
     Embedding)."""
-    first = next(node for node in scratch.nodes if any(t is scratch.inputs[0] for t in node.inputs))
-    return bool(getattr(first.layer, "integer_inputs", False))
+    return integer_input_flags(scratch)[0]
+
+
+def integer_input_flags(scratch: Model) -> list[bool]:
+    """Per input of the model, whether it holds indices (the first layer called on it declares `integer_inputs`):
+    such an input is not moved by the witness, the precision probe or the float32 jitter, and has no dL/dX judged."""
+    flags = []
+    for t in scratch.inputs:
+        first = next(node for node in scratch.nodes if any(u is t for u in node.inputs))
+        flags.append(bool(getattr(first.layer, "integer_inputs", False)))
+    return flags
 
 
 def _input_spec(arch: Any, k: int = 0) -> Any:

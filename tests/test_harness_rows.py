@@ -20,7 +20,47 @@ import compare.harness as harness
 from compare.check import check_layer, taylor_row
 from compare.harness import INFERENCE_ROW, INFERENCE_STEP, build_pair, compare_models
 from from_scratch import Dense
+from from_scratch.arch import LayerSpec
+from from_scratch.graph_arch import Call, GraphArchitecture
 from keras_impl.model import astype as keras_astype
+
+
+def _merges() -> GraphArchitecture:
+    """Two inputs, every merge kind once (Multiply and Minimum of three tensors), fan-outs from both Dense layers and
+    from input b, which also reaches the output directly through the Concatenate."""
+    specs = {
+        "d1": LayerSpec("dense", 4, "tanh"),
+        "d2": LayerSpec("dense", 4, "sigmoid"),
+        "add": LayerSpec("add"),
+        "sub": LayerSpec("subtract"),
+        "mul": LayerSpec("multiply"),
+        "avg": LayerSpec("average"),
+        "max": LayerSpec("maximum"),
+        "min": LayerSpec("minimum"),
+        "dot": LayerSpec("dot", options={"axes": 1}),
+        "cat": LayerSpec("concatenate", options={"axis": -1}),
+        "out": LayerSpec("dense", 3, "softmax"),
+    }
+    calls = {
+        "d1": ("a",),
+        "d2": ("b",),
+        "add": ("d1", "d2"),
+        "sub": ("d1", "d2"),
+        "mul": ("add", "sub", "d2"),
+        "avg": ("mul", "d1"),
+        "max": ("avg", "d2"),
+        "min": ("max", "d1", "add"),
+        "dot": ("min", "d2"),
+        "cat": ("min", "dot", "b"),
+        "out": ("cat",),
+    }
+    return GraphArchitecture(
+        (("a", (4,)), ("b", (4,))),
+        tuple(specs.items()),
+        tuple(Call(name, inputs) for name, inputs in calls.items()),
+        ("out",),
+    )
+
 
 ARCHS = {
     "depth1": "6-4",
@@ -28,6 +68,7 @@ ARCHS = {
     "depth3_bn_dropout": "6-5-bn-4:tanh-dropout0.3-3",
     # the layers keras.applications' networks add, each row of each read by the harness
     "applications": "5x5x2-pad0x1x0x1-conv2k3:linear:nobias-relu6-dw2:same:m=2-act:tanh-relu:max=1.5:t=0.2-flatten-3",
+    "merges": _merges(),
 }
 DTYPES = ("float64", "float32")
 
@@ -35,11 +76,13 @@ DTYPES = ("float64", "float32")
 WRONG = 1e-3
 
 
-def batch(arch: str):
+def batch(arch):
     scratch, _ = build_pair(arch)
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, *scratch.architecture.input_shape))
-    return x, np.eye(scratch.output_dim)[rng.integers(0, scratch.output_dim, size=8)]
+    shapes = scratch.architecture.graph().input_shapes
+    x = [rng.standard_normal((8, *shape)) for shape in shapes]
+    k = scratch.architecture.graph().output_shapes[0][-1]
+    return x if len(x) > 1 else x[0], np.eye(k)[rng.integers(0, k, size=8)]
 
 
 def run(arch: str, dtype: str):
@@ -61,38 +104,51 @@ def wrong(value):
     return (value + WRONG * max(rms, 1.0 if rms == 0 else rms)).astype(np.asarray(value).dtype)
 
 
-def fields(arch: str):
-    """(field, index, key, rows and steps that read it) for every quantity of `arch`'s Side record."""
+def fields(arch):
+    """(field, index, key, rows and steps that read it) for every quantity of `arch`'s Side record: per node (a chain's
+    nodes are its layers), the parameters at their layer's node, dL/dX per input (named after it when several)."""
     scratch, _ = build_pair(arch)
     names = scratch.weight_names()
     trainable = scratch.trainable
-    offsets = np.cumsum([0] + [len(layer.params) for layer in scratch.layers])
+    offsets = dict(
+        zip((id(layer) for layer in scratch.layers), np.cumsum([0] + [len(la.params) for la in scratch.layers]))
+    )
     out = [
         ("loss", None, None, {"loss", "step loss"}),
         ("output", None, None, {"output"}),
         ("inference", None, None, {INFERENCE_ROW, f"step {INFERENCE_STEP}"}),
-        ("input_grad", None, None, {"grad input", "step dL/dX (input)"}),
     ]
-    for i, layer in enumerate(scratch.layers):
+    if len(scratch.inputs) == 1:
+        out.append(("input_grad", None, None, {"grad input", "step dL/dX (input)"}))
+    else:
+        for j, t in enumerate(scratch.inputs):
+            name = t.node.name
+            out.append(("input_grad", j, None, {f"grad input {name}", f"step dL/dX (input {name})"}))
+    for i, node in enumerate(scratch.nodes):
+        layer = node.layer
+        where = f"layer {i + 1} ({node.name})"
         for j, label in enumerate(layer.param_names()):
-            k = int(offsets[i] + j)
-            where = f"layer {i + 1} ({layer.name})"
+            k = int(offsets[id(layer)] + j)
             if trainable[k]:
                 out.append(("grads", k, None, {f"grad {names[k]}", f"step {where} dL/d{label}"}))
             else:
                 out.append(("state", k, None, {f"state {names[k]} after step"}))
         keys = ["A", "dA"] + (["Z", "dZ"] if isinstance(layer, Dense) else [])
         for key in keys:
-            if key == "dA" and i == len(scratch.layers) - 1:
+            if key == "dA" and i == len(scratch.nodes) - 1:
                 continue  # the fused softmax + cross-entropy path starts at dL/dZ
             quantity = key if key in ("A", "Z") else f"dL/d{key[1:]}"
-            out.append(("records", i, key, {f"step layer {i + 1} ({layer.name}) {quantity}"}))
+            out.append(("records", i, key, {f"step {where} {quantity}"}))
     return out
 
 
 def perturbed(side: harness.Side, field: str, index, key) -> harness.Side:
     if field == "loss":
         return dataclasses.replace(side, loss=float(side.loss) * (1 + WRONG))
+    if field == "input_grad" and index is not None:  # one input of several
+        values = list(side.input_grad)
+        values[index] = wrong(values[index])
+        return dataclasses.replace(side, input_grad=values)
     if field in ("output", "input_grad", "inference"):
         return dataclasses.replace(side, **{field: wrong(getattr(side, field))})
     if field in ("grads", "state"):
@@ -179,8 +235,10 @@ def test_a_wrong_numerical_witness_fails_exactly_its_row(monkeypatch, dtype):
 
     def tampered(*args, **kwargs):
         points = original(*args, **kwargs)
-        for p in points:
+        for p in points:  # every difference it takes (a wrong central difference alone reads as a joint: at_joint)
             p.numerical *= 1 + WRONG
+            p.left = None if p.left is None else p.left * (1 + WRONG)
+            p.right = None if p.right is None else p.right * (1 + WRONG)
         return points
 
     monkeypatch.setattr(harness, "gradcheck", tampered)

@@ -47,6 +47,36 @@ def test_away_from_kinks_the_witness_is_the_central_difference_and_catches_an_er
     assert wrong.decidable and wrong.rel_error > 5e-5
 
 
+def joint(t: float) -> float:
+    """f' continuous at 0 (1 on both sides), f'' jumping from 0 to 2 there: the central difference reads 1 + h / 2."""
+    return float(t + max(t, 0.0) ** 2)
+
+
+def test_at_a_joint_the_witness_is_the_one_sided_mean_and_catches_an_error():
+    """Found by the random graphs: an ELU at an exact 0 (a zero row under zero biases) or a Huber residual of exactly
+    delta failed the witness at h / 4 = 2.5e-6 on a correct model. The one-sided derivatives are exact there."""
+    right = point(1.0, f=joint)
+    assert abs(right.numerical - (1 + GRADCHECK_STEP / 2)) < ROUNDING and not right.at_kink
+    assert right.at_joint and abs(right.witness - 1.0) < ROUNDING
+    wrong = point(1.0 + 1e-5, f=joint)
+    assert abs(wrong.analytic - wrong.witness) / abs(wrong.witness) > 5e-6
+    smooth = point(0.0, f=lambda t: float(np.sin(t)), x=0.3)
+    assert not smooth.at_joint and smooth.witness == smooth.numerical
+
+
+@pytest.mark.parametrize(
+    ("arch", "loss", "x", "y"),
+    [
+        ("4-3:elu-2:linear", "mse", np.zeros((1, 4)), np.array([[0.3, -1.2]])),  # ELU at Z = b = 0 exactly
+        ("1-1:linear", "huber", np.zeros((1, 1)), np.ones((1, 1))),  # residual 0 - 1 = -delta exactly
+    ],
+)
+def test_the_witness_passes_a_correct_model_at_a_joint(arch, loss, x, y):
+    scratch, keras_model = harness.build_pair(arch, "float64", 0)
+    report = harness.compare_models(scratch, keras_model, x, y, loss=loss, gradcheck_samples=12)
+    assert report.passed, report.verdict()
+
+
 DIGITS_CNNS = [("8x8x1-conv8k3-pool2-flatten-10", seed) for seed in range(8)] + [
     ("8x8x1-conv4k3:same-conv6k3-pool2-flatten-16-10", seed) for seed in (1, 4, 5)
 ]
