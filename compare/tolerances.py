@@ -154,7 +154,7 @@ def truth_rel_error(
     floor = F32_FLOOR * float(np.linalg.norm(t))
     if terms is not None:
         m = float(np.linalg.norm(np.asarray(terms, np.float64)))
-        if float(np.linalg.norm(t)) <= ZERO_TRUTH * m:
+        if np.isfinite(m) and float(np.linalg.norm(t)) <= ZERO_TRUTH * m:  # an overflowed bound is no floor
             floor = max(floor, F32_ZERO_FLOOR * m)
     return max(_ratio(da, max(db, db2, floor)), _ratio(db, max(da, db2, floor)))
 

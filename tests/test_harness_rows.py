@@ -409,3 +409,31 @@ def test_the_second_keras_sample_moves_every_input_and_weight_by_one_ulp(monkeyp
         went_up.append((after == up).ravel())
     assert 0.3 < np.concatenate(went_up).mean() < 0.7  # random directions
     np.testing.assert_array_equal(keras_model.get_weights()[0], weights[0])  # the model is left as it was
+
+
+def test_overflowed_term_magnitudes_are_no_floor():
+    """A bound compounded over many layers can overflow; an infinite or NaN term magnitude must not make every
+    difference pass, in either dtype."""
+    from compare.tolerances import F32_FACTOR, F64_TOL, norm_rel_error, truth_rel_error
+
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 2.5])
+    for bad in (np.array([np.inf, 1.0]), np.array([np.nan, 1.0])):
+        assert norm_rel_error(a, b, bad, 1e-3) > F64_TOL
+        assert truth_rel_error(b, a, a, bad, a) > F32_FACTOR
+
+
+def test_the_float64_rounding_floor_passes_noise_and_no_wrong_side():
+    """float64's floor is 64 times what one ulp on every input and weight moves Keras's value (b'), measured from the
+    side nearer to b': three values of rounding noise pass; a wrong value on either side fails, however far the other
+    side's pass moved."""
+    from compare.tolerances import F64_TOL, norm_rel_error
+
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal(5) * 1e-16 for _ in range(3)]
+    assert norm_rel_error(noise[0], noise[1], b_again=noise[2]) <= F64_TOL  # an exact zero, noise on all three
+    assert norm_rel_error(noise[0], noise[1]) > F64_TOL  # plain norm-relative: 1.0
+    right = rng.standard_normal(5)
+    wrong = right * (1 + 1e-3)
+    again = right + 1e-16 * rng.standard_normal(5)
+    assert norm_rel_error(wrong, right, b_again=again) > F64_TOL  # scratch wrong
+    assert norm_rel_error(right, wrong, b_again=again) > F64_TOL  # Keras wrong: b' far from b, near a
