@@ -251,8 +251,11 @@ PROBE_STEP = 2.0**-20
 #: PROBE_SHRINK times shorter, down to PROBE_STEP_MIN, where curvature fades as t^2 and rounding does not. Found on
 #: keras.applications.MobileNetV2 at batch 4 (52 BatchNormalizations over as few as 4 values): at 2^-20 the float64
 #: loss read as noisy at 6.9e-5 of itself (d2 all ~2e-3 of |f|, one sign) and no witness could judge it; at 2^-28 its
-#: spread is its float64 rounding. Rounding noise (a layer computing in float32) has d2 of both signs around 0 and is
-#: read at the first step, as before.
+#: spread is its float64 rounding. The probe is also taken again where its spread reads beyond float32 rounding: in
+#: ResNet50 (2 million ReLU inputs at batch 4) every probe direction crosses tens of kinks at 2^-20 (noise 1.6e-4 of
+#: |f|), and kinks crossed fall with the step while rounding does not; a forward pass that is not deterministic stays
+#: beyond float32 at every step and is still refused. Rounding noise (a layer computing in float32) has d2 of both
+#: signs around 0 within float32's reach and is read at the first step, as before.
 CURVATURE_DOMINATES = 4.0
 PROBE_SHRINK = 2.0**-4
 PROBE_STEP_MIN = 2.0**-32
@@ -386,7 +389,8 @@ def arithmetic_precision(
                     return model.loss_and_gradients(moved if several else moved[0], y, loss, sample_weight)[0]
 
                 noise, scale, curved = probe_noise(f, with_curvature=True)
-                if not curved or step * PROBE_SHRINK < PROBE_STEP_MIN:
+                crossed = not Precision.classify(noise, scale).judgeable  # kinks crossed, or not deterministic
+                if not (curved or crossed) or step * PROBE_SHRINK < PROBE_STEP_MIN:
                     break
                 step *= PROBE_SHRINK
             if best is None or noise < best[0]:
