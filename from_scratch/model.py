@@ -101,16 +101,6 @@ class Sequential(Model):
             t = call_layer(layer, t)
         super().__init__(x, t, dtype=dtype, seed=seed, name="sequential")
 
-    @property
-    def input_dim(self) -> int:
-        """The width D of 1-D inputs (N, D)."""
-        return self.input_shape[0] if len(self.input_shape) == 1 else int(np.prod(self.input_shape))
-
-    @property
-    def output_dim(self) -> int:
-        """The width K of 1-D outputs (N, K)."""
-        return self.output_shape[-1]
-
     @classmethod
     def from_architecture(cls, arch: Architecture, dtype: str = "float64", seed: int | None = 0) -> Sequential:
         """Build the model that `arch` describes (the same description builds the Keras twin); a string is parsed

@@ -11,6 +11,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from test_keras_model import randomize
 
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
 from compare import cli, keras_model, keras_reading
@@ -144,20 +145,6 @@ MODELS = {
     "two_outputs": two_outputs,
     "nested": nested,
 }
-
-
-def randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    model.set_weights(
-        [
-            (
-                np.abs(rng.standard_normal(v.shape)) + 0.5
-                if "moving_variance" in v.path
-                else rng.standard_normal(v.shape)
-            ).astype(v.dtype)
-            for v in model.weights
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
