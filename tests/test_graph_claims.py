@@ -232,3 +232,35 @@ def test_a_tensor_read_twice_by_one_node_receives_both_terms():
         result.records[names.index("h")]["dA"], 2 * result.records[names.index("twice")]["dA"]
     )
     assert compare_models(scratch, keras_model, x, y, gradcheck_samples=0).passed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_weighted_loss_of_several_outputs_is_keras_compiled_loss_bit_for_bit(dtype):
+    """keras_impl.total_loss, which the harness and the lockstep training use for Keras's side, is what a compiled
+    Keras model computes (CompileLoss: each output's loss cast, times its weight, summed in order), weights that are
+    not float32 numbers included; the scratch side's sum_o w_o L_o agrees to float64 rounding."""
+    import keras
+    import tensorflow as tf
+
+    from from_scratch.graph import Input, Model
+    from from_scratch.layers import Dense
+    from from_scratch.losses import OutputLosses
+    from keras_impl.model import batch_tensors, total_loss
+
+    keras.config.set_floatx(dtype)
+    i = keras.Input((4,), dtype=dtype)
+    twin = keras.Model(i, [keras.layers.Dense(3, "softmax", dtype=dtype)(i), keras.layers.Dense(2, dtype=dtype)(i)])
+    twin.compile(loss=["categorical_crossentropy", "mse"], loss_weights=[0.3, 2.7])
+    rng = np.random.default_rng(0)
+    x, y1, y2 = rng.standard_normal((5, 4)), np.eye(3)[rng.integers(0, 3, 5)], rng.standard_normal((5, 2))
+    out = twin(tf.constant(x, dtype=dtype))
+    compiled = twin.compute_loss(x=None, y=[tf.constant(y1, dtype=dtype), tf.constant(y2, dtype=dtype)], y_pred=out)
+    _, objs, _, ys, _ = batch_tensors(twin, x, [y1, y2], ["categorical_crossentropy", "mean_squared_error"], None, None)
+    assert float(total_loss(twin, objs, ys, out, None, [0.3, 2.7])) == float(compiled)
+    if dtype == "float64":
+        a = Input((4,))
+        ours = Model(a, [Dense(3, "softmax")(a), Dense(2)(a)])
+        ours.set_weights([np.asarray(w, np.float64) for w in twin.get_weights()])
+        loss = OutputLosses(["categorical_crossentropy", "mean_squared_error"], [0.3, 2.7])
+        value = ours.backward_pass(x, [y1, y2], loss).loss
+        assert abs(value - float(compiled)) <= 1e-15 * abs(value)
