@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import keras
 
-from compare.keras_specs import _activation_name, _channels_last, _refuse
+from compare.keras_specs import _activation_name, _channels_last, _refuse_any
 from from_scratch.arch import LayerSpec
 from from_scratch.spatial import zero_padding
 
@@ -25,15 +25,16 @@ def _zero_padding2d_spec(layer: keras.layers.ZeroPadding2D) -> LayerSpec:
 
 def _depthwise_conv2d_spec(layer: keras.layers.DepthwiseConv2D) -> LayerSpec:
     _channels_last(layer)
-    for option in (
-        "depthwise_regularizer",
-        "bias_regularizer",
-        "depthwise_constraint",
-        "bias_constraint",
-        "activity_regularizer",
-    ):
-        if getattr(layer, option, None) is not None:
-            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+    _refuse_any(
+        layer,
+        (
+            "depthwise_regularizer",
+            "bias_regularizer",
+            "depthwise_constraint",
+            "bias_constraint",
+            "activity_regularizer",
+        ),
+    )
     options = {
         "kernel_size": tuple(int(k) for k in layer.kernel_size),
         "padding": layer.padding,

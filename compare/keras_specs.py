@@ -69,6 +69,13 @@ def _refuse(layer: keras.layers.Layer, problem: str) -> BadInputError:
     return BadInputError(f"{_where(layer)}: {problem}; {SUPPORTED}")
 
 
+def _refuse_any(layer: keras.layers.Layer, options: tuple[str, ...]) -> None:
+    """Refuse the first of `options` (a regularizer, a constraint) the layer sets, naming it and its class."""
+    for option in options:
+        if getattr(layer, option, None) is not None:
+            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+
+
 def _layer_dtype(layer: keras.layers.Layer) -> str:
     """The dtype a layer computes and keeps its weights in; mixed or quantized policies are refused."""
     policy = layer.dtype_policy
@@ -126,9 +133,7 @@ def _regularizer_options(layer: keras.layers.Layer, which: str) -> dict[str, flo
 def _dense_spec(layer: keras.layers.Dense) -> LayerSpec:
     if not layer.use_bias:
         raise _refuse(layer, "use_bias=False (the scratch Dense always has a bias)")
-    for option in ("kernel_constraint", "bias_constraint", "activity_regularizer"):
-        if getattr(layer, option, None) is not None:
-            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+    _refuse_any(layer, ("kernel_constraint", "bias_constraint", "activity_regularizer"))
     if getattr(layer, "lora_enabled", False):
         raise _refuse(layer, f"LoRA (lora_rank={layer.lora_rank})")
     if getattr(layer, "quantization_mode", None):
@@ -156,15 +161,9 @@ def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSp
     for option, value in (("center", True), ("scale", True), ("synchronized", False), ("renorm", False)):
         if config.get(option, value) != value:
             raise _refuse(layer, f"{option}={config[option]!r}")
-    for option in (
-        "beta_regularizer",
-        "gamma_regularizer",
-        "beta_constraint",
-        "gamma_constraint",
-        "activity_regularizer",
-    ):
-        if getattr(layer, option, None) is not None:
-            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+    _refuse_any(
+        layer, ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint", "activity_regularizer")
+    )
     return LayerSpec(
         "batch_normalization", options={"momentum": float(config["momentum"]), "epsilon": float(config["epsilon"])}
     )
@@ -179,9 +178,7 @@ def _conv2d_spec(layer: keras.layers.Conv2D) -> LayerSpec:
     _channels_last(layer)
     if layer.groups != 1:
         raise _refuse(layer, f"groups={layer.groups}")
-    for option in ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"):
-        if getattr(layer, option, None) is not None:
-            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+    _refuse_any(layer, ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"))
     if getattr(layer, "activity_regularizer", None) is not None:
         raise _refuse(layer, "activity_regularizer")
     options = {
