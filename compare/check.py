@@ -136,13 +136,7 @@ def check_layer(
         (_size(input_shape) + _size(model.output_shape), sum(p.size for p in model.get_weights())),
     )
     twin = keras_twin_model(keras_layer, input_shape, dtype)
-    ours_shapes = [tuple(w.shape) for w in model.get_weights()]
-    theirs_shapes = [tuple(w.shape) for w in twin.get_weights()]
-    if ours_shapes != theirs_shapes:
-        raise BadInputError(
-            f"layer {layer.name!r} has {len(ours_shapes)} parameter(s) of shapes {ours_shapes}, but Keras layer "
-            f"{twin.layers[-1].name!r} has {len(theirs_shapes)} of shapes {theirs_shapes} (get_weights() order)"
-        )
+    _check_twin_weights(layer, model, twin)
     rng = np.random.default_rng(seed)
     model.set_weights(random_nonzero_params(model, rng))
     if x is None:
@@ -207,14 +201,7 @@ def _check_several(
         (sum(_size(s) for s in shapes) + _size(out_shape), sum(p.size for p in model.get_weights())),
     )
     twin = keras_twin_graph(keras_layer, shapes, dtype)
-    theirs_layer = twin.layers[-1]
-    ours_shapes = [tuple(w.shape) for w in model.get_weights()]
-    theirs_shapes = [tuple(w.shape) for w in twin.get_weights()]
-    if ours_shapes != theirs_shapes:
-        raise BadInputError(
-            f"layer {layer.name!r} has {len(ours_shapes)} parameter(s) of shapes {ours_shapes}, but Keras layer "
-            f"{theirs_layer.name!r} has {len(theirs_shapes)} of shapes {theirs_shapes} (get_weights() order)"
-        )
+    _check_twin_weights(layer, model, twin)
     rng = np.random.default_rng(seed)
     model.set_weights(random_nonzero_params(model, rng))
     if xs is None:
@@ -229,7 +216,7 @@ def _check_several(
     y = np.zeros((batch, *out_shape), dtype=dtype)
     config = {
         "layer": type(layer).__name__,
-        "keras_layer": type(theirs_layer).__name__,
+        "keras_layer": type(twin.layers[-1]).__name__,
         "input_shape": [list(s) for s in shapes],
         "batch": batch,
         "dtype": dtype,
@@ -238,6 +225,18 @@ def _check_several(
     if inputs is not None:
         config["inputs"] = f"given ({', '.join(str(x.dtype) for x in xs)})"
     return _check_pair(model, twin, xs, y, Projection(upstream), None, gradcheck_samples, seed, config)
+
+
+def _check_twin_weights(layer: Layer, model: Model, twin: Any) -> None:
+    """The layer's parameters and its Keras twin's (the model's last layer) agree in count and shapes, in
+    get_weights() order, or the check is refused naming both."""
+    ours = [tuple(w.shape) for w in model.get_weights()]
+    theirs = [tuple(w.shape) for w in twin.get_weights()]
+    if ours != theirs:
+        raise BadInputError(
+            f"layer {layer.name!r} has {len(ours)} parameter(s) of shapes {ours}, but Keras layer "
+            f"{twin.layers[-1].name!r} has {len(theirs)} of shapes {theirs} (get_weights() order)"
+        )
 
 
 def check_model(
