@@ -54,6 +54,24 @@ def _padding(value: str, layer: str) -> str:
     return value
 
 
+def window_options(
+    where: str, kernel_size: Any, strides: Any, padding: Any, dilation_rate: Any, use_bias: Any
+) -> tuple[Pair, Pair, str, Pair, bool]:
+    """(kernel_size, strides, padding, dilation_rate, use_bias) of a convolution (Conv2D, DepthwiseConv2D) checked as
+    Keras checks them, `where` naming the layer ("Conv2D 'c'"): pairs of positive integers, 'valid' or 'same',
+    strides > 1 or dilation > 1 but not both, use_bias a bool."""
+    kernel_size, strides = _pair(kernel_size, "kernel_size", where), _pair(strides, "strides", where)
+    padding, dilation_rate = _padding(padding, where), _pair(dilation_rate, "dilation_rate", where)
+    if strides != (1, 1) and dilation_rate != (1, 1):
+        raise BadInputError(
+            f"{where}: strides {strides} with dilation_rate {dilation_rate}: Keras's {where.split()[0]} takes "
+            "strides > 1 or dilation > 1, not both"
+        )
+    if not isinstance(use_bias, (bool, np.bool_)):
+        raise BadInputError(f"{where}: use_bias must be True or False, got {use_bias!r}")
+    return kernel_size, strides, padding, dilation_rate, bool(use_bias)
+
+
 class Windows:
     """The sliding-window geometry of one layer along height and width: output size, padding, and the movements
     between an input and its windows.
@@ -199,18 +217,9 @@ class Conv2D(Layer):
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
             raise BadInputError(f"{where}: filters must be a positive integer, got {filters!r}")
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", where)
-        self.strides = _pair(strides, "strides", where)
-        self.padding = _padding(padding, where)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", where)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise BadInputError(
-                f"{where}: strides {self.strides} with dilation_rate {self.dilation_rate}: Keras's Conv2D takes "
-                "strides > 1 or dilation > 1, not both"
-            )
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise BadInputError(f"{where}: use_bias must be True or False, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.kernel_size, self.strides, self.padding, self.dilation_rate, self.use_bias = window_options(
+            where, kernel_size, strides, padding, dilation_rate, use_bias
+        )
         self.activation: Activation = get_activation(activation or "linear")
         self.K: Array | None = None
 

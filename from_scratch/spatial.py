@@ -25,7 +25,7 @@ import numpy as np
 
 from from_scratch.activations import Activation, get_activation
 from from_scratch.arch import LayerSpec
-from from_scratch.conv import Pair, Windows, _image_shape, _padding, _pair
+from from_scratch.conv import Pair, Windows, _image_shape, window_options
 from from_scratch.errors import BadInputError
 from from_scratch.layers import LAYERS, Layer, Shape, activation_terms
 
@@ -122,15 +122,9 @@ class DepthwiseConv2D(Layer):
     ) -> None:
         self.name = name or self.kind
         where = f"DepthwiseConv2D {self.name!r}"
-        self.kernel_size = _pair(kernel_size, "kernel_size", where)
-        self.strides = _pair(strides, "strides", where)
-        self.padding = _padding(padding, where)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", where)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise BadInputError(
-                f"{where}: strides {self.strides} with dilation_rate {self.dilation_rate}: Keras's DepthwiseConv2D "
-                "takes strides > 1 or dilation > 1, not both"
-            )
+        self.kernel_size, self.strides, self.padding, self.dilation_rate, self.use_bias = window_options(
+            where, kernel_size, strides, padding, dilation_rate, use_bias
+        )
         if self.strides[0] != self.strides[1]:
             raise BadInputError(
                 f"{where}: strides {self.strides}: TensorFlow's depthwise convolution (DepthwiseConv2dNative) takes "
@@ -138,10 +132,7 @@ class DepthwiseConv2D(Layer):
             )
         if not _count(depth_multiplier) or depth_multiplier == 0:
             raise BadInputError(f"{where}: depth_multiplier must be a positive integer, got {depth_multiplier!r}")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise BadInputError(f"{where}: use_bias must be True or False, got {use_bias!r}")
         self.depth_multiplier = int(depth_multiplier)
-        self.use_bias = bool(use_bias)
         self.activation: Activation = get_activation(activation or "linear")
         self.K: Array | None = None
 
