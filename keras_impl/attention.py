@@ -84,10 +84,11 @@ def attention_steps(
     watch: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """One call of `layer` by the operations of Keras 3.15's own `call` and `_compute_attention` (both paths), so
-    that the per-head quantities can be watched: (the output, {"Q", "K", "V", "S", "P", "C", "query", "value"[,
-    "key"]}), Q ... C as Keras keeps them ((B, T, N, H); trace turns them heads-first), and the tensors handed to the
-    call, each through its own identity so that the tape gives each role's gradient. `watch(t)` is called on each quantity where it is made (the
-    tape's watch). tests/test_attention_parity.py checks that this gives the layer's own output bit for bit."""
+    that the per-head quantities can be watched. Returns (the output, quantities): "Q", "K", "V", "S", "P", "C" as
+    Keras keeps them ((B, T, N, H); the trace turns them heads-first), and "query", "value" (and "key"): the tensors
+    handed to the call, each through its own identity so that the tape gives each role's gradient. `watch(t)` is
+    called on each quantity where it is made (the tape's watch). tests/test_attention_parity.py checks that this
+    gives the layer's own output bit for bit."""
     from keras.src.backend.tensorflow.nn import _apply_masks
 
     watch = watch or (lambda t: None)

@@ -341,8 +341,8 @@ def evaluate_loss(
 
 def astype(model: keras.Model, dtype: str) -> keras.Model:
     """The same model (Sequential or functional) in `dtype`: every layer rebuilt from its own config with that
-    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout (attention) keeps its mask. Used for the float64
-    truth that float32 comparisons are measured against."""
+    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout (and an attention layer's) keeps its
+    mask. Used for the float64 truth that float32 comparisons are measured against."""
 
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in model.inputs]
     copy = keras.models.clone_model(
