@@ -33,7 +33,9 @@ Array = np.ndarray
 HEADS, KEY_DIM, STEPS, FEATURES, CLASSES, BATCH = 2, 4, 6, 8, 3, 8
 
 
-def attention_graph(use_causal_mask: bool = False, masked: bool = False, scores: bool = False) -> GraphArchitecture:
+def attention_graph(
+    use_causal_mask: bool = False, masked: bool = False, scores: bool = False, num_heads: int = HEADS
+) -> GraphArchitecture:
     """Self-attention on x (STEPS, FEATURES), flattened, then a softmax Dense: with a causal mask, an attention-mask
     input m (STEPS, STEPS), or return_attention_scores=True (Keras's explicit path, the scores a row)."""
     spec = LayerSpec(
@@ -41,7 +43,7 @@ def attention_graph(use_causal_mask: bool = False, masked: bool = False, scores:
         None,
         "linear",
         {
-            "num_heads": HEADS,
+            "num_heads": num_heads,
             "key_dim": KEY_DIM,
             "value_dim": None,
             "dropout": 0.0,
