@@ -13,6 +13,10 @@ and `diagnose` names the first quantity whose error exceeds the tolerance, with 
 difference's pattern (`describe`): a constant factor (N, 2, -1), a transpose, a mask off at the kink (Z == 0), a
 difference confined to some columns or rows, a gradient left at 0 where Keras's is not, a rounding-sized
 difference.
+Inside an attention call the place names the head and the block (query, key, value, scores, probabilities, context,
+output) where the sides part, and the pattern may be one only attention has: a scale, a softmax over another axis, a
+causal band off by one, a mask after the softmax, heads merged in another order, a softmax VJP without its row sum
+(compare/attention_patterns.py).
 
 The report's rows then say what kind of difference it is (`Diagnosis.reading`, `classify`). Three witnesses see
 different things:
