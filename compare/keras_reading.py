@@ -295,7 +295,8 @@ def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None)
 
     Supported: Dense (any activation of the scratch registry, at Keras's default arguments; use_bias=True;
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
-    momentum and epsilon), the image layers, SimpleRNN, LSTM, GRU, Embedding and the merge layers (see SUPPORTED);
+    momentum and epsilon), LayerNormalization (the last axis), the image layers, SimpleRNN, LSTM, GRU, Embedding,
+    GlobalAveragePooling1D, keras_impl's PositionEmbedding and the merge layers (see SUPPORTED);
     InputLayer is skipped. Anything else raises BadInputError naming the layer (node), the option and what is
     supported.
 
