@@ -75,10 +75,13 @@ SPECS = {
     ),
     "activation": LayerSpec("activation", None, "tanh"),
     "re_lu": LayerSpec("re_lu", None, "linear", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}),
+    "global_average_pooling1d": LayerSpec("global_average_pooling1d"),
+    "position_embedding": LayerSpec("position_embedding", None, "linear", {"sequence_length": 3}),
 }
 
 #: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent
-#: ones, index sequences (T,) for the Embedding, a small image for the others.
+#: ones, index sequences (T,) for the Embedding, sequences (T, D) for the encoder's pooling and position table, a small
+#: image for the others.
 SHAPES = {
     "dense": (4,),
     "dropout": (4,),
@@ -89,6 +92,8 @@ SHAPES = {
     "lstm": (4, 2),
     "gru": (4, 2),
     "embedding": (6,),
+    "global_average_pooling1d": (3, 4),
+    "position_embedding": (3, 4),
 }
 
 #: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and
