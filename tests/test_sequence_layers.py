@@ -414,3 +414,19 @@ def test_from_keras_refuses_what_the_scratch_layers_do_not_compute(case, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and REFUSED[case] in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_position_table_trains_in_lockstep_with_keras(dtype):
+    """Adam on a seeded task, the residual feed-forward block between the table and the mean: after every step the
+    two sides' parameters (the table among them) agree as the harness's rule says, and their predictions are the
+    same."""
+    from compare.training import run_training
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((192, 8, 6))
+    labels = (x[:, :4, 0].sum(axis=1) > x[:, 4:, 0].sum(axis=1)).astype(int)  # which half holds more of feature 0
+    y = np.eye(2)[labels]
+    arch = "8x6-pos-add(12-dropout0.1-6:linear | id)-ln-gap1d-2"
+    report = run_training(arch, x.astype(dtype), y.astype(dtype), "adam", epochs=2, batch_size=32, dtype=dtype)
+    assert report.passed and report.same_predictions, report.verdict()
