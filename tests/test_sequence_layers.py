@@ -63,7 +63,8 @@ def test_every_encoder_layer_has_a_twin_and_cases_here():
 @pytest.mark.parametrize("kind", sorted(SPECS))
 def test_layer_agrees_with_keras_on_random_sequences(kind, dtype):
     """Random (T, D) (T = 1 and D = 1 among them: Keras's add takes the table for a bias there), random table, random
-    upstream gradient, the numerical witness: every row passes, in float64 within SHALLOW_F64."""
+    upstream gradient, the numerical witness: every row passes, in float64 the outputs and gradients within
+    SHALLOW_F64."""
 
     @PROPERTY
     @given(shape=sequences(), batch=st.integers(1, 4), seed=st.integers(0, 2**16))
@@ -78,8 +79,9 @@ def test_layer_agrees_with_keras_on_random_sequences(kind, dtype):
             seed=seed,
         )
         assert report.passed, f"{kind} on {shape}: " + "\n".join(map(str, report.failures))
-        if dtype == "float64":
-            assert report.worst("norm-rel") <= SHALLOW_F64, report.verdict()
+        if dtype == "float64":  # the loss here is the projection <Y, G>, a sum that cancels: held to F64_TOL only
+            worst = max(row.error for row in report.rows if row.measure == "norm-rel" and row.name != "loss")
+            assert worst <= SHALLOW_F64, report.verdict()
 
     run()
 
