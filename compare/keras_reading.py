@@ -251,9 +251,10 @@ def read(model: keras.Model | str | os.PathLike) -> Reading:
     for name, shape in zip(graph.outputs, graph.output_shapes):
         if len(shape) != 1:  # a Dense on a sequence acts on every time step: (T, units), not features
             which = "the output" if len(graph.outputs) == 1 else f"the output {name!r}"
+            pooling = "GlobalAveragePooling1D" if len(shape) == 2 else "GlobalAveragePooling2D"
             raise BadInputError(
                 f"model {model.name!r}: {which} has shape {shape}; end with features (D,): add a Flatten (or "
-                "GlobalAveragePooling2D) and a Dense layer"
+                f"{pooling}) and a Dense layer"
             )
     return Reading(arch, graph, dtypes[0], {walk.names[id(layer)]: layer for layer in ordered})
 

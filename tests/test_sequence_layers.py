@@ -386,6 +386,8 @@ def refused_model(case: str) -> keras.Model:
         return keras.Model(tokens, L.Dense(2)(pooled))
     if case == "ln_axis":
         return keras.Model(seq, L.Dense(2)(L.GlobalAveragePooling1D()(L.LayerNormalization(axis=1)(seq))))
+    if case == "sequence_output":
+        return keras.Model(seq, L.Dense(2)(PositionEmbeddingTwin()(seq)))
     if case == "rms_scaling":
         return keras.Model(seq, L.Dense(2)(L.GlobalAveragePooling1D()(L.LayerNormalization(rms_scaling=True)(seq))))
     return keras.Model(seq, L.Dense(2)(L.GlobalAveragePooling1D()(L.LayerNormalization(center=False)(seq))))
@@ -399,6 +401,7 @@ REFUSED = {
     "ln_axis": "(LayerNormalization): axis=[1]",
     "rms_scaling": "(LayerNormalization): rms_scaling=True",
     "center": "(LayerNormalization): center=False",
+    "sequence_output": "has shape (6, 2); end with features (D,): add a Flatten (or GlobalAveragePooling1D)",
 }
 
 
