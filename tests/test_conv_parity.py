@@ -17,8 +17,8 @@ from compare.graphs import GRAPH_NETWORKS
 from compare.matrix import GRADIENT_ACTIVATIONS, IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
-from from_scratch.layers import LAYERS
 from from_scratch.attention import ATTENTION_LAYERS
+from from_scratch.layers import LAYERS
 from from_scratch.merge import MERGE_LAYERS
 from from_scratch.recurrent import SEQUENCE_LAYERS
 from from_scratch.sequence import ENCODER_LAYERS
@@ -155,8 +155,9 @@ def fits(spec, shape):
 def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
     cases, and has LayerNormalization's), the encoder's GlobalAveragePooling1D and PositionEmbedding in
-    tests/test_sequence_layers.py, attention in tests/test_attention_parity.py, and every non-MLP kind is in a network of the matrix; LayerNormalization, a Dense
-    per time step and the encoder's layers are in its sequence networks; every merge kind is in its graph networks."""
+    tests/test_sequence_layers.py, attention in tests/test_attention_parity.py, and every non-MLP kind is in a
+    network of the matrix; LayerNormalization, a Dense per time step and the encoder's layers are in its sequence
+    networks; every merge kind is in its graph networks."""
     known = set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) | set(ENCODER_LAYERS)
     known |= set(ATTENTION_LAYERS)  # cases in tests/test_attention_parity.py
     assert known == set(LAYERS) == set(KERAS_LAYERS)
