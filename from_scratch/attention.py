@@ -178,6 +178,15 @@ class MultiHeadAttention(Layer):
     kind = "multi_head_attention"
     several_inputs = True
 
+    #: The module's pieces the passes call, each replaceable on its own in a subclass or an instance (the zoo's
+    #: planted bugs in compare/zoo_attention.py replace exactly one).
+    scale_of = staticmethod(attention_scale)
+    split = staticmethod(split_heads)
+    merge = staticmethod(merge_heads)
+    causal = staticmethod(causal_mask)
+    softmax = staticmethod(attention_softmax)
+    softmax_backward = staticmethod(attention_softmax_backward)
+
     def __init__(
         self,
         num_heads: int,
@@ -344,7 +353,7 @@ class MultiHeadAttention(Layer):
         y = x.reshape(-1, d) @ w.reshape(d, -1)
         if self.use_bias:
             y = y + b.reshape(-1)
-        return split_heads(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
+        return self.split(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
 
     def _check_mask(self, mask: Any, b: int, t: int, s: int) -> Array:
         """The attention mask as given: real numbers or booleans (nonzero keeps), finite, of a shape broadcastable
@@ -371,7 +380,7 @@ class MultiHeadAttention(Layer):
             keep = mask != 0
             keep = keep[:, None] if keep.ndim == 3 else keep  # (B, T, S) -> (B, 1, T, S)
         if causal:
-            c = causal_mask(t, s)[None, None]
+            c = self.causal(t, s)[None, None]
             keep = c if keep is None else keep & c
         return keep
 
@@ -403,13 +412,13 @@ class MultiHeadAttention(Layer):
             mask = self._check_mask(mask, xq.shape[0], t, s)
         self.fused = self.dropout == 0.0 and not return_attention_scores
         self.keep = self._keep(mask, t, s, bool(use_causal_mask))
-        scale = self.scale = attention_scale(self.key_dim, self.dtype)
+        scale = self.scale = self.scale_of(self.key_dim, self.dtype)
         self.Q = self._project(xq, self.Wq, self.bq)  # (B, N, T, H)
         self.K = self._project(xk, self.Wk, self.bk)  # (B, N, S, H)
         self.V = self._project(xv, self.Wv, self.bv)  # (B, N, S, Hv)
         kt = self.K.transpose(0, 1, 3, 2)
         self.S = (self.Q @ kt) * scale if self.fused else (self.Q * scale) @ kt  # (B, N, T, S)
-        self.P = attention_softmax(self.S, self.keep, self.fused)
+        self.P = self.softmax(self.S, self.keep, self.fused)
         self.dropping = training and self.dropout > 0
         if self.dropping:
             shape = self.P.shape
@@ -423,7 +432,7 @@ class MultiHeadAttention(Layer):
         else:
             self.P_used = self.P
         self.C = self.P_used @ self.V  # (B, N, T, Hv)
-        merged = merge_heads(self.C)  # (B, T, N*Hv)
+        merged = self.merge(self.C)  # (B, T, N*Hv)
         wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
         y = merged.reshape(-1, wo.shape[0]) @ wo
         if self.use_bias:
@@ -436,7 +445,7 @@ class MultiHeadAttention(Layer):
     def _project_back(self, x: Array, w: Array, dh: Array) -> tuple[Array, Array, Array]:
         """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D))."""
         d = w.shape[0]
-        rows = merge_heads(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
+        rows = self.merge(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
         dw = (x.reshape(-1, d).T @ rows).reshape(w.shape)
         db = rows.sum(axis=0).reshape(w.shape[1:])
         dx = (rows @ w.reshape(d, -1).T).reshape(x.shape)
@@ -452,11 +461,11 @@ class MultiHeadAttention(Layer):
         self.dWo = (self.merged.reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
         self.dbo = rows.sum(axis=0).reshape(self.Wo.shape[2:])
         dmerged = (rows @ wo.T).reshape(b, t, -1)  # (B, T, N*Hv)
-        self.dC = split_heads(dmerged, self.num_heads)  # (B, N, T, Hv)
+        self.dC = self.split(dmerged, self.num_heads)  # (B, N, T, Hv)
         self.dV_heads = self.P_used.transpose(0, 1, 3, 2) @ self.dC  # (B, N, S, Hv)
         dp_used = self.dC @ self.V.transpose(0, 1, 3, 2)  # (B, N, T, S)
         self.dP = dp_used * self.keep_scale * self.mask if self.dropping else dp_used
-        self.dS = attention_softmax_backward(self.P, self.dP, self.keep)
+        self.dS = self.softmax_backward(self.P, self.dP, self.keep)
         if self.fused:  # S = (Q K^T) * scale
             ds = self.dS * self.scale
             self.dQ_heads = ds @ self.K
@@ -491,5 +500,7 @@ def _attention_shape(options: dict, shapes: list[Shape], where: str) -> Shape:
     return attention_output_shape(options, shapes, where)
 
 
+#: The attention layers (parity cases in tests/test_attention_parity.py), registered in LAYERS as every layer is.
+ATTENTION_LAYERS: dict[str, type[Layer]] = {MultiHeadAttention.kind: MultiHeadAttention}
 MERGE_KINDS[MultiHeadAttention.kind] = _attention_shape
-LAYERS[MultiHeadAttention.kind] = MultiHeadAttention
+LAYERS.update(ATTENTION_LAYERS)

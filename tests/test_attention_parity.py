@@ -218,9 +218,7 @@ def test_the_keras_trace_is_the_layers_own_computation_bit_for_bit(scores, dtype
 
 def test_the_softmax_backward_without_its_row_sum_fails_the_comparison():
     """A wrong attention (the softmax VJP without the row sum: dS = P * dP) fails: the harness can tell."""
-    import from_scratch.attention as attention
-
-    right = attention.attention_softmax_backward
+    right = attention_softmax_backward
 
     def wrong(p, dp, keep):
         return right(p, dp, keep) + (dp * p).sum(axis=-1, keepdims=True) * p
@@ -230,14 +228,14 @@ def test_the_softmax_backward_without_its_row_sum_fails_the_comparison():
         num_heads=2, key_dim=3, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
     )  # fmt: skip
     assert run_comparison(attention_graph(**config), batch=4).passed
-    attention.attention_softmax_backward = wrong
+    MultiHeadAttention.softmax_backward = staticmethod(wrong)
     try:
         report = run_comparison(attention_graph(**config), batch=4)
     finally:
-        attention.attention_softmax_backward = right
+        MultiHeadAttention.softmax_backward = staticmethod(right)
     failing = {r.name for r in report.rows if not r.passed}
     assert not report.passed and "grad mha/query/kernel" in failing and "output" not in failing
-    assert attention_softmax_backward is right
+    assert MultiHeadAttention.softmax_backward is right
 
 
 # ----- bad input ----------------------------------------------------------------------------------------------------
