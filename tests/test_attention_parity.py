@@ -333,3 +333,40 @@ def test_keras_adds_a_one_unit_projection_bias_along_the_steps_when_heads_equal_
     np.testing.assert_allclose(bias_grad(weight, (heads, units)), g, rtol=1e-14, atol=0)
     if misread:
         assert not np.allclose(product + layer.bias.numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_shared_attention_layer_sums_its_calls_gradients_and_keeps_each_calls_options(dtype):
+    """One MultiHeadAttention (with dropout) called twice: cross-attention a -> b, then causal on its own output and
+    b; an Add back to a, LayerNormalization, the mean over the steps. Each call has its rows, the weights' gradient
+    is the sum over both calls, and the second call's causal rule is its own."""
+    spec = LayerSpec(
+        "multi_head_attention",
+        None,
+        "linear",
+        {"num_heads": 2, "key_dim": 3, "value_dim": None, "dropout": 0.2, "use_bias": True, "output_shape": None},
+    )
+    roles = ("roles", ("query", "value"))
+    graph = GraphArchitecture(
+        (("a", (5, 4)), ("b", (3, 4))),
+        (
+            ("mha", spec),
+            ("add", LayerSpec("add")),
+            ("ln", LayerSpec("layer_normalization")),
+            ("gap", LayerSpec("global_average_pooling1d")),
+            ("dense", LayerSpec("dense", 3, "softmax")),
+        ),
+        (
+            Call("mha", ("a", "b"), "", (roles,)),
+            Call("mha", ("mha", "b"), "mha#2", (roles, ("use_causal_mask", True))),
+            Call("add", ("mha#2", "a")),
+            Call("ln", ("add",)),
+            Call("gap", ("ln",)),
+            Call("dense", ("gap",)),
+        ),
+        ("dense",),
+    )
+    report = run_comparison(graph, dtype=dtype, batch=6)
+    assert report.passed, [(r.name, r.error) for r in report.rows if not r.passed]
+    names = {r.name for r in report.rows}
+    assert {"mha dL/dquery", "mha#2 dL/dquery", "mha#2 dL/dvalue"} <= names
