@@ -61,6 +61,41 @@ def attention_scale(key_dim: int, dtype: np.dtype) -> Any:
     return np.dtype(dtype).type(np.float32(1.0 / math.sqrt(float(key_dim))))
 
 
+def bias_add_axis(y_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int | None:
+    """The axis of y along which Keras 3.15 adds a bias b where that differs from broadcasting, else None.
+
+    EinsumDense adds its bias with keras.ops.add, whose TensorFlow version takes a b that squeezes to one axis of
+    length n > 1 for tf.nn.bias_add when n is y's axis 1 or its last axis, and adds it along that axis (the last
+    if both). A projection with one unit per head (key_dim or value_dim 1, bias (N, 1)) whose number of heads N
+    equals the sequence length T is thus added along the steps, y[b, t, n] + bias[t], not the heads: a defect of
+    Keras (its other backends broadcast) that this layer reproduces, since Keras's numbers are the specification.
+    tests/test_attention_parity.py pins it against keras.layers.EinsumDense."""
+    wide = [k for k, d in enumerate(b_shape) if d > 1]
+    if len(wide) != 1 or len(y_shape) < 2 or b_shape[wide[0]] not in (y_shape[1], y_shape[-1]):
+        return None
+    axis = len(y_shape) - 1 if y_shape[-1] == b_shape[wide[0]] else 1
+    return None if len(y_shape) - len(b_shape) + wide[0] == axis else axis
+
+
+def add_bias(y: Array, b: Array) -> Array:
+    """y + b as Keras adds an EinsumDense bias (`bias_add_axis`): broadcast, or along the axis it misreads."""
+    axis = bias_add_axis(y.shape, b.shape)
+    if axis is None:
+        return y + b
+    along = [1] * y.ndim
+    along[axis] = y.shape[axis]
+    return y + b.reshape(along)
+
+
+def bias_grad(dy: Array, b_shape: tuple[int, ...]) -> Array:
+    """dL/db for y = add_bias(x, b): dy summed over every axis b was broadcast along."""
+    axis = bias_add_axis(dy.shape, b_shape)
+    if axis is None:
+        lead = dy.ndim - len(b_shape)
+        return dy.sum(axis=tuple(range(lead))).reshape(b_shape)
+    return dy.sum(axis=tuple(k for k in range(dy.ndim) if k != axis)).reshape(b_shape)
+
+
 def split_heads(x: Array, num_heads: int) -> Array:
     """(B, T, N*H) -> (B, N, T, H): the projection's columns, head by head, as Keras's (D, N, H) kernel lays them."""
     b, t, width = x.shape
@@ -350,9 +385,9 @@ class MultiHeadAttention(Layer):
     def _project(self, x: Array, w: Array, b: Array) -> Array:
         """(B, T, D) @ (D, N, H) + (N, H) -> (B, N, T, H): one matrix product for every head."""
         d = w.shape[0]
-        y = x.reshape(-1, d) @ w.reshape(d, -1)
+        y = (x.reshape(-1, d) @ w.reshape(d, -1)).reshape(x.shape[0], x.shape[1], *w.shape[1:])  # (B, T, N, H)
         if self.use_bias:
-            y = y + b.reshape(-1)
+            y = add_bias(y, b)
         return self.split(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
 
     def _check_mask(self, mask: Any, b: int, t: int, s: int) -> Array:
@@ -434,11 +469,11 @@ class MultiHeadAttention(Layer):
         self.C = self.P_used @ self.V  # (B, N, T, Hv)
         merged = self.merge(self.C)  # (B, T, N*Hv)
         wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
-        y = merged.reshape(-1, wo.shape[0]) @ wo
+        y = (merged.reshape(-1, wo.shape[0]) @ wo).reshape(xq.shape[0], t, *self.Wo.shape[2:])  # (B, T, *out)
         if self.use_bias:
-            y = y + self.bo.reshape(-1)
+            y = add_bias(y, self.bo)
         self.merged = merged
-        self.Y = y.reshape(xq.shape[0], t, *self.Wo.shape[2:])
+        self.Y = y
         return self.Y
 
     # ----- backward ----------------------------------------------------------------------------------------------
@@ -447,7 +482,7 @@ class MultiHeadAttention(Layer):
         d = w.shape[0]
         rows = self.merge(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
         dw = (x.reshape(-1, d).T @ rows).reshape(w.shape)
-        db = rows.sum(axis=0).reshape(w.shape[1:])
+        db = bias_grad(rows.reshape(x.shape[0], x.shape[1], *w.shape[1:]), w.shape[1:]) if self.use_bias else None
         dx = (rows @ w.reshape(d, -1).T).reshape(x.shape)
         return dw, db, dx
 
@@ -459,7 +494,7 @@ class MultiHeadAttention(Layer):
         wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
         rows = dy.reshape(b * t, -1)  # (B*T, out)
         self.dWo = (self.merged.reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
-        self.dbo = rows.sum(axis=0).reshape(self.Wo.shape[2:])
+        self.dbo = bias_grad(dy, self.bo.shape) if self.use_bias else None
         dmerged = (rows @ wo.T).reshape(b, t, -1)  # (B, T, N*Hv)
         self.dC = self.split(dmerged, self.num_heads)  # (B, N, T, Hv)
         self.dV_heads = self.P_used.transpose(0, 1, 3, 2) @ self.dC  # (B, N, S, Hv)
