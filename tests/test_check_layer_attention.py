@@ -31,13 +31,15 @@ class EinsumAttention(Layer):
     backward:  dC = dY Wo^T, dP = dC V^T, dV = P^T dC, dS = P (dP - rowsum(P dP)), dQ = dS K / sqrt(H),
     dK = dS^T Q / sqrt(H), and each projection's dW = X^T dQ, db = sum dQ, dX = dQ W^T.
 
-    The scale is 1/sqrt(H) computed in float64 (Keras rounds it to float32); `bug` plants one mistake."""
+    The scale is 1/sqrt(H) computed in float64 (Keras rounds it to float32) unless `scale` is given; `bug` plants one
+    mistake."""
 
     several_inputs = True
     weight_names = tuple(f"{b}/{w}" for b in ("query", "key", "value", "attention_output") for w in ("kernel", "bias"))
 
-    def __init__(self, num_heads, key_dim, bug=None):
+    def __init__(self, num_heads, key_dim, bug=None, scale=None):
         self.num_heads, self.key_dim, self.bug = num_heads, key_dim, bug
+        self.given_scale = scale
 
     def build(self, input_shapes, dtype, rng, roles=("query", "value"), **options):
         by = dict(zip(roles, input_shapes))
@@ -63,7 +65,7 @@ class EinsumAttention(Layer):
         by = dict(zip(roles, xs))
         self.xq, self.xv = by["query"], by["value"]
         self.xk = by.get("key", self.xv)
-        self.scale = 1.0 if self.bug == "no_scale" else 1.0 / math.sqrt(self.key_dim)
+        self.scale = 1.0 if self.bug == "no_scale" else self.given_scale or 1.0 / math.sqrt(self.key_dim)
         self.q = np.einsum("btd,dnh->bnth", self.xq, self.wq) + self.bq[None, :, None, :]
         self.k = np.einsum("bsd,dnh->bnsh", self.xk, self.wk) + self.bk[None, :, None, :]
         self.v = np.einsum("bsd,dnh->bnsh", self.xv, self.wv) + self.bv[None, :, None, :]
@@ -131,3 +133,161 @@ def no_scale_attention():
 
 def names(report, failed=False):
     return [row.name for row in (report.failures if failed else report.rows)]
+
+
+# ----- (a) from_scratch's MultiHeadAttention against Keras's ------------------------------------------------------
+#: (id, MultiHeadAttention options, input shapes, roles or None for the default, call options)
+CASES = [
+    ("self", {}, [(5, 8), (5, 8)], None, None),
+    ("cross", {}, [(6, 8), (4, 5)], None, None),
+    ("with_key", {"value_dim": 2}, [(6, 8), (4, 5), (4, 7)], None, None),
+    ("mask", {}, [(6, 8), (4, 5), (6, 4)], ("query", "value", "attention_mask"), None),
+    ("causal", {}, [(6, 8), (6, 8)], None, {"use_causal_mask": True}),
+    ("key_mask_causal_cross", {"output_shape": 3}, [(6, 8), (5, 8), (5, 6), (6, 5)], ALL_ROLES, {"use_causal_mask": True}),
+    ("mask_first_explicit_path", {}, [(1, 4), (6, 8), (4, 5)], ("attention_mask", "query", "value"),
+     {"return_attention_scores": True}),
+    ("mask_per_head", {"use_bias": False}, [(6, 8), (4, 5), (2, 6, 4)], ("query", "value", "attention_mask"), None),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_from_scratch_attention_passes_against_keras(case, dtype):
+    _, options, shapes, roles, call_options = case
+    report = check_layer(
+        MultiHeadAttention(2, 3, **options),
+        keras.layers.MultiHeadAttention(2, 3, **options),
+        shapes,
+        batch=4,
+        dtype=dtype,
+        roles=roles,
+        call_options=call_options,
+    )
+    assert report.passed, report.verdict()
+    used = roles or ("query", "value", "key")[: len(shapes)]
+    assert [n for n in names(report) if n.startswith("grad input")] == [
+        f"grad input {r}" for r in used if r != "attention_mask"
+    ]
+    assert "grad multi_head_attention/query/kernel" in names(report)
+    assert report.rows[-1].name.startswith("Taylor") and report.rows[-1].error > 1.8
+    assert report.config["roles"] == list(used)
+    if dtype == "float64":  # from_scratch rounds the scale to float32 as Keras does
+        assert report.config["scale"].startswith("1/sqrt(3) rounded to float32, as Keras")
+
+
+def test_self_attention_on_one_batch_as_query_and_value():
+    x = np.random.default_rng(5).standard_normal((3, 5, 8))
+    report = check_layer(MultiHeadAttention(2, 4), keras.layers.MultiHeadAttention(2, 4), inputs=[x, x])
+    assert report.passed and report.config["batch"] == 3 and "scale" not in report.config  # 1/2 is exact in float32
+
+
+def test_a_given_boolean_mask_is_taken_and_left_as_it_was():
+    rng = np.random.default_rng(2)
+    q, v = rng.standard_normal((3, 6, 8)), rng.standard_normal((3, 4, 5))
+    mask = rng.random((3, 6, 4)) < 0.6
+    mask[..., 0] = True
+    before = mask.copy()
+    report = check_layer(
+        MultiHeadAttention(2, 3),
+        keras.layers.MultiHeadAttention(2, 3),
+        inputs=[q, v, mask],
+        roles=("query", "value", "attention_mask"),
+    )
+    assert report.passed, report.verdict()
+    assert np.array_equal(mask, before) and "grad input attention_mask" not in names(report)
+
+
+def test_random_masks_keep_a_position_in_every_row_of_the_scores():
+    rng = np.random.default_rng(0)
+    for shape, causal in [((6, 5), True), ((1, 5), True), ((6, 1), False), ((2, 6, 5), True), ((6, 5), False)]:
+        m = random_mask(rng, 50, shape, 6, 5, causal, "float64")
+        assert set(np.unique(m)) <= {0.0, 1.0} and m.shape == (50, *shape)
+        keep = np.broadcast_to(m if len(shape) == 3 else m[:, None], (50, 2, 6, 5)) != 0
+        if causal:
+            keep = keep & (np.arange(6)[:, None] >= np.arange(5)[None, :])
+        assert keep.any(axis=-1).all()
+        if shape == (6, 5):
+            assert (m == 0).any()  # a mask that masks something
+
+
+# ----- (b) a user's own layer --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_users_einsum_attention_passes(dtype, causal):
+    report = check_layer(
+        EinsumAttention(2, 3),
+        keras.layers.MultiHeadAttention(2, 3),
+        [(6, 8), (5, 8), (5, 8), (6, 5)],
+        roles=ALL_ROLES,
+        call_options={"use_causal_mask": causal},
+        batch=4,
+        dtype=dtype,
+    )
+    assert report.passed, report.verdict()
+    assert "grad einsum_attention/attention_output/kernel" in names(report)
+    assert [n for n in names(report) if n.startswith("grad input")] == [f"grad input {r}" for r in ALL_ROLES[:3]]
+    assert report.rows[-1].error > 1.8
+    if dtype == "float64":  # the layer scales by 1/sqrt(3) in float64: Keras keeps that scale for the check
+        assert report.config["scale"].startswith("1/sqrt(3) in float64, which the layer's output is nearer")
+
+
+def test_keras_float32_rounded_scale_is_what_a_float64_layer_meets_without_the_scale_choice(monkeypatch):
+    """The number behind the choice: held to Keras's float32-rounded scale, the right einsum layer differs at 1e-9
+    (key_dim 3), above F64_TOL; with the scale it computes, it passes at rounding (the test above)."""
+    import compare.check_attention as attn
+
+    monkeypatch.setattr(attn, "scale_convention", lambda *args: None)
+    report = check_layer(EinsumAttention(2, 3), keras.layers.MultiHeadAttention(2, 3), [(6, 8), (5, 8)], batch=4)
+    output = next(row for row in report.rows if row.name == "output")
+    assert 1e-10 < output.error < 1e-7 and not report.passed
+
+
+def test_a_scale_near_but_not_one_over_sqrt_key_dim_fails_in_float64():
+    """1/sqrt(key_dim) off by 1e-7 relative (three times the float32 rounding of the scale): neither scale explains
+    it, and every row the scores reach fails."""
+    layer = EinsumAttention(2, 3, scale=(1 + 1e-7) / math.sqrt(3))
+    report = check_layer(layer, keras.layers.MultiHeadAttention(2, 3), [(6, 8), (5, 8)], batch=4)
+    assert not report.passed and {"output", "grad input query"} <= set(names(report, failed=True))
+
+
+# ----- (c) planted bugs, caught on the rows they break -------------------------------------------------------------
+def check_bug(bug, dtype, causal=True):
+    return check_layer(
+        EinsumAttention(2, 3, bug=bug),
+        keras.layers.MultiHeadAttention(2, 3),
+        [(6, 8), (5, 8), (5, 8), (6, 5)],
+        roles=ALL_ROLES,
+        call_options={"use_causal_mask": causal},
+        batch=4,
+        dtype=dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_missing_scale_fails_in_the_forward_pass(dtype):
+    report = check_bug("no_scale", dtype)
+    failed = set(names(report, failed=True))
+    assert {"loss", "output", "grad input query", "grad input key", "grad einsum_attention/query/kernel"} <= failed
+    # what the scale does not reach: the value bias (rows of P sum to 1) and the output bias pass, and the
+    # backward is the gradient of the (wrong) forward, so the Taylor slope is 2
+    passed = {"grad einsum_attention/value/bias", "grad einsum_attention/attention_output/bias"}
+    assert not passed & failed and not any(n.startswith("Taylor") for n in failed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_mask_applied_after_the_softmax_fails_at_the_output(dtype):
+    report = check_bug("mask_after_softmax", dtype, causal=False)
+    failed = set(names(report, failed=True))
+    assert {"output", "grad einsum_attention/value/bias", "grad input value"} <= failed
+    assert not any(n.startswith("Taylor") for n in failed)  # its backward is its forward's gradient
+    assert "grad einsum_attention/attention_output/bias" not in failed
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_dropped_softmax_row_sum_fails_in_the_backward_pass_only(dtype):
+    report = check_bug("rowsum_dropped", dtype)
+    failed = set(names(report, failed=True))
+    assert "output" not in failed and "loss" not in failed
+    wrong = {"grad input query", "grad input key", "grad einsum_attention/query/kernel", "grad einsum_attention/key/kernel"}
+    assert wrong <= failed and any(n.startswith("Taylor") for n in failed)
+    assert not {"grad input value", "grad einsum_attention/value/kernel"} & failed  # dV does not pass through dS
