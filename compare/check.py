@@ -212,7 +212,7 @@ def _check_several(
     from compare import check_attention as attn
     from from_scratch.graph import Input, Model, call_layer
 
-    name = getattr(layer, "name", "") or type(layer).__name__
+    name = getattr(layer, "name", "") or getattr(layer, "kind", "") or type(layer).__name__  # as the graph names it
     count = (
         len(inputs)
         if isinstance(inputs, (list, tuple))
@@ -230,7 +230,7 @@ def _check_several(
     xs, shapes, batch = _batches_of(name, inputs, input_shape, batch, dtype)
     names = list(options["roles"]) if options else [None] * len(shapes)
     if options:
-        attn.check_takes_options(layer, options)
+        attn.check_takes_options(name, layer, options)
         attn.check_shapes(name, keras_layer, options, shapes)
     tensors = [Input(shape, name=role) for shape, role in zip(shapes, names)]
     model = Model(tensors, call_layer(layer, tensors, options), dtype=dtype, seed=seed)

@@ -100,7 +100,7 @@ def attention_call(
     return {"roles": roles, **options}
 
 
-def check_takes_options(layer: Any, options: dict[str, Any]) -> None:
+def check_takes_options(name: str, layer: Any, options: dict[str, Any]) -> None:
     """The layer's build and forward take the call's options as keywords (roles=..., use_causal_mask=...), as the
     graph hands them; refused naming the layer, the method and the options otherwise."""
     import inspect
@@ -111,7 +111,7 @@ def check_takes_options(layer: Any, options: dict[str, Any]) -> None:
             inspect.signature(getattr(layer, method)).bind(*args, **options)
         except TypeError:
             raise BadInputError(
-                f"layer {getattr(layer, 'name', '') or type(layer).__name__!r}: {method}() does not take the call's "
+                f"layer {name!r}: {method}() does not take the call's "
                 f"options {given}; an attention layer's {method} receives them as keywords (def {method}(self, "
                 f"{'input_shapes, dtype, rng' if method == 'build' else 'xs, training=False'}, roles=None, "
                 "use_causal_mask=False, return_attention_scores=False))"

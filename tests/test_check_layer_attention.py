@@ -291,3 +291,222 @@ def test_a_dropped_softmax_row_sum_fails_in_the_backward_pass_only(dtype):
     wrong = {"grad input query", "grad input key", "grad einsum_attention/query/kernel", "grad einsum_attention/key/kernel"}
     assert wrong <= failed and any(n.startswith("Taylor") for n in failed)
     assert not {"grad input value", "grad einsum_attention/value/kernel"} & failed  # dV does not pass through dS
+
+
+# ----- (d) bad input: one line, naming the problem -----------------------------------------------------------------
+class NoOptions(EinsumAttention):
+    def build(self, input_shapes, dtype, rng):
+        return super().build(input_shapes, dtype, rng)
+
+
+class ShortOutput(EinsumAttention):
+    def forward(self, xs, training=False, **options):
+        return super().forward(xs, training, **options)[:, :, :-1]
+
+
+class BuildSaysValueWidth(EinsumAttention):
+    def build(self, input_shapes, dtype, rng, **options):
+        t, _ = super().build(input_shapes, dtype, rng, **options)
+        return (t, self.key_dim)
+
+
+class NoBiases(EinsumAttention):
+    weight_names = None
+
+    @property
+    def params(self):
+        return [self.wq, self.wk, self.wv, self.wo]
+
+
+MHA = keras.layers.MultiHeadAttention
+
+
+@pytest.mark.parametrize(
+    "layer,kwargs,message",
+    [
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8), (6, 4)], "roles": ("query", "value", "attention_mask")},
+            "layer 'einsum_attention': attention_mask of shape (6, 4) (without the batch axis) does not broadcast to "
+            "the scores' (query steps, value steps) = (6, 5)",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8), (3, 6, 5)], "roles": ("query", "value", "attention_mask")},
+            "attention_mask of shape (3, 6, 5)",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8), (5, 8), (6, 5)], "roles": ("query", "value", "key")},
+            "roles ('query', 'value', 'key') name 3 input(s), but 4 were given",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8), (5, 8), (6, 5)]},
+            "4 inputs against MultiHeadAttention: name each with roles=(...)",
+        ),
+        (EinsumAttention(2, 3), {"input_shape": [(6, 8), (5, 8)], "roles": ("query", "keys")}, "unknown role 'keys'"),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8)], "roles": ("query", "query")},
+            "role 'query' given twice",
+        ),
+        (EinsumAttention(2, 3), {"input_shape": [(6, 8), (5, 8)], "roles": ("key", "value")}, "lack a query"),
+        (EinsumAttention(2, 3), {"input_shape": [(6, 8), (5, 8)], "roles": "query"}, "roles must be a tuple"),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8), (4, 8)], "roles": ("query", "value", "key")},
+            "value and key must have the same length, got value (5, 8) and key (4, 8)",
+        ),
+        (EinsumAttention(2, 3), {"input_shape": [(6, 8), (5,)]}, "the value must be a sequence (steps, features)"),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8)], "call_options": {"causal": True}},
+            "call option 'causal' is not one check_layer hands the layers",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {"input_shape": [(6, 8), (5, 8)], "call_options": {"use_causal_mask": 1}},
+            "call option use_causal_mask must be True or False, got 1",
+        ),
+        (
+            NoOptions(2, 3),
+            {"input_shape": [(6, 8), (5, 8)]},
+            "layer 'no_options': build() does not take the call's options roles=...",
+        ),
+        (
+            ShortOutput(2, 3),
+            {"input_shape": [(6, 8), (5, 8)]},
+            "layer 'short_output': forward() returned shape (16, 6, 7), expected shape (16, 6, 8)",
+        ),
+        (
+            BuildSaysValueWidth(2, 3),
+            {"input_shape": [(6, 8), (5, 8)]},
+            "layer 'build_says_value_width' gives outputs of shape (6, 3) (its build() said so) on inputs of shapes "
+            "6x8 and 5x8, but Keras layer",
+        ),
+        (NoBiases(2, 3), {"input_shape": [(6, 8), (5, 8)]}, "layer 'no_biases' has 4 parameter(s) of shapes"),
+        (
+            EinsumAttention(2, 3),
+            {
+                "inputs": [np.zeros((2, 6, 8)), np.zeros((2, 5, 8)), np.zeros((2, 6, 5), complex)],
+                "roles": ("query", "value", "attention_mask"),
+            },
+            "inputs[2] (the attention_mask): expected booleans or numbers",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {
+                "inputs": [np.zeros((2, 6, 8)), np.zeros((2, 5, 8)), np.full((2, 6, 5), np.nan)],
+                "roles": ("query", "value", "attention_mask"),
+            },
+            "inputs[2] (the attention_mask): nan at index (0, 0, 0)",
+        ),
+        (
+            EinsumAttention(2, 3),
+            {
+                "inputs": [np.zeros((2, 6, 8)), np.zeros((2, 5, 8)), np.ones((2, 5))],
+                "roles": ("query", "value", "attention_mask"),
+            },
+            "expected (N, T, S) or (N, heads, T, S) with the batch axis first, got shape (2, 5)",
+        ),
+    ],
+    ids=[
+        "mask_shape",
+        "mask_heads",
+        "roles_count",
+        "four_without_roles",
+        "unknown_role",
+        "repeated_role",
+        "no_query",
+        "roles_a_string",
+        "key_length",
+        "value_not_a_sequence",
+        "unknown_option",
+        "option_not_bool",
+        "build_without_options",
+        "forward_wrong_shape",
+        "build_wrong_shape",
+        "weights_differ",
+        "mask_complex",
+        "mask_nan",
+        "mask_no_steps",
+    ],
+)
+def test_bad_input_for_an_attention_check_is_one_line(layer, kwargs, message):
+    with pytest.raises(BadInputError) as info:
+        check_layer(layer, MHA(2, 3), **kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_roles_for_a_one_input_layer_are_refused():
+    from from_scratch import Dense
+
+    with pytest.raises(BadInputError, match="roles and call_options are for a layer called on several inputs"):
+        check_layer(Dense(3), keras.layers.Dense(3), (7,), roles=("query",))
+
+
+# ----- (e) the command line and the pytest plugin ------------------------------------------------------------------
+HERE = __file__
+
+
+def run(capsys, *argv):
+    code = main(["check-layer", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+FOUR = ["--input-shape", "6,8", "5,8", "5,8", "6,5", "--roles", *ALL_ROLES, "--batch", "4"]
+
+
+def test_cli_passes_a_users_attention_layer_with_roles_and_a_causal_mask(capsys):
+    code, out, _ = run(capsys, f"{HERE}:einsum_attention", f"{HERE}:keras_attention", *FOUR, "--use-causal-mask")
+    assert code == 0, out
+    assert "PASS: all" in out and "grad input key" in out and "grad input attention_mask" not in out
+    assert "use_causal_mask=True" in out and "scale=1/sqrt(3) in float64" in out
+
+
+def test_cli_fails_a_missing_scale_with_exit_1(capsys):
+    code, out, _ = run(capsys, f"{HERE}:no_scale_attention", f"{HERE}:keras_attention", *FOUR, "--dtype", "float32")
+    assert code == 1 and "FAIL" in out
+
+
+def test_cli_takes_a_boolean_mask_file(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    mask = rng.random((3, 6, 5)) < 0.5
+    mask[..., 0] = True
+    for name, a in (("q", rng.standard_normal((3, 6, 8))), ("v", rng.standard_normal((3, 5, 8))), ("m", mask)):
+        np.save(tmp_path / f"{name}.npy", a)
+    files = [str(tmp_path / f"{n}.npy") for n in "qvm"]
+    argv = ["--inputs", *files, "--roles", "query", "value", "attention_mask", "--return-attention-scores"]
+    code, out, _ = run(capsys, f"{HERE}:einsum_attention", f"{HERE}:keras_attention", *argv)
+    assert code == 0 and "return_attention_scores=True" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--input-shape", "6,8", "5,8", "5,8", "6,5", "--roles", "query", "value", "key"], "name 3 input(s), but 4"),
+        (["--input-shape", "6,8", "5,8", "6,4", "--roles", "query", "value", "attention_mask"], "attention_mask of"),
+        (["--input-shape", "6,8", "5,8", "--roles", "query", "querry"], "unknown role 'querry'"),
+        (["--input-shape", "6,8", "5,8", "5,8", "6,5"], "4 inputs against MultiHeadAttention"),
+    ],
+)
+def test_cli_bad_attention_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, f"{HERE}:einsum_attention", f"{HERE}:keras_attention", *argv)
+    assert code == 2, out
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_parity_fixture_takes_roles_and_call_options(parity):
+    report = parity(
+        EinsumAttention(2, 3),
+        MHA(2, 3),
+        input_shape=[(6, 8), (5, 8), (6, 5)],
+        roles=("query", "value", "attention_mask"),
+        call_options={"use_causal_mask": True},
+        batch=4,
+    )
+    assert report.passed and report.config["roles"] == ["query", "value", "attention_mask"]
+    with pytest.raises(pytest.fail.Exception, match="differs from its Keras twin"):
+        parity(EinsumAttention(2, 3, bug="rowsum_dropped"), MHA(2, 3), input_shape=[(6, 8), (5, 8)], batch=4)
