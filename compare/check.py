@@ -123,7 +123,7 @@ def check_layer(
     list; the rows name each input ("grad input input_layer_1"). Integer batches are indices only when every input
     is one (as above); a mix of index and value batches is refused.
 
-    An attention layer of the user's own is checked against keras.layers.MultiHeadAttention (compare/check_attention.py):
+    A user's attention layer is checked against keras.layers.MultiHeadAttention (compare/check_attention.py):
     `roles` names each input (from "query", "value", "key", "attention_mask"; against a MultiHeadAttention, 2 or 3
     inputs default to query, value[, key]) and `call_options` sets use_causal_mask / return_attention_scores. Keras
     is called as keras_layer(query, value, key=..., attention_mask=..., use_causal_mask=...); the layer's build and

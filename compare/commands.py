@@ -345,9 +345,7 @@ def run_check_layer(args: argparse.Namespace) -> int:
             f"SCRATCH {args.scratch!r} takes one input (it does not declare several_inputs = True), but {count} "
             f"{option}s were given"
         )
-    call_options = {
-        name: True for name in ("use_causal_mask", "return_attention_scores") if getattr(args, name, False)
-    }
+    call_options = {name: True for name in ("use_causal_mask", "return_attention_scores") if getattr(args, name, False)}
     import keras
 
     from compare.check import check_layer

@@ -3,7 +3,9 @@ keras.layers.MultiHeadAttention called as Keras calls it (query, value, key=, at
 from_scratch's own MultiHeadAttention, an independent einsum implementation written here, the same with planted bugs,
 and bad input."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,123 +14,51 @@ import pytest
 from compare.check import check_layer
 from compare.check_attention import random_mask
 from compare.cli import main
-from from_scratch import BadInputError, Layer
+from from_scratch import BadInputError
 from from_scratch.attention import MultiHeadAttention
 
 DTYPES = ["float64", "float32"]
 ALL_ROLES = ("query", "value", "key", "attention_mask")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-# ----- a user's own attention layer: loop-free einsum, written independently of from_scratch.attention ------------
-class EinsumAttention(Layer):
-    """Multi-head attention with Keras's weight layouts, every step one einsum over (batch, heads):
-
-        Q = einsum(btd,dnh->bnth)(Xq, Wq) + bq         (and K from Xk, V from Xv the same way)
-        S = einsum(bnth,bnsh->bnts)(Q, K) / sqrt(H)    masked positions set to -inf (each row keeps one at least)
-        P = softmax over s                              C = einsum(bnts,bnsh->bnth)(P, V)
-        Y = einsum(bnth,nhd->btd)(C, Wo) + bo
-
-    backward:  dC = dY Wo^T, dP = dC V^T, dV = P^T dC, dS = P (dP - rowsum(P dP)), dQ = dS K / sqrt(H),
-    dK = dS^T Q / sqrt(H), and each projection's dW = X^T dQ, db = sum dQ, dX = dQ W^T.
-
-    The scale is 1/sqrt(H) computed in float64 (Keras rounds it to float32) unless `scale` is given; `bug` plants one
-    mistake."""
-
-    several_inputs = True
-    weight_names = tuple(f"{b}/{w}" for b in ("query", "key", "value", "attention_output") for w in ("kernel", "bias"))
-
-    def __init__(self, num_heads, key_dim, bug=None, scale=None):
-        self.num_heads, self.key_dim, self.bug = num_heads, key_dim, bug
-        self.given_scale = scale
-
-    def build(self, input_shapes, dtype, rng, roles=("query", "value"), **options):
-        by = dict(zip(roles, input_shapes))
-        n, h = self.num_heads, self.key_dim
-        d_q, d_v = by["query"][-1], by["value"][-1]
-        d_k = by["key"][-1] if "key" in by else d_v
-        self.wq, self.wk, self.wv = (rng.normal(size=(d, n, h)).astype(dtype) for d in (d_q, d_k, d_v))
-        self.wo = rng.normal(size=(n, h, d_q)).astype(dtype)
-        self.bq, self.bk, self.bv = (np.zeros((n, h), dtype) for _ in range(3))
-        self.bo = np.zeros(d_q, dtype)
-        return (by["query"][0], d_q)
-
-    @property
-    def params(self):
-        return [self.wq, self.bq, self.wk, self.bk, self.wv, self.bv, self.wo, self.bo]
-
-    @property
-    def grads(self):
-        return [self.dwq, self.dbq, self.dwk, self.dbk, self.dwv, self.dbv, self.dwo, self.dbo]
-
-    def forward(self, xs, training=False, roles=("query", "value"), use_causal_mask=False, **options):
-        self.roles, self.xs = roles, xs
-        by = dict(zip(roles, xs))
-        self.xq, self.xv = by["query"], by["value"]
-        self.xk = by.get("key", self.xv)
-        self.scale = 1.0 if self.bug == "no_scale" else self.given_scale or 1.0 / math.sqrt(self.key_dim)
-        self.q = np.einsum("btd,dnh->bnth", self.xq, self.wq) + self.bq[None, :, None, :]
-        self.k = np.einsum("bsd,dnh->bnsh", self.xk, self.wk) + self.bk[None, :, None, :]
-        self.v = np.einsum("bsd,dnh->bnsh", self.xv, self.wv) + self.bv[None, :, None, :]
-        s = np.einsum("bnth,bnsh->bnts", self.q, self.k) * self.scale
-        t, steps = s.shape[-2:]
-        keep = np.ones((1, 1, t, steps), bool)
-        if "attention_mask" in by:
-            mask = by["attention_mask"] != 0
-            keep = keep & (mask[:, None] if mask.ndim == 3 else mask)
-        if use_causal_mask:
-            keep = keep & (np.arange(t)[:, None] >= np.arange(steps)[None, :])
-        self.keep = keep
-        if self.bug == "mask_after_softmax":  # softmax over every position, the masked ones zeroed afterwards
-            e = np.exp(s - s.max(axis=-1, keepdims=True))
-            self.p_full = e / e.sum(axis=-1, keepdims=True)
-            self.p = self.p_full * keep
-        else:
-            s = np.where(keep, s, -np.inf)
-            e = np.exp(s - s.max(axis=-1, keepdims=True))
-            self.p = e / e.sum(axis=-1, keepdims=True)
-        self.c = np.einsum("bnts,bnsh->bnth", self.p, self.v)
-        return np.einsum("bnth,nhd->btd", self.c, self.wo) + self.bo
-
-    def backward(self, dy):
-        self.dwo = np.einsum("bnth,btd->nhd", self.c, dy)
-        self.dbo = dy.sum(axis=(0, 1))
-        dc = np.einsum("btd,nhd->bnth", dy, self.wo)
-        dp = np.einsum("bnth,bnsh->bnts", dc, self.v)
-        dv = np.einsum("bnts,bnth->bnsh", self.p, dc)
-        if self.bug == "mask_after_softmax":  # through the product with keep, then the unmasked softmax
-            dp = dp * self.keep
-            ds = self.p_full * (dp - (self.p_full * dp).sum(axis=-1, keepdims=True))
-        elif self.bug == "rowsum_dropped":
-            ds = self.p * dp
-        else:
-            ds = self.p * (dp - (self.p * dp).sum(axis=-1, keepdims=True))
-        ds = ds * self.scale
-        dq = np.einsum("bnts,bnsh->bnth", ds, self.k)
-        dk = np.einsum("bnts,bnth->bnsh", ds, self.q)
-        self.dwq, self.dbq, dxq = self._back(self.xq, self.wq, dq)
-        self.dwk, self.dbk, dxk = self._back(self.xk, self.wk, dk)
-        self.dwv, self.dbv, dxv = self._back(self.xv, self.wv, dv)
-        if "key" not in self.roles:
-            dxv = dxv + dxk
-        by = {"query": dxq, "value": dxv, "key": dxk}
-        return [by[r] if r in by else np.zeros_like(x) for r, x in zip(self.roles, self.xs)]
-
-    @staticmethod
-    def _back(x, w, dh):
-        return np.einsum("btd,bnth->dnh", x, dh), dh.sum(axis=(0, 2)), np.einsum("bnth,dnh->btd", dh, w)
+# ----- a user's own attention layer (examples/custom_layer/attention.py), right and with planted bugs --------------
+ATTENTION = ROOT / "examples" / "custom_layer" / "attention.py"
+_spec = importlib.util.spec_from_file_location("attention_example", ATTENTION)
+example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(example)
+EinsumAttention = example.EinsumAttention
 
 
-def einsum_attention():
-    """The factory the command line names (tests/test_check_layer_attention.py:einsum_attention)."""
-    return EinsumAttention(2, 3)
+class NoScale(EinsumAttention):
+    """The 1/sqrt(key_dim) scaling missing (forward and backward agree with each other)."""
+
+    def scale(self):
+        return 1.0
 
 
-def keras_attention():
-    return keras.layers.MultiHeadAttention(2, 3)
+class MaskAfterSoftmax(EinsumAttention):
+    """The mask applied after the softmax: softmax over every position, the masked probabilities then zeroed (rows
+    no longer sum to 1); its backward is that function's gradient."""
+
+    def softmax(self, s, keep):
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        self.p_full = e / e.sum(axis=-1, keepdims=True)
+        return self.p_full * keep
+
+    def softmax_backward(self, dp):
+        dp = dp * self.keep
+        return self.p_full * (dp - (self.p_full * dp).sum(axis=-1, keepdims=True))
 
 
-def no_scale_attention():
-    return EinsumAttention(2, 3, bug="no_scale")
+class RowsumDropped(EinsumAttention):
+    """The softmax's vector-Jacobian product without its row sum: dS = P dP (the Jacobian's diagonal only)."""
+
+    def softmax_backward(self, dp):
+        return self.p * dp
+
+
+BUGS = {"no_scale": NoScale, "mask_after_softmax": MaskAfterSoftmax, "rowsum_dropped": RowsumDropped}
 
 
 def names(report, failed=False):
@@ -143,9 +73,20 @@ CASES = [
     ("with_key", {"value_dim": 2}, [(6, 8), (4, 5), (4, 7)], None, None),
     ("mask", {}, [(6, 8), (4, 5), (6, 4)], ("query", "value", "attention_mask"), None),
     ("causal", {}, [(6, 8), (6, 8)], None, {"use_causal_mask": True}),
-    ("key_mask_causal_cross", {"output_shape": 3}, [(6, 8), (5, 8), (5, 6), (6, 5)], ALL_ROLES, {"use_causal_mask": True}),
-    ("mask_first_explicit_path", {}, [(1, 4), (6, 8), (4, 5)], ("attention_mask", "query", "value"),
-     {"return_attention_scores": True}),
+    (
+        "key_mask_causal_cross",
+        {"output_shape": 3},
+        [(6, 8), (5, 8), (5, 6), (6, 5)],
+        ALL_ROLES,
+        {"use_causal_mask": True},
+    ),
+    (
+        "mask_first_explicit_path",
+        {},
+        [(1, 4), (6, 8), (4, 5)],
+        ("attention_mask", "query", "value"),
+        {"return_attention_scores": True},
+    ),
     ("mask_per_head", {"use_bias": False}, [(6, 8), (4, 5), (2, 6, 4)], ("query", "value", "attention_mask"), None),
 ]
 
@@ -253,7 +194,7 @@ def test_a_scale_near_but_not_one_over_sqrt_key_dim_fails_in_float64():
 # ----- (c) planted bugs, caught on the rows they break -------------------------------------------------------------
 def check_bug(bug, dtype, causal=True):
     return check_layer(
-        EinsumAttention(2, 3, bug=bug),
+        BUGS[bug](2, 3),
         keras.layers.MultiHeadAttention(2, 3),
         [(6, 8), (5, 8), (5, 8), (6, 5)],
         roles=ALL_ROLES,
@@ -263,24 +204,29 @@ def check_bug(bug, dtype, causal=True):
     )
 
 
+def grad(bug, weight):
+    """The row of a weight's gradient, named after the layer (NoScale -> "grad no_scale/query/kernel")."""
+    return f"grad {BUGS[bug](1, 1).kind}/{weight}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_missing_scale_fails_in_the_forward_pass(dtype):
     report = check_bug("no_scale", dtype)
     failed = set(names(report, failed=True))
-    assert {"loss", "output", "grad input query", "grad input key", "grad einsum_attention/query/kernel"} <= failed
+    assert {"loss", "output", "grad input query", "grad input key", grad("no_scale", "query/kernel")} <= failed
     # what the scale does not reach: the value bias (rows of P sum to 1) and the output bias pass, and the
     # backward is the gradient of the (wrong) forward, so the Taylor slope is 2
-    passed = {"grad einsum_attention/value/bias", "grad einsum_attention/attention_output/bias"}
-    assert not passed & failed and not any(n.startswith("Taylor") for n in failed)
+    unreached = {grad("no_scale", "value/bias"), grad("no_scale", "attention_output/bias")}
+    assert not unreached & failed and not any(n.startswith("Taylor") for n in failed)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_mask_applied_after_the_softmax_fails_at_the_output(dtype):
     report = check_bug("mask_after_softmax", dtype, causal=False)
     failed = set(names(report, failed=True))
-    assert {"output", "grad einsum_attention/value/bias", "grad input value"} <= failed
+    assert {"output", grad("mask_after_softmax", "value/bias"), "grad input value"} <= failed
     assert not any(n.startswith("Taylor") for n in failed)  # its backward is its forward's gradient
-    assert "grad einsum_attention/attention_output/bias" not in failed
+    assert grad("mask_after_softmax", "attention_output/bias") not in failed
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -288,9 +234,9 @@ def test_a_dropped_softmax_row_sum_fails_in_the_backward_pass_only(dtype):
     report = check_bug("rowsum_dropped", dtype)
     failed = set(names(report, failed=True))
     assert "output" not in failed and "loss" not in failed
-    wrong = {"grad input query", "grad input key", "grad einsum_attention/query/kernel", "grad einsum_attention/key/kernel"}
+    wrong = {"grad input query", "grad input key"} | {grad("rowsum_dropped", f"{b}/kernel") for b in ("query", "key")}
     assert wrong <= failed and any(n.startswith("Taylor") for n in failed)
-    assert not {"grad input value", "grad einsum_attention/value/kernel"} & failed  # dV does not pass through dS
+    assert not {"grad input value", grad("rowsum_dropped", "value/kernel")} & failed  # dV does not pass through dS
 
 
 # ----- (d) bad input: one line, naming the problem -----------------------------------------------------------------
@@ -447,7 +393,7 @@ def test_roles_for_a_one_input_layer_are_refused():
 
 
 # ----- (e) the command line and the pytest plugin ------------------------------------------------------------------
-HERE = __file__
+HERE = str(ATTENTION)
 
 
 def run(capsys, *argv):
@@ -467,7 +413,7 @@ def test_cli_passes_a_users_attention_layer_with_roles_and_a_causal_mask(capsys)
 
 
 def test_cli_fails_a_missing_scale_with_exit_1(capsys):
-    code, out, _ = run(capsys, f"{HERE}:no_scale_attention", f"{HERE}:keras_attention", *FOUR, "--dtype", "float32")
+    code, out, _ = run(capsys, f"{HERE}:unscaled_attention", f"{HERE}:keras_attention", *FOUR, "--dtype", "float32")
     assert code == 1 and "FAIL" in out
 
 
@@ -509,4 +455,4 @@ def test_parity_fixture_takes_roles_and_call_options(parity):
     )
     assert report.passed and report.config["roles"] == ["query", "value", "attention_mask"]
     with pytest.raises(pytest.fail.Exception, match="differs from its Keras twin"):
-        parity(EinsumAttention(2, 3, bug="rowsum_dropped"), MHA(2, 3), input_shape=[(6, 8), (5, 8)], batch=4)
+        parity(RowsumDropped(2, 3), MHA(2, 3), input_shape=[(6, 8), (5, 8)], batch=4)
