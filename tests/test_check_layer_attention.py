@@ -456,3 +456,21 @@ def test_parity_fixture_takes_roles_and_call_options(parity):
     assert report.passed and report.config["roles"] == ["query", "value", "attention_mask"]
     with pytest.raises(pytest.fail.Exception, match="differs from its Keras twin"):
         parity(RowsumDropped(2, 3), MHA(2, 3), input_shape=[(6, 8), (5, 8)], batch=4)
+
+
+# ----- the README's attention section stays what the command prints ------------------------------------------------
+def test_the_readme_attention_excerpt_is_what_check_layer_prints(capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### An attention layer of your own") :]
+    section = section[: section.index("\n## ")]
+    command = next(line for line in section.splitlines() if line.startswith("backprop-parity check-layer"))
+    code = main(command.replace(" examples/", f" {ROOT}/examples/").split()[1:])
+    out = capsys.readouterr().out
+    assert code == 0
+    excerpt = section[section.index("\nquantity ") :].split("```")[0].strip().splitlines()
+    printed = {line.split("  ")[0]: line.split()[-1] for line in out.splitlines() if "  " in line}
+    for line in excerpt[1:-1]:  # each row's name and result (the digits are rounding and the processor's)
+        assert printed[line.split("  ")[0]] == line.split()[-1], line
+    assert excerpt[-1] in out
+    apart = float(out.split("Keras rounds it to float32: ")[1].split()[0])
+    assert 1e-9 < apart < 1e-8 and f"{apart:.1e} apart at the output" in section
