@@ -242,6 +242,8 @@ def _check_several(
         batch,
         (sum(_size(s) for s in shapes) + _size(out_shape), sum(p.size for p in model.get_weights())),
     )
+    if options:
+        keras_layer = attn.with_fixed_dropout(keras_layer)
     twin = keras_twin_graph(keras_layer, shapes, dtype, options, names)
     theirs = tuple(int(d) for d in twin.output_shape[1:])
     if theirs != tuple(out_shape):

@@ -170,6 +170,19 @@ def random_mask(
     return m
 
 
+def with_fixed_dropout(keras_layer: Any) -> Any:
+    """keras.layers.MultiHeadAttention with dropout made anew as keras_impl's FixedMaskMultiHeadAttention (the
+    same layer whose probability dropout takes a given mask), so that both sides drop the same probabilities; any
+    other layer as it is."""
+    import keras
+
+    if type(keras_layer) is not keras.layers.MultiHeadAttention or not getattr(keras_layer, "_dropout", 0.0) > 0:
+        return keras_layer
+    from keras_impl.attention import FixedMaskMultiHeadAttention
+
+    return FixedMaskMultiHeadAttention.from_config(keras_layer.get_config())
+
+
 def _exact_scale(keras_layer: Any) -> float:
     return 1.0 / math.sqrt(float(keras_layer._key_dim))
 

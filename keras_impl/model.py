@@ -341,8 +341,8 @@ def evaluate_loss(
 
 def astype(model: keras.Model, dtype: str) -> keras.Model:
     """The same model (Sequential or functional) in `dtype`: every layer rebuilt from its own config with that
-    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64
-    truth that float32 comparisons are measured against."""
+    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout, and a FixedMaskMultiHeadAttention's
+    probability dropout, keep their mask. Used for the float64 truth that float32 comparisons are measured against."""
 
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in model.inputs]
     copy = keras.models.clone_model(
@@ -351,6 +351,11 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
         clone_function=lambda layer: rebuilt(layer, dtype),
     )
     copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
+    from keras_impl.attention import FixedMaskMultiHeadAttention
+
+    for old, new in zip(twin_layers(model), twin_layers(copy)):  # built by the clone's call: its dropout layer exists
+        if isinstance(old, FixedMaskMultiHeadAttention) and old.mask is not None:
+            new.mask = old.mask
     return copy
 
 

@@ -116,6 +116,22 @@ def test_from_scratch_attention_passes_against_keras(case, dtype):
         assert report.config["scale"].startswith("1/sqrt(3) rounded to float32, as Keras")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_probability_dropout_is_shared_with_keras(dtype):
+    """A MultiHeadAttention with dropout is checked against Keras's with the same drop mask on its probabilities
+    (its twin rebuilt as keras_impl's FixedMaskMultiHeadAttention; in float32 the float64 truth keeps the mask)."""
+    report = check_layer(
+        MultiHeadAttention(2, 3, dropout=0.3),
+        keras.layers.MultiHeadAttention(2, 3, dropout=0.3),
+        [(6, 8), (5, 8), (6, 5)],
+        roles=("query", "value", "attention_mask"),
+        batch=4,
+        dtype=dtype,
+    )
+    assert report.passed, report.verdict()
+    assert report.config["keras_layer"] == "FixedMaskMultiHeadAttention"
+
+
 def test_self_attention_on_one_batch_as_query_and_value():
     x = np.random.default_rng(5).standard_normal((3, 5, 8))
     report = check_layer(MultiHeadAttention(2, 4), keras.layers.MultiHeadAttention(2, 4), inputs=[x, x])
