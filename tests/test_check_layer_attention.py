@@ -18,6 +18,7 @@ from from_scratch import BadInputError
 from from_scratch.attention import MultiHeadAttention
 
 DTYPES = ["float64", "float32"]
+MHA = keras.layers.MultiHeadAttention
 ALL_ROLES = ("query", "value", "key", "attention_mask")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,6 +155,22 @@ def test_a_given_boolean_mask_is_taken_and_left_as_it_was():
     assert np.array_equal(mask, before) and "grad input attention_mask" not in names(report)
 
 
+def test_a_nonzero_gradient_for_the_mask_fails_though_the_mask_has_no_row():
+    """The loss is piecewise constant in the mask: its gradient is 0 (Keras has none). The mask has no row, but the
+    per-layer step dL/dX (input attention_mask) still holds a layer to zeros there."""
+
+    class MaskGradient(EinsumAttention):
+        def backward(self, dy):
+            grads = super().backward(dy)
+            return [np.ones_like(g) if r == "attention_mask" else g for r, g in zip(self.roles, grads)]
+
+    report = check_layer(
+        MaskGradient(2, 3), MHA(2, 3), [(6, 8), (5, 8), (6, 5)], roles=("query", "value", "attention_mask"), batch=4
+    )
+    assert not report.passed and not report.failures and "grad input attention_mask" not in names(report)
+    assert "a per-layer quantity differs: dL/dX (input attention_mask)" in report.verdict()
+
+
 def test_random_masks_keep_a_position_in_every_row_of_the_scores():
     rng = np.random.default_rng(0)
     for shape, causal in [((6, 5), True), ((1, 5), True), ((6, 1), False), ((2, 6, 5), True), ((6, 5), False)]:
@@ -278,9 +295,6 @@ class NoBiases(EinsumAttention):
     @property
     def params(self):
         return [self.wq, self.wk, self.wv, self.wo]
-
-
-MHA = keras.layers.MultiHeadAttention
 
 
 @pytest.mark.parametrize(
