@@ -216,6 +216,18 @@ def test_keras_float32_rounded_scale_is_what_a_float64_layer_meets_without_the_s
     assert 1e-10 < output.error < 1e-7 and not report.passed
 
 
+def test_rows_of_a_layer_without_weight_names_are_named_after_keras_sublayers():
+    class Unnamed(EinsumAttention):
+        weight_names = None
+
+    report = check_layer(Unnamed(2, 3), MHA(2, 3), [(6, 8), (5, 8)], batch=4)
+    assert report.passed
+    grads = [n for n in names(report) if n.startswith("grad unnamed/")]
+    assert grads == [
+        f"grad unnamed/{b}/{w}" for b in ("query", "key", "value", "attention_output") for w in ("kernel", "bias")
+    ]
+
+
 def test_a_scale_near_but_not_one_over_sqrt_key_dim_fails_in_float64():
     """1/sqrt(key_dim) off by 1e-7 relative (three times the float32 rounding of the scale): neither scale explains
     it, and every row the scores reach fails."""
