@@ -17,6 +17,7 @@ from compare.graphs import GRAPH_NETWORKS
 from compare.matrix import GRADIENT_ACTIVATIONS, IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
+from from_scratch.graph_arch import MERGE_KINDS
 from from_scratch.layers import LAYERS
 from from_scratch.merge import MERGE_LAYERS
 from from_scratch.recurrent import SEQUENCE_LAYERS
@@ -153,13 +154,15 @@ def fits(spec, shape):
 def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
     cases, and has LayerNormalization's), and every non-MLP kind is in a network of the matrix; LayerNormalization
-    and a Dense per time step are in its sequence networks; every merge kind is in its graph networks."""
-    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
+    and a Dense per time step are in its sequence networks; every merge kind, and every other kind called on several
+    tensors (MultiHeadAttention), is in its graph networks."""
+    assert set(MERGE_LAYERS) <= set(MERGE_KINDS)
+    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_KINDS) == set(LAYERS) == set(KERAS_LAYERS)
     assert not set(CASES) & set(SEQUENCE_LAYERS)
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
     in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
     in_graphs = {spec.kind for net in GRAPH_NETWORKS.values() for _, spec in net.build("softmax").layers}
-    assert set(MERGE_LAYERS) <= in_graphs, f"merge kinds in no graph network: {set(MERGE_LAYERS) - in_graphs}"
+    assert set(MERGE_KINDS) <= in_graphs, f"kinds of several inputs in no graph network: {set(MERGE_KINDS) - in_graphs}"
     assert set(LAYERS) <= in_matrix | in_sequences | in_graphs | {"dense"} | MLP_KINDS
     assert set(CASES) <= in_matrix
     assert set(SEQUENCE_LAYERS) | {"layer_normalization"} <= in_sequences
