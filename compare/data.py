@@ -135,6 +135,42 @@ def adding_for(input_shape: tuple[int, ...]) -> tuple[Array, Array]:
     return adding(input_shape[0])
 
 
+#: The marker task's default size: samples, steps per sequence and vocabulary (token 0 the marker, 1..9 the others).
+MARKER_SAMPLES = 2048
+MARKER_STEPS = 6
+MARKER_VOCABULARY = 10
+
+
+def marker(
+    n: int = MARKER_SAMPLES, timesteps: int = MARKER_STEPS, vocabulary: int = MARKER_VOCABULARY, seed: int = 0
+) -> tuple[Array, Array]:
+    """A task that needs attention: find the token that follows the marker. Each sample is `timesteps` token
+    indices: the marker (index 0) at a seeded step p in [0, T-2], and at the other T-1 steps distinct tokens drawn
+    from 1..V-1; the label is the token at step p+1, one of V-1 classes (class c is token c+1). -> X (n, T) indices
+    as floats, Y (n, V-1) one-hot.
+
+    Why it needs attention: the answer is defined by where a token stands relative to the marker, not by which
+    tokens occur. Every sample holds the marker and T-1 distinct tokens, the answer among them equally likely, so a
+    model that sees the bag of tokens gets at most 1/(T-1) right. A Transformer encoder without its attention layers
+    does no better than an additive model: each step's vector depends on its own token and position only, the pooled
+    vector and the logits are sums over steps, and "the token after the marker" is not such a sum (the answer's step
+    moves with the marker); knowing the answer never stands at step 0 it reaches 1/(T-2) at most. With attention a
+    step can read its predecessor and tell whether it follows the marker."""
+    if vocabulary < timesteps or timesteps < 2:
+        raise BadInputError(
+            f"the marker task needs at least 2 steps and a vocabulary of at least the number of steps (the marker "
+            f"and T-1 distinct tokens), got {timesteps} steps and a vocabulary of {vocabulary}"
+        )
+    rng = np.random.default_rng(seed)
+    tokens = np.argsort(rng.random((n, vocabulary - 1)), axis=1)[:, : timesteps - 1] + 1  # T-1 distinct, in 1..V-1
+    at = rng.integers(0, timesteps - 1, size=n)  # the marker's step
+    steps = np.arange(timesteps)[None, :]
+    source = np.clip(np.where(steps < at[:, None], steps, steps - 1), 0, timesteps - 2)  # step -> token column
+    x = np.where(steps == at[:, None], 0, np.take_along_axis(tokens, source, axis=1))
+    labels = tokens[np.arange(n), at] - 1  # the token at step p+1 is tokens[p]
+    return x.astype(np.float64), one_hot(labels, vocabulary - 1)
+
+
 IDX_TYPES = {
     0x08: np.uint8,
     0x09: np.int8,

@@ -1,0 +1,148 @@
+"""A Transformer encoder classifier (token and position embeddings, two encoder blocks, pooling, Dense softmax)
+trained in lockstep with its Keras twin on the marker task (compare.data.marker: name the token that follows the
+marker), which needs attention; and the lockstep check failing, from the first step, on a planted attention bug.
+
+The long run (2048 samples, 8 epochs, 512 steps) is in the notes; these runs are short."""
+
+import numpy as np
+import pytest
+
+import from_scratch.attention as attention
+from compare.data import MARKER_STEPS, MARKER_VOCABULARY, marker
+from compare.graphs import transformer_classifier, with_positions
+from compare.harness import build_pair, compare_models
+from compare.training import TRAIN_F64_TOL, run_training
+from from_scratch.errors import BadInputError
+from from_scratch.graph import Model
+from from_scratch.optimizers import get_optimizer
+
+CLASSES = MARKER_VOCABULARY - 1
+
+
+def encoder(**options):
+    return transformer_classifier(MARKER_STEPS, MARKER_VOCABULARY, CLASSES, **options)
+
+
+@pytest.fixture(scope="module")
+def task():
+    x, y = marker()
+    return with_positions(x), y
+
+
+def assert_lockstep(report):
+    """Within float64 rounding at every step and after the run, the same prediction on every sample, the same
+    accuracy and loss."""
+    assert report.passed, report.verdict() + f"; {report.diagnosis}"
+    assert report.final_param_diff <= TRAIN_F64_TOL and report.same_predictions
+    assert max(s["param_norm_rel"] for s in report.steps) <= TRAIN_F64_TOL
+    last = report.epochs[-1]
+    assert last["acc_scratch"] == last["acc_keras"]
+    assert abs(last["loss_scratch"] - last["loss_keras"]) <= 1e-12 * abs(last["loss_keras"])
+
+
+# ----- the task ---------------------------------------------------------------------------------------------------
+def test_the_marker_task_asks_for_the_token_after_the_one_marker():
+    x, y = marker(500, seed=3)
+    assert x.shape == (500, MARKER_STEPS) and y.shape == (500, CLASSES)
+    assert np.array_equal(x, marker(500, seed=3)[0]) and not np.array_equal(x, marker(500, seed=4)[0])
+    at = np.argmax(x == 0, axis=1)
+    assert np.all((x == 0).sum(axis=1) == 1) and at.max() == MARKER_STEPS - 2  # one marker, never at the last step
+    assert np.array_equal(y.argmax(axis=1) + 1, x[np.arange(500), at + 1])
+    rest = np.sort(x, axis=1)[:, 1:]  # the tokens beside the marker: distinct, so the bag says nothing of the answer
+    assert np.all(np.diff(rest, axis=1) > 0)
+    assert set(np.unique(x[:, -1])) == set(range(1, MARKER_VOCABULARY))  # every token at every step
+
+
+def test_the_marker_task_refuses_a_vocabulary_too_small_for_distinct_tokens():
+    with pytest.raises(
+        BadInputError, match="vocabulary of at least the number of steps.*got 6 steps and a vocabulary of 5"
+    ):
+        marker(10, timesteps=6, vocabulary=5)
+
+
+def test_the_task_needs_attention():
+    """Trained alike (Adam 0.01, 8 epochs), the encoder names the token after the marker on held-out sequences and
+    the same encoder without its attention layers cannot: it is additive over steps, which can rank steps only
+    (right at best 2/(T-1) = 0.4 of the time, compare.data.marker), and a bag of tokens is right 1/(T-1) = 0.2."""
+    x, y = marker()
+    held_x, held_y = marker(1024, seed=1)
+    accuracy = {}
+    for attends in (True, False):
+        model = Model.from_architecture(encoder(attention=attends), seed=0)
+        model.compile(get_optimizer("adam", learning_rate=0.01), "categorical_crossentropy", metrics=["accuracy"])
+        model.fit(with_positions(x), y, batch_size=32, epochs=8, seed=0)
+        accuracy[attends] = model.evaluate(with_positions(held_x), held_y)["accuracy"]
+    assert accuracy[True] >= 0.9, accuracy
+    assert accuracy[False] <= 2 / (MARKER_STEPS - 1), accuracy
+
+
+# ----- lockstep ---------------------------------------------------------------------------------------------------
+def test_the_transformer_encoder_trains_in_lockstep_in_float64(task):
+    x, y = task
+    report = run_training(
+        encoder(), [a[:256] for a in x], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, batch_size=32
+    )
+    assert len(report.steps) == 8
+    assert_lockstep(report)
+    for step in report.steps:  # the batch losses too, step by step
+        assert abs(step["loss_scratch"] - step["loss_keras"]) <= 1e-12 * step["loss_keras"]
+
+
+def test_the_encoder_has_two_self_attention_blocks_and_its_ablation_none():
+    kinds = [spec.kind for _, spec in encoder().layers]
+    assert kinds.count("multi_head_attention") == 2 and kinds.count("layer_normalization") == 4
+    calls = [c for c in encoder().calls if c.layer.startswith("attention_") and "dropout" not in c.layer]
+    assert [len(set(c.inputs)) for c in calls if dict(c.options).get("roles")] == [1, 1]  # self-attention
+    ablated = [spec.kind for _, spec in encoder(attention=False).layers]
+    assert "multi_head_attention" not in ablated and ablated.count("layer_normalization") == 2
+
+
+def test_attention_probability_dropout_trains_in_lockstep_with_a_mask_per_step(task):
+    """With dropout on the attention probabilities Keras takes its explicit path; each step draws a new mask over
+    (batch, heads, T, S) and both sides use it (the last batch a partial one)."""
+    x, y = task
+    report = run_training(
+        encoder(attention_dropout=0.2),
+        [a[:80] for a in x],
+        y[:80],
+        "adam",
+        {"learning_rate": 0.01},
+        epochs=1,
+        batch_size=32,
+    )
+    assert len(report.steps) == 3
+    assert_lockstep(report)
+
+
+def test_the_transformer_encoder_trains_in_float32_within_the_float32_bound(task):
+    x, y = task
+    report = run_training(
+        encoder(), [a[:256] for a in x], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, dtype="float32"
+    )
+    assert report.passed, report.verdict()
+    assert 0 < report.steps[-1]["float32_sensitivity"] < report.tol
+
+
+# ----- a planted bug ----------------------------------------------------------------------------------------------
+def without_row_sum(p, dp, keep):
+    """The softmax's VJP with its row sum dropped: dS = dP * P instead of (dP - rowsum(dP * P)) * P."""
+    ds = dp * p
+    return ds if keep is None else np.where(keep, ds, p.dtype.type(0))
+
+
+def test_the_softmax_row_sum_dropped_fails_the_lockstep_from_the_first_step_and_is_located(task, monkeypatch):
+    monkeypatch.setattr(attention, "attention_softmax_backward", without_row_sum)
+    x, y = task
+    report = run_training(
+        encoder(), [a[:128] for a in x], y[:128], "adam", {"learning_rate": 0.01}, epochs=1, max_steps=2
+    )
+    assert not report.passed
+    assert report.final_param_diff > 1e6 * TRAIN_F64_TOL
+    assert report.steps[0]["param_norm_rel"] > 1e6 * TRAIN_F64_TOL  # step 1 already
+    assert "parameters identical before step 1, the run first parts at step 1" in report.diagnosis, report.diagnosis
+    # the one-batch comparison of the same model names the layer, and the quantity where the sides part
+    scratch, keras_model = build_pair(encoder(), "float64", 0)
+    comparison = compare_models(scratch, keras_model, [a[:32] for a in x], y[:32], gradcheck_samples=0)
+    assert not comparison.passed
+    text = comparison.diagnosis.text
+    assert "attention_2" in text, text
