@@ -1,6 +1,7 @@
 """The string form of the layers keras.applications' networks add (from_scratch/arch.py's grammar, documented in
 its module docstring): ZeroPadding2D `pad1`, `pad1x2`, `pad0x1x0x1`; DepthwiseConv2D `dw3[:options]`; the
-Activation layer `act:NAME`; the ReLU layer `relu` / `relu6[:max=][:slope=][:t=]`.
+Activation layer `act:NAME`; the ReLU layer `relu` / `relu6[:max=][:slope=][:t=]`; and the Transformer encoder's
+PositionEmbedding `pos` / `posT` (GlobalAveragePooling1D, `gap1d`, has no option: it is among arch_reading._PLAIN).
 
 Each kind has a writer (LayerSpec -> token) and the reader `application(token)` (token -> LayerSpec, or None for a
 token of another layer); `Architecture.parse` and `str(arch)` go through them, so the two round-trip.
@@ -19,8 +20,12 @@ from from_scratch.errors import BadInputError
 #: Image-only kinds outside the windowed ones (arch_reading._SPATIAL_PREFIX): they take (H, W, C) inputs only.
 IMAGE_ONLY = frozenset({"global_average_pooling2d", "zero_padding2d", "depthwise_conv2d"})
 
+#: Sequence-only kinds beside the recurrent ones and the Embedding: they take (T, D) inputs only.
+SEQUENCE_ONLY = frozenset({"global_average_pooling1d", "position_embedding"})
+
 _PAD = re.compile(r"^pad([0-9]+)(?:x([0-9]+))?(?:x([0-9]+)x([0-9]+))?$")
 _DEPTHWISE = re.compile(r"^dw([0-9]+(?:x[0-9]+)?)$")
+_POSITION = re.compile(r"^pos([0-9]+)?$")
 
 
 def _pad_token(spec: LayerSpec) -> str:
@@ -66,6 +71,7 @@ TOKENS: dict[str, Callable[[LayerSpec], str]] = {
     "depthwise_conv2d": _depthwise_token,
     "activation": lambda spec: f"act:{spec.activation}",
     "re_lu": _relu_token,
+    "position_embedding": lambda spec: f"pos{spec.options.get('sequence_length') or ''}",
 }
 
 
@@ -87,10 +93,25 @@ def _number(part: str, text: str, where: str) -> float:
 
 
 def application(token: str, text: str, position: int) -> LayerSpec | None:
-    """padP[xQ[xRxS]], dwK[:options], act:NAME, relu[:options], relu6[:options]; None for other tokens."""
+    """padP[xQ[xRxS]], dwK[:options], act:NAME, relu[:options], relu6[:options], pos[T]; None for other tokens."""
     head, *parts = token.split(":")
     where = f"layer {position}"
     given = _Given(text, position, token)
+    if head.startswith("pos"):
+        m = _POSITION.match(head)
+        if m is None or parts:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {token!r}; expected pos (PositionEmbedding, its length "
+                "from the sequence) or posT (its length T stated, e.g. pos8), no options"
+            )
+        if m.group(1) is None:
+            return LayerSpec("position_embedding", None, "linear", {})
+        length = _count(m.group(1), text, f"{where} sequence_length")
+        if length <= 0:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} sequence_length {m.group(1)!r} is not a positive integer"
+            )
+        return LayerSpec("position_embedding", None, "linear", {"sequence_length": length})
     if head.startswith("pad") and head[3:4].isdigit():
         m = _PAD.match(head)
         if m is None or parts or (m.group(2) is None and m.group(3) is not None):

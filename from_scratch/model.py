@@ -26,6 +26,7 @@ import from_scratch.merge  # noqa: F401 - registers the merge layers in LAYERS
 import from_scratch.normalization  # noqa: F401 - registers the normalization layers in LAYERS
 import from_scratch.pooling  # noqa: F401 - registers the pooling layers in LAYERS
 import from_scratch.recurrent  # noqa: F401 - registers the sequence layers in LAYERS
+import from_scratch.sequence  # noqa: F401 - registers GlobalAveragePooling1D and PositionEmbedding in LAYERS
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.checks import as_array as _as_array
 from from_scratch.checks import check_declarations as _check_declarations
