@@ -151,11 +151,14 @@ def marker(
 
     Why it needs attention: the answer is defined by where a token stands relative to the marker, not by which
     tokens occur. Every sample holds the marker and T-1 distinct tokens, the answer among them equally likely, so a
-    model that sees the bag of tokens gets at most 1/(T-1) right. A Transformer encoder without its attention layers
-    does no better than an additive model: each step's vector depends on its own token and position only, the pooled
-    vector and the logits are sums over steps, and "the token after the marker" is not such a sum (the answer's step
-    moves with the marker); knowing the answer never stands at step 0 it reaches 1/(T-2) at most. With attention a
-    step can read its predecessor and tell whether it follows the marker."""
+    model that sees the bag of tokens is right 1/(T-1) of the time at best. A Transformer encoder without its
+    attention layers is additive over the steps: each step's vector depends on its own token and position only, and
+    the pooled vector and the logits are sums over the steps; "the token after the marker" is not such a sum (the
+    answer's step moves with the marker). Treating the tokens alike, such a model can only favour some steps over
+    others: it is right when the answer stands at its favourite step, or when the marker does and the answer
+    follows it, 2/(T-1) at best. With attention a step reads its predecessor and tells whether it follows the
+    marker (tests/test_attention_training.py measures both).
+    """
     if vocabulary < timesteps or timesteps < 2:
         raise BadInputError(
             f"the marker task needs at least 2 steps and a vocabulary of at least the number of steps (the marker "

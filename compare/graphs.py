@@ -15,13 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from from_scratch.arch import Architecture
 from from_scratch.arch import LayerSpec as L
 from from_scratch.graph_arch import Call, GraphArchitecture, in_keras_order
-
-Array = np.ndarray
 
 #: The residual CNN block: conv, BN, ReLU, conv on one branch, a 1x1 projection on the skip, added.
 RESIDUAL_CNN = "6x6x2-conv3k3:tanh:same-add(conv3k3:linear:same-bn-relu-conv3k3:linear:same | conv3k1:linear)-flatten-4"
@@ -261,29 +257,23 @@ def transformer_classifier(
 ) -> GraphArchitecture:
     """A Transformer encoder classifier of `blocks` post-norm encoder blocks (as in Vaswani et al., 2017):
 
-        tokens (T,) -> token Embedding (T, D) + position embedding (T, D)
+        tokens (T,) -> token Embedding (T, D) -> PositionEmbedding (a learned (T, D) table added)
         block:  h = LayerNormalization(h + Dropout(MultiHeadAttention(h, h)))      self-attention, `heads` heads of
                                                                                     key_dim D / heads
                 h = LayerNormalization(h + Dense_D(Dense_hidden relu(h)))           the feed-forward Dense on every step
-        -> Flatten -> Dense(classes) softmax
+        -> GlobalAveragePooling1D -> Dense(classes) softmax
 
-    The position embedding is a second Embedding (T rows) read from a second input, `positions`, that holds 0..T-1
-    for every sample (`with_positions`). `attention=False` drops each block's attention sub-layer (its attention,
-    Dropout, Add and LayerNormalization): the same network with nothing that mixes the steps. `attention_dropout`
-    is the attention layer's own dropout on the probabilities."""
+    `attention=False` drops each block's attention sub-layer (its attention, Dropout, Add and LayerNormalization):
+    the same network with nothing that mixes the steps, additive over them up to the pooling. `attention_dropout` is
+    the attention layer's own dropout on the probabilities."""
     if width % heads:
         raise ValueError(f"width {width} is not a multiple of the {heads} heads")
     layers: list[tuple[str, L]] = [
         ("token_embedding", L("embedding", width, options={"input_dim": vocabulary})),
-        ("position_embedding", L("embedding", width, options={"input_dim": timesteps})),
-        ("embeddings", L("add")),
+        ("position_embedding", L("position_embedding")),
     ]
-    calls = [
-        Call("token_embedding", ("tokens",)),
-        Call("position_embedding", ("positions",)),
-        Call("embeddings", ("token_embedding", "position_embedding")),
-    ]
-    h = "embeddings"
+    calls = [Call("token_embedding", ("tokens",)), Call("position_embedding", ("token_embedding",))]
+    h = "position_embedding"
     for k in range(1, blocks + 1):
         if attention:
             options = {"dropout": attention_dropout} if attention_dropout else {}
@@ -313,17 +303,9 @@ def transformer_classifier(
             Call(f"feed_forward_norm_{k}", (f"feed_forward_add_{k}",)),
         ]
         h = f"feed_forward_norm_{k}"
-    layers += [("pooling", L("flatten")), ("classifier", L("dense", classes, "softmax"))]
+    layers += [("pooling", L("global_average_pooling1d")), ("classifier", L("dense", classes, "softmax"))]
     calls += [Call("pooling", (h,)), Call("classifier", ("pooling",))]
-    return _keras_order(
-        (("tokens", (timesteps,)), ("positions", (timesteps,))), tuple(layers), tuple(calls), ("classifier",)
-    )
-
-
-def with_positions(tokens: Array) -> list[Array]:
-    """The inputs of `transformer_classifier` for token sequences (N, T): [tokens, positions 0..T-1 per sample]."""
-    n, t = tokens.shape
-    return [tokens, np.broadcast_to(np.arange(t, dtype=tokens.dtype), (n, t)).copy()]
+    return _keras_order((("tokens", (timesteps,)),), tuple(layers), tuple(calls), ("classifier",))
 
 
 def _keras_order(inputs: tuple, layers: tuple, calls: tuple, outputs: tuple) -> GraphArchitecture:

@@ -7,11 +7,11 @@ The long run (2048 samples, 8 epochs, 512 steps) is in the notes; these runs are
 import numpy as np
 import pytest
 
-import from_scratch.attention as attention
 from compare.data import MARKER_STEPS, MARKER_VOCABULARY, marker
-from compare.graphs import transformer_classifier, with_positions
+from compare.graphs import transformer_classifier
 from compare.harness import build_pair, compare_models
 from compare.training import TRAIN_F64_TOL, run_training
+from from_scratch.attention import MultiHeadAttention
 from from_scratch.errors import BadInputError
 from from_scratch.graph import Model
 from from_scratch.optimizers import get_optimizer
@@ -25,8 +25,7 @@ def encoder(**options):
 
 @pytest.fixture(scope="module")
 def task():
-    x, y = marker()
-    return with_positions(x), y
+    return marker()
 
 
 def assert_lockstep(report):
@@ -70,8 +69,8 @@ def test_the_task_needs_attention():
     for attends in (True, False):
         model = Model.from_architecture(encoder(attention=attends), seed=0)
         model.compile(get_optimizer("adam", learning_rate=0.01), "categorical_crossentropy", metrics=["accuracy"])
-        model.fit(with_positions(x), y, batch_size=32, epochs=8, seed=0)
-        accuracy[attends] = model.evaluate(with_positions(held_x), held_y)["accuracy"]
+        model.fit(x, y, batch_size=32, epochs=8, seed=0)
+        accuracy[attends] = model.evaluate(held_x, held_y)["accuracy"]
     assert accuracy[True] >= 0.9, accuracy
     assert accuracy[False] <= 2 / (MARKER_STEPS - 1), accuracy
 
@@ -79,9 +78,7 @@ def test_the_task_needs_attention():
 # ----- lockstep ---------------------------------------------------------------------------------------------------
 def test_the_transformer_encoder_trains_in_lockstep_in_float64(task):
     x, y = task
-    report = run_training(
-        encoder(), [a[:256] for a in x], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, batch_size=32
-    )
+    report = run_training(encoder(), x[:256], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, batch_size=32)
     assert len(report.steps) == 8
     assert_lockstep(report)
     for step in report.steps:  # the batch losses too, step by step
@@ -90,6 +87,7 @@ def test_the_transformer_encoder_trains_in_lockstep_in_float64(task):
 
 def test_the_encoder_has_two_self_attention_blocks_and_its_ablation_none():
     kinds = [spec.kind for _, spec in encoder().layers]
+    assert kinds[:2] == ["embedding", "position_embedding"] and kinds[-2:] == ["global_average_pooling1d", "dense"]
     assert kinds.count("multi_head_attention") == 2 and kinds.count("layer_normalization") == 4
     calls = [c for c in encoder().calls if c.layer.startswith("attention_") and "dropout" not in c.layer]
     assert [len(set(c.inputs)) for c in calls if dict(c.options).get("roles")] == [1, 1]  # self-attention
@@ -103,7 +101,7 @@ def test_attention_probability_dropout_trains_in_lockstep_with_a_mask_per_step(t
     x, y = task
     report = run_training(
         encoder(attention_dropout=0.2),
-        [a[:80] for a in x],
+        x[:80],
         y[:80],
         "adam",
         {"learning_rate": 0.01},
@@ -116,9 +114,7 @@ def test_attention_probability_dropout_trains_in_lockstep_with_a_mask_per_step(t
 
 def test_the_transformer_encoder_trains_in_float32_within_the_float32_bound(task):
     x, y = task
-    report = run_training(
-        encoder(), [a[:256] for a in x], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, dtype="float32"
-    )
+    report = run_training(encoder(), x[:256], y[:256], "adam", {"learning_rate": 0.01}, epochs=1, dtype="float32")
     assert report.passed, report.verdict()
     assert 0 < report.steps[-1]["float32_sensitivity"] < report.tol
 
@@ -131,18 +127,20 @@ def without_row_sum(p, dp, keep):
 
 
 def test_the_softmax_row_sum_dropped_fails_the_lockstep_from_the_first_step_and_is_located(task, monkeypatch):
-    monkeypatch.setattr(attention, "attention_softmax_backward", without_row_sum)
     x, y = task
-    report = run_training(
-        encoder(), [a[:128] for a in x], y[:128], "adam", {"learning_rate": 0.01}, epochs=1, max_steps=2
-    )
+    with monkeypatch.context() as planted:  # in every attention layer
+        planted.setattr(MultiHeadAttention, "softmax_backward", staticmethod(without_row_sum))
+        report = run_training(encoder(), x[:128], y[:128], "adam", {"learning_rate": 0.01}, epochs=1, max_steps=2)
     assert not report.passed
     assert report.final_param_diff > 1e6 * TRAIN_F64_TOL
     assert report.steps[0]["param_norm_rel"] > 1e6 * TRAIN_F64_TOL  # step 1 already
     assert "parameters identical before step 1, the run first parts at step 1" in report.diagnosis, report.diagnosis
-    # the one-batch comparison of the same model names the layer, and the quantity where the sides part
+    # planted in the first block's attention only: the one-batch trace names that layer, the quantity and the bug
     scratch, keras_model = build_pair(encoder(), "float64", 0)
-    comparison = compare_models(scratch, keras_model, [a[:32] for a in x], y[:32], gradcheck_samples=0)
+    first = next(layer for layer in scratch.layers if layer.name == "attention_1")
+    first.softmax_backward = without_row_sum
+    comparison = compare_models(scratch, keras_model, x[:32], y[:32], gradcheck_samples=0)
     assert not comparison.passed
     text = comparison.diagnosis.text
-    assert "attention_2" in text, text
+    assert "backward first differs at layer 3 (attention_1)" in text and "dL/dS" in text, text
+    assert "row-sum term" in text, text  # and says what the difference looks like
