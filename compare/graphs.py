@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from from_scratch.arch import Architecture
 from from_scratch.arch import LayerSpec as L
+from from_scratch.errors import BadInputError
 from from_scratch.graph_arch import Call, GraphArchitecture, in_keras_order
 
 #: The residual CNN block: conv, BN, ReLU, conv on one branch, a 1x1 projection on the skip, added.
@@ -267,7 +268,7 @@ def transformer_classifier(
     the same network with nothing that mixes the steps, additive over them up to the pooling. `attention_dropout` is
     the attention layer's own dropout on the probabilities."""
     if width % heads:
-        raise ValueError(f"width {width} is not a multiple of the {heads} heads")
+        raise BadInputError(f"transformer_classifier: width {width} is not a multiple of the {heads} heads")
     layers: list[tuple[str, L]] = [
         ("token_embedding", L("embedding", width, options={"input_dim": vocabulary})),
         ("position_embedding", L("position_embedding")),

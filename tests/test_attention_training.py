@@ -93,6 +93,8 @@ def test_the_encoder_has_two_self_attention_blocks_and_its_ablation_none():
     assert [len(set(c.inputs)) for c in calls if dict(c.options).get("roles")] == [1, 1]  # self-attention
     ablated = [spec.kind for _, spec in encoder(attention=False).layers]
     assert "multi_head_attention" not in ablated and ablated.count("layer_normalization") == 2
+    with pytest.raises(BadInputError, match="width 18 is not a multiple of the 4 heads"):
+        encoder(width=18)
 
 
 def test_attention_probability_dropout_trains_in_lockstep_with_a_mask_per_step(task):
