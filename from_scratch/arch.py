@@ -189,6 +189,8 @@ class LayerSpec:
                 )
             if self.kind == "global_average_pooling1d":
                 return (input_shape[1],)
+            if self.kind == "multi_head_attention":  # self-attention: (T, output_shape or D)
+                return (input_shape[0], *(self.options.get("output_shape") or (input_shape[1],)))
             length = self.options.get("sequence_length")
             if length is not None and length != input_shape[0]:
                 raise BadInputError(
@@ -231,6 +233,11 @@ class LayerSpec:
             return self.options["input_dim"] * self.units
         if self.kind == "position_embedding":  # the table (T, D)
             return math.prod(input_shape)
+        if self.kind == "multi_head_attention":  # self-attention: query, key and value read the same (T, D)
+            o, d = self.options, input_shape[-1]
+            n, h = o["num_heads"], o["key_dim"]
+            hv, out = o.get("value_dim") or h, math.prod(o.get("output_shape") or (d,))
+            return 2 * (d + bias) * n * h + (d + bias) * n * hv + n * hv * out + bias * out
         return 0
 
     def buffer_size(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
@@ -241,7 +248,17 @@ class LayerSpec:
             return output_shape[0] * output_shape[1] * size[0] * size[1] * input_shape[2]
         if self.kind in _RECURRENT_PREFIX:  # every step's gates, states and their gradients, (T, u) each
             return input_shape[0] * self.units * _STEP_CACHES[self.kind]
+        if self.kind == "multi_head_attention":
+            return attention_buffer(self.options, input_shape[0], input_shape[0])
         return 0
+
+
+def attention_buffer(options: dict, t: int, s: int) -> int:
+    """Values per sample an attention call holds beside its output: Q, K, V and the contexts per head, and the
+    scores, probabilities (after dropout too) and their gradients, (heads, T, S) each."""
+    n, h = options["num_heads"], options["key_dim"]
+    hv = options.get("value_dim") or h
+    return n * (t * h + s * h + s * hv + 3 * t * hv) + 6 * n * t * s
 
 
 @dataclass(frozen=True)
@@ -375,7 +392,7 @@ def layer_spec(token: str, text: str, position: int, activation: str, hidden_act
         raise BadInputError(
             f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
             "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
-            "rnnU, lstmU, gruU, embedVxD, pos, gap1d, padP, dwK, act:NAME, relu, relu6)"
+            "rnnU, lstmU, gruU, embedVxD, pos, gap1d, mhaNxK, padP, dwK, act:NAME, relu, relu6)"
         )
     units = _positive_int(units_text, text, f"layer {position} width")
     given = _Given(text, position, token)

@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from from_scratch.arch import LayerSpec
+from from_scratch.arch import LayerSpec, attention_buffer
 from from_scratch.errors import BadInputError
-from from_scratch.graph_arch import MERGE_KINDS
+from from_scratch.graph_arch import MERGE_KINDS, SELF_CALLS, SEVERAL_FOOTPRINTS
 from from_scratch.layers import LAYERS, Layer, Shape
 
 Array = np.ndarray
@@ -290,6 +290,11 @@ class MultiHeadAttention(Layer):
         scores.scores_of = out.node  # type: ignore[attr-defined]
         return out, scores
 
+    def self_call(self, x: Any) -> Any:
+        """Self-attention on one symbolic tensor, `mha(x, x)`: how a chain (a Sequential, the `mhaNxK` token)
+        calls this layer."""
+        return self(x, x)
+
     # ----- the description ---------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         return {
@@ -535,7 +540,21 @@ def _attention_shape(options: dict, shapes: list[Shape], where: str) -> Shape:
     return attention_output_shape(options, shapes, where)
 
 
+def attention_footprint(options: dict, shapes: list[Shape], out: Shape) -> tuple[int, int]:
+    """(values per sample beside the output, numbers in the weights) of a call on inputs of `shapes` in its roles."""
+    by = dict(zip(_roles(options.get("roles"), len(shapes), "attention"), shapes))
+    n, h = options["num_heads"], options["key_dim"]
+    hv, bias = options.get("value_dim") or h, int(options.get("use_bias", True))
+    d_q, d_v = by["query"][-1], by["value"][-1]
+    d_k = by["key"][-1] if "key" in by else d_v
+    width = math.prod(out[1:])
+    weights = (d_q + bias) * n * h + (d_k + bias) * n * h + (d_v + bias) * n * hv + n * hv * width + bias * width
+    return attention_buffer(options, by["query"][0], by["value"][0]), weights
+
+
 #: The attention layers (parity cases in tests/test_attention_parity.py), registered in LAYERS as every layer is.
 ATTENTION_LAYERS: dict[str, type[Layer]] = {MultiHeadAttention.kind: MultiHeadAttention}
 MERGE_KINDS[MultiHeadAttention.kind] = _attention_shape
+SEVERAL_FOOTPRINTS[MultiHeadAttention.kind] = attention_footprint
+SELF_CALLS[MultiHeadAttention.kind] = (("roles", ("query", "value")),)  # a chain's `mhaNxK`: self-attention
 LAYERS.update(ATTENTION_LAYERS)

@@ -91,15 +91,15 @@ class Sequential(Model):
                     "give it build(input_shape, dtype, rng), forward(x, training=False), backward(dy), params and "
                     "grads"
                 )
-            if layer.several_inputs:
+            if layer.several_inputs and not callable(getattr(layer, "self_call", None)):
                 raise BadInputError(
                     f"layer {i} ({type(layer).__name__}) merges several tensors: a Sequential is a chain; build a "
                     "from_scratch.graph.Model for it"
                 )
         x = Input(shape=shape)
         t = x
-        for layer in layers:
-            t = call_layer(layer, t)
+        for layer in layers:  # a layer of several inputs that can be called on one (self-attention) is so called
+            t = layer.self_call(t) if layer.several_inputs else call_layer(layer, t)
         super().__init__(x, t, dtype=dtype, seed=seed, name="sequential")
 
     @classmethod
