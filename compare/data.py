@@ -174,6 +174,26 @@ def marker(
     return x.astype(np.float64), one_hot(labels, vocabulary - 1)
 
 
+def marker_for(input_shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """The marker task fitted to an architecture's input shape, which must be (T,): T token indices, an Embedding's
+    input, 2 <= T <= MARKER_VOCABULARY."""
+    if len(input_shape) != 1 or not 2 <= input_shape[0] <= MARKER_VOCABULARY:
+        shape = "x".join(map(str, input_shape))
+        raise BadInputError(
+            f"--data marker is a sequence of T token indices (2 <= T <= {MARKER_VOCABULARY}) read by an Embedding, "
+            f"but the architecture's input is {shape}: give T, e.g. --arch {marker_arch(MARKER_STEPS)}"
+        )
+    return marker(timesteps=input_shape[0])
+
+
+def marker_arch(timesteps: int) -> str:
+    """A Transformer encoder for the marker task in the string form: Embedding, PositionEmbedding, one encoder block
+    (self-attention and the feed-forward Dense on every step, each with its residual Add and LayerNormalization),
+    GlobalAveragePooling1D, a softmax over the MARKER_VOCABULARY - 1 classes."""
+    block = "add(mha4x4-dropout0.1 | id)-ln-add(32:relu-16:linear | id)-ln"
+    return f"{timesteps}-embed{MARKER_VOCABULARY}x16-pos-{block}-gap1d-{MARKER_VOCABULARY - 1}"
+
+
 IDX_TYPES = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -252,13 +272,23 @@ DATASETS = {
     "xor": xor,
     "regression": linear_regression,
     "adding": adding,
+    "marker": marker,
 }
 
 #: The data sets whose samples take their shape from the architecture: name -> loader(input_shape) -> (X, Y).
-SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {"adding": adding_for}
+SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {
+    "adding": adding_for,
+    "marker": marker_for,
+}
+
+#: An architecture that fits each of SHAPED_DATASETS, for a hint: (its steps T, its outputs) -> the string form.
+SHAPED_HINTS: dict[str, Callable[[int, int], str]] = {
+    "adding": lambda steps, outputs: f"{steps}x2-lstm16-{outputs}",
+    "marker": lambda steps, outputs: marker_arch(steps),
+}
 
 #: How many samples each of SHAPED_DATASETS holds: a run's memory is estimated from it before the set is built.
-SHAPED_SAMPLES: dict[str, int] = {"adding": ADDING_SAMPLES}
+SHAPED_SAMPLES: dict[str, int] = {"adding": ADDING_SAMPLES, "marker": MARKER_SAMPLES}
 
 #: The data sets with real-valued targets: `train` picks mean_squared_error for them (other sets: cross-entropy).
 REGRESSION_DATASETS = frozenset({"regression", "adding"})
@@ -268,7 +298,8 @@ def load_dataset(name: str, input_shape: tuple[int, ...] | None = None) -> tuple
     """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files: X (N, D), Y (N, K).
 
     With `input_shape` (the architecture's input, without the batch axis) the set is fitted to it: a set of
-    SHAPED_DATASETS is built for it (the adding problem: T steps from (T, 2)), and any other set is refused when
+    SHAPED_DATASETS is built for it (the adding problem: T steps from (T, 2); the marker task: T tokens from (T,)),
+    and any other set is refused when
     `input_shape` holds as many values as a sample but would rearrange them (check_layout: digits as 4x4x4)."""
     if input_shape is not None and name in SHAPED_DATASETS:
         return SHAPED_DATASETS[name](tuple(input_shape))

@@ -13,6 +13,8 @@ At a larger learning rate the run amplifies float64 rounding far past TRAIN_F64_
 Flatten for the pooling: 9.1e-5 after 512 steps, first past 1e-12 at step 312), so the long run keeps Adam at
 0.003."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,46 @@ def test_the_task_needs_attention():
         accuracy[attends] = model.evaluate(held_x, held_y)["accuracy"]
     assert accuracy[True] >= 0.9, accuracy
     assert accuracy[False] <= 2 / (MARKER_STEPS - 1), accuracy
+
+
+# ----- from the command line ---------------------------------------------------------------------------------------
+def run(capsys, *argv):
+    from compare import cli
+
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_on_the_marker_task_from_the_command_line(capsys):
+    """`train --data marker` builds the task for the architecture's T; the encoder written in the string form
+    (marker_arch: Embedding, pos, a residual attention block and a residual feed-forward block, gap1d) trains in
+    lockstep."""
+    from compare.data import marker_arch
+
+    code, out, err = run(
+        capsys, "train", "--data", "marker", "--arch", marker_arch(5), "--epochs", "1", "--lr", "0.003"
+    )
+    assert code == 0 and "PASS: 32 steps" in out and "samples=2048" in out, out + err
+    assert "the same predictions on every sample" in out
+
+
+@pytest.mark.parametrize(
+    "arch,message",
+    [
+        (
+            "6x2-lstm4-9",
+            "--data marker is a sequence of T token indices .* but the architecture's input is 6x2: give T",
+        ),
+        ("12-embed10x8-gap1d-9", "the architecture's input is 12: give T"),
+        ("6-embed10x8-gap1d-4", r"--data marker has 6 features and 9 outputs.*\(try --arch 6-embed10x16-pos-add\(mha"),
+        ("6-embed5x8-gap1d-9", r"layer 'embedding': input \d\.0 at .* is not an index in \[0, 5\)"),
+    ],
+)
+def test_train_on_the_marker_task_refuses_an_architecture_that_does_not_fit(capsys, arch, message):
+    code, out, err = run(capsys, "train", "--data", "marker", "--arch", arch, "--epochs", "1")
+    assert code == 2 and not out, out
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
 
 
 # ----- lockstep ---------------------------------------------------------------------------------------------------
