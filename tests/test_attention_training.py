@@ -71,15 +71,16 @@ def test_the_marker_task_refuses_a_vocabulary_too_small_for_distinct_tokens():
 
 
 def test_the_task_needs_attention():
-    """Trained alike (Adam 0.01, 8 epochs), the encoder names the token after the marker on held-out sequences and
-    the same encoder without its attention layers cannot: it is additive over steps, which can rank steps only
-    (right at best 2/(T-1) = 0.4 of the time, compare.data.marker), and a bag of tokens is right 1/(T-1) = 0.2."""
+    """Trained alike (Adam 0.003, 8 epochs: a trajectory that float64 rounding does not move, unlike 0.01's below),
+    the encoder names the token after the marker on held-out sequences (measured 1.0) and the same encoder without
+    its attention layers cannot (measured 0.25): it is additive over steps, which can rank steps only (right at best
+    2/(T-1) = 0.4 of the time, compare.data.marker), and a bag of tokens is right 1/(T-1) = 0.2."""
     x, y = marker()
     held_x, held_y = marker(1024, seed=1)
     accuracy = {}
     for attends in (True, False):
         model = Model.from_architecture(encoder(attention=attends), seed=0)
-        model.compile(get_optimizer("adam", learning_rate=0.01), "categorical_crossentropy", metrics=["accuracy"])
+        model.compile(get_optimizer("adam", learning_rate=0.003), "categorical_crossentropy", metrics=["accuracy"])
         model.fit(x, y, batch_size=32, epochs=8, seed=0)
         accuracy[attends] = model.evaluate(held_x, held_y)["accuracy"]
     assert accuracy[True] >= 0.9, accuracy
