@@ -119,11 +119,13 @@ def _roles(*roles: str, causal: bool = False) -> tuple[tuple[str, object], ...]:
 
 
 def self_attention(output: str = "softmax") -> GraphArchitecture:
-    """A Transformer encoder block on a sequence of 6 steps of 8 features: x + MHA(x, x) -> LayerNormalization ->
-    (that + Dense(Dense relu) on every step) -> LayerNormalization -> Flatten -> Dense."""
+    """A Transformer encoder block on a sequence of 6 steps of 8 features: h = x + P (PositionEmbedding) ->
+    LayerNormalization(h + MHA(h, h)) -> (that + Dense(Dense relu) on every step) -> LayerNormalization ->
+    GlobalAveragePooling1D -> Dense."""
     return _keras_order(
         (("sequence", (6, 8)),),
         (
+            ("position_embedding", L("position_embedding")),
             ("multi_head_attention", _attention(2, 4)),
             ("add", L("add")),
             ("layer_normalization", L("layer_normalization")),
@@ -131,19 +133,24 @@ def self_attention(output: str = "softmax") -> GraphArchitecture:
             ("dense_1", L("dense", 8, "linear")),
             ("add_1", L("add")),
             ("layer_normalization_1", L("layer_normalization")),
-            ("flatten", L("flatten")),
+            ("global_average_pooling1d", L("global_average_pooling1d")),
             ("dense_2", L("dense", 4, output)),
         ),
         (
-            Call("multi_head_attention", ("sequence", "sequence"), options=_roles("query", "value")),
-            Call("add", ("sequence", "multi_head_attention")),
+            Call("position_embedding", ("sequence",)),
+            Call(
+                "multi_head_attention",
+                ("position_embedding", "position_embedding"),
+                options=_roles("query", "value"),
+            ),
+            Call("add", ("position_embedding", "multi_head_attention")),
             Call("layer_normalization", ("add",)),
             Call("dense", ("layer_normalization",)),
             Call("dense_1", ("dense",)),
             Call("add_1", ("layer_normalization", "dense_1")),
             Call("layer_normalization_1", ("add_1",)),
-            Call("flatten", ("layer_normalization_1",)),
-            Call("dense_2", ("flatten",)),
+            Call("global_average_pooling1d", ("layer_normalization_1",)),
+            Call("dense_2", ("global_average_pooling1d",)),
         ),
         ("dense_2",),
     )
