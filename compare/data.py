@@ -291,17 +291,6 @@ def indices(vocabulary: int, shape: tuple[int, ...], n: int, seed: int) -> Array
     return np.random.default_rng(seed).integers(0, vocabulary, size=(n, *shape)).astype(np.float64)
 
 
-#: The share of positions an attention mask drawn by `masks` keeps.
-MASK_KEEP = 0.75
-
-
-def masks(shape: tuple[int, ...], n: int, seed: int) -> Array:
-    """n seeded attention masks (n, *shape) of 0/1 as floats (the model's dtype carries them; Keras's
-    MultiHeadAttention keeps a position where the mask is nonzero): each position kept with probability
-    MASK_KEEP, so that rows with some, all and (rarely) no positions kept all occur."""
-    return (np.random.default_rng(seed).random((n, *shape)) < MASK_KEEP).astype(np.float64)
-
-
 def as_inputs(
     x: Array, input_shape: tuple[int, ...], data: str | None = None, sample_shape: tuple[int, ...] | None = None
 ) -> Array:

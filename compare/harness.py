@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import keras_impl
-from compare.data import as_inputs, check_memory, indices, load_batch, masks, targets
+from compare.data import as_inputs, check_memory, indices, load_batch, targets
 from compare.diagnosis import INFERENCE_ROW, INFERENCE_STEP, diagnose  # noqa: F401 (INFERENCE_*: imported from here)
 from compare.report_rows import MEASURES, Report, Row  # noqa: F401 (re-exported: they were defined here)
 from compare.rows import (  # noqa: F401 (re-exported: they were defined here)
@@ -131,7 +131,7 @@ def gradcheck_row(
         x, y = _as64(x), _as64(y)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     with watched(model, Watch.casting()):
-        moves = [not flag for flag in fixed_input_flags(model)]
+        moves = [not flag for flag in integer_input_flags(model)]
         precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=moves)
         if not precision.judgeable:
             inf = float("inf")
@@ -295,14 +295,14 @@ def compare_models(
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, _as64(x), _as64(y), loss, sw64)
     # float64 rounding's and float32's own reach: Keras again with every input and weight one ulp off
-    moves = [not flag for flag in fixed_input_flags(scratch)]
+    moves = [not flag for flag in integer_input_flags(scratch)]
     again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, moves if len(moves) > 1 else moves[0])
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     rows += protocol_rows(watch, dtype)
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
-        flags = fixed_input_flags(scratch)  # indices and attention masks: no derivative to take
+        flags = integer_input_flags(scratch)  # indices: no derivative to take
         if len(flags) == 1:
             input_grad = None if flags[0] else reference.input_grad
         else:
@@ -348,43 +348,6 @@ def integer_input_flags(scratch: Model) -> list[bool]:
     return flags
 
 
-def mask_input_flags(scratch: Model) -> list[bool]:
-    """Per input of the model, whether it is an attention mask: every node that reads it reads it in the role
-    attention_mask (a MultiHeadAttention call's `roles`). Its values are 0/1 (keep where nonzero, whatever the
-    dtype Keras's model takes it in), a step function of the input: it is not moved by the witness, the precision
-    probe or the float32 jitter (moving a 0 would unmask a position), and has no dL/dX judged (both sides give
-    0: Keras casts it to bool, the scratch layer's backward returns zeros for it)."""
-    flags = []
-    for t in scratch.inputs:
-        roles = [
-            role
-            for node in scratch.nodes
-            for u, role in zip(node.inputs, node.options.get("roles") or (None,) * len(node.inputs))
-            if u is t
-        ]
-        flags.append(bool(roles) and all(role == "attention_mask" for role in roles))
-    return flags
-
-
-def fixed_input_flags(scratch: Model) -> list[bool]:
-    """Per input of the model, whether it is held fixed (no derivative taken, never moved): indices
-    (integer_input_flags) or an attention mask (mask_input_flags)."""
-    return [a or b for a, b in zip(integer_input_flags(scratch), mask_input_flags(scratch))]
-
-
-def mask_input(arch: Any, k: int = 0) -> bool:
-    """Whether input k of the description feeds only attention_mask roles of attention calls (a mask input)."""
-    graph = arch.graph()
-    name = graph.inputs[k][0]
-    roles = [
-        (dict(call.options).get("roles") or (None,) * len(call.inputs))[i]
-        for call in graph.calls
-        for i, t in enumerate(call.inputs)
-        if t == name
-    ]
-    return bool(roles) and all(role == "attention_mask" for role in roles)
-
-
 def _input_spec(arch: Any, k: int = 0) -> Any:
     """The spec of the first layer called on input k of the description."""
     graph = arch.graph()
@@ -395,10 +358,7 @@ def _input_spec(arch: Any, k: int = 0) -> Any:
 
 def synthetic_inputs(arch: Any, x: Array, seed: int, k: int = 0) -> Array:
     """The synthetic batch `x` (N, *input_shape) as input k of the architecture takes it: for an input that an
-    Embedding reads, N seeded index sequences in [0, input_dim) instead of normal values; for an attention mask
-    (an input that feeds only attention_mask roles, `mask_input`), N seeded masks of 0/1 (compare.data.masks)."""
-    if mask_input(arch, k):
-        return masks(arch.graph().input_shapes[k], len(x), seed + k)
+    Embedding reads, N seeded index sequences in [0, input_dim) instead of normal values."""
     first = _input_spec(arch, k)
     if first.kind != "embedding":
         return x

@@ -19,7 +19,7 @@ import tensorflow as tf
 import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.application_layers import KERAS_APPLICATION_LAYERS
-from keras_impl.attention import FixedMaskMultiHeadAttention, call_attention, multi_head_attention
+from keras_impl.attention import call_attention, multi_head_attention
 from keras_impl.losses import make_loss
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
@@ -352,9 +352,6 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
         clone_function=lambda layer: rebuilt(layer, dtype),
     )
     copy.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
-    for layer, twin in zip(model.layers, copy.layers):  # an attention layer's dropout mask lives in its sublayer,
-        if isinstance(layer, FixedMaskMultiHeadAttention):  # made when the copy is built: set once it is
-            twin.mask = layer.mask
     return copy
 
 
