@@ -229,7 +229,8 @@ def _walk(model: keras.Model, inputs: list[str], prefix: str, walk: _Walk) -> li
             given = [names[id(t)] for t in tensors]
             _scores_used(f"the input of {_where_node(op, name)}", given)
             out = walk.call(op, given, options)
-            outs = [out, SCORES + out] if dict(options).get("return_attention_scores") else [out]
+            scores = SCORES + walk.names[id(op)]  # named after the layer, whichever call made them
+            outs = [out, scores] if dict(options).get("return_attention_scores") else [out]
         else:
             _check_arguments(node, name)
             given = [names[id(t)] for t in node.input_tensors]
@@ -389,8 +390,8 @@ def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None)
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
     momentum and epsilon), the image layers, SimpleRNN, LSTM, GRU, Embedding, the merge layers, LayerNormalization
     and MultiHeadAttention (each call read with its query, value, key=, attention_mask=, use_causal_mask= and
-    return_attention_scores=, the scores left unused) (see SUPPORTED); InputLayer is skipped. Anything else raises BadInputError naming the layer (node), the option and what is
-    supported.
+    return_attention_scores=, the scores left unused) (see SUPPORTED); InputLayer is skipped. Anything else
+    raises BadInputError naming the layer (node), the option and what is supported.
 
     dtype: the model's own (float32 or float64) unless given; float64 for a float32 model is exact, float32 for a
     float64 model is refused (the weights would be rounded). Each layer's weights are copied from the Keras layer of

@@ -132,6 +132,22 @@ def masked(d, mask_dtype):
     return model
 
 
+def nested_shared(d):
+    """An encoder block written as a functional model of (sequence, mask), called twice: its layers (attention with
+    dropout, normalizations, feed-forward) are shared by both calls and flattened into the graph; the mask input
+    reaches the attention through the nested model."""
+    x = keras.Input((T, D), dtype=d, name="x")
+    m = keras.Input((T, T), dtype="bool", name="m")
+    attention = L.MultiHeadAttention(2, 4, dropout=0.1, dtype=d, name="attention")
+    block = keras.Model([x, m], encoder_block(d, x, 1, attention, attention_mask=m), name="block")
+    tokens, positions = token_inputs()
+    mask = keras.Input((T, T), dtype="bool", name="mask")
+    h = block([block([embedded(d, tokens, positions), mask]), mask])
+    model = keras.Model([tokens, positions, mask], head(d, h), name="nested_shared")
+    compile_model(model, d)
+    return model
+
+
 MODELS = {
     "encoder": encoder,
     "cross": cross,
@@ -139,6 +155,7 @@ MODELS = {
     "masked_bool": lambda d: masked(d, "bool"),
     "masked_int32": lambda d: masked(d, "int32"),
     "masked_float": lambda d: masked(d, d),
+    "nested_shared": nested_shared,
 }
 
 
@@ -225,6 +242,9 @@ def test_the_description_reads_each_attention_calls_roles_and_flags(saved):
         "use_bias": True,
         "output_shape": (6,),
     }
+    arch, _ = describe(saved["nested_shared", "float64"][1])
+    shared = [c for c in arch.calls if c.layer == "attention"]
+    assert [c.inputs[2] for c in shared] == ["mask", "mask"] and "attention#2" in arch.output_names()
     layers = dict(describe(saved["encoder", "float64"][1])[0].layers)
     assert layers["norm_1a"].kind == "layer_normalization" and layers["norm_1a"].options == {}
     assert layers["norm_1b"].options == {"epsilon": 1e-6}
