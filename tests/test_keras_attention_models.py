@@ -429,26 +429,40 @@ def two_streams(d="float64"):
     return model
 
 
-def test_a_reading_with_query_and_value_swapped_fails(monkeypatch):
-    """from_keras reading mha(a, b) as mha(b, a) (the roles swapped): both sides of the comparison are built from the
-    reading, so they agree with each other; the row "outputs of the Keras model as read" (the model's own outputs)
-    fails, and only it."""
+def swap_query_and_value(call):
+    return Call(call.layer, call.inputs, options=(("roles", ("value", "query")),))
+
+
+def drop_the_causal_mask(call):
+    return Call(call.layer, call.inputs, options=tuple(o for o in call.options if o[0] != "use_causal_mask"))
+
+
+MISREADS = {
+    "roles swapped": (lambda: two_streams(), "mha", swap_query_and_value),
+    "causal flag dropped": (lambda: MODELS["causal"]("float64"), "recall", drop_the_causal_mask),
+}
+
+
+@pytest.mark.parametrize("misread", list(MISREADS))
+def test_an_attention_call_read_wrong_fails(monkeypatch, misread):
+    """from_keras reading mha(a, b) as mha(b, a) (the roles swapped), or a causal call as a plain one: both sides of
+    the comparison are built from the reading, so they agree with each other; the row "outputs of the Keras model
+    as read" (the model's own outputs) fails, and only it."""
+    make, layer, change = MISREADS[misread]
+    model = make()
+    randomize(model, 5)
     original = keras_reading.read
 
-    def swapped(model):
+    def wrong(model):
         reading = original(model)
         graph = reading.graph
-        calls = tuple(
-            Call(c.layer, c.inputs, options=(("roles", ("value", "query")),)) if c.layer == "mha" else c
-            for c in graph.calls
-        )
+        calls = tuple(change(c) if c.layer == layer else c for c in graph.calls)
         graph = GraphArchitecture(graph.inputs, graph.layers, calls, graph.outputs)
         return keras_reading.Reading(graph, graph, reading.dtype, reading.layers)
 
-    model = two_streams()
     assert compare_keras_model(model, batch=6, gradcheck_samples=0).passed  # read right, it passes
-    monkeypatch.setattr(keras_reading, "read", swapped)
-    monkeypatch.setattr(keras_model, "read", swapped)
+    monkeypatch.setattr(keras_reading, "read", wrong)
+    monkeypatch.setattr(keras_model, "read", wrong)
     report = compare_keras_model(model, batch=6, gradcheck_samples=0)
     failed = [row.name for row in report.failures]
     assert failed == ["outputs of the Keras model as read"], failed
