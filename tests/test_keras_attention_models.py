@@ -1,7 +1,8 @@
 """Saved Transformer models built from keras.layers, read by from_keras and compared: MultiHeadAttention (self- and
 cross-attention, a separate key, causal, an attention-mask input of each dtype, dropout, the scores returned and
 left unused), LayerNormalization, Add, Embedding (tokens and positions), Dropout, the feed-forward Dense on every
-step, and a pooling before the softmax head.
+step, and a pooling (Flatten, GlobalAveragePooling1D) before the softmax head; the position embedding is a
+second Embedding read at positions given as an input, or keras_impl's PositionEmbedding.
 
 Real keras.Model graphs with random weights, compiled, saved as .keras files and read back; every comparison in the
 model's dtype (float64 and float32), every row must pass. What the scratch layer does not compute is refused in one
@@ -24,6 +25,7 @@ from from_scratch.errors import BadInputError
 from from_scratch.graph import Model
 from from_scratch.graph_arch import Call, GraphArchitecture
 from keras_impl.attention import FixedMaskMultiHeadAttention
+from keras_impl.sequence import PositionEmbedding
 
 L = keras.layers
 T, V, D = 6, 11, 8  # steps, vocabulary, model width
@@ -132,6 +134,20 @@ def masked(d, mask_dtype):
     return model
 
 
+def pooled(d):
+    """One input of token ids, a token Embedding and keras_impl's PositionEmbedding (a learned table added to the
+    sequence), two encoder blocks (the second causal), the mean over the steps (GlobalAveragePooling1D), a softmax
+    head: the encoder classifier as keras.io writes it."""
+    tokens = keras.Input((T,), dtype="int32", name="tokens")
+    h = PositionEmbedding(dtype=d, name="positions")(L.Embedding(V, D, dtype=d, name="token_embedding")(tokens))
+    h = encoder_block(d, h, 1, L.MultiHeadAttention(2, 4, dropout=0.1, dtype=d, name="attention_1"))
+    h = encoder_block(d, h, 2, L.MultiHeadAttention(2, 4, dtype=d, name="attention_2"), use_causal_mask=True)
+    pooled = L.GlobalAveragePooling1D(dtype=d, name="pool")(h)
+    model = keras.Model(tokens, L.Dense(3, "softmax", dtype=d, name="head")(pooled), name="pooled")
+    compile_model(model, d)
+    return model
+
+
 def nested_shared(d):
     """An encoder block written as a functional model of (sequence, mask), called twice: its layers (attention with
     dropout, normalizations, feed-forward) are shared by both calls and flattened into the graph; the mask input
@@ -156,6 +172,7 @@ MODELS = {
     "masked_int32": lambda d: masked(d, "int32"),
     "masked_float": lambda d: masked(d, d),
     "nested_shared": nested_shared,
+    "pooled": pooled,
 }
 
 
@@ -262,8 +279,9 @@ def test_the_scratch_model_computes_the_saved_models_predictions(saved, key):
     assert isinstance(scratch, Model)
     assert [a.tobytes() for a in scratch.get_weights()] == [b.tobytes() for b in loaded.get_weights()]
     xs = batch_for(loaded)
-    theirs = np.asarray(loaded(xs, training=False))
-    ours = scratch.forward([np.asarray(x, np.float64) for x in xs], training=False)
+    theirs = np.asarray(loaded(xs if len(xs) > 1 else xs[0], training=False))
+    ours = [np.asarray(x, np.float64) for x in xs]
+    ours = scratch.forward(ours if len(ours) > 1 else ours[0], training=False)
     assert norm_rel_error(ours, theirs) <= F64_TOL
 
 
