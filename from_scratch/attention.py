@@ -536,7 +536,9 @@ class MultiHeadAttention(Layer):
 
     def forward_terms(self, x_terms: list[Array]) -> dict[str, Array]:
         """M_Q = M_xq |Wq| + |bq| (and K, V); M_S = M_Q M_K^T scale; M_P = P (M_S + rowsum(P M_S)) (the softmax's
-        Jacobian on magnitudes; 0 where masked); M_C = M_P' M_V; M_Y = M_C |Wo| + |bo|. Float64, from the caches."""
+        Jacobian on magnitudes; 0 where masked); M_C = M_P' M_V; M_Y = M_C |Wo| + |bo|. Float64, from the caches, with
+        P recomputed by this module's softmax from the cached scores: magnitudes in [0, 1] even when the layer's own
+        P is wrong (a P inflated by a bug must not inflate the measure it is judged by)."""
         by = dict(zip(self.roles, x_terms))
         f = np.float64
         m_q = self._abs_project(by["query"], self.Wq, self.bq)
@@ -544,7 +546,7 @@ class MultiHeadAttention(Layer):
         m_v = self._abs_project(by["value"], self.Wv, self.bv)
         scale = abs(float(self.scale))
         m_s = (m_q @ m_k.transpose(0, 1, 3, 2)) * scale
-        p = self.P.astype(f)
+        p = self._p_terms = attention_softmax(self.S.astype(f), self.keep, self.fused)  # the module's own softmax
         m_p = p * (m_s + (p * m_s).sum(axis=-1, keepdims=True))
         if self.dropping:
             m_p = m_p * float(self.keep_scale) * self.mask
@@ -576,8 +578,8 @@ class MultiHeadAttention(Layer):
         m_dwo = (merge_heads(forward["C"]).reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
         m_dbo = bias_grad(dA_terms, self.bo.shape)
         m_dc = split_heads((rows @ wo.T).reshape(b, t, -1), self.num_heads)
-        p = self.P.astype(f)
-        p_used = self.P_used.astype(f)
+        p = self._p_terms
+        p_used = p * float(self.keep_scale) * self.mask if self.dropping else p
         m_dv = p_used.transpose(0, 1, 3, 2) @ m_dc
         m_dp = m_dc @ np.abs(self.V.astype(f)).transpose(0, 1, 3, 2)
         if self.dropping:
