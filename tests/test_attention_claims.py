@@ -371,6 +371,44 @@ def test_the_stated_layer_is_keras_forward_and_backward(name, options, dims, mas
         assert norm_rel_error(a, c) <= F64_TOL, (label, norm_rel_error(a, c))
 
 
+def stated_split_heads(x: np.ndarray) -> np.ndarray:
+    """(N, T, n_h, d) -> (N, n_h, T, d): the head axis in front of time."""
+    return np.transpose(x, (0, 2, 1, 3))
+
+
+def stated_merge_heads(x: np.ndarray) -> np.ndarray:
+    """(N, n_h, T, d) -> (N, T, n_h, d): the inverse move."""
+    return np.transpose(x, (0, 2, 1, 3))
+
+
+def test_split_and_merge_heads_are_kerass_layout():
+    """Keras's query_dense gives X W_q + b_q as (N, T, n_h, d_k); split into (N, n_h, T, d_k) stacks, the batched
+    product Q K^T is Keras's score einsum; and the output projection is the heads concatenated head after head
+    (row h d_v + j of W_o reshaped to (n_h d_v, E)) times that matrix. Feature-major concatenation is not."""
+    rng = np.random.default_rng(10)
+    n, t, tk, d, nh, dk, dv = 2, 4, 6, 5, 3, 2, 4
+    layer = keras_mha(nh, dk, value_dim=dv)
+    xq, xv = rng.standard_normal((n, t, d)), rng.standard_normal((n, tk, d))
+    layer(xq, xv)
+    layer.set_weights(drawn_weights(layer, rng))
+    wq, bq, wk, bk, _, _, wo, bo = layer.get_weights()
+    q = keras.ops.convert_to_numpy(layer.query_dense(xq))
+    k = keras.ops.convert_to_numpy(layer.key_dense(xv))
+    assert q.shape == (n, t, nh, dk)
+    assert norm_rel_error(q, np.einsum("btd,dhk->bthk", xq, wq) + bq) <= F64_TOL
+    qs, ks = stated_split_heads(q), stated_split_heads(k)
+    assert qs.shape == (n, nh, t, dk) and ks.shape == (n, nh, tk, dk)
+    theirs = keras.ops.convert_to_numpy(keras.ops.einsum(layer._dot_product_equation, k, q))
+    assert norm_rel_error(qs @ np.swapaxes(ks, -1, -2), theirs) <= F64_TOL
+    np.testing.assert_array_equal(stated_merge_heads(qs), q)
+    c = rng.standard_normal((n, nh, t, dv))  # contexts, as stacks
+    y = keras.ops.convert_to_numpy(layer.output_dense(stated_merge_heads(c)))
+    head_major = stated_merge_heads(c).reshape(n, t, nh * dv) @ wo.reshape(nh * dv, -1) + bo
+    assert norm_rel_error(head_major, y) <= F64_TOL
+    feature_major = np.transpose(c, (0, 2, 3, 1)).reshape(n, t, nh * dv) @ wo.reshape(nh * dv, -1) + bo
+    assert norm_rel_error(feature_major, y) > 0.1
+
+
 def test_a_fully_masked_query_row_gives_the_output_bias_on_one_path_and_the_mean_value_on_the_other():
     """Through the whole layer: a query row with every key masked outputs b_o on the explicit path (C = 0) and
     (mean_s V_s) W_o + b_o on the fused path (uniform P); its gradient reaches V on the fused path only."""
