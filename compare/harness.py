@@ -208,7 +208,8 @@ def share_dropout_masks(scratch: Model, keras_model: Any, n: int) -> None:
     }
     for ours, theirs in zip(scratch.layers, twin_layers(keras_model)):
         if not ours.deterministic:
-            mask = ours.draw_mask((n, *shapes[id(ours)]))
+            sized = getattr(ours, "dropout_mask_shape", None)  # attention drops (B, heads, T, S) probabilities
+            mask = ours.draw_mask(sized(n) if callable(sized) else (n, *shapes[id(ours)]))
             ours.fix_mask(mask)
             theirs.mask = mask
 

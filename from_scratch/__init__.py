@@ -10,6 +10,7 @@ witness).
 from from_scratch.activation_layers import ReLU
 from from_scratch.activations import ACTIVATIONS
 from from_scratch.arch import Architecture, LayerSpec
+from from_scratch.attention import MultiHeadAttention
 from from_scratch.conv import Conv2D, Flatten, Reshape
 from from_scratch.errors import BadInputError
 from from_scratch.gradcheck import gradcheck, numerical_gradient
@@ -38,6 +39,7 @@ __all__ = [
     "Minimum",
     "Model",
     "Multiply",
+    "MultiHeadAttention",
     "Subtract",
     "ACTIVATIONS",
     "LAYERS",

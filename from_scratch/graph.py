@@ -123,7 +123,7 @@ class Model(Backprop, Feeding, Training):
                     )
             else:
                 try:
-                    out = layer.build(given, self.dtype, rng)
+                    out = layer.build(given, self.dtype, rng, **node.options)
                 except BadInputError as exc:  # a shape the layer cannot take: say which call handed it over
                     raise BadInputError(f"{exc}{_call_text(node)}") from None
                 shape = as_shape(out, f"layer {layer.name!r}: build() must return the output shape, it returned")
@@ -200,7 +200,9 @@ class Model(Backprop, Feeding, Training):
             layers[name] = LAYERS[spec.kind].from_spec(spec)
         for call, out in zip(graph.calls, graph.output_names()):
             args = [tensors[t] for t in call.inputs]
-            tensors[out] = call_layer(layers[call.layer], args if layers[call.layer].several_inputs else args[0])
+            tensors[out] = call_layer(
+                layers[call.layer], args if layers[call.layer].several_inputs else args[0], dict(call.options)
+            )
         ins = [tensors[name] for name, _ in graph.inputs]
         outs = [tensors[name] for name in graph.outputs]
         model = Model(ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, dtype=dtype, seed=seed)
@@ -227,7 +229,15 @@ class Model(Backprop, Feeding, Training):
         return GraphArchitecture(
             tuple((t.node.name, t.shape) for t in self.inputs),
             tuple((layer.name, layer.spec()) for layer in self.layers),
-            tuple(Call(node.layer.name, tuple(t.node.name for t in node.inputs), node.name) for node in self.nodes),
+            tuple(
+                Call(
+                    node.layer.name,
+                    tuple(t.node.name for t in node.inputs),
+                    node.name,
+                    tuple(sorted(node.options.items())),
+                )
+                for node in self.nodes
+            ),
             tuple(t.node.name for t in self.outputs),
             getattr(self, "description_text", ""),
         )
@@ -318,7 +328,7 @@ class Model(Backprop, Feeding, Training):
             if watch is not None:
                 for a in args:
                     watch.keep(a)
-            out = layer.forward(args if node.several else args[0], training=training)
+            out = layer.forward(args if node.several else args[0], training=training, **node.options)
             if watch is not None:
                 watch.calls += 1
                 for k, (t, a, p) in enumerate(zip(node.inputs, args, self._producer[i])):

@@ -39,11 +39,14 @@ Shape = tuple[int, ...]
 MERGE_KINDS: dict[str, Callable[[dict, list[Shape], str], Shape]] = {}
 
 
-def spec_output_shape(spec: LayerSpec, given: Shape | list[Shape], where: str) -> Shape:
-    """The output shape of layer `spec` called on a tensor of shape `given` (a merge: a list of shapes); a shape it
-    cannot take is refused, the message naming `where` (the layer and the call)."""
+def spec_output_shape(
+    spec: LayerSpec, given: Shape | list[Shape], where: str, call_options: dict | None = None
+) -> Shape:
+    """The output shape of layer `spec` called on a tensor of shape `given` (a merge: a list of shapes; an attention
+    call's `call_options` name their roles); a shape it cannot take is refused, the message naming `where` (the
+    layer and the call)."""
     if spec.kind in MERGE_KINDS:
-        return merge_output_shape(spec, list(given), where)
+        return merge_output_shape(spec, list(given), where, call_options)
     try:
         return spec.output_shape(tuple(given))
     except BadInputError as exc:
@@ -51,11 +54,11 @@ def spec_output_shape(spec: LayerSpec, given: Shape | list[Shape], where: str) -
         raise BadInputError(where + message[len(prefix) :] if message.startswith(prefix) else message) from None
 
 
-def merge_output_shape(spec: LayerSpec, shapes: list[Shape], where: str) -> Shape:
+def merge_output_shape(spec: LayerSpec, shapes: list[Shape], where: str, call_options: dict | None = None) -> Shape:
     """The output shape of merge layer `spec` called on tensors of `shapes` (at least two)."""
     if len(shapes) < 2:
         raise BadInputError(f"{where}: {spec.kind} merges two or more tensors, got {len(shapes)}")
-    return MERGE_KINDS[spec.kind](spec.options, [tuple(s) for s in shapes], where)
+    return MERGE_KINDS[spec.kind]({**spec.options, **(call_options or {})}, [tuple(s) for s in shapes], where)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Call:
     layer: str
     inputs: tuple[str, ...]
     output: str = ""
+    #: The call's own arguments as (name, value) pairs: MultiHeadAttention's ("roles", ("query", "value", ...)),
+    #: ("use_causal_mask", True), ("return_attention_scores", True).
+    options: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,7 @@ class GraphArchitecture:
                     f"{_shapes(given)}"
                 )
             first.setdefault(call.layer, given)
-            shapes[out] = spec_output_shape(spec, given if merge else given[0], where)
+            shapes[out] = spec_output_shape(spec, given if merge else given[0], where, dict(call.options))
         return shapes
 
     # ----- what the harness reads ---------------------------------------------------------------------------------
@@ -325,7 +331,7 @@ def in_keras_order(graph: GraphArchitecture) -> GraphArchitecture:
     for call, i in zip(ordered, calls):  # keep every tensor's name: a shared layer's calls may change places
         counts[call.layer] = counts.get(call.layer, 0) + 1
         default = call.layer if counts[call.layer] == 1 else f"{call.layer}#{counts[call.layer]}"
-        renamed.append(call if names[i] == default else Call(call.layer, call.inputs, names[i]))
+        renamed.append(call if names[i] == default else Call(call.layer, call.inputs, names[i], call.options))
     return GraphArchitecture(
         graph.inputs, tuple((name, specs[name]) for name in layers), tuple(renamed), graph.outputs, graph.text
     )

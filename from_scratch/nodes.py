@@ -28,10 +28,18 @@ class Tensor:
 class Node:
     """One call of a layer (`layer` None for an input): the tensors it was called on and its output tensor."""
 
-    def __init__(self, layer: Layer | None, inputs: Sequence[Tensor], several: bool, name: str = "") -> None:
+    def __init__(
+        self,
+        layer: Layer | None,
+        inputs: Sequence[Tensor],
+        several: bool,
+        name: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.layer = layer
         self.inputs = list(inputs)
         self.several = several
+        self.options = dict(options or {})  # per-call arguments (attention: roles, use_causal_mask, ...)
         self.name = name
         self.given_name = name
         self.output = Tensor(self)
@@ -50,8 +58,9 @@ def Input(shape: Shape | int, name: str | None = None) -> Tensor:  # noqa: N802 
     return node.output
 
 
-def call_layer(layer: Layer, inputs: Any) -> Tensor:
-    """`layer(inputs)` on symbolic tensors: a new node, and its output tensor."""
+def call_layer(layer: Layer, inputs: Any, options: dict[str, Any] | None = None) -> Tensor:
+    """`layer(inputs)` on symbolic tensors: a new node, and its output tensor. `options`: the call's own arguments
+    (MultiHeadAttention's roles, use_causal_mask, return_attention_scores), handed to the layer's build and forward."""
     name = getattr(layer, "name", "") or type(layer).__name__
     if isinstance(inputs, Tensor):
         several, tensors = False, [inputs]
@@ -75,11 +84,23 @@ def call_layer(layer: Layer, inputs: Any) -> Tensor:
         raise BadInputError(f"layer {name!r} takes one tensor, but was called on a list of {len(tensors)}")
     if several and len(tensors) < 2:
         raise BadInputError(f"layer {name!r} merges two or more tensors, but was called on a list of 1")
-    return Node(layer, tensors, several).output
+    scores = next((t for t in tensors if getattr(t, "scores_of", None) is not None), None)
+    if scores is not None:
+        raise BadInputError(
+            f"layer {name!r} was called on the attention scores of {scores.scores_of.layer.name!r}: the scores a call "
+            "returns are compared as their own row, but cannot yet feed another layer or be a model output"
+        )
+    return Node(layer, tensors, several, options=options).output
 
 
 def _tensors(value: Any, what: str) -> list[Tensor]:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
+    scores = next((t for t in items if getattr(t, "scores_of", None) is not None), None)
+    if scores is not None:
+        raise BadInputError(
+            f"Model {what}: the attention scores of {scores.scores_of.layer.name!r} cannot be a model {what[:-1]} "
+            "here; they are compared as their own row of the call"
+        )
     if not items or not all(isinstance(t, Tensor) for t in items):
         bad = next((t for t in items if not isinstance(t, Tensor)), None)
         raise BadInputError(

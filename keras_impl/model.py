@@ -19,6 +19,7 @@ import tensorflow as tf
 import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.application_layers import KERAS_APPLICATION_LAYERS
+from keras_impl.attention import call_attention, multi_head_attention
 from keras_impl.losses import make_loss
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
@@ -149,6 +150,7 @@ KERAS_LAYERS.update(
         "minimum": lambda spec, dtype: keras.layers.Minimum(dtype=dtype),
         "concatenate": lambda spec, dtype: keras.layers.Concatenate(axis=spec.options.get("axis", -1), dtype=dtype),
         "dot": lambda spec, dtype: keras.layers.Dot(axes=spec.options.get("axes", -1), dtype=dtype),
+        "multi_head_attention": multi_head_attention,  # called with its roles (keras_impl/attention.py)
     }
 )
 
@@ -174,7 +176,11 @@ def build_model(arch: Any, dtype: str = "float64") -> keras.Model:
     previous = graph.inputs[0][0]
     for call, out in zip(graph.calls, graph.output_names()):
         args = [tensors[t] for t in call.inputs]  # a merge is called on its list of tensors, any other layer on one
-        tensors[out] = layers[call.layer](args if len(args) > 1 else args[0])
+        options = dict(getattr(call, "options", ()))
+        if "roles" in options:  # an attention call: query, value, key=, attention_mask=, and its flags
+            tensors[out] = call_attention(layers[call.layer], args, options)
+        else:
+            tensors[out] = layers[call.layer](args if len(args) > 1 else args[0])
         chain = chain and call.inputs == (previous,)
         previous = out
     chain = chain and len(graph.calls) == len(graph.layers) and graph.outputs == (previous,)

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_impl.attention import KERAS_LAYOUT_TOKEN_FIRST, attention_steps
 from keras_impl.model import batch_tensors, total_loss
 
 
@@ -76,19 +77,32 @@ def trace(
                 tape.watch(z)
                 record["Z"] = z
                 h = layer.activation(z) if layer.activation is not None else z
+            elif isinstance(layer, keras.layers.MultiHeadAttention):
+                h, steps = attention_steps(layer, *args, **{**kwargs, "training": True}, watch=tape.watch)
+                record.update(steps)
             else:
                 h = layer(*args, **{**kwargs, "training": True})
+            if isinstance(h, (tuple, list)):  # (output, scores): the node's other outputs are read downstream too
+                for t, v in zip(node.outputs[1:], h[1:]):
+                    values[id(t)] = v
+                h = h[0]
             tape.watch(h)
             record["A"] = h
             records.append(record)
             values[id(node.outputs[0])] = h
         outputs = [values[id(t)] for t in graph.outputs]
         value = total_loss(model, loss_objs, ys, outputs if len(outputs) > 1 else outputs[0], sw, loss_weights)
-    watched = [(i, key) for i, record in enumerate(records) for key in ("Z", "A") if key in record]
+    keys = ("Z", "A", "Q", "K", "V", "S", "P", "C")
+    watched = [(i, key) for i, record in enumerate(records) for key in keys if key in record]
     grads = tape.gradient(value, [records[i][key] for i, key in watched])
     out = [{key: np.asarray(t) for key, t in record.items()} for record in records]
     for (i, key), g in zip(watched, grads):
         out[i]["d" + key] = np.zeros(out[i][key].shape, dtype=dtype) if g is None else np.asarray(g)
+    for record in out:  # attention quantities Keras keeps (B, T, N, H): heads first, as the scratch side records
+        for key in KERAS_LAYOUT_TOKEN_FIRST:
+            for k in (key, "d" + key):
+                if k in record:
+                    record[k] = record[k].transpose(0, 2, 1, 3)
     for v, saved in zip(model.non_trainable_weights, state):
         v.assign(saved)
     return out

@@ -75,6 +75,12 @@ SPECS = {
     ),
     "activation": LayerSpec("activation", None, "tanh"),
     "re_lu": LayerSpec("re_lu", None, "linear", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}),
+    "multi_head_attention": LayerSpec(
+        "multi_head_attention",
+        None,
+        "linear",
+        {"num_heads": 2, "key_dim": 3, "value_dim": None, "dropout": 0.1, "use_bias": True, "output_shape": None},
+    ),
 }
 
 #: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent
@@ -89,12 +95,13 @@ SHAPES = {
     "lstm": (4, 2),
     "gru": (4, 2),
     "embedding": (6,),
+    "multi_head_attention": (3, 4),  # self-attention: query and value one sequence
 }
 
 #: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and
 #: their float32 errors against Keras's own float32 error, the protocol's layer-agnostic rule (docs/derivations.md,
 #: section 22). Every other registry layer must declare them.
-WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding", "layer_normalization"}
+WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding", "layer_normalization", "multi_head_attention"}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -103,8 +110,8 @@ def test_every_layer_declares_what_the_harness_needs(kind):
     layer = LAYERS[kind].from_spec(SPECS[kind])
     assert isinstance(layer, Layer) and layer.kind == kind
     shape = SHAPES.get(kind, (3, 3, 2))
-    if layer.several_inputs:  # a merge: called on two tensors of one shape
-        shape = (4,)
+    if layer.several_inputs:  # a merge (or attention): called on two tensors of one shape
+        shape = SHAPES.get(kind, (4,))
         a, b = Input(shape), Input(shape)
         model = Model([a, b], layer([a, b]))
         given = [shape, shape]

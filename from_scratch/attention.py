@@ -1,0 +1,473 @@
+"""Multi-head attention in matrix form, as keras.layers.MultiHeadAttention computes it (Keras 3.15).
+
+One head h, for a query sequence X_q (T, D_q) and a value sequence X_v (S, D_v) (and a key sequence X_k, the value
+unless given):
+
+    Q = X_q Wq_h + bq_h   (T, H)        K = X_k Wk_h + bk_h   (S, H)        V = X_v Wv_h + bv_h   (S, Hv)
+    S = Q K^T / sqrt(H)   (T, S)        P = softmax over each row of S, masked positions excluded   (T, S)
+    C = P V               (T, Hv)
+
+and the layer's output is Y = sum_h C_h Wo_h + bo (T, D_out): the heads' contexts side by side, (T, N*Hv), times
+the output kernel. In matrix form every sample and every head is one batched product: arrays are kept heads-first,
+Q (B, N, T, H), and `@` multiplies the last two axes of every (batch, head) pair at once; nothing loops over heads,
+samples or steps.
+
+Backward, from dY (B, T, D_out), each step a matrix product or the softmax's vector-Jacobian product:
+
+    dC = dY Wo^T (split per head)   dWo = C^T dY         dbo = sum over B, T of dY
+    dP = dC V^T                     dV = P^T dC
+    dS = P * (dP - rowsum(P * dP))  (the row softmax's VJP; 0 at masked positions)
+    dQ = dS K / sqrt(H)             dK = dS^T Q / sqrt(H)
+    dW_q = X_q^T dQ, db_q = sum dQ, dX_q = dQ Wq^T   (and the same for key and value)
+
+Keras's quirks, kept (docs/derivations.md section 24):
+- Two computation paths. With dropout 0 and the scores not asked for, Keras calls ops.dot_product_attention
+  ("fused"): S = (Q K^T) * scale, masked positions set to `FUSED_FILL`, and a row whose every position is masked
+  becomes uniform. Otherwise ("explicit") the query is scaled first, S = (Q * scale) K^T, the Softmax layer sets
+  masked positions to `SOFTMAX_LAYER_FILL` and zeroes them after the softmax, so a fully masked row is all zeros.
+- scale = 1/sqrt(key_dim) is a Python float that TensorFlow turns into a float32 constant before casting it to the
+  dtype: in float64 too the scale is 1/sqrt(key_dim) ROUNDED TO FLOAT32 (`attention_scale`), a relative change of up
+  to 3e-8 in every score that float64 parity would otherwise show.
+- The attention mask keeps a position where it is nonzero; the causal mask keeps (i, j) where i >= j, also for
+  cross-attention of different lengths; both combine with AND.
+- Dropout acts on the probabilities P (explicit path only, training only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from from_scratch.arch import LayerSpec
+from from_scratch.errors import BadInputError
+from from_scratch.graph_arch import MERGE_KINDS
+from from_scratch.layers import LAYERS, Layer, Shape
+
+Array = np.ndarray
+
+#: The value TensorFlow's dot_product_attention puts at masked logits: -0.7 times (about) float32's largest number.
+FUSED_FILL = 3.38953e38 * -0.7
+#: The value keras.layers.Softmax puts at masked scores (float32 and float64 alike).
+SOFTMAX_LAYER_FILL = -1e9
+#: The tensors one call can be handed, in Keras's argument order.
+ROLES = ("query", "value", "key", "attention_mask")
+
+
+def attention_scale(key_dim: int, dtype: np.dtype) -> Any:
+    """Keras's scale of the scores: 1/sqrt(key_dim) rounded to float32 (TensorFlow reads the Python float as a
+    float32 constant), then cast to `dtype`."""
+    return np.dtype(dtype).type(np.float32(1.0 / math.sqrt(float(key_dim))))
+
+
+def split_heads(x: Array, num_heads: int) -> Array:
+    """(B, T, N*H) -> (B, N, T, H): the projection's columns, head by head, as Keras's (D, N, H) kernel lays them."""
+    b, t, width = x.shape
+    return x.reshape(b, t, num_heads, width // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(c: Array) -> Array:
+    """(B, N, T, H) -> (B, T, N*H): the heads' contexts side by side, head 0 first (the inverse of split_heads)."""
+    b, n, t, h = c.shape
+    return c.transpose(0, 2, 1, 3).reshape(b, t, n * h)
+
+
+def causal_mask(t: int, s: int) -> Array:
+    """keep (T, S), True where i >= j: query step i sees key steps 0..i (Keras's rule, also for T != S)."""
+    return np.arange(t)[:, None] >= np.arange(s)[None, :]
+
+
+def attention_softmax(scores: Array, keep: Array | None, fused: bool) -> Array:
+    """P = softmax over the last axis of `scores` (B, N, T, S) with the positions where `keep` (broadcast to it)
+    is False excluded, as Keras's two paths compute it (module docstring): fused, masked scores set to FUSED_FILL
+    (a fully masked row uniform); explicit, set to SOFTMAX_LAYER_FILL and P zeroed there (a fully masked row 0)."""
+    if keep is not None:
+        fill = scores.dtype.type(FUSED_FILL if fused else SOFTMAX_LAYER_FILL)
+        scores = np.where(keep, scores, fill)
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    p = e / e.sum(axis=-1, keepdims=True)
+    if keep is not None and not fused:
+        p = np.where(keep, p, scores.dtype.type(0))
+    return p
+
+
+def attention_softmax_backward(p: Array, dp: Array, keep: Array | None) -> Array:
+    """dS = (dP - rowsum(dP * P)) * P, the row softmax's vector-Jacobian product (its Jacobian diag(p) - p p^T is
+    never formed), 0 where `keep` is False (the mask's `where` passes no gradient). P, dP (B, N, T, S) -> dS.
+    On the explicit path P is already 0 at masked positions, so dP there never reaches dS."""
+    ds = (dp - (dp * p).sum(axis=-1, keepdims=True)) * p
+    return ds if keep is None else np.where(keep, ds, p.dtype.type(0))
+
+
+def _positive(owner: str, what: str, value: Any, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise BadInputError(f"{owner}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _output_shape(value: Any, owner: str) -> tuple[int, ...] | None:
+    """Keras's output_shape: None (the query's width), an int, or a tuple of positive ints."""
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if not isinstance(items, (tuple, list)) or not items:
+        raise BadInputError(f"{owner}: output_shape must be None, a positive integer or a tuple of them, got {value!r}")
+    return tuple(_positive(owner, "each output_shape entry", v) for v in items)
+
+
+def _roles(roles: Any, count: int, owner: str) -> tuple[str, ...]:
+    """The role of each of `count` tensors: given, or query, value[, key] by position."""
+    if roles is None:
+        if count not in (2, 3):
+            raise BadInputError(f"{owner}: called on {count} tensors; give query and value (and key), or roles=")
+        return ROLES[:count]
+    roles = tuple(roles)
+    if len(roles) != count or len(set(roles)) != count or not set(roles) <= set(ROLES):
+        raise BadInputError(f"{owner}: roles {roles!r} do not name each of the {count} tensors once from {ROLES}")
+    if "query" not in roles or "value" not in roles:
+        raise BadInputError(f"{owner}: a call needs a query and a value, got the roles {roles!r}")
+    return roles
+
+
+def attention_output_shape(options: dict, shapes: list[Shape], where: str) -> Shape:
+    """The output shape of a call on inputs of `shapes` (without the batch axis) in the call's `roles`: (T, *out),
+    out = output_shape or the query's width. Query, value and key must be sequences (T, D); value and key of one
+    length; a mask broadcastable to (heads, T, S). Anything else is refused, naming `where` and the shapes."""
+    by = dict(zip(_roles(options.get("roles"), len(shapes), where), [tuple(s) for s in shapes]))
+    for role in ("query", "value", "key"):
+        if role in by and len(by[role]) != 2:
+            raise BadInputError(f"{where}: the {role} must be a sequence (steps, features), got shape {by[role]}")
+    t, s = by["query"][0], by["value"][0]
+    if "key" in by and by["key"][0] != s:
+        raise BadInputError(
+            f"{where}: value and key must have the same length, got value {by['value']} and key {by['key']}"
+        )
+    heads = options.get("num_heads")
+    if "attention_mask" in by:
+        mask = by["attention_mask"]
+        full = (heads, t, s)[3 - len(mask) :] if len(mask) in (2, 3) else None
+        if full is None or any(m not in (1, f) for m, f in zip(mask, full)):
+            raise BadInputError(
+                f"{where}: attention_mask of shape {mask} (without the batch axis) does not broadcast to the scores' "
+                f"(query steps, value steps) = {(t, s)} (or (heads, query steps, value steps) = {(heads, t, s)}); "
+                "give (T, S), (1, S), (T, 1) or (heads, T, S)"
+            )
+    out = options.get("output_shape")
+    return (t, *(_output_shape(out, where) or (by["query"][1],)))
+
+
+class MultiHeadAttention(Layer):
+    """keras.layers.MultiHeadAttention: query (B, T, D_q), value (B, S, D_v), key (B, S, D_k) (the value unless
+    given), an optional attention_mask broadcastable to (B, N, T, S) -> (B, T, *out), out = output_shape or (D_q,).
+
+    Parameters in Keras's order and layouts (N heads, H = key_dim, Hv = value_dim, key_dim by default):
+    query/kernel (D_q, N, H), query/bias (N, H), key/kernel (D_k, N, H), key/bias (N, H), value/kernel (D_v, N, Hv),
+    value/bias (N, Hv), attention_output/kernel (N, Hv, *out), attention_output/bias (out); no biases with
+    use_bias=False.
+
+    Called on symbolic tensors as Keras calls it: `mha(query, value, key=None, attention_mask=None,
+    use_causal_mask=False, return_attention_scores=False)`; on arrays through `forward(xs, training, roles=...,
+    use_causal_mask=..., return_attention_scores=...)`, xs in the order of `roles` (default query, value[, key]).
+    The math and Keras's two paths are in the module docstring.
+    """
+
+    kind = "multi_head_attention"
+    several_inputs = True
+
+    def __init__(
+        self,
+        num_heads: int,
+        key_dim: int,
+        value_dim: int | None = None,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        output_shape: int | tuple[int, ...] | None = None,
+        name: str | None = None,
+    ) -> None:
+        owner = f"MultiHeadAttention{'' if name is None else f' {name!r}'}"
+        self.num_heads = _positive(owner, "num_heads", num_heads)
+        self.key_dim = _positive(owner, "key_dim", key_dim)
+        self.value_dim = _positive(owner, "value_dim", value_dim, optional=True) or self.key_dim
+        self._value_dim_given = value_dim
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating, np.integer)):
+            raise BadInputError(f"{owner}: dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0 <= float(dropout) < 1:
+            raise BadInputError(f"{owner}: dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise BadInputError(f"{owner}: use_bias must be True or False, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.out_shape = _output_shape(output_shape, owner)
+        self.name = name or self.kind
+        self.fixed_mask: Array | None = None
+        self.built = False
+
+    # ----- the symbolic call -------------------------------------------------------------------------------------
+    def __call__(  # type: ignore[override]
+        self,
+        query: Any,
+        value: Any = None,
+        key: Any = None,
+        attention_mask: Any = None,
+        use_causal_mask: bool = False,
+        return_attention_scores: bool = False,
+        training: Any = None,
+    ) -> Any:
+        """Keras's call on symbolic tensors (from_scratch.graph.Input or layer outputs): the output tensor, or
+        (output, scores) with return_attention_scores=True. The scores are compared as their own row (the node's
+        record P); they cannot feed another layer here. `training` is the model's, as in a functional model."""
+        from from_scratch.nodes import Tensor, call_layer
+
+        if value is None and isinstance(query, (list, tuple)) and len(query) in (2, 3):
+            query, value, key = (*query, None)[:3]  # the several-input protocol's list: query, value[, key]
+        if value is None:
+            raise BadInputError(f"layer {self.name!r}: MultiHeadAttention is called on a query and a value (and key)")
+        roles, tensors = [], []
+        for role, t in zip(ROLES, (query, value, key, attention_mask)):
+            if t is not None:
+                roles.append(role)
+                tensors.append(t)
+        for flag, v in (("use_causal_mask", use_causal_mask), ("return_attention_scores", return_attention_scores)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise BadInputError(f"layer {self.name!r}: {flag} must be True or False, got {v!r}")
+        options: dict[str, Any] = {"roles": tuple(roles)}
+        if use_causal_mask:
+            options["use_causal_mask"] = True
+        if return_attention_scores:
+            options["return_attention_scores"] = True
+        out = call_layer(self, tensors, options)
+        if not return_attention_scores:
+            return out
+        scores = Tensor(out.node)
+        scores.scores_of = out.node  # type: ignore[attr-defined]
+        return out, scores
+
+    # ----- the description ---------------------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        return {
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self._value_dim_given,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "output_shape": self.out_shape,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> MultiHeadAttention:
+        return cls(**spec.options)
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(self.kind, None, "linear", self.options())
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        blocks = ("query", "key", "value", "attention_output")
+        if not self.use_bias:
+            return tuple(f"{b}/kernel" for b in blocks)
+        return tuple(f"{b}/{w}" for b in blocks for w in ("kernel", "bias"))
+
+    # ----- building ----------------------------------------------------------------------------------------------
+    def build(
+        self,
+        input_shapes: list[Shape],
+        dtype: np.dtype,
+        rng: np.random.Generator,
+        roles: tuple[str, ...] | None = None,
+        **_: Any,
+    ) -> Shape:
+        """Kernels drawn as Keras's glorot_uniform draws an EinsumDense kernel (fan_in = D N, fan_out = H D for a
+        (D, N, H) kernel: the leading axis counts as a receptive field), biases zero."""
+        where = f"layer {self.name!r}"
+        out = attention_output_shape({**self.options(), "roles": roles}, list(input_shapes), where)
+        by = dict(zip(_roles(roles, len(input_shapes), where), [tuple(s) for s in input_shapes]))
+        self.dtype = np.dtype(dtype)
+        self.rng = rng
+        n, h, hv = self.num_heads, self.key_dim, self.value_dim
+        d_q, d_v = by["query"][1], by["value"][1]
+        d_k = by["key"][1] if "key" in by else d_v
+        self._t, self._s = by["query"][0], by["value"][0]
+        width = out[1:]
+
+        def kernel(shape: tuple[int, ...]) -> Array:
+            field = math.prod(shape[:-2])
+            limit = math.sqrt(6.0 / (shape[-2] * field + shape[-1] * field))
+            return rng.uniform(-limit, limit, size=shape).astype(self.dtype)
+
+        self.Wq, self.Wk, self.Wv = kernel((d_q, n, h)), kernel((d_k, n, h)), kernel((d_v, n, hv))
+        self.Wo = kernel((n, hv, *width))
+        zeros = [np.zeros(s, self.dtype) for s in ((n, h), (n, h), (n, hv), width)]
+        self.bq, self.bk, self.bv, self.bo = zeros
+        self.built = True
+        return out
+
+    @property
+    def params(self) -> list[Array]:
+        kernels = [self.Wq, self.Wk, self.Wv, self.Wo]
+        if not self.use_bias:
+            return kernels
+        return [a for pair in zip(kernels, [self.bq, self.bk, self.bv, self.bo]) for a in pair]
+
+    @property
+    def grads(self) -> list[Array]:
+        kernels = [self.dWq, self.dWk, self.dWv, self.dWo]
+        if not self.use_bias:
+            return kernels
+        return [a for pair in zip(kernels, [self.dbq, self.dbk, self.dbv, self.dbo]) for a in pair]
+
+    # ----- dropout on the probabilities --------------------------------------------------------------------------
+    @property
+    def deterministic(self) -> bool:  # type: ignore[override]
+        """False with dropout: a training pass then drops probabilities at random (draw_mask / fix_mask)."""
+        return self.dropout == 0.0
+
+    def dropout_mask_shape(self, n: int) -> tuple[int, ...]:
+        """The shape of the probabilities dropout acts on, (B, N, T, S), for a batch of n (after a build)."""
+        return (n, self.num_heads, self._t, self._s)
+
+    def draw_mask(self, shape: tuple[int, ...]) -> Array:
+        """A keep-mask over the probabilities: 1 with probability 1 - dropout."""
+        return (self.rng.uniform(size=shape) >= self.dropout).astype(self.dtype)
+
+    def fix_mask(self, mask: Array | None) -> None:
+        """Use `mask` (B, N, T, S) of 0/1 in every training pass (None: draw a fresh one each pass)."""
+        self.fixed_mask = None if mask is None else np.asarray(mask).astype(self.dtype)
+
+    # ----- forward -----------------------------------------------------------------------------------------------
+    def _project(self, x: Array, w: Array, b: Array) -> Array:
+        """(B, T, D) @ (D, N, H) + (N, H) -> (B, N, T, H): one matrix product for every head."""
+        d = w.shape[0]
+        y = x.reshape(-1, d) @ w.reshape(d, -1)
+        if self.use_bias:
+            y = y + b.reshape(-1)
+        return split_heads(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
+
+    def _keep(self, mask: Array | None, t: int, s: int, causal: bool) -> Array | None:
+        """The positions kept, broadcastable to (B, N, T, S): the attention mask's nonzero entries AND the causal
+        rule, or None when nothing is masked."""
+        keep = None
+        if mask is not None:
+            keep = mask != 0
+            keep = keep[:, None] if keep.ndim == 3 else keep  # (B, T, S) -> (B, 1, T, S)
+        if causal:
+            c = causal_mask(t, s)[None, None]
+            keep = c if keep is None else keep & c
+        return keep
+
+    def forward(
+        self,
+        xs: list[Array],
+        training: bool = False,
+        roles: tuple[str, ...] | None = None,
+        use_causal_mask: bool = False,
+        return_attention_scores: bool = False,
+    ) -> Array:
+        """Y (B, T, *out) from the tensors `xs` in the order of `roles`. return_attention_scores selects Keras's
+        explicit path, as it does in Keras; the scores Keras would return, P (B, N, T, S) before dropout, are
+        `self.P` (and the record's "P")."""
+        if not self.built:
+            raise BadInputError(f"layer {self.name!r} is not built: call it in a Model (or build it) first")
+        if not isinstance(xs, (list, tuple)):
+            raise BadInputError(f"layer {self.name!r}: forward takes a list of arrays (query, value[, key])")
+        self.roles = _roles(roles, len(xs), f"layer {self.name!r}")
+        by = dict(zip(self.roles, xs))
+        xq, xv = by["query"], by["value"]
+        xk = by.get("key", xv)
+        self.xs, self.xq, self.xk, self.xv = list(xs), xq, xk, xv
+        self.key_given = "key" in by
+        mask = by.get("attention_mask")
+        t, s = xq.shape[1], xv.shape[1]
+        self._t, self._s = t, s
+        self.fused = self.dropout == 0.0 and not return_attention_scores
+        self.keep = self._keep(mask, t, s, bool(use_causal_mask))
+        scale = self.scale = attention_scale(self.key_dim, self.dtype)
+        self.Q = self._project(xq, self.Wq, self.bq)  # (B, N, T, H)
+        self.K = self._project(xk, self.Wk, self.bk)  # (B, N, S, H)
+        self.V = self._project(xv, self.Wv, self.bv)  # (B, N, S, Hv)
+        kt = self.K.transpose(0, 1, 3, 2)
+        self.S = (self.Q @ kt) * scale if self.fused else (self.Q * scale) @ kt  # (B, N, T, S)
+        self.P = attention_softmax(self.S, self.keep, self.fused)
+        self.dropping = training and self.dropout > 0
+        if self.dropping:
+            shape = self.P.shape
+            self.mask = self.fixed_mask if self.fixed_mask is not None else self.draw_mask(shape)
+            if self.mask.shape != shape:
+                raise BadInputError(
+                    f"layer {self.name!r}: fixed dropout mask has shape {self.mask.shape}, the probabilities {shape}"
+                )
+            self.keep_scale = self.dtype.type(1.0 / (1.0 - self.dropout))
+            self.P_used = self.P * self.keep_scale * self.mask
+        else:
+            self.P_used = self.P
+        self.C = self.P_used @ self.V  # (B, N, T, Hv)
+        merged = merge_heads(self.C)  # (B, T, N*Hv)
+        wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
+        y = merged.reshape(-1, wo.shape[0]) @ wo
+        if self.use_bias:
+            y = y + self.bo.reshape(-1)
+        self.merged = merged
+        self.Y = y.reshape(xq.shape[0], t, *self.Wo.shape[2:])
+        return self.Y
+
+    # ----- backward ----------------------------------------------------------------------------------------------
+    def _project_back(self, x: Array, w: Array, dh: Array) -> tuple[Array, Array, Array]:
+        """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D))."""
+        d = w.shape[0]
+        rows = merge_heads(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
+        dw = (x.reshape(-1, d).T @ rows).reshape(w.shape)
+        db = rows.sum(axis=0).reshape(w.shape[1:])
+        dx = (rows @ w.reshape(d, -1).T).reshape(x.shape)
+        return dw, db, dx
+
+    def backward(self, dy: Array) -> list[Array]:
+        """dL/d(each input) in the order the call was given them (zeros for the attention mask); fills grads."""
+        if not hasattr(self, "P"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
+        b, t = dy.shape[:2]
+        wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
+        rows = dy.reshape(b * t, -1)  # (B*T, out)
+        self.dWo = (self.merged.reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
+        self.dbo = rows.sum(axis=0).reshape(self.Wo.shape[2:])
+        dmerged = (rows @ wo.T).reshape(b, t, -1)  # (B, T, N*Hv)
+        self.dC = split_heads(dmerged, self.num_heads)  # (B, N, T, Hv)
+        self.dV_heads = self.P_used.transpose(0, 1, 3, 2) @ self.dC  # (B, N, S, Hv)
+        dp_used = self.dC @ self.V.transpose(0, 1, 3, 2)  # (B, N, T, S)
+        self.dP = dp_used * self.keep_scale * self.mask if self.dropping else dp_used
+        self.dS = attention_softmax_backward(self.P, self.dP, self.keep)
+        if self.fused:  # S = (Q K^T) * scale
+            ds = self.dS * self.scale
+            self.dQ_heads = ds @ self.K
+            self.dK_heads = ds.transpose(0, 1, 3, 2) @ self.Q
+        else:  # S = (Q * scale) K^T
+            self.dQ_heads = (self.dS @ self.K) * self.scale
+            self.dK_heads = self.dS.transpose(0, 1, 3, 2) @ (self.Q * self.scale)
+        self.dWq, self.dbq, dxq = self._project_back(self.xq, self.Wq, self.dQ_heads)
+        self.dWk, self.dbk, dxk = self._project_back(self.xk, self.Wk, self.dK_heads)
+        self.dWv, self.dbv, dxv = self._project_back(self.xv, self.Wv, self.dV_heads)
+        if not self.key_given:  # the value served as the key too: it receives both
+            dxv = dxv + dxk
+        by = {"query": dxq, "value": dxv, "key": dxk}
+        out = []
+        for role, x in zip(self.roles, self.xs):
+            out.append(by[role] if role in by else np.zeros(x.shape, self.dtype))
+        return out
+
+    def record(self) -> dict[str, Array]:
+        """Per head: Q, K, V, the scores S, the probabilities P, the contexts C, and their gradients."""
+        names = ("Q", "K", "V", "S", "P", "C")
+        out = {k: getattr(self, k, None) for k in names}
+        grads = {"dQ": "dQ_heads", "dK": "dK_heads", "dV": "dV_heads", "dS": "dS", "dP": "dP", "dC": "dC"}
+        out.update({k: getattr(self, v, None) for k, v in grads.items()})
+        return out
+
+
+def _attention_shape(options: dict, shapes: list[Shape], where: str) -> Shape:
+    return attention_output_shape(options, shapes, where)
+
+
+MERGE_KINDS[MultiHeadAttention.kind] = _attention_shape
+LAYERS[MultiHeadAttention.kind] = MultiHeadAttention
