@@ -26,11 +26,28 @@ import pytest
 import tensorflow as tf
 
 from compare.tolerances import F64_TOL, norm_rel_error
+from from_scratch.attention import (
+    FUSED_FILL as SCRATCH_FUSED_FILL,
+)
+from from_scratch.attention import (
+    SOFTMAX_LAYER_FILL,
+    MultiHeadAttention,
+    attention_scale,
+    attention_softmax,
+    attention_softmax_backward,
+    causal_mask,
+    merge_heads,
+    split_heads,
+)
 
 #: The fused path's fill for a masked logit: keras.src.backend.tensorflow.nn._get_large_negative (not float16).
 FUSED_FILL = -0.7 * 3.38953e38
 #: The Softmax layer's fill: keras.src.layers.activations.softmax._large_negative_number (not float16).
 SOFTMAX_FILL = -1e9
+#: float32 softmax rows compared with TensorFlow's: exp and the division each round to half an ulp (6e-8 relative)
+#: and NumPy's and TensorFlow's float32 exp may differ by an ulp; 1e-6 norm-relative is about 16 ulps, where a wrong
+#: fill, path or row sum is off by order one.
+F32_SOFTMAX_TOL = 1e-6
 
 
 # ----- the section's formulas, evaluated as written ------------------------------------------------------------------
@@ -217,7 +234,7 @@ def test_the_fused_path_fills_with_its_large_negative_and_a_fully_masked_row_is_
     np.testing.assert_allclose(theirs[0, :, 0, :], uniform, rtol=4 * np.finfo(dtype).eps)  # rounding only
     np.testing.assert_allclose(theirs[1, 0, 2, :], uniform[0], rtol=4 * np.finfo(dtype).eps)
     ours = stated_masked_softmax(scores, keep, fused=True)
-    assert norm_rel_error(ours, theirs) <= (F64_TOL if dtype == "float64" else 1e-6)
+    assert norm_rel_error(ours, theirs) <= (F64_TOL if dtype == "float64" else F32_SOFTMAX_TOL)
     np.testing.assert_array_equal(ours[keep.repeat(n, 1) == 0] == 0, theirs[keep.repeat(n, 1) == 0] == 0)
 
 
@@ -236,7 +253,7 @@ def test_the_explicit_path_fills_with_minus_1e9_and_zeroes_a_fully_masked_row(dt
     np.testing.assert_array_equal(theirs[0, :, 0, :], np.zeros((n, s), dtype))
     np.testing.assert_allclose(theirs[1, :, 2, 0], np.full(n, 1 / s), rtol=4 * np.finfo(dtype).eps)
     ours = stated_masked_softmax(scores, keep[:, None], fused=False)
-    assert norm_rel_error(ours, theirs) <= (F64_TOL if dtype == "float64" else 1e-6)
+    assert norm_rel_error(ours, theirs) <= (F64_TOL if dtype == "float64" else F32_SOFTMAX_TOL)
     np.testing.assert_array_equal(theirs[np.broadcast_to(~keep[:, None], theirs.shape)], 0)
     fused = stated_masked_softmax(scores, keep[:, None], fused=True)
     assert norm_rel_error(fused, theirs) > 0.1  # the other path's rule is a different answer on these rows
@@ -286,6 +303,7 @@ def test_the_causal_mask_is_keras_for_any_lengths(t, s):
     theirs = keras.ops.convert_to_numpy(layer._compute_causal_mask(np.zeros((1, t, 1)), np.zeros((1, s, 1))))
     assert theirs.shape == (1, t, s)
     np.testing.assert_array_equal(theirs[0], stated_causal(t, s))
+    np.testing.assert_array_equal(causal_mask(t, s), theirs[0])
     assert not np.array_equal(theirs[0], np.arange(t)[:, None] > np.arange(s)[None, :])
     fused = probabilities_of_the_fused_path(np.zeros((1, 1, t, s)), None, is_causal=True)[0, 0]
     np.testing.assert_array_equal(fused > 0, stated_causal(t, s))
@@ -370,6 +388,24 @@ def test_the_stated_layer_is_keras_forward_and_backward(name, options, dims, mas
             continue
         assert norm_rel_error(a, c) <= F64_TOL, (label, norm_rel_error(a, c))
 
+    roles = (
+        ("query", "value") + (("key",) if xk is not None else ()) + (("attention_mask",) if mask is not None else ())
+    )
+    xs = [x for x in (xq, xv, xk, None if mask is None else mask.astype("float64")) if x is not None]
+    ours = scratch_mha(n, key_dim, options, xs, roles, [w for w in weights])
+    y_scratch = ours.forward(xs, roles=roles, use_causal_mask=causal, return_attention_scores=scores)
+    assert norm_rel_error(y_scratch, y.numpy()) <= F64_TOL
+    assert norm_rel_error(ours.P, ours_p) <= F64_TOL
+    dxs = ours.backward(dy)
+    assert np.array_equal(dxs[-1], np.zeros_like(xs[-1])) or mask is None  # the mask gets no gradient
+    for label, a, c in zip(labels, dxs[: len(inputs)] + ours.grads, grads):
+        c = keras.ops.convert_to_numpy(c)
+        assert a.shape == c.shape, ("scratch", label, a.shape, c.shape)
+        if label == "key/bias":
+            assert np.linalg.norm(a) <= F64_TOL * np.linalg.norm(ours.dK_heads), ("scratch", label, a)
+        else:
+            assert norm_rel_error(a, c) <= F64_TOL, ("scratch", label, norm_rel_error(a, c))
+
 
 def stated_split_heads(x: np.ndarray) -> np.ndarray:
     """(N, T, n_h, d) -> (N, n_h, T, d): the head axis in front of time."""
@@ -407,6 +443,14 @@ def test_split_and_merge_heads_are_kerass_layout():
     assert norm_rel_error(head_major, y) <= F64_TOL
     feature_major = np.transpose(c, (0, 2, 3, 1)).reshape(n, t, nh * dv) @ wo.reshape(nh * dv, -1) + bo
     assert norm_rel_error(feature_major, y) > 0.1
+    one_product = xq.reshape(-1, d) @ wq.reshape(d, -1) + bq.reshape(-1)  # all heads' columns, head by head
+    np.testing.assert_array_equal(
+        split_heads(one_product.reshape(n, t, nh * dk), nh), stated_split_heads(one_product.reshape(n, t, nh, dk))
+    )
+    assert norm_rel_error(split_heads(one_product.reshape(n, t, nh * dk), nh), qs) <= F64_TOL
+    np.testing.assert_array_equal(merge_heads(c), stated_merge_heads(c).reshape(n, t, nh * dv))
+    np.testing.assert_array_equal(split_heads(merge_heads(c), nh), c)
+    assert norm_rel_error(merge_heads(c) @ wo.reshape(nh * dv, -1) + bo, y) <= F64_TOL
 
 
 def test_a_fully_masked_query_row_gives_the_output_bias_on_one_path_and_the_mean_value_on_the_other():
@@ -493,6 +537,8 @@ def test_the_scale_is_the_float32_rounding_of_one_over_sqrt_key_dim_in_float64_t
     p_fused, _ = layer._compute_attention(q, k, eye, None, return_attention_scores=False)
     read = [np.log(p[0] / p[1]) for p in (p_explicit.numpy()[0, 0, 0], p_fused.numpy()[0, 0, 0])]
     exact = 1 / np.sqrt(key_dim)
+    assert attention_scale(key_dim, np.float64) == stated_scale(key_dim, "float64")
+    assert attention_scale(key_dim, np.float32) == np.float32(1 / np.sqrt(key_dim))
     for value in read:
         assert abs(value - stated_scale(key_dim, "float64")) <= 1e-14  # a few ulps of exp, division and log
         if key_dim != 4:
@@ -516,3 +562,65 @@ def test_global_average_pooling_1d_and_the_position_table_gradients_are_tensorfl
     stated_dx = np.broadcast_to(dy[:, None, :] / t, (b, t, d))
     assert norm_rel_error(stated_dx, dx.numpy()) <= F64_TOL
     assert norm_rel_error(stated_dx.sum(axis=0), dtable.numpy()) <= F64_TOL
+
+
+# ----- from_scratch/attention.py held to the same claims -------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_fills_are_kerass_constants(dtype):
+    """FUSED_FILL and SOFTMAX_LAYER_FILL, cast to the dtype, are the numbers Keras's TensorFlow backend and Softmax
+    layer put at masked scores."""
+    from keras.src.backend.tensorflow.nn import _get_large_negative
+    from keras.src.layers.activations.softmax import _large_negative_number
+
+    assert np.asarray(SCRATCH_FUSED_FILL, dtype) == _get_large_negative(dtype).numpy()
+    assert np.asarray(SCRATCH_FUSED_FILL, dtype) == np.asarray(FUSED_FILL, dtype)
+    assert np.asarray(SOFTMAX_LAYER_FILL, dtype) == np.asarray(_large_negative_number(dtype), dtype)
+
+
+def path_probabilities_and_vjp(scores, keep, dp, fused):
+    """P and dS = (dL/dP -> dL/dS) of Keras's path on `scores` (B, N, T, S) with keep (B, 1, T, S), by the tape:
+    fused through ops.dot_product_attention (logits = the queries, values e_s, so dC = dP), explicit through the
+    layer's _masked_softmax."""
+    st = tf.constant(scores)
+    b, n, t, s = scores.shape
+    with tf.GradientTape() as tape:
+        tape.watch(st)
+        if fused:
+            eye = tf.constant(np.broadcast_to(np.eye(s, dtype=scores.dtype)[None, :, None, :], (b, s, n, s)).copy())
+            out = keras.ops.dot_product_attention(tf.transpose(st, (0, 2, 1, 3)), eye, eye, mask=keep, scale=1.0)
+            p = tf.transpose(out, (0, 2, 1, 3))
+        else:
+            p = built_mha(num_heads=n, t=t, s=s, dtype=scores.dtype.name)._masked_softmax(st, keep[:, 0])
+    return p.numpy(), tape.gradient(p, st, output_gradients=tf.constant(dp)).numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "explicit"])
+def test_attention_softmax_and_its_backward_are_each_paths(fused, dtype):
+    """from_scratch's attention_softmax(S, keep, fused) is the path's P and attention_softmax_backward(P, dP, keep)
+    its tape gradient, fully masked rows included (uniform and dS = 0, or zeros); without a mask, the plain softmax."""
+    rng = np.random.default_rng(11)
+    b, n, t, s = 2, 3, 4, 5
+    scores, dp = (3 * rng.standard_normal((2, b, n, t, s))).astype(dtype)
+    keep = padding_keep(rng, b, t, s)[:, None]
+    tol = F64_TOL if dtype == "float64" else F32_SOFTMAX_TOL
+    p_theirs, ds_theirs = path_probabilities_and_vjp(scores, keep, dp, fused)
+    p = attention_softmax(scores, keep, fused)
+    assert p.dtype == np.dtype(dtype)
+    assert norm_rel_error(p, p_theirs) <= tol
+    assert norm_rel_error(attention_softmax_backward(p, dp, keep), ds_theirs) <= tol
+    np.testing.assert_array_equal(attention_softmax_backward(p, dp, keep)[0, :, 0], 0)  # the fully masked row
+    plain, ds_plain = tape_softmax_vjp(scores.astype("float64"), dp.astype("float64"))
+    assert norm_rel_error(attention_softmax(scores, None, fused), plain) <= tol
+    assert norm_rel_error(attention_softmax_backward(plain, dp.astype("float64"), None), ds_plain) <= F64_TOL
+    assert norm_rel_error(wrong_softmax_vjp(p, dp) * keep, ds_theirs) > 0.1
+
+
+def scratch_mha(num_heads, key_dim, options, xs, roles, weights):
+    """from_scratch's layer built for the inputs `xs` in the order of `roles`, with Keras's weights."""
+    layer = MultiHeadAttention(num_heads, key_dim, **options)
+    layer.build([x.shape[1:] for x in xs], np.float64, np.random.default_rng(0), roles=roles)
+    names = ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo")
+    for name, w in zip(names if layer.use_bias else names[0::2], weights):
+        setattr(layer, name, w)
+    return layer
