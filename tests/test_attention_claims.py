@@ -564,6 +564,55 @@ def test_global_average_pooling_1d_and_the_position_table_gradients_are_tensorfl
     assert norm_rel_error(stated_dx.sum(axis=0), dtable.numpy()) <= F64_TOL
 
 
+def stated_layer_norm(x, gamma, beta, eps=1e-3):
+    """Section 22.7 over the last axis: (a, x_hat, r)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+    x_hat = (x - mu) * r
+    return gamma * x_hat + beta, x_hat, r
+
+
+def stated_layer_norm_backward(da, x_hat, r, gamma):
+    """dx = r/D (D dx_hat - sum_d dx_hat - x_hat sum_d dx_hat x_hat), dx_hat = da gamma (section 22.7)."""
+    d = x_hat.shape[-1]
+    g = da * gamma
+    return r / d * (d * g - g.sum(axis=-1, keepdims=True) - x_hat * (g * x_hat).sum(axis=-1, keepdims=True))
+
+
+def test_the_post_norm_encoder_block_sums_its_paths_as_stated():
+    """24.5's block, H' = LN1(H + MHA(H, H)), H'' = LN2(H' + relu(H' W1 + b1) W2 + b2), forward and dL/dH by the
+    section's fan-out sums (dH' = dU2 + the feed-forward's dH'; dH = dU1 + dX_q + dX_v), against the same Keras layers
+    under the tape; dH without its skip term is off by order one."""
+    rng = np.random.default_rng(12)
+    b, t, d, n, dk, ff = 3, 5, 6, 2, 3, 8
+    h = rng.standard_normal((b, t, d))
+    mha, ln1, ln2 = keras_mha(n, dk), *(keras.layers.LayerNormalization(dtype="float64") for _ in range(2))
+    dense1, dense2 = keras.layers.Dense(ff, "relu", dtype="float64"), keras.layers.Dense(d, dtype="float64")
+    ht = tf.constant(h)
+    mha(ht, ht)
+    mha.set_weights(drawn_weights(mha, rng))
+    dy = rng.standard_normal((b, t, d))
+    with tf.GradientTape() as tape:
+        tape.watch(ht)
+        h1 = ln1(ht + mha(ht, ht))
+        h2 = ln2(h1 + dense2(dense1(h1)))
+    theirs = tape.gradient(h2, ht, output_gradients=tf.constant(dy)).numpy()
+    w = mha.get_weights()
+    (w1, b1), (w2, b2) = dense1.get_weights(), dense2.get_weights()
+    keep = np.ones((b, n, t, t), bool)
+    a, _, _ = stated_mha(w, h, h, None, keep, fused=True, dy=np.zeros_like(h))
+    u1, xh1, r1 = stated_layer_norm(h + a, *ln1.get_weights())
+    z1 = u1 @ w1 + b1
+    u2, xh2, r2 = stated_layer_norm(u1 + np.maximum(z1, 0) @ w2 + b2, *ln2.get_weights())
+    assert norm_rel_error(u2, h2.numpy()) <= F64_TOL
+    du2 = stated_layer_norm_backward(dy, xh2, r2, ln2.get_weights()[0])  # to H' + F
+    dh1 = du2 + ((du2 @ w2.T) * (z1 > 0)) @ w1.T  # the skip and the feed-forward branch
+    du1 = stated_layer_norm_backward(dh1, xh1, r1, ln1.get_weights()[0])  # to H + A
+    _, _, g = stated_mha(w, h, h, None, keep, fused=True, dy=du1)
+    assert norm_rel_error(du1 + g["xq"] + g["xv"], theirs) <= F64_TOL  # the skip, the query and the value (key)
+    assert norm_rel_error(g["xq"] + g["xv"], theirs) > 0.1
+
+
 # ----- from_scratch/attention.py held to the same claims -------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_fills_are_kerass_constants(dtype):
