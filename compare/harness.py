@@ -332,6 +332,10 @@ def _batch(what: str, value: Any, dtype: str, count: int) -> Any:
     return out if count > 1 else out[0]
 
 
+#: The share of positions a synthetic attention mask keeps.
+MASK_KEEP = 0.7
+
+
 def integer_inputs(scratch: Model) -> bool:
     """Whether the model's inputs are indices (the layer called on its first input declares `integer_inputs`: an
     Embedding)."""
@@ -339,13 +343,29 @@ def integer_inputs(scratch: Model) -> bool:
 
 
 def integer_input_flags(scratch: Model) -> list[bool]:
-    """Per input of the model, whether it holds indices (the first layer called on it declares `integer_inputs`):
-    such an input is not moved by the witness, the precision probe or the float32 jitter, and has no dL/dX judged."""
+    """Per input of the model, whether it is not differentiated: indices (the first layer called on it declares
+    `integer_inputs`) or an attention mask (every call handed it takes it as its attention_mask). Such an input is
+    not moved by the witness, the precision probe or the float32 jitter, and has no dL/dX judged."""
     flags = []
     for t in scratch.inputs:
-        first = next(node for node in scratch.nodes if any(u is t for u in node.inputs))
-        flags.append(bool(getattr(first.layer, "integer_inputs", False)))
+        users = [node for node in scratch.nodes if any(u is t for u in node.inputs)]
+        mask = all(_roles_of(node.options, [u is t for u in node.inputs]) == {"attention_mask"} for node in users)
+        flags.append(bool(getattr(users[0].layer, "integer_inputs", False)) or mask)
     return flags
+
+
+def _roles_of(options: dict, hits: list[bool]) -> set[str]:
+    """The roles a call gives the tensors at `hits` (none for a call without roles)."""
+    roles = options.get("roles")
+    return {r for r, hit in zip(roles, hits) if hit} if roles else {""}
+
+
+def mask_input(arch: Any, k: int) -> bool:
+    """Whether input k of the description is an attention mask: every call handed it takes it as attention_mask."""
+    graph = arch.graph()
+    name = graph.inputs[k][0]
+    users = [c for c in graph.calls if name in c.inputs]
+    return all(_roles_of(dict(c.options), [t == name for t in c.inputs]) == {"attention_mask"} for c in users)
 
 
 def _input_spec(arch: Any, k: int = 0) -> Any:
@@ -358,7 +378,11 @@ def _input_spec(arch: Any, k: int = 0) -> Any:
 
 def synthetic_inputs(arch: Any, x: Array, seed: int, k: int = 0) -> Array:
     """The synthetic batch `x` (N, *input_shape) as input k of the architecture takes it: for an input that an
-    Embedding reads, N seeded index sequences in [0, input_dim) instead of normal values."""
+    Embedding reads, N seeded index sequences in [0, input_dim) instead of normal values; for an attention mask,
+    seeded 0/1 keeping each position with probability MASK_KEEP (a row may be masked whole: Keras's two paths treat
+    that row differently, and both sides must agree on it)."""
+    if mask_input(arch, k):
+        return (np.random.default_rng((seed, k)).uniform(size=x.shape) < MASK_KEEP).astype(x.dtype)
     first = _input_spec(arch, k)
     if first.kind != "embedding":
         return x

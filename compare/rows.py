@@ -97,6 +97,16 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
 
     for i, node in enumerate(model.nodes):
         recorded = _recorded(node.layer)
+        for key in _attention_keys(node, "forward"):  # per head: Q, K, V, the scores S, P and the contexts C
+            add(
+                None,
+                "forward",
+                i + 1,
+                node.name,
+                key,
+                lambda s, i=i, key=key: s.records[i][key],
+                lambda m, i=i, key=key: m.records[i].get(key),
+            )
         for key in ("Z", "A"):
             if key in recorded:
                 add(
@@ -142,6 +152,38 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
                     lambda s, i=i, key=key: s.records[i][key],
                     lambda m, i=i, key=key: m.records[i].get(key),
                 )
+        for key in _attention_keys(node, "backward"):  # dC, dP, dS, dV, dK, dQ: the order backward makes them
+            add(
+                None,
+                "backward",
+                i + 1,
+                node.name,
+                f"dL/d{key[1:]}",
+                lambda s, i=i, key=key: s.records[i][key],
+                lambda m, i=i, key=key: m.records[i].get(key),
+            )
+        for role in _attention_roles(node):  # a row per tensor the call was handed: dL/dquery, dL/dvalue, ...
+            add(
+                f"{node.name} dL/d{role}",
+                "backward",
+                i + 1,
+                node.name,
+                f"dL/d{role}",
+                lambda s, i=i, role=role: s.records[i]["d" + role],
+                lambda m, i=i, role=role: m.records[i].get("d" + role),
+                1,
+            )
+        if node.options.get("return_attention_scores"):  # the scores Keras returns: P before dropout
+            add(
+                f"{node.name} attention scores",
+                None,
+                0,
+                "",
+                "",
+                lambda s, i=i: s.records[i]["P"],
+                lambda m, i=i: m.records[i].get("P"),
+                1,
+            )
         if id(node) not in first_call:
             continue
         layer = node.layer
@@ -189,6 +231,23 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
             None, "forward", 0, "", step, lambda s, o=o, several=several: _each(s.inference, o, several), lambda m: None
         )
     return out
+
+
+#: An attention call's per-head quantities (from_scratch.attention.MultiHeadAttention.record), in the order the
+#: forward pass makes them, and their gradients in the order the backward pass makes them.
+ATTENTION_FORWARD = ("Q", "K", "V", "S", "P", "C")
+ATTENTION_BACKWARD = ("dC", "dP", "dS", "dV", "dK", "dQ")
+
+
+def _attention_keys(node: Any, phase: str) -> tuple[str, ...]:
+    if "roles" not in node.options:
+        return ()
+    return ATTENTION_FORWARD if phase == "forward" else ATTENTION_BACKWARD
+
+
+def _attention_roles(node: Any) -> tuple[str, ...]:
+    """The differentiable tensors an attention call was handed (the mask is not), in Keras's argument order."""
+    return tuple(r for r in node.options.get("roles", ()) if r != "attention_mask")
 
 
 def _recorded(layer: Any) -> tuple[str, ...]:

@@ -451,17 +451,20 @@ class MultiHeadAttention(Layer):
         if not self.key_given:  # the value served as the key too: it receives both
             dxv = dxv + dxk
         by = {"query": dxq, "value": dxv, "key": dxk}
+        self.role_grads = {role: by[role] for role in self.roles if role in by}
         out = []
         for role, x in zip(self.roles, self.xs):
             out.append(by[role] if role in by else np.zeros(x.shape, self.dtype))
         return out
 
     def record(self) -> dict[str, Array]:
-        """Per head: Q, K, V, the scores S, the probabilities P, the contexts C, and their gradients."""
+        """Per head: Q, K, V, the scores S, the probabilities P, the contexts C, and their gradients; dL/d(each
+        tensor the call was handed): dquery, dvalue (with the key's share when no key was given), dkey."""
         names = ("Q", "K", "V", "S", "P", "C")
         out = {k: getattr(self, k, None) for k in names}
         grads = {"dQ": "dQ_heads", "dK": "dK_heads", "dV": "dV_heads", "dS": "dS", "dP": "dP", "dC": "dC"}
         out.update({k: getattr(self, v, None) for k, v in grads.items()})
+        out.update({"d" + role: g for role, g in getattr(self, "role_grads", {}).items()})
         return out
 
 

@@ -23,14 +23,19 @@ class FixedMaskMultiHeadAttention(keras.layers.MultiHeadAttention):
 
         super()._build_attention(rank)
         self._dropout_layer = FixedMaskDropout(self._dropout, dtype=self.dtype_policy)
+        self._dropout_layer.mask = getattr(self, "_pending_mask", None)
 
     @property
     def mask(self) -> Any:
-        return self._dropout_layer.mask if hasattr(self, "_dropout_layer") else None
+        """The probability-dropout mask (B, N, T, S) of 0/1 (set before or after the layer is built)."""
+        layer = getattr(self, "_dropout_layer", None)
+        return layer.mask if layer is not None else getattr(self, "_pending_mask", None)
 
     @mask.setter
     def mask(self, value: Any) -> None:
-        self._dropout_layer.mask = value
+        self._pending_mask = value
+        if getattr(self, "_dropout_layer", None) is not None:
+            self._dropout_layer.mask = value
 
 
 def multi_head_attention(spec: Any, dtype: str) -> keras.layers.Layer:
@@ -79,13 +84,21 @@ def attention_steps(
     watch: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """One call of `layer` by the operations of Keras 3.15's own `call` and `_compute_attention` (both paths), so
-    that the per-head quantities can be watched: (the output, {"Q", "K", "V", "S", "P", "C"}), Q ... C in the
-    scratch layout (B, N, T, H) and (B, N, T, S). `watch(t)` is called on each quantity where it is made (the
-    tape's watch). tests/test_attention_parity.py checks that this gives the layer's own output bit for bit."""
+    that the per-head quantities can be watched. Returns (the output, quantities): "Q", "K", "V", "S", "P", "C" as
+    Keras keeps them ((B, T, N, H); the trace turns them heads-first), and "query", "value" (and "key"): the tensors
+    handed to the call, each through its own identity so that the tape gives each role's gradient. `watch(t)` is
+    called on each quantity where it is made (the tape's watch). tests/test_attention_parity.py checks that this
+    gives the layer's own output bit for bit."""
     from keras.src.backend.tensorflow.nn import _apply_masks
 
     watch = watch or (lambda t: None)
-    key = value if key is None else key
+    handed = {"query": tf.identity(query), "value": tf.identity(value)}  # each role's own gradient is watched
+    if key is not None:
+        handed["key"] = tf.identity(key)
+    for t in handed.values():
+        watch(t)
+    query, value = handed["query"], handed["value"]
+    key = handed.get("key", value)
     causal_only = use_causal_mask and attention_mask is None
     mask = (
         None
@@ -118,7 +131,7 @@ def attention_steps(
         context = ops.einsum(layer._combine_equation, dropped, v)
     watch(context)
     out = layer._output_dense(context)
-    quantities = {"Q": q, "K": k, "V": v, "S": scores, "P": probs, "C": context}
+    quantities = {"Q": q, "K": k, "V": v, "S": scores, "P": probs, "C": context, **handed}
     return out, quantities
 
 

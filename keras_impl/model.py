@@ -19,7 +19,7 @@ import tensorflow as tf
 import keras_impl
 from keras_impl.activations import KERAS_ACTIVATIONS
 from keras_impl.application_layers import KERAS_APPLICATION_LAYERS
-from keras_impl.attention import call_attention, multi_head_attention
+from keras_impl.attention import FixedMaskMultiHeadAttention, call_attention, multi_head_attention
 from keras_impl.losses import make_loss
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
 
@@ -341,8 +341,8 @@ def evaluate_loss(
 
 def astype(model: keras.Model, dtype: str) -> keras.Model:
     """The same model (Sequential or functional) in `dtype`: every layer rebuilt from its own config with that
-    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout keeps its mask. Used for the float64
-    truth that float32 comparisons are measured against."""
+    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout (and an attention layer's) keeps its
+    mask. Used for the float64 truth that float32 comparisons are measured against."""
 
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in model.inputs]
     copy = keras.models.clone_model(
@@ -372,6 +372,6 @@ def rebuilt(layer: keras.layers.Layer, dtype: str) -> keras.layers.Layer:
         )
     with SafeModeScope(False):  # the caller's own layer rebuilt in this process: not read from a file
         twin = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
-    if isinstance(layer, FixedMaskDropout):
+    if isinstance(layer, (FixedMaskDropout, FixedMaskMultiHeadAttention)):
         twin.mask = layer.mask
     return twin

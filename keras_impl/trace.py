@@ -92,7 +92,7 @@ def trace(
             values[id(node.outputs[0])] = h
         outputs = [values[id(t)] for t in graph.outputs]
         value = total_loss(model, loss_objs, ys, outputs if len(outputs) > 1 else outputs[0], sw, loss_weights)
-    keys = ("Z", "A", "Q", "K", "V", "S", "P", "C")
+    keys = ("Z", "A", "Q", "K", "V", "S", "P", "C", "query", "value", "key")
     watched = [(i, key) for i, record in enumerate(records) for key in keys if key in record]
     grads = tape.gradient(value, [records[i][key] for i, key in watched])
     out = [{key: np.asarray(t) for key, t in record.items()} for record in records]
