@@ -346,6 +346,23 @@ class MultiHeadAttention(Layer):
             y = y + b.reshape(-1)
         return split_heads(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
 
+    def _check_mask(self, mask: Any, b: int, t: int, s: int) -> Array:
+        """The attention mask as given: real numbers or booleans (nonzero keeps), finite, of a shape broadcastable
+        to the scores (B, N, T, S): (B, T, S), (B, 1, S), (B, T, 1), (B, N, T, S) or (T, S) (1 for any of them)."""
+        mask = np.asarray(mask)
+        where = f"layer {self.name!r}: attention_mask"
+        if mask.dtype.kind not in "biuf":
+            raise BadInputError(f"{where} must hold booleans or real numbers (nonzero keeps), got dtype {mask.dtype}")
+        if mask.dtype.kind == "f" and not np.isfinite(mask).all():
+            raise BadInputError(f"{where} holds NaN or infinite values; give 0/1 (or booleans)")
+        full = {2: (t, s), 3: (b, t, s), 4: (b, self.num_heads, t, s)}.get(mask.ndim)
+        if full is None or any(m not in (1, f) for m, f in zip(mask.shape, full)):
+            raise BadInputError(
+                f"{where} of shape {mask.shape} does not broadcast to the scores (batch, heads, query steps, value "
+                f"steps) = {(b, self.num_heads, t, s)}; give (B, T, S), (B, 1, S), (B, T, 1) or (B, heads, T, S)"
+            )
+        return mask
+
     def _keep(self, mask: Array | None, t: int, s: int, causal: bool) -> Array | None:
         """The positions kept, broadcastable to (B, N, T, S): the attention mask's nonzero entries AND the causal
         rule, or None when nothing is masked."""
@@ -382,6 +399,8 @@ class MultiHeadAttention(Layer):
         mask = by.get("attention_mask")
         t, s = xq.shape[1], xv.shape[1]
         self._t, self._s = t, s
+        if mask is not None:
+            mask = self._check_mask(mask, xq.shape[0], t, s)
         self.fused = self.dropout == 0.0 and not return_attention_scores
         self.keep = self._keep(mask, t, s, bool(use_causal_mask))
         scale = self.scale = attention_scale(self.key_dim, self.dtype)

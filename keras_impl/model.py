@@ -72,6 +72,7 @@ class FixedMaskDropout(keras.layers.Layer):
         super().__init__(**kwargs)
         self.rate = rate
         self.mask: np.ndarray | None = None
+        self.supports_masking = True  # as keras.layers.Dropout: a Keras mask passes through
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
