@@ -13,6 +13,10 @@ and `diagnose` names the first quantity whose error exceeds the tolerance, with 
 difference's pattern (`describe`): a constant factor (N, 2, -1), a transpose, a mask off at the kink (Z == 0), a
 difference confined to some columns or rows, a gradient left at 0 where Keras's is not, a rounding-sized
 difference.
+Inside an attention call the place names the head and the block (query, key, value, scores, probabilities, context,
+output) where the sides part, and the pattern may be one only attention has: a scale, a softmax over another axis, a
+causal band off by one, a mask after the softmax, heads merged in another order, a softmax VJP without its row sum
+(compare/attention_patterns.py).
 
 The report's rows then say what kind of difference it is (`Diagnosis.reading`, `classify`). Three witnesses see
 different things:
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.attention_patterns import attention_location, attention_pattern, attention_where
 from compare.graph_patterns import graph_pattern
 from compare.patterns import (  # noqa: F401 (re-exported: importable from here as before)
     F32_UNIT,
@@ -83,6 +88,9 @@ class Diagnosis:
     forward_ok: bool
     steps: list[Step] | None = field(default=None, repr=False, compare=False)
     rows: list[Any] | None = field(default=None, repr=False, compare=False)
+    #: Where the first difference is, when the step's own name says less: an attention call's head and block,
+    #: "layer 2 (mha) head 1, scores S" (compare/attention_patterns.py). "" to use the step's `where`.
+    where: str = ""
 
     def attach(self, rows: list[Any]) -> Diagnosis:
         """Read the report's `rows` (kept by reference) for `reading` and `text`."""
@@ -105,7 +113,9 @@ class Diagnosis:
                 f"{'a row fails' if len(failing) == 1 else f'{len(failing)} rows fail'}: {named}"
             )
         lead = "forward agrees; backward" if self.forward_ok else "forward"
-        return f"{lead} first differs at {self.first.where} (error {self.first.error:.2e}): {self.pattern}"
+        return (
+            f"{lead} first differs at {self.where or self.first.where} (error {self.first.error:.2e}): {self.pattern}"
+        )
 
     @property
     def kind(self) -> str:
@@ -131,7 +141,13 @@ class Diagnosis:
             "pattern": self.pattern,
             "kind": kind,
             "reading": reading,
+            **self._attention(),
         }
+
+    def _attention(self) -> dict[str, str]:
+        """{"head": ..., "block": ...} when the first difference is inside an attention call, else {}."""
+        found = attention_location(self.first, self.steps or []) if self.first is not None else None
+        return {} if found is None else {"head": found[0], "block": found[1]}
 
 
 def diagnose(steps: list[Step]) -> Diagnosis:
@@ -141,12 +157,13 @@ def diagnose(steps: list[Step]) -> Diagnosis:
             forward_ok = step.phase == "backward"
             pattern = (
                 _overwritten_upstream(step, steps)
+                or attention_pattern(step, steps)
                 or graph_pattern(step, steps)
                 or describe(step.ours, step.theirs, **step.context, batch_axis=step.quantity in BATCH_FIRST)
             )
             if pattern.startswith(("no simple pattern", "confined to")):  # a sequence layer may say more
                 pattern = _sequence_pattern(step, steps) or pattern
-            return Diagnosis(step, pattern, forward_ok, steps)
+            return Diagnosis(step, pattern, forward_ok, steps, where=attention_where(step, steps))
     return Diagnosis(None, "", True, steps)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.attention_patterns import attention_where
 from compare.patterns import F32_UNIT, _float32_values, _norm_rel
 from compare.trace import INFERENCE_ROW, INFERENCE_STEP, Step
 
@@ -80,8 +81,8 @@ def _classify(steps: list[Step], rows: list[Any]) -> tuple[str, str]:
     if not (forward_fails or backward_fails or intermediate is not None or witness_fails or taylor_fails or others):
         return "", ""
     also = f"; also failing: {_grouped(others)}" if others else ""
-    fwd_where = fwd_step.where if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
-    bwd_where = bwd_step.where if bwd_step is not None else (grad_rows[0].name if grad_rows else "")
+    fwd_where = _where(fwd_step, steps) if fwd_step is not None else (fwd_rows[0].name if fwd_rows else "")
+    bwd_where = _where(bwd_step, steps) if bwd_step is not None else (grad_rows[0].name if grad_rows else "")
     w_ok = None if witness is None else witness.passed
     t_ok = None if taylor is None else taylor.passed
 
@@ -215,17 +216,28 @@ def _classify(steps: list[Step], rows: list[Any]) -> tuple[str, str]:
     return "other rows", f"{KINDS['other rows']}: {lead}; what fails: {_grouped(others)}"
 
 
+#: The row names' endings of an attention call's gradients with respect to the tensors it was handed
+#: (compare/rows.py: "<node> dL/dquery"); "<node> attention scores" is the probabilities it returns, a forward row.
+ATTENTION_INPUT_GRADIENTS = (" dL/dquery", " dL/dvalue", " dL/dkey")
+
+
+def _where(step: Step, steps: list[Step]) -> str:
+    """A step's place, with its head and block inside an attention call."""
+    return attention_where(step, steps) or step.where
+
+
 def _row_kind(row: Any) -> str:
-    """What a report row measures: "forward" (loss, output), "gradient", "witness", "taylor", "state",
+    """What a report row measures: "forward" (loss, output, returned attention scores), "gradient" (of a parameter,
+    an input, a tensor an attention call was handed), "witness", "taylor", "state",
     "round trip" or "other" (a row this module does not know: it is named, not interpreted)."""
     name = row.name
     if getattr(row, "measure", "") == "taylor slope" or name.startswith("Taylor remainder"):
         return "taylor"
     if name.startswith("numerical grad"):
         return "witness"
-    if name in ("loss", "output"):
+    if name in ("loss", "output") or name.endswith(" attention scores"):
         return "forward"
-    if name.startswith("grad "):
+    if name.startswith("grad ") or name.endswith(ATTENTION_INPUT_GRADIENTS):
         return "gradient"
     if name.startswith("state "):
         return "state"

@@ -6,9 +6,9 @@ quantity of the first difference, or for optimizers the step at which training f
 `backprop-parity zoo [NAME]` prints what a user would see; tests/test_zoo.py asserts that every bug is caught and
 located.
 
-The entries live by family (compare/zoo_dense.py, zoo_optimizers.py, zoo_conv.py, zoo_rnn.py, zoo_graph.py, planted
-and run with compare/zoo_planting.py); ZOO assembles them here, and every name of theirs is importable from here as
-before.
+The entries live by family (compare/zoo_dense.py, zoo_optimizers.py, zoo_conv.py, zoo_rnn.py, zoo_graph.py,
+zoo_attention.py, planted and run with compare/zoo_planting.py); ZOO assembles them here, and every name of theirs is
+importable from here as before.
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from compare.zoo_attention import (  # noqa: F401 (re-exported: importable from here as the other families)
+    attention_causal_diagonal,
+    attention_heads_merged,
+    attention_mask_after,
+    attention_rowsum_dropped,
+    attention_softmax_query,
+    attention_unscaled,
+)
 from compare.zoo_conv import (  # noqa: F401 (re-exported: importable from here as before)
     _assigning_scatter,
     col2im_assigns,
@@ -272,6 +280,51 @@ ZOO: dict[str, ZooEntry] = {
             "gradient",
             maximum_tie_to_both,
             "layer 2 (linear) dL/dA",
+        ),
+        ZooEntry(
+            "attention_unscaled",
+            "the attention scores S = Q K^T without the 1/sqrt(key_dim) scaling",
+            "gradient",
+            attention_unscaled,
+            "layer 1 (mha) every head, scores S",
+        ),
+        ZooEntry(
+            "attention_softmax_query",
+            "the attention softmax taken over the query axis (each key step's column sums to 1), forward and backward "
+            "alike",
+            "gradient",
+            attention_softmax_query,
+            "layer 1 (mha) every head, probabilities P",
+        ),
+        ZooEntry(
+            "attention_mask_after",
+            "the attention mask's large negative adder added after the softmax, to the probabilities, not to the "
+            "scores",
+            "gradient",
+            attention_mask_after,
+            "layer 1 (mha) every head, probabilities P",
+        ),
+        ZooEntry(
+            "attention_causal_diagonal",
+            "the causal mask off by one: i > j where Keras keeps i >= j, the diagonal masked",
+            "gradient",
+            attention_causal_diagonal,
+            "layer 1 (mha) every head, probabilities P",
+        ),
+        ZooEntry(
+            "attention_heads_merged",
+            "the heads' contexts merged in (T, Hv, N) order, the head and feature axes swapped, where Keras lays "
+            "them head by head",
+            "gradient",
+            attention_heads_merged,
+            "layer 1 (mha) output A",
+        ),
+        ZooEntry(
+            "attention_rowsum_dropped",
+            "the attention softmax's backward dS = P * dP, its Jacobian's row-sum term dropped",
+            "gradient",
+            attention_rowsum_dropped,
+            "layer 1 (mha) every head, scores dL/dS",
         ),
         ZooEntry(
             "adam_swapped_betas",
