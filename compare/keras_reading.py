@@ -251,9 +251,10 @@ def read(model: keras.Model | str | os.PathLike) -> Reading:
     for name, shape in zip(graph.outputs, graph.output_shapes):
         if len(shape) != 1:  # a Dense on a sequence acts on every time step: (T, units), not features
             which = "the output" if len(graph.outputs) == 1 else f"the output {name!r}"
+            pooling = "GlobalAveragePooling1D" if len(shape) == 2 else "GlobalAveragePooling2D"
             raise BadInputError(
                 f"model {model.name!r}: {which} has shape {shape}; end with features (D,): add a Flatten (or "
-                "GlobalAveragePooling2D) and a Dense layer"
+                f"{pooling}) and a Dense layer"
             )
     return Reading(arch, graph, dtypes[0], {walk.names[id(layer)]: layer for layer in ordered})
 
@@ -295,7 +296,8 @@ def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None)
 
     Supported: Dense (any activation of the scratch registry, at Keras's default arguments; use_bias=True;
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
-    momentum and epsilon), the image layers, SimpleRNN, LSTM, GRU, Embedding and the merge layers (see SUPPORTED);
+    momentum and epsilon), LayerNormalization (the last axis), the image layers, SimpleRNN, LSTM, GRU, Embedding,
+    GlobalAveragePooling1D, keras_impl's PositionEmbedding and the merge layers (see SUPPORTED);
     InputLayer is skipped. Anything else raises BadInputError naming the layer (node), the option and what is
     supported.
 

@@ -21,6 +21,7 @@ from from_scratch.arch import LayerSpec
 from from_scratch.errors import BadInputError
 from from_scratch.model import DTYPES
 from keras_impl.activations import gelu_tanh
+from keras_impl.sequence import PositionEmbedding
 
 #: What from_keras accepts, quoted in every refusal.
 SUPPORTED = (
@@ -28,16 +29,18 @@ SUPPORTED = (
     + ", ".join(name for name in ACTIVATIONS if name != "step").replace("gelu_tanh", "gelu_tanh (approximate=True)")
     + " at Keras's default arguments; kernel/bias regularizer L1, L2 or L1L2; no constraint or activity "
     "regularizer); Dropout (any rate, noise_shape=None); BatchNormalization (the last axis, center=True, "
-    "scale=True, any momentum and epsilon); Conv2D (channels_last, groups=1, either use_bias, an activation as "
-    "Dense's, no regularizer or constraint); DepthwiseConv2D (the same, any depth_multiplier); ZeroPadding2D "
-    "(channels_last); Activation (an activation as Dense's, or relu6); ReLU (any max_value, negative_slope, "
-    "threshold); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
-    "(keepdims=False); Flatten; Reshape; SimpleRNN (an activation as Dense's), LSTM and GRU (tanh and sigmoid, "
-    "GRU either reset_after) with use_bias=True, no dropout, regularizer, constraint, return_state, go_backwards, "
-    "stateful or unroll, any return_sequences; Embedding (mask_zero=False, no regularizer or constraint); one dtype, "
-    "float32 or float64, for every layer; the merge layers Add, Subtract, Multiply, Average, Maximum, Minimum, "
-    "Concatenate (any axis) and Dot (normalize=False); a Sequential or functional model used as a layer (its "
-    "layers are read in its place)"
+    "scale=True, any momentum and epsilon); LayerNormalization (the last axis, center=True, scale=True, "
+    "rms_scaling=False, any epsilon, on features or sequences); Conv2D (channels_last, groups=1, either use_bias, "
+    "an activation as Dense's, no regularizer or constraint); DepthwiseConv2D (the same, any depth_multiplier); "
+    "ZeroPadding2D (channels_last); Activation (an activation as Dense's, or relu6); ReLU (any max_value, "
+    "negative_slope, threshold); MaxPooling2D, AveragePooling2D (channels_last); GlobalAveragePooling2D "
+    "(keepdims=False); GlobalAveragePooling1D (channels_last, keepdims=False, no mask); backprop_parity's "
+    "PositionEmbedding (keras_impl.sequence); Flatten; Reshape; SimpleRNN (an activation as Dense's), LSTM and GRU "
+    "(tanh and sigmoid, GRU either reset_after) with use_bias=True, no dropout, regularizer, constraint, "
+    "return_state, go_backwards, stateful or unroll, any return_sequences; Embedding (mask_zero=False, no "
+    "regularizer or constraint); one dtype, float32 or float64, for every layer; the merge layers Add, Subtract, "
+    "Multiply, Average, Maximum, Minimum, Concatenate (any axis) and Dot (normalize=False); a Sequential or "
+    "functional model used as a layer (its layers are read in its place)"
 )
 
 
@@ -169,6 +172,27 @@ def _batch_normalization_spec(layer: keras.layers.BatchNormalization) -> LayerSp
     )
 
 
+def _layer_normalization_spec(layer: keras.layers.LayerNormalization) -> LayerSpec:
+    """The last axis only (features, or each time step's features), with gamma and beta; any epsilon (Keras's
+    default 1e-3 is left out of the options, as the scratch layer's spec leaves it)."""
+    config = layer.get_config()
+    axis = config["axis"]
+    try:
+        last = len(layer.input.shape) - 1
+    except (AttributeError, ValueError):  # a layer called more than once (shared, or by a comparison twin)
+        last = -1
+    if axis not in (-1, last, [-1], [last]):
+        raise _refuse(layer, f"axis={axis!r}")
+    for option, value in (("center", True), ("scale", True), ("rms_scaling", False)):
+        if config.get(option, value) != value:
+            raise _refuse(layer, f"{option}={config[option]!r}")
+    _refuse_any(
+        layer, ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint", "activity_regularizer")
+    )
+    epsilon = float(config["epsilon"])
+    return LayerSpec("layer_normalization", None, "linear", {} if epsilon == 1e-3 else {"epsilon": epsilon})
+
+
 def _channels_last(layer: keras.layers.Layer) -> None:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise _refuse(layer, f"data_format={layer.data_format!r}; only channels_last")
@@ -209,6 +233,21 @@ def _global_average_pooling2d_spec(layer: keras.layers.GlobalAveragePooling2D) -
     if layer.keepdims:
         raise _refuse(layer, "keepdims=True")
     return LayerSpec("global_average_pooling2d")
+
+
+def _global_average_pooling1d_spec(layer: keras.layers.GlobalAveragePooling1D) -> LayerSpec:
+    """The mean over the steps of (N, T, D) sequences: channels_last, keepdims=False (a mask is refused where the
+    layer is called with one, by compare/keras_reading.py)."""
+    _channels_last(layer)
+    if layer.keepdims:
+        raise _refuse(layer, "keepdims=True (the output (N, 1, D)); only keepdims=False")
+    return LayerSpec("global_average_pooling1d")
+
+
+def _position_embedding_spec(layer: PositionEmbedding) -> LayerSpec:
+    """keras_impl's PositionEmbedding: its sequence_length, when it states one."""
+    length = layer.sequence_length
+    return LayerSpec("position_embedding", None, "linear", {} if length is None else {"sequence_length": int(length)})
 
 
 def _flatten_spec(layer: keras.layers.Flatten) -> LayerSpec:
@@ -309,10 +348,13 @@ SPECS = {
     keras.layers.Dense: _dense_spec,
     keras.layers.Dropout: _dropout_spec,
     keras.layers.BatchNormalization: _batch_normalization_spec,
+    keras.layers.LayerNormalization: _layer_normalization_spec,
     keras.layers.Conv2D: _conv2d_spec,
     keras.layers.MaxPooling2D: _pooling_spec("max_pooling2d"),
     keras.layers.AveragePooling2D: _pooling_spec("average_pooling2d"),
     keras.layers.GlobalAveragePooling2D: _global_average_pooling2d_spec,
+    keras.layers.GlobalAveragePooling1D: _global_average_pooling1d_spec,
+    PositionEmbedding: _position_embedding_spec,
     keras.layers.Flatten: _flatten_spec,
     keras.layers.Reshape: _reshape_spec,
     keras.layers.SimpleRNN: _recurrent_spec("simple_rnn"),

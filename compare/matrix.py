@@ -1,7 +1,8 @@
 """The parity matrix generated from the registries: every activation x every compatible loss x depths 1-3, and
 small image networks covering every image layer (IMAGE_ARCHS), small sequence networks covering every recurrent
-layer, the Embedding, a Dense per time step and LayerNormalization (SEQUENCE_ARCHS), and graph networks covering
-every merge layer, several inputs and outputs and a shared layer (compare.graphs.GRAPH_NETWORKS).
+layer, the Embedding, a Dense per time step, LayerNormalization and the encoder's PositionEmbedding and
+GlobalAveragePooling1D (SEQUENCE_ARCHS), and graph networks covering every merge layer, several inputs and outputs
+and a shared layer (compare.graphs.GRAPH_NETWORKS).
 
 `LOSS_CASES` says, for each loss configuration, which output activations it is compatible with and what kind of
 targets it takes. Adding an activation to from_scratch.activations.ACTIVATIONS (and its Keras twin) or a loss
@@ -83,7 +84,8 @@ IMAGE_ARCHS: tuple[str, ...] = (
 #: Small sequence networks (inputs TxF, or index sequences T for an Embedding) that exercise every recurrent layer
 #: and option: return_sequences into another recurrent layer or into Flatten, GRU's two reset conventions, a SimpleRNN
 #: with a kinked activation, dropout on a sequence, an Embedding's repeated indices (5 tokens, 7 positions), a Dense
-#: on every time step, LayerNormalization per time step.
+#: on every time step, LayerNormalization per time step, a learned position table and the mean over the steps
+#: (a Transformer encoder's layers beside attention).
 SEQUENCE_ARCHS: tuple[str, ...] = (
     "5x3-rnn4-4",
     "6x3-rnn4:relu:seq-flatten-4",
@@ -94,6 +96,8 @@ SEQUENCE_ARCHS: tuple[str, ...] = (
     "7-embed5x3-gru4:seq-flatten-4",
     "5x3-lstm4:seq-3:tanh-flatten-4",
     "5x3-gru4:seq-ln-lstm3-4",
+    "6x4-pos-ln-5:tanh-gap1d-4",
+    "7-embed5x3-pos-dropout0.25-gap1d-4",
 )
 
 

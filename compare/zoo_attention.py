@@ -94,33 +94,43 @@ def attention_batch(arch: GraphArchitecture, seed: int) -> tuple[Any, Array]:
     return [x, keep], y
 
 
+#: The layer's attribute for each of from_scratch.attention's pieces (MultiHeadAttention calls them through these).
+PIECES = {
+    "attention_scale": "scale_of",
+    "split_heads": "split",
+    "merge_heads": "merge",
+    "causal_mask": "causal",
+    "attention_softmax": "softmax",
+    "attention_softmax_backward": "softmax_backward",
+}
+
+
 @contextlib.contextmanager
-def _replaced(pieces: dict[str, Callable]) -> Iterator[None]:
-    """from_scratch.attention's module-level pieces replaced by `pieces` for the duration (restored after)."""
-    kept = {name: getattr(attention, name) for name in pieces}
+def _replaced(layer: attention.MultiHeadAttention, pieces: dict[str, Callable]) -> Iterator[None]:
+    """`layer`'s pieces replaced by `pieces` (named as from_scratch.attention's functions) for the duration, on
+    this layer alone (its own attributes, removed after)."""
     try:
         for name, piece in pieces.items():
-            setattr(attention, name, piece)
+            setattr(layer, PIECES[name], piece)
         yield
     finally:
-        for name, piece in kept.items():
-            setattr(attention, name, piece)
+        for name in pieces:
+            vars(layer).pop(PIECES[name], None)
 
 
 class PlantedAttention(attention.MultiHeadAttention):
     """A MultiHeadAttention whose forward runs with `forward_pieces` and whose backward runs with `backward_pieces`
-    in place of from_scratch.attention's own (the names of its module-level helpers); everything else is the
-    layer's own code."""
+    in place of its own (named as from_scratch.attention's functions); everything else is the layer's own code."""
 
     forward_pieces: ClassVar[dict[str, Callable]] = {}
     backward_pieces: ClassVar[dict[str, Callable]] = {}
 
     def forward(self, xs: list[Array], training: bool = False, **options: Any) -> Array:  # type: ignore[override]
-        with _replaced(self.forward_pieces):
+        with _replaced(self, self.forward_pieces):
             return super().forward(xs, training, **options)
 
     def backward(self, dy: Array) -> list[Array]:
-        with _replaced(self.backward_pieces):
+        with _replaced(self, self.backward_pieces):
             return super().backward(dy)
 
 

@@ -2,9 +2,9 @@
 
 Read it in this order: activations.py (f and f'), losses.py (L and dL/dP), layers.py (Dense forward and
 backward), conv.py and pooling.py (convolution and pooling through im2col), recurrent.py (SimpleRNN, LSTM, GRU,
-Embedding: backpropagation through time), model.py (Sequential: the chain rule across layers), merge.py and graph.py
-(Model: graphs, where gradients that meet add up; backprop.py its backward pass), gradcheck.py (the numerical
-witness).
+Embedding: backpropagation through time), sequence.py (GlobalAveragePooling1D, PositionEmbedding), model.py
+(Sequential: the chain rule across layers), merge.py and graph.py (Model: graphs, where gradients that meet add up;
+backprop.py its backward pass), gradcheck.py (the numerical witness).
 """
 
 from from_scratch.activation_layers import ReLU
@@ -24,6 +24,7 @@ from from_scratch.normalization import BatchNormalization, LayerNormalization
 from from_scratch.optimizers import OPTIMIZERS, get_optimizer
 from from_scratch.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from from_scratch.recurrent import GRU, LSTM, SEQUENCE_LAYERS, Embedding, SimpleRNN
+from from_scratch.sequence import ENCODER_LAYERS, GlobalAveragePooling1D, PositionEmbedding
 from from_scratch.spatial import DepthwiseConv2D, ZeroPadding2D
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "BatchNormalization",
     "Conv2D",
     "Flatten",
+    "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "MaxPooling2D",
     "Reshape",
@@ -59,6 +61,8 @@ __all__ = [
     "ZeroPadding2D",
     "Dropout",
     "Embedding",
+    "ENCODER_LAYERS",
+    "PositionEmbedding",
     "GRU",
     "LSTM",
     "SEQUENCE_LAYERS",

@@ -38,6 +38,10 @@ The string form used on the command line is a dash-separated list: the input, th
   contradicts the first or repeats it; no later value silently wins.
 - An index-sequence input is a plain length T followed by `embedVxD`: Embedding(input_dim=V, output_dim=D), which
   maps T integers in [0, V) to (T, D), e.g. `12-embed50x8-lstm16-2`.
+- On a sequence (T, D): `pos` is PositionEmbedding, a learned (T, D) table added to every sample (its length T read
+  from the sequence reaching it; `pos8` states it, and is refused on sequences of another length); `gap1d` is
+  GlobalAveragePooling1D, the mean over the steps, (T, D) -> (D,): `8x16-pos-ln-32-gap1d-10`,
+  `12-embed50x16-pos-gap1d-10`.
 - A merge of branches makes the network a graph: `add(32-32 | id)` feeds the tensor before it to each branch
   (a chain of tokens, or `id`, the identity), and adds what the branches give; the chain goes on from the sum.
   Merges: `add`, `sub` (two branches, the first minus the second), `mul`, `avg`, `max`, `min` (element-wise, one
@@ -119,10 +123,8 @@ class LayerSpec:
             return ":".join(out)
         if self.kind == "embedding":
             return f"embed{self.options['input_dim']}x{self.units}"
-        if self.kind == "global_average_pooling2d":
-            return "gap"
-        if self.kind == "flatten":
-            return "flatten"
+        if self.kind in _PLAIN_TOKENS:
+            return _PLAIN_TOKENS[self.kind]
         if self.kind == "reshape":
             return "reshape" + _dims(self.options["target_shape"])
         options = "".join(f":{_SHORT[key]}={float(value)!r}" for key, value in self.options.items())
@@ -179,6 +181,23 @@ class LayerSpec:
                 out.append(m)
             channels = {"conv2d": self.units, "depthwise_conv2d": input_shape[2] * o.get("depth_multiplier", 1)}
             return (out[0], out[1], channels.get(self.kind, input_shape[2]))
+        if self.kind in _SEQUENCE_ONLY:
+            if len(input_shape) != 2:
+                raise BadInputError(
+                    f"{where} takes sequences of shape (timesteps, features), got {input_shape}: give the input as "
+                    "TxF (e.g. 8x16), or put 'embedVxD' or a recurrent layer with ':seq' before it"
+                )
+            if self.kind == "global_average_pooling1d":
+                return (input_shape[1],)
+            if self.kind == "multi_head_attention":  # self-attention: (T, output_shape or D)
+                return (input_shape[0], *(self.options.get("output_shape") or (input_shape[1],)))
+            length = self.options.get("sequence_length")
+            if length is not None and length != input_shape[0]:
+                raise BadInputError(
+                    f"{where} has sequence_length {length} but is called on sequences of {input_shape[0]} steps "
+                    f"(shape {input_shape}): write 'pos' to take the length from the input"
+                )
+            return tuple(input_shape)
         if self.kind == "flatten":
             return (math.prod(input_shape),)
         if self.kind == "reshape":
@@ -212,6 +231,13 @@ class LayerSpec:
             return (input_shape[-1] + u + biases) * k * u
         if self.kind == "embedding":
             return self.options["input_dim"] * self.units
+        if self.kind == "position_embedding":  # the table (T, D)
+            return math.prod(input_shape)
+        if self.kind == "multi_head_attention":  # self-attention: query, key and value read the same (T, D)
+            o, d = self.options, input_shape[-1]
+            n, h = o["num_heads"], o["key_dim"]
+            hv, out = o.get("value_dim") or h, math.prod(o.get("output_shape") or (d,))
+            return 2 * (d + bias) * n * h + (d + bias) * n * hv + n * hv * out + bias * out
         return 0
 
     def buffer_size(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
@@ -222,7 +248,17 @@ class LayerSpec:
             return output_shape[0] * output_shape[1] * size[0] * size[1] * input_shape[2]
         if self.kind in _RECURRENT_PREFIX:  # every step's gates, states and their gradients, (T, u) each
             return input_shape[0] * self.units * _STEP_CACHES[self.kind]
+        if self.kind == "multi_head_attention":
+            return attention_buffer(self.options, input_shape[0], input_shape[0])
         return 0
+
+
+def attention_buffer(options: dict, t: int, s: int) -> int:
+    """Values per sample an attention call holds beside its output: Q, K, V and the contexts per head, and the
+    scores, probabilities (after dropout too) and their gradients, (heads, T, S) each."""
+    n, h = options["num_heads"], options["key_dim"]
+    hv = options.get("value_dim") or h
+    return n * (t * h + s * h + s * hv + 3 * t * hv) + 6 * n * t * s
 
 
 @dataclass(frozen=True)
@@ -318,9 +354,10 @@ class Architecture:
         if len(shapes[-1]) != 1:
             seq = any(spec.options.get("return_sequences") for spec in layers)
             hint = "drop ':seq' from the last recurrent layer, or add" if len(shapes[-1]) == 2 and seq else "add"
+            pooling = "'gap1d'" if len(shapes[-1]) == 2 else "'gap'"
             raise BadInputError(
                 f"malformed architecture {text!r}: the output has shape {shapes[-1]}; end with features (D,): "
-                f"{hint} 'flatten' or 'gap' and a Dense layer"
+                f"{hint} 'flatten' or {pooling} and a Dense layer"
             )
         if not dense_positions and not any(spec.kind == "conv2d" or spec.kind in _RECURRENT_PREFIX for spec in layers):
             raise BadInputError(f"malformed architecture {text!r}: no Dense layer (a width) after the input width")
@@ -355,7 +392,7 @@ def layer_spec(token: str, text: str, position: int, activation: str, hidden_act
         raise BadInputError(
             f"malformed architecture {text!r}: layer {position} {units_text!r} is neither a width (a positive "
             "integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap, flatten, reshapeHxWxC, "
-            "rnnU, lstmU, gruU, embedVxD, padP, dwK, act:NAME, relu, relu6)"
+            "rnnU, lstmU, gruU, embedVxD, pos, gap1d, mhaNxK, padP, dwK, act:NAME, relu, relu6)"
         )
     units = _positive_int(units_text, text, f"layer {position} width")
     given = _Given(text, position, token)
@@ -399,6 +436,7 @@ from from_scratch.arch_reading import (  # noqa: E402, F401 (re-exported: they w
     _GATES,
     _LONG,
     _PLAIN,
+    _PLAIN_TOKENS,
     _RECURRENT,
     _RECURRENT_PREFIX,
     _SHORT,
@@ -417,5 +455,6 @@ from from_scratch.arch_reading import (  # noqa: E402, F401 (re-exported: they w
     _spatial,
 )
 from from_scratch.arch_tokens import IMAGE_ONLY as _IMAGE_ONLY  # noqa: E402
+from from_scratch.arch_tokens import SEQUENCE_ONLY as _SEQUENCE_ONLY  # noqa: E402
 from from_scratch.arch_tokens import TOKENS as _APPLICATION_TOKENS  # noqa: E402
 from from_scratch.arch_tokens import application as _application  # noqa: E402

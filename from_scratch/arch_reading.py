@@ -13,8 +13,9 @@ from from_scratch.activations import get_activation
 from from_scratch.arch import LayerSpec
 from from_scratch.errors import BadInputError
 
-#: Layers without options: their token, and their kind.
-_PLAIN = {"flatten": "flatten", "gap": "global_average_pooling2d"}
+#: Layers without options: their token, and their kind (and back: the token `LayerSpec.token` writes for the kind).
+_PLAIN = {"flatten": "flatten", "gap": "global_average_pooling2d", "gap1d": "global_average_pooling1d"}
+_PLAIN_TOKENS = {kind: token for token, kind in _PLAIN.items()}
 
 #: The token prefix of each windowed layer (Conv2D's is followed by its filter count: conv8k3).
 _SPATIAL_PREFIX = {"conv2d": "conv", "max_pooling2d": "pool", "average_pooling2d": "avgpool"}

@@ -1,6 +1,9 @@
 """The string form of the layers keras.applications' networks add (from_scratch/arch.py's grammar, documented in
 its module docstring): ZeroPadding2D `pad1`, `pad1x2`, `pad0x1x0x1`; DepthwiseConv2D `dw3[:options]`; the
-Activation layer `act:NAME`; the ReLU layer `relu` / `relu6[:max=][:slope=][:t=]`.
+Activation layer `act:NAME`; the ReLU layer `relu` / `relu6[:max=][:slope=][:t=]`; and the Transformer encoder's
+PositionEmbedding `pos` / `posT` (GlobalAveragePooling1D, `gap1d`, has no option: it is among arch_reading._PLAIN);
+and self-attention `mhaNxK[:v=Hv][:out=D][:drop=R][:nobias]` (MultiHeadAttention called on the sequence before it
+as query and value).
 
 Each kind has a writer (LayerSpec -> token) and the reader `application(token)` (token -> LayerSpec, or None for a
 token of another layer); `Architecture.parse` and `str(arch)` go through them, so the two round-trip.
@@ -19,8 +22,13 @@ from from_scratch.errors import BadInputError
 #: Image-only kinds outside the windowed ones (arch_reading._SPATIAL_PREFIX): they take (H, W, C) inputs only.
 IMAGE_ONLY = frozenset({"global_average_pooling2d", "zero_padding2d", "depthwise_conv2d"})
 
+#: Sequence-only kinds beside the recurrent ones and the Embedding: they take (T, D) inputs only.
+SEQUENCE_ONLY = frozenset({"global_average_pooling1d", "position_embedding", "multi_head_attention"})
+
 _PAD = re.compile(r"^pad([0-9]+)(?:x([0-9]+))?(?:x([0-9]+)x([0-9]+))?$")
 _DEPTHWISE = re.compile(r"^dw([0-9]+(?:x[0-9]+)?)$")
+_POSITION = re.compile(r"^pos([0-9]+)?$")
+_ATTENTION = re.compile(r"^mha([0-9]+)x([0-9]+)$")
 
 
 def _pad_token(spec: LayerSpec) -> str:
@@ -60,13 +68,72 @@ def _relu_token(spec: LayerSpec) -> str:
     return ":".join(out)
 
 
+def _attention_token(spec: LayerSpec) -> str:
+    o = spec.options
+    out = [f"mha{o['num_heads']}x{o['key_dim']}"]
+    if o.get("value_dim") is not None:
+        out.append(f"v={o['value_dim']}")
+    if o.get("output_shape") is not None:
+        out.append(f"out={_dims(tuple(o['output_shape']))}")
+    if o.get("dropout", 0.0):
+        out.append(f"drop={float(o['dropout'])!r}")
+    if o.get("use_bias", True) is False:
+        out.append("nobias")
+    return ":".join(out)
+
+
 #: kind -> the writer of its token.
 TOKENS: dict[str, Callable[[LayerSpec], str]] = {
     "zero_padding2d": _pad_token,
     "depthwise_conv2d": _depthwise_token,
     "activation": lambda spec: f"act:{spec.activation}",
     "re_lu": _relu_token,
+    "position_embedding": lambda spec: f"pos{spec.options.get('sequence_length') or ''}",
+    "multi_head_attention": _attention_token,
 }
+
+
+def _attention(head: str, parts: list[str], text: str, where: str, given: _Given) -> LayerSpec:
+    """mhaNxK[:v=Hv][:out=D][:drop=R][:nobias]: self-attention, MultiHeadAttention(num_heads=N, key_dim=K) called
+    on the sequence before it as query and value."""
+    m = _ATTENTION.match(head)
+    if m is None:
+        raise BadInputError(
+            f"malformed architecture {text!r}: {where} {head!r}; expected mhaNxK (self-attention with N heads of "
+            "key_dim K, e.g. mha2x8)"
+        )
+    heads = _count(m.group(1), text, f"{where} num_heads")
+    key_dim = _count(m.group(2), text, f"{where} key_dim")
+    if heads <= 0 or key_dim <= 0:
+        raise BadInputError(f"malformed architecture {text!r}: {where} num_heads and key_dim must be positive")
+    options: dict[str, Any] = {
+        "num_heads": heads,
+        "key_dim": key_dim,
+        "value_dim": None,
+        "dropout": 0.0,
+        "use_bias": True,
+        "output_shape": None,
+    }
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if key == "v" and eq:
+            options["value_dim"] = _count(given.add("v=", part)[2:], text, f"{where} value_dim") or None
+            if options["value_dim"] is None:
+                raise BadInputError(f"malformed architecture {text!r}: {where} value_dim 0 is not positive")
+        elif key == "out" and eq:
+            options["output_shape"] = (_pair(given.add("out=", part)[4:], text, f"{where} output_shape")[0],)
+        elif key == "drop" and eq:
+            rate = _number(given.add("drop=", part), text, where)
+            if not rate < 1:
+                raise BadInputError(f"malformed architecture {text!r}: {where} drop={value} is not in [0, 1)")
+            options["dropout"] = rate
+        elif part == "nobias":
+            options["use_bias"] = given.add("nobias", part) != "nobias"
+        else:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} option {part!r} (unknown; known: v=, out=, drop=, nobias)"
+            )
+    return LayerSpec("multi_head_attention", None, "linear", options)
 
 
 def _count(token: str, text: str, what: str) -> int:
@@ -87,10 +154,28 @@ def _number(part: str, text: str, where: str) -> float:
 
 
 def application(token: str, text: str, position: int) -> LayerSpec | None:
-    """padP[xQ[xRxS]], dwK[:options], act:NAME, relu[:options], relu6[:options]; None for other tokens."""
+    """padP[xQ[xRxS]], dwK[:options], act:NAME, relu[:options], relu6[:options], pos[T], mhaNxK[:options]; None
+    for other tokens."""
     head, *parts = token.split(":")
     where = f"layer {position}"
     given = _Given(text, position, token)
+    if head.startswith("mha") and head[3:4].isdigit():
+        return _attention(head, parts, text, where, given)
+    if head.startswith("pos"):
+        m = _POSITION.match(head)
+        if m is None or parts:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} {token!r}; expected pos (PositionEmbedding, its length "
+                "from the sequence) or posT (its length T stated, e.g. pos8), no options"
+            )
+        if m.group(1) is None:
+            return LayerSpec("position_embedding", None, "linear", {})
+        length = _count(m.group(1), text, f"{where} sequence_length")
+        if length <= 0:
+            raise BadInputError(
+                f"malformed architecture {text!r}: {where} sequence_length {m.group(1)!r} is not a positive integer"
+            )
+        return LayerSpec("position_embedding", None, "linear", {"sequence_length": length})
     if head.startswith("pad") and head[3:4].isdigit():
         m = _PAD.match(head)
         if m is None or parts or (m.group(2) is None and m.group(3) is not None):

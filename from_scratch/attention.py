@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from from_scratch.arch import LayerSpec
+from from_scratch.arch import LayerSpec, attention_buffer
 from from_scratch.errors import BadInputError
-from from_scratch.graph_arch import MERGE_KINDS
+from from_scratch.graph_arch import MERGE_KINDS, SELF_CALLS, SEVERAL_FOOTPRINTS
 from from_scratch.layers import LAYERS, Layer, Shape
 
 Array = np.ndarray
@@ -59,6 +59,41 @@ def attention_scale(key_dim: int, dtype: np.dtype) -> Any:
     """Keras's scale of the scores: 1/sqrt(key_dim) rounded to float32 (TensorFlow reads the Python float as a
     float32 constant), then cast to `dtype`."""
     return np.dtype(dtype).type(np.float32(1.0 / math.sqrt(float(key_dim))))
+
+
+def bias_add_axis(y_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int | None:
+    """The axis of y along which Keras 3.15 adds a bias b where that differs from broadcasting, else None.
+
+    EinsumDense adds its bias with keras.ops.add, whose TensorFlow version takes a b that squeezes to one axis of
+    length n > 1 for tf.nn.bias_add when n is y's axis 1 or its last axis, and adds it along that axis (the last
+    if both). A projection with one unit per head (key_dim or value_dim 1, bias (N, 1)) whose number of heads N
+    equals the sequence length T is thus added along the steps, y[b, t, n] + bias[t], not the heads: a defect of
+    Keras (its other backends broadcast) that this layer reproduces, since Keras's numbers are the specification.
+    tests/test_attention_parity.py pins it against keras.layers.EinsumDense."""
+    wide = [k for k, d in enumerate(b_shape) if d > 1]
+    if len(wide) != 1 or len(y_shape) < 2 or b_shape[wide[0]] not in (y_shape[1], y_shape[-1]):
+        return None
+    axis = len(y_shape) - 1 if y_shape[-1] == b_shape[wide[0]] else 1
+    return None if len(y_shape) - len(b_shape) + wide[0] == axis else axis
+
+
+def add_bias(y: Array, b: Array) -> Array:
+    """y + b as Keras adds an EinsumDense bias (`bias_add_axis`): broadcast, or along the axis it misreads."""
+    axis = bias_add_axis(y.shape, b.shape)
+    if axis is None:
+        return y + b
+    along = [1] * y.ndim
+    along[axis] = y.shape[axis]
+    return y + b.reshape(along)
+
+
+def bias_grad(dy: Array, b_shape: tuple[int, ...]) -> Array:
+    """dL/db for y = add_bias(x, b): dy summed over every axis b was broadcast along."""
+    axis = bias_add_axis(dy.shape, b_shape)
+    if axis is None:
+        lead = dy.ndim - len(b_shape)
+        return dy.sum(axis=tuple(range(lead))).reshape(b_shape)
+    return dy.sum(axis=tuple(k for k in range(dy.ndim) if k != axis)).reshape(b_shape)
 
 
 def split_heads(x: Array, num_heads: int) -> Array:
@@ -178,6 +213,15 @@ class MultiHeadAttention(Layer):
     kind = "multi_head_attention"
     several_inputs = True
 
+    #: The module's pieces the passes call, each replaceable on its own in a subclass or an instance (the zoo's
+    #: planted bugs in compare/zoo_attention.py replace exactly one).
+    scale_of = staticmethod(attention_scale)
+    split = staticmethod(split_heads)
+    merge = staticmethod(merge_heads)
+    causal = staticmethod(causal_mask)
+    softmax = staticmethod(attention_softmax)
+    softmax_backward = staticmethod(attention_softmax_backward)
+
     def __init__(
         self,
         num_heads: int,
@@ -245,6 +289,11 @@ class MultiHeadAttention(Layer):
         scores = Tensor(out.node)
         scores.scores_of = out.node  # type: ignore[attr-defined]
         return out, scores
+
+    def self_call(self, x: Any) -> Any:
+        """Self-attention on one symbolic tensor, `mha(x, x)`: how a chain (a Sequential, the `mhaNxK` token)
+        calls this layer."""
+        return self(x, x)
 
     # ----- the description ---------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -341,10 +390,10 @@ class MultiHeadAttention(Layer):
     def _project(self, x: Array, w: Array, b: Array) -> Array:
         """(B, T, D) @ (D, N, H) + (N, H) -> (B, N, T, H): one matrix product for every head."""
         d = w.shape[0]
-        y = x.reshape(-1, d) @ w.reshape(d, -1)
+        y = (x.reshape(-1, d) @ w.reshape(d, -1)).reshape(x.shape[0], x.shape[1], *w.shape[1:])  # (B, T, N, H)
         if self.use_bias:
-            y = y + b.reshape(-1)
-        return split_heads(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
+            y = add_bias(y, b)
+        return self.split(y.reshape(x.shape[0], x.shape[1], -1), w.shape[1])
 
     def _check_mask(self, mask: Any, b: int, t: int, s: int) -> Array:
         """The attention mask as given: real numbers or booleans (nonzero keeps), finite, of a shape broadcastable
@@ -371,7 +420,7 @@ class MultiHeadAttention(Layer):
             keep = mask != 0
             keep = keep[:, None] if keep.ndim == 3 else keep  # (B, T, S) -> (B, 1, T, S)
         if causal:
-            c = causal_mask(t, s)[None, None]
+            c = self.causal(t, s)[None, None]
             keep = c if keep is None else keep & c
         return keep
 
@@ -403,13 +452,13 @@ class MultiHeadAttention(Layer):
             mask = self._check_mask(mask, xq.shape[0], t, s)
         self.fused = self.dropout == 0.0 and not return_attention_scores
         self.keep = self._keep(mask, t, s, bool(use_causal_mask))
-        scale = self.scale = attention_scale(self.key_dim, self.dtype)
+        scale = self.scale = self.scale_of(self.key_dim, self.dtype)
         self.Q = self._project(xq, self.Wq, self.bq)  # (B, N, T, H)
         self.K = self._project(xk, self.Wk, self.bk)  # (B, N, S, H)
         self.V = self._project(xv, self.Wv, self.bv)  # (B, N, S, Hv)
         kt = self.K.transpose(0, 1, 3, 2)
         self.S = (self.Q @ kt) * scale if self.fused else (self.Q * scale) @ kt  # (B, N, T, S)
-        self.P = attention_softmax(self.S, self.keep, self.fused)
+        self.P = self.softmax(self.S, self.keep, self.fused)
         self.dropping = training and self.dropout > 0
         if self.dropping:
             shape = self.P.shape
@@ -423,22 +472,22 @@ class MultiHeadAttention(Layer):
         else:
             self.P_used = self.P
         self.C = self.P_used @ self.V  # (B, N, T, Hv)
-        merged = merge_heads(self.C)  # (B, T, N*Hv)
+        merged = self.merge(self.C)  # (B, T, N*Hv)
         wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
-        y = merged.reshape(-1, wo.shape[0]) @ wo
+        y = (merged.reshape(-1, wo.shape[0]) @ wo).reshape(xq.shape[0], t, *self.Wo.shape[2:])  # (B, T, *out)
         if self.use_bias:
-            y = y + self.bo.reshape(-1)
+            y = add_bias(y, self.bo)
         self.merged = merged
-        self.Y = y.reshape(xq.shape[0], t, *self.Wo.shape[2:])
+        self.Y = y
         return self.Y
 
     # ----- backward ----------------------------------------------------------------------------------------------
     def _project_back(self, x: Array, w: Array, dh: Array) -> tuple[Array, Array, Array]:
         """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D))."""
         d = w.shape[0]
-        rows = merge_heads(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
+        rows = self.merge(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
         dw = (x.reshape(-1, d).T @ rows).reshape(w.shape)
-        db = rows.sum(axis=0).reshape(w.shape[1:])
+        db = bias_grad(rows.reshape(x.shape[0], x.shape[1], *w.shape[1:]), w.shape[1:]) if self.use_bias else None
         dx = (rows @ w.reshape(d, -1).T).reshape(x.shape)
         return dw, db, dx
 
@@ -450,13 +499,13 @@ class MultiHeadAttention(Layer):
         wo = self.Wo.reshape(self.num_heads * self.value_dim, -1)
         rows = dy.reshape(b * t, -1)  # (B*T, out)
         self.dWo = (self.merged.reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
-        self.dbo = rows.sum(axis=0).reshape(self.Wo.shape[2:])
+        self.dbo = bias_grad(dy, self.bo.shape) if self.use_bias else None
         dmerged = (rows @ wo.T).reshape(b, t, -1)  # (B, T, N*Hv)
-        self.dC = split_heads(dmerged, self.num_heads)  # (B, N, T, Hv)
+        self.dC = self.split(dmerged, self.num_heads)  # (B, N, T, Hv)
         self.dV_heads = self.P_used.transpose(0, 1, 3, 2) @ self.dC  # (B, N, S, Hv)
         dp_used = self.dC @ self.V.transpose(0, 1, 3, 2)  # (B, N, T, S)
         self.dP = dp_used * self.keep_scale * self.mask if self.dropping else dp_used
-        self.dS = attention_softmax_backward(self.P, self.dP, self.keep)
+        self.dS = self.softmax_backward(self.P, self.dP, self.keep)
         if self.fused:  # S = (Q K^T) * scale
             ds = self.dS * self.scale
             self.dQ_heads = ds @ self.K
@@ -491,5 +540,21 @@ def _attention_shape(options: dict, shapes: list[Shape], where: str) -> Shape:
     return attention_output_shape(options, shapes, where)
 
 
+def attention_footprint(options: dict, shapes: list[Shape], out: Shape) -> tuple[int, int]:
+    """(values per sample beside the output, numbers in the weights) of a call on inputs of `shapes` in its roles."""
+    by = dict(zip(_roles(options.get("roles"), len(shapes), "attention"), shapes))
+    n, h = options["num_heads"], options["key_dim"]
+    hv, bias = options.get("value_dim") or h, int(options.get("use_bias", True))
+    d_q, d_v = by["query"][-1], by["value"][-1]
+    d_k = by["key"][-1] if "key" in by else d_v
+    width = math.prod(out[1:])
+    weights = (d_q + bias) * n * h + (d_k + bias) * n * h + (d_v + bias) * n * hv + n * hv * width + bias * width
+    return attention_buffer(options, by["query"][0], by["value"][0]), weights
+
+
+#: The attention layers (parity cases in tests/test_attention_parity.py), registered in LAYERS as every layer is.
+ATTENTION_LAYERS: dict[str, type[Layer]] = {MultiHeadAttention.kind: MultiHeadAttention}
 MERGE_KINDS[MultiHeadAttention.kind] = _attention_shape
-LAYERS[MultiHeadAttention.kind] = MultiHeadAttention
+SEVERAL_FOOTPRINTS[MultiHeadAttention.kind] = attention_footprint
+SELF_CALLS[MultiHeadAttention.kind] = (("roles", ("query", "value")),)  # a chain's `mhaNxK`: self-attention
+LAYERS.update(ATTENTION_LAYERS)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from from_scratch.arch import LayerSpec, _shape, layer_spec
 from from_scratch.errors import BadInputError
-from from_scratch.graph_arch import Call, GraphArchitecture, in_keras_order, merge_output_shape
+from from_scratch.graph_arch import Call, GraphArchitecture, chain_call, in_keras_order, merge_output_shape
 
 #: Each merge's token and its layer kind (MERGE_KINDS); the long names are read too.
 MERGES = {
@@ -206,7 +206,7 @@ class _Builder:
                 raise _bad(self.text, str(exc)) from None
             name = self._name(spec.kind)
             self.layers.append((name, spec))
-            self.calls.append(Call(name, (tensor,)))
+            self.calls.append(chain_call(name, spec.kind, tensor))
             tensor, shape = name, out_shape
             written.append(spec.token())
         return tensor, shape, "-".join(written)

@@ -38,6 +38,21 @@ Shape = tuple[int, ...]
 #: from_scratch/merge.py registers its own rule here, as the layers register in LAYERS.
 MERGE_KINDS: dict[str, Callable[[dict, list[Shape], str], Shape]] = {}
 
+#: Kinds of several inputs that a chain calls on the one tensor before them, and the call's options for that: self-
+#: attention calls MultiHeadAttention on it as query and value (registered by from_scratch/attention.py).
+SELF_CALLS: dict[str, tuple[tuple[str, object], ...]] = {}
+
+#: For a kind of several inputs with weights and buffers (attention): (options and the call's, input shapes, output
+#: shape) -> (values per sample beside the output, numbers in the weights), for the memory check.
+SEVERAL_FOOTPRINTS: dict[str, Callable[[dict, list[Shape], Shape], tuple[int, int]]] = {}
+
+
+def chain_call(name: str, kind: str, previous: str) -> Call:
+    """The call of a chain's layer on the tensor before it (a self-call kind on it twice, with its roles)."""
+    if kind in SELF_CALLS:
+        return Call(name, (previous, previous), "", SELF_CALLS[kind])
+    return Call(name, (previous,))
+
 
 def spec_output_shape(
     spec: LayerSpec, given: Shape | list[Shape], where: str, call_options: dict | None = None
@@ -246,7 +261,12 @@ class GraphArchitecture:
             spec = specs[call.layer]
             given = shapes[call.inputs[0]]
             values += math.prod(shapes[out])
-            if spec.kind not in MERGE_KINDS:
+            if spec.kind in SEVERAL_FOOTPRINTS:
+                options = {**spec.options, **dict(call.options)}
+                buffer, count = SEVERAL_FOOTPRINTS[spec.kind](options, [shapes[t] for t in call.inputs], shapes[out])
+                values += buffer
+                weights += count if call.layer not in counted else 0
+            elif spec.kind not in MERGE_KINDS:
                 values += spec.buffer_size(given, shapes[out])
                 if call.layer not in counted:
                     weights += spec.weight_count(given)
@@ -274,7 +294,7 @@ def chain_graph(input_shape: Shape, specs: tuple[LayerSpec, ...]) -> GraphArchit
         counts[spec.kind] = n + 1
         name = spec.kind if n == 0 else f"{spec.kind}_{n}"
         layers.append((name, spec))
-        calls.append(Call(name, (previous,)))
+        calls.append(chain_call(name, spec.kind, previous))
         previous = name
     return GraphArchitecture((("input_layer", tuple(input_shape)),), tuple(layers), tuple(calls), (previous,))
 

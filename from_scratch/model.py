@@ -26,6 +26,7 @@ import from_scratch.merge  # noqa: F401 - registers the merge layers in LAYERS
 import from_scratch.normalization  # noqa: F401 - registers the normalization layers in LAYERS
 import from_scratch.pooling  # noqa: F401 - registers the pooling layers in LAYERS
 import from_scratch.recurrent  # noqa: F401 - registers the sequence layers in LAYERS
+import from_scratch.sequence  # noqa: F401 - registers GlobalAveragePooling1D and PositionEmbedding in LAYERS
 from from_scratch.arch import Architecture, LayerSpec
 from from_scratch.checks import as_array as _as_array
 from from_scratch.checks import check_declarations as _check_declarations
@@ -90,15 +91,15 @@ class Sequential(Model):
                     "give it build(input_shape, dtype, rng), forward(x, training=False), backward(dy), params and "
                     "grads"
                 )
-            if layer.several_inputs:
+            if layer.several_inputs and not callable(getattr(layer, "self_call", None)):
                 raise BadInputError(
                     f"layer {i} ({type(layer).__name__}) merges several tensors: a Sequential is a chain; build a "
                     "from_scratch.graph.Model for it"
                 )
         x = Input(shape=shape)
         t = x
-        for layer in layers:
-            t = call_layer(layer, t)
+        for layer in layers:  # a layer of several inputs that can be called on one (self-attention) is so called
+            t = layer.self_call(t) if layer.several_inputs else call_layer(layer, t)
         super().__init__(x, t, dtype=dtype, seed=seed, name="sequential")
 
     @classmethod

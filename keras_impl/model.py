@@ -22,6 +22,7 @@ from keras_impl.application_layers import KERAS_APPLICATION_LAYERS
 from keras_impl.attention import FixedMaskMultiHeadAttention, call_attention, multi_head_attention
 from keras_impl.losses import make_loss
 from keras_impl.recurrent import KERAS_SEQUENCE_LAYERS
+from keras_impl.sequence import KERAS_ENCODER_LAYERS
 
 tf.config.experimental.enable_op_determinism()
 
@@ -137,6 +138,7 @@ KERAS_LAYERS: dict[str, Callable[[Any, str], keras.layers.Layer]] = {
     "reshape": lambda spec, dtype: keras.layers.Reshape(spec.options["target_shape"], dtype=dtype),
     **KERAS_SEQUENCE_LAYERS,  # simple_rnn, lstm, gru, embedding (keras_impl/recurrent.py)
     **KERAS_APPLICATION_LAYERS,  # zero_padding2d, depthwise_conv2d, activation, re_lu
+    **KERAS_ENCODER_LAYERS,  # global_average_pooling1d, position_embedding (keras_impl/sequence.py)
 }
 
 

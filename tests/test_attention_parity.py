@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import keras_impl  # noqa: F401 (pins the TensorFlow settings first)
@@ -25,8 +25,11 @@ from from_scratch.attention import (
     FUSED_FILL,
     SOFTMAX_LAYER_FILL,
     MultiHeadAttention,
+    add_bias,
     attention_scale,
     attention_softmax_backward,
+    bias_add_axis,
+    bias_grad,
 )
 from from_scratch.graph_arch import Call, GraphArchitecture
 from keras_impl.attention import attention_steps
@@ -117,6 +120,14 @@ def configurations(draw: st.DrawFn) -> dict:
     )
 
 
+#: Found by the generator: one unit per head with as many heads as value steps, where Keras adds the key and value
+#: biases along the steps (bias_add_axis); the scratch layer reproduces it.
+HEADS_EQUAL_STEPS = dict(
+    t=1, s=2, d_q=1, d_v=1, d_k=None, cross=True, mask=None, causal=False, scores=False,
+    num_heads=2, key_dim=1, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
+)  # fmt: skip
+
+
 def _judge(config: dict, dtype: str, seed: int) -> None:
     report = run_comparison(attention_graph(**config), batch=4, dtype=dtype, seed=seed)
     failed = [(r.name, r.error, r.tol) for r in report.rows if not r.passed]
@@ -132,12 +143,14 @@ def _judge(config: dict, dtype: str, seed: int) -> None:
 
 @PROPERTY
 @given(configurations(), st.integers(0, 2**16))
+@example(HEADS_EQUAL_STEPS, 0)
 def test_random_attention_configurations_agree_with_keras_in_float64(config, seed):
     _judge(config, "float64", seed)
 
 
 @PROPERTY
 @given(configurations(), st.integers(0, 2**16))
+@example(HEADS_EQUAL_STEPS, 0)
 def test_random_attention_configurations_agree_with_keras_in_float32(config, seed):
     _judge(config, "float32", seed)
 
@@ -218,9 +231,7 @@ def test_the_keras_trace_is_the_layers_own_computation_bit_for_bit(scores, dtype
 
 def test_the_softmax_backward_without_its_row_sum_fails_the_comparison():
     """A wrong attention (the softmax VJP without the row sum: dS = P * dP) fails: the harness can tell."""
-    import from_scratch.attention as attention
-
-    right = attention.attention_softmax_backward
+    right = attention_softmax_backward
 
     def wrong(p, dp, keep):
         return right(p, dp, keep) + (dp * p).sum(axis=-1, keepdims=True) * p
@@ -230,14 +241,14 @@ def test_the_softmax_backward_without_its_row_sum_fails_the_comparison():
         num_heads=2, key_dim=3, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
     )  # fmt: skip
     assert run_comparison(attention_graph(**config), batch=4).passed
-    attention.attention_softmax_backward = wrong
+    MultiHeadAttention.softmax_backward = staticmethod(wrong)
     try:
         report = run_comparison(attention_graph(**config), batch=4)
     finally:
-        attention.attention_softmax_backward = right
+        MultiHeadAttention.softmax_backward = staticmethod(right)
     failing = {r.name for r in report.rows if not r.passed}
     assert not report.passed and "grad mha/query/kernel" in failing and "output" not in failing
-    assert attention_softmax_backward is right
+    assert MultiHeadAttention.softmax_backward is right
 
 
 # ----- bad input ----------------------------------------------------------------------------------------------------
@@ -294,3 +305,68 @@ def test_a_mask_of_the_wrong_shape_in_forward_is_refused():
     ours, _, (q, v) = _pair("float64", [(2, 4, 3), (2, 5, 3)], num_heads=1, key_dim=2)
     with pytest.raises(BadInputError, match=r"attention_mask of shape \(2, 5, 4\)"):
         ours.forward([q, v, np.ones((2, 5, 4))], roles=("query", "value", "attention_mask"))
+
+
+@pytest.mark.parametrize(
+    "shape, heads, units",
+    [((4, 2, 3), 2, 1), ((4, 3, 3), 3, 1), ((4, 2, 1), 2, 1), ((4, 3, 3), 2, 1), ((4, 2, 3), 2, 3), ((4, 2, 3), 1, 2)],
+)
+def test_keras_adds_a_one_unit_projection_bias_along_the_steps_when_heads_equal_steps(shape, heads, units):
+    """Keras 3.15's EinsumDense adds a bias (N, 1) along the steps when N equals the sequence length (its TensorFlow
+    ops.add takes it for tf.nn.bias_add); bias_add_axis says so, and add_bias / bias_grad reproduce it bit for bit,
+    forward and gradient (and broadcast as usual everywhere else)."""
+    keras.config.set_floatx("float64")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, heads, units), bias_axes="de")
+    layer.build(shape)
+    layer.bias.assign(rng.standard_normal((heads, units)))
+    weight = rng.standard_normal((shape[0], shape[1], heads, units))
+    with tf.GradientTape() as tape:
+        y = layer(x)
+        loss = tf.reduce_sum(y * weight)
+    g = tape.gradient(loss, layer.bias).numpy()
+    product = np.einsum("abc,cde->abde", x, layer.kernel.numpy())
+    misread = bias_add_axis(product.shape, (heads, units)) is not None
+    assert misread == (units == 1 and heads > 1 and heads == shape[1])
+    np.testing.assert_array_equal(add_bias(product, layer.bias.numpy()), y.numpy())
+    np.testing.assert_allclose(bias_grad(weight, (heads, units)), g, rtol=1e-14, atol=0)
+    if misread:
+        assert not np.allclose(product + layer.bias.numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_shared_attention_layer_sums_its_calls_gradients_and_keeps_each_calls_options(dtype):
+    """One MultiHeadAttention (with dropout) called twice: cross-attention a -> b, then causal on its own output and
+    b; an Add back to a, LayerNormalization, the mean over the steps. Each call has its rows, the weights' gradient
+    is the sum over both calls, and the second call's causal rule is its own."""
+    spec = LayerSpec(
+        "multi_head_attention",
+        None,
+        "linear",
+        {"num_heads": 2, "key_dim": 3, "value_dim": None, "dropout": 0.2, "use_bias": True, "output_shape": None},
+    )
+    roles = ("roles", ("query", "value"))
+    graph = GraphArchitecture(
+        (("a", (5, 4)), ("b", (3, 4))),
+        (
+            ("mha", spec),
+            ("add", LayerSpec("add")),
+            ("ln", LayerSpec("layer_normalization")),
+            ("gap", LayerSpec("global_average_pooling1d")),
+            ("dense", LayerSpec("dense", 3, "softmax")),
+        ),
+        (
+            Call("mha", ("a", "b"), "", (roles,)),
+            Call("mha", ("mha", "b"), "mha#2", (roles, ("use_causal_mask", True))),
+            Call("add", ("mha#2", "a")),
+            Call("ln", ("add",)),
+            Call("gap", ("ln",)),
+            Call("dense", ("gap",)),
+        ),
+        ("dense",),
+    )
+    report = run_comparison(graph, dtype=dtype, batch=6)
+    assert report.passed, [(r.name, r.error) for r in report.rows if not r.passed]
+    names = {r.name for r in report.rows}
+    assert {"mha dL/dquery", "mha#2 dL/dquery", "mha#2 dL/dvalue"} <= names

@@ -116,7 +116,7 @@ def test_python_dash_m_compare_exit_code_and_no_traceback():
     assert proc.stderr.strip().splitlines() == [
         "backprop-parity compare: error: malformed architecture '3-?': layer 1 '?'"
         " is neither a width (a positive integer) nor a layer (dropoutR, bn, ln, convFkK, poolP, avgpoolP, gap,"
-        " flatten, reshapeHxWxC, rnnU, lstmU, gruU, embedVxD, padP, dwK, act:NAME, relu, relu6)"
+        " flatten, reshapeHxWxC, rnnU, lstmU, gruU, embedVxD, pos, gap1d, mhaNxK, padP, dwK, act:NAME, relu, relu6)"
     ]
 
 

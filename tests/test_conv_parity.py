@@ -17,9 +17,11 @@ from compare.graphs import GRAPH_NETWORKS
 from compare.matrix import GRADIENT_ACTIVATIONS, IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
+from from_scratch.attention import ATTENTION_LAYERS
 from from_scratch.layers import LAYERS
 from from_scratch.merge import MERGE_LAYERS
 from from_scratch.recurrent import SEQUENCE_LAYERS
+from from_scratch.sequence import ENCODER_LAYERS
 from keras_impl.model import KERAS_LAYERS
 
 #: CI runs a fixed (derandomized) set of examples per layer; BACKPROP_PARITY_FUZZ=N runs N fresh random ones.
@@ -152,9 +154,13 @@ def fits(spec, shape):
 
 def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     """Image kinds have cases here, sequence kinds in tests/test_rnn_parity.py (which checks that each has its
-    cases, and has LayerNormalization's), and every non-MLP kind is in a network of the matrix; LayerNormalization
-    and a Dense per time step are in its sequence networks; every merge kind is in its graph networks."""
-    assert set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) == set(LAYERS) == set(KERAS_LAYERS)
+    cases, and has LayerNormalization's), the encoder's GlobalAveragePooling1D and PositionEmbedding in
+    tests/test_sequence_layers.py, attention in tests/test_attention_parity.py, and every non-MLP kind is in a
+    network of the matrix; LayerNormalization, a Dense per time step and the encoder's layers are in its sequence
+    networks; every merge kind is in its graph networks."""
+    known = set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) | set(ENCODER_LAYERS)
+    known |= set(ATTENTION_LAYERS)  # cases in tests/test_attention_parity.py
+    assert known == set(LAYERS) == set(KERAS_LAYERS)
     assert not set(CASES) & set(SEQUENCE_LAYERS)
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
     in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
@@ -162,7 +168,7 @@ def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     assert set(MERGE_LAYERS) <= in_graphs, f"merge kinds in no graph network: {set(MERGE_LAYERS) - in_graphs}"
     assert set(LAYERS) <= in_matrix | in_sequences | in_graphs | {"dense"} | MLP_KINDS
     assert set(CASES) <= in_matrix
-    assert set(SEQUENCE_LAYERS) | {"layer_normalization"} <= in_sequences
+    assert set(SEQUENCE_LAYERS) | set(ENCODER_LAYERS) | {"layer_normalization"} <= in_sequences
     per_step = [Architecture.parse(arch) for arch in SEQUENCE_ARCHS]
     assert any(
         spec.kind == "dense" and len(shape) == 2

@@ -81,10 +81,13 @@ SPECS = {
         "linear",
         {"num_heads": 2, "key_dim": 3, "value_dim": None, "dropout": 0.1, "use_bias": True, "output_shape": None},
     ),
+    "global_average_pooling1d": LayerSpec("global_average_pooling1d"),
+    "position_embedding": LayerSpec("position_embedding", None, "linear", {"sequence_length": 3}),
 }
 
 #: The input shape each kind is built for here: features for the MLP layers, sequences (T, F) for the recurrent
-#: ones, index sequences (T,) for the Embedding, a small image for the others.
+#: ones, index sequences (T,) for the Embedding, sequences (T, D) for the encoder's pooling and position table, a small
+#: image for the others.
 SHAPES = {
     "dense": (4,),
     "dropout": (4,),
@@ -96,6 +99,8 @@ SHAPES = {
     "gru": (4, 2),
     "embedding": (6,),
     "multi_head_attention": (3, 4),  # self-attention: query and value one sequence
+    "global_average_pooling1d": (3, 4),
+    "position_embedding": (3, 4),
 }
 
 #: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and

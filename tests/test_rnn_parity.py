@@ -450,7 +450,7 @@ SEQUENCE_BAD_INPUT = {
     ),
     "dense on a sequence input as the output": (
         ["--arch", "8x8-10"],
-        "the output has shape (8, 10); end with features (D,): add 'flatten' or 'gap' and a Dense layer",
+        "the output has shape (8, 10); end with features (D,): add 'flatten' or 'gap1d' and a Dense layer",
     ),
     "layer normalization as the output of a sequence": (
         ["--arch", "8x8-gru4:seq-ln"],
