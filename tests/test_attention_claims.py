@@ -39,6 +39,7 @@ from from_scratch.attention import (
     merge_heads,
     split_heads,
 )
+from from_scratch.sequence import GlobalAveragePooling1D, PositionEmbedding
 
 #: The fused path's fill for a masked logit: keras.src.backend.tensorflow.nn._get_large_negative (not float16).
 FUSED_FILL = -0.7 * 3.38953e38
@@ -562,6 +563,14 @@ def test_global_average_pooling_1d_and_the_position_table_gradients_are_tensorfl
     stated_dx = np.broadcast_to(dy[:, None, :] / t, (b, t, d))
     assert norm_rel_error(stated_dx, dx.numpy()) <= F64_TOL
     assert norm_rel_error(stated_dx.sum(axis=0), dtable.numpy()) <= F64_TOL
+    position, pooling = PositionEmbedding(), GlobalAveragePooling1D()
+    position.build((t, d), np.float64, rng)
+    pooling.build((t, d), np.float64, rng)
+    position.P = table.numpy()
+    assert norm_rel_error(pooling.forward(position.forward(x)), y.numpy()) <= F64_TOL
+    dh = pooling.backward(dy)
+    assert norm_rel_error(position.backward(dh), dx.numpy()) <= F64_TOL
+    assert norm_rel_error(position.dP, dtable.numpy()) <= F64_TOL
 
 
 def stated_layer_norm(x, gamma, beta, eps=1e-3):
