@@ -28,6 +28,7 @@ the Projection loss compare/check_twins.py's (re-exported here too).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,8 @@ def check_layer(
     seed: int = 0,
     gradcheck_samples: int = 8,
     inputs: Any = None,
+    roles: Sequence[str] | None = None,
+    call_options: dict[str, bool] | None = None,
 ) -> Report:
     """Prove a hand-written `layer` against `keras_layer` on random nonzero parameters, a batch X
     (batch, *input_shape) and a random upstream gradient G (batch, *output_shape); `Report.passed` is the verdict.
@@ -118,9 +121,26 @@ def check_layer(
     checked the same way on a graph: one Input per shape, `input_shape=[(7,), (7,)]`, or `inputs=[X1, X2]` (one
     batch per input, all of N rows), against a keras.Model of as many keras.Input and `keras_layer` called on their
     list; the rows name each input ("grad input input_layer_1"). Integer batches are indices only when every input
-    is one (as above); a mix of index and value batches is refused."""
+    is one (as above); a mix of index and value batches is refused.
+
+    A user's attention layer is checked against keras.layers.MultiHeadAttention (compare/check_attention.py):
+    `roles` names each input (from "query", "value", "key", "attention_mask"; against a MultiHeadAttention, 2 or 3
+    inputs default to query, value[, key]) and `call_options` sets use_causal_mask / return_attention_scores. Keras
+    is called as keras_layer(query, value, key=..., attention_mask=..., use_causal_mask=...); the layer's build and
+    forward receive roles=... and the options, as from_scratch.attention.MultiHeadAttention does. The inputs and
+    rows are named by role ("grad input query"); the mask is random 0/1 with a kept position in every row of the
+    scores (or the user's, booleans allowed), never moved and not differentiated (no row of its own). In float64 the
+    scale 1/sqrt(key_dim) is Keras's (rounded to float32) or the exact one, whichever the layer uses (the config's
+    "scale" says which and how far apart they are)."""
     if getattr(layer, "several_inputs", False):
-        return _check_several(layer, keras_layer, input_shape, batch, dtype, seed, gradcheck_samples, inputs)
+        return _check_several(
+            layer, keras_layer, input_shape, batch, dtype, seed, gradcheck_samples, inputs, roles, call_options
+        )
+    if roles is not None or call_options is not None:
+        raise BadInputError(
+            f"layer {getattr(layer, 'name', '') or type(layer).__name__!r} takes one input (it does not declare "
+            "several_inputs = True): roles and call_options are for a layer called on several inputs (attention)"
+        )
     if _shape_list(input_shape):  # (a list of arrays stays what it was: one batch, as NumPy reads it)
         raise BadInputError(
             f"layer {getattr(layer, 'name', '') or type(layer).__name__!r} takes one input (it does not declare "
@@ -183,15 +203,37 @@ def _check_several(
     seed: int,
     gradcheck_samples: int,
     inputs: Any,
+    roles: Sequence[str] | None = None,
+    call_options: dict[str, bool] | None = None,
 ) -> Report:
     """check_layer for a layer of several inputs: a from_scratch.graph.Model of one Input per shape and the one
-    call of `layer` on their list, against the functional twin (keras_twin_graph)."""
+    call of `layer` on their list, against the functional twin (keras_twin_graph); for an attention call (roles,
+    compare/check_attention.py) the call carries its roles and options on both sides."""
+    from compare import check_attention as attn
     from from_scratch.graph import Input, Model, call_layer
 
-    name = getattr(layer, "name", "") or type(layer).__name__
+    name = getattr(layer, "name", "") or getattr(layer, "kind", "") or type(layer).__name__  # as the graph names it
+    count = (
+        len(inputs)
+        if isinstance(inputs, (list, tuple))
+        else len(input_shape)
+        if inputs is None and isinstance(input_shape, (list, tuple)) and _shape_list(input_shape)
+        else None
+    )
+    options = attn.attention_call(name, keras_layer, roles, call_options, count)
+    mask_at = options["roles"].index(attn.MASK_ROLE) if options and attn.MASK_ROLE in options["roles"] else None
+    if mask_at is not None and isinstance(inputs, (list, tuple)) and _is_array(inputs[mask_at]):
+        if dtype not in ("float64", "float32"):
+            raise BadInputError(f"dtype must be one of float64, float32, got {dtype!r}")
+        inputs = list(inputs)
+        inputs[mask_at] = attn.as_mask(inputs[mask_at], dtype, f"inputs[{mask_at}] (the attention_mask)")
     xs, shapes, batch = _batches_of(name, inputs, input_shape, batch, dtype)
-    tensors = [Input(shape) for shape in shapes]
-    model = Model(tensors, call_layer(layer, tensors), dtype=dtype, seed=seed)
+    names = list(options["roles"]) if options else [None] * len(shapes)
+    if options:
+        attn.check_takes_options(name, layer, options)
+        attn.check_shapes(name, keras_layer, options, shapes)
+    tensors = [Input(shape, name=role) for shape, role in zip(shapes, names)]
+    model = Model(tensors, call_layer(layer, tensors, options), dtype=dtype, seed=seed)
     check_protocol(model)
     out_shape = model.output_shape
     shape_text = " and ".join("x".join(map(str, s)) for s in shapes)
@@ -200,7 +242,15 @@ def _check_several(
         batch,
         (sum(_size(s) for s in shapes) + _size(out_shape), sum(p.size for p in model.get_weights())),
     )
-    twin = keras_twin_graph(keras_layer, shapes, dtype)
+    if options:
+        keras_layer = attn.with_fixed_dropout(keras_layer)
+    twin = keras_twin_graph(keras_layer, shapes, dtype, options, names)
+    theirs = tuple(int(d) for d in twin.output_shape[1:])
+    if theirs != tuple(out_shape):
+        raise BadInputError(
+            f"layer {layer.name!r} gives outputs of shape {tuple(out_shape)} (its build() said so) on inputs of "
+            f"shapes {shape_text}, but Keras layer {twin.layers[-1].name!r} gives {theirs}"
+        )
     _check_twin_weights(layer, model, twin)
     rng = np.random.default_rng(seed)
     model.set_weights(random_nonzero_params(model, rng))
@@ -210,6 +260,11 @@ def _check_several(
             xs = [_random_indices(layer, x.shape, seed + k) for k, x in enumerate(xs)]
         else:
             xs = [away_from_kinks(x, tuple(layer.kinks)).astype(dtype) for x in xs]
+        if mask_at is not None:
+            by = dict(zip(names, shapes))
+            causal = bool(options.get("use_causal_mask"))
+            t, s = by["query"][0], by["value"][0]
+            xs[mask_at] = attn.random_mask(rng, batch, shapes[mask_at], t, s, causal, dtype)
     else:
         xs = [x.copy() for x in xs]  # the caller's arrays stay theirs, whatever the layer does with them
     upstream = rng.standard_normal((batch, *out_shape)).astype(dtype)
@@ -222,9 +277,20 @@ def _check_several(
         "dtype": dtype,
         "seed": seed,
     }
+    if options:
+        config["roles"] = list(options["roles"])
+        config.update({k: v for k, v in options.items() if k != "roles"})
     if inputs is not None:
         config["inputs"] = f"given ({', '.join(str(x.dtype) for x in xs)})"
-    return _check_pair(model, twin, xs, y, Projection(upstream), None, gradcheck_samples, seed, config)
+    if options:
+        twin.set_weights(model.get_weights())
+        scale = attn.scale_convention(twin, twin.layers[-1], model, xs, dtype)
+        if scale is not None:
+            config["scale"] = scale
+    report = _check_pair(model, twin, xs, y, Projection(upstream), None, gradcheck_samples, seed, config)
+    if mask_at is not None:  # not differentiable: no row of its own (its step still holds the layer to zeros)
+        report.rows = [row for row in report.rows if row.name != f"grad input {attn.MASK_ROLE}"]
+    return report
 
 
 def _check_twin_weights(layer: Layer, model: Model, twin: Any) -> None:

@@ -61,20 +61,35 @@ def keras_twin_model(keras_layer: Any, input_shape: Shape, dtype: str) -> Any:
     return keras.Sequential([keras.Input(shape=input_shape, dtype=dtype), _keras_layer_in(keras_layer, dtype)])
 
 
-def keras_twin_graph(keras_layer: Any, input_shapes: list[Shape], dtype: str) -> Any:
+def keras_twin_graph(
+    keras_layer: Any,
+    input_shapes: list[Shape],
+    dtype: str,
+    options: dict[str, Any] | None = None,
+    names: list[str | None] | None = None,
+) -> Any:
     """The functional twin of a layer of several inputs: keras.Model([Input(s) for s in input_shapes],
-    keras_layer([...])) in `dtype` (the layer rebuilt in `dtype` as keras_twin_model does). A Keras layer that
-    refuses these shapes is refused, naming it and the shapes."""
+    keras_layer([...])) in `dtype` (the layer rebuilt in `dtype` as keras_twin_model does). With `options` (an
+    attention call: {"roles": (...), "use_causal_mask": True, ...}) the layer is called as Keras's attention is,
+    keras_layer(query, value, key=..., attention_mask=..., use_causal_mask=...), the inputs named by `names`. A Keras
+    layer that refuses these shapes is refused, naming it and the shapes."""
     import keras
 
     keras_layer = _keras_layer_in(keras_layer, dtype)
-    inputs = [keras.Input(shape=shape, dtype=dtype) for shape in input_shapes]
+    names = names or [None] * len(input_shapes)
+    inputs = [keras.Input(shape=shape, dtype=dtype, name=name) for shape, name in zip(input_shapes, names)]
     try:
-        output = keras_layer(inputs)
+        if options:
+            from keras_impl.attention import call_attention
+
+            output = call_attention(keras_layer, inputs, options)
+        else:
+            output = keras_layer(inputs)
     except Exception as exc:  # Keras's own shape checks (an Add of (7,) and (5,)), or a user's build
+        called = f" as {', '.join(options['roles'])}" if options else ""
         raise BadInputError(
             f"Keras layer {keras_layer.name!r} ({type(keras_layer).__name__}) refused inputs of shapes "
-            f"{' and '.join(map(str, input_shapes))}: {_keras_reason(exc)}"
+            f"{' and '.join(map(str, input_shapes))}{called}: {_keras_reason(exc)}"
         ) from None
     if isinstance(output, (list, tuple)):
         raise BadInputError(

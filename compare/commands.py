@@ -285,7 +285,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_check_layer(args: argparse.Namespace) -> int:
     """check-layer: one --input-shape (or --inputs file) per input of the layer: one for a plain layer, several for
-    a layer of several inputs (--input-shape 7 7)."""
+    a layer of several inputs (--input-shape 7 7); an attention layer's inputs named by --roles (query value key
+    attention_mask), its call options by --use-causal-mask and --return-attention-scores."""
     from from_scratch.layers import Layer
 
     shapes, files = args.input_shape, args.inputs
@@ -295,8 +296,15 @@ def run_check_layer(args: argparse.Namespace) -> int:
     if files is not None:
         raw = [load_inputs(f) for f in files]  # the files' own faults are refused before TensorFlow loads
         from compare.check import as_batch
+        from compare.check_attention import as_mask
 
-        loaded = [as_batch(a, args.dtype, f"--inputs {f}") for f, a in zip(files, raw)]
+        roles = list(args.roles or [])
+        loaded = [
+            as_mask(a, args.dtype, f"--inputs {f} (the attention_mask)")
+            if k < len(roles) and roles[k] == "attention_mask"
+            else as_batch(a, args.dtype, f"--inputs {f}")
+            for k, (f, a) in enumerate(zip(files, raw))
+        ]
         given = [tuple(int(d) for d in x.shape[1:]) for x in loaded]
         if shapes is not None and len(shapes) != len(files):
             raise BadInputError(
@@ -337,6 +345,7 @@ def run_check_layer(args: argparse.Namespace) -> int:
             f"SCRATCH {args.scratch!r} takes one input (it does not declare several_inputs = True), but {count} "
             f"{option}s were given"
         )
+    call_options = {name: True for name in ("use_causal_mask", "return_attention_scores") if getattr(args, name, False)}
     import keras
 
     from compare.check import check_layer
@@ -354,6 +363,8 @@ def run_check_layer(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             seed=args.seed,
             inputs=inputs,
+            roles=args.roles,
+            call_options=call_options or None,
         )
     except BadInputError:
         raise

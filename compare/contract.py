@@ -197,15 +197,20 @@ def _uncopyable_attribute(layer: Layer) -> str | None:
 
 
 def _twin_names(model: Sequential, keras_model: Any) -> list[tuple[str, ...] | None]:
-    """Per scratch layer, its Keras twin's variable names (`add_weight(name="beta")` gives "beta") in get_weights()
-    order, when the scratch layer declares no weight_names and the twin's names are as many, distinct and chosen
-    (not Keras's "variable", "variable_1" for an unnamed add_weight); None otherwise (the declared names, or
-    weight_0, weight_1, ...)."""
+    """Per scratch layer, its Keras twin's variable names (`add_weight(name="beta")` gives "beta"; where those repeat,
+    their paths inside the twin: MultiHeadAttention's "query/kernel", "key/kernel") in get_weights() order, when the
+    scratch layer declares no weight_names and the twin's names are as many, distinct and chosen (not Keras's
+    "variable", "variable_1" for an unnamed add_weight); None otherwise (the declared names, or weight_0, ...)."""
     layers = twin_layers(keras_model) if hasattr(keras_model, "layers") else []
     names: list[tuple[str, ...] | None] = []
     for i, layer in enumerate(model.layers):
         twin = layers[i] if i < len(layers) else None
         theirs = tuple(str(getattr(v, "name", "")).split("/")[-1] for v in getattr(twin, "weights", []))
+        if len(set(theirs)) < len(theirs) and twin is not None:  # sublayers' kernels: "query/kernel", "key/kernel"
+            prefix = f"{twin.name}/"
+            paths = tuple(str(getattr(v, "path", "")) for v in twin.weights)
+            if all(p.startswith(prefix) for p in paths):
+                theirs = tuple(p[len(prefix) :] for p in paths)
         usable = (
             layer.weight_names is None
             and len(theirs) == len(layer.params)

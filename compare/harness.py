@@ -131,7 +131,7 @@ def gradcheck_row(
         x, y = _as64(x), _as64(y)
         sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64)
     with watched(model, Watch.casting()):
-        moves = [not flag for flag in integer_input_flags(model)]
+        moves = [not flag for flag in fixed_input_flags(model)]
         precision = arithmetic_precision(model, x, y, loss, sample_weight, seed, move_input=moves)
         if not precision.judgeable:
             inf = float("inf")
@@ -295,14 +295,14 @@ def compare_models(
         sw64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         truth = keras_side(keras64, _as64(x), _as64(y), loss, sw64)
     # float64 rounding's and float32's own reach: Keras again with every input and weight one ulp off
-    moves = [not flag for flag in integer_input_flags(scratch)]
+    moves = [not flag for flag in fixed_input_flags(scratch)]
     again = jittered_side(keras_model, x, y, loss, sample_weight, weights, seed, moves if len(moves) > 1 else moves[0])
     table, steps = compare_sides(scratch, result.logits_at, ours, theirs, truth, terms, dtype, again)
     rows += table
     rows += protocol_rows(watch, dtype)
     if gradcheck_samples:
         reference = truth if truth is not None else theirs
-        flags = integer_input_flags(scratch)  # indices: no derivative to take
+        flags = fixed_input_flags(scratch)  # indices, masks: no derivative to take
         if len(flags) == 1:
             input_grad = None if flags[0] else reference.input_grad
         else:
@@ -366,6 +366,20 @@ def mask_input(arch: Any, k: int) -> bool:
     name = graph.inputs[k][0]
     users = [c for c in graph.calls if name in c.inputs]
     return all(_roles_of(dict(c.options), [t == name for t in c.inputs]) == {"attention_mask"} for c in users)
+
+
+def fixed_input_flags(scratch: Model) -> list[bool]:
+    """Per input of the model, whether it is held fixed: indices (`integer_input_flags`) or an attention mask (the
+    first call on it names it "attention_mask" in its roles: 0/1, where the loss is piecewise constant). Such an
+    input is not moved by the numerical witness, the precision probe, the Taylor witness or the float32 jitter (one
+    ulp off 0 would keep a masked position), and no numerical derivative is taken with respect to it."""
+    flags = []
+    for t, integer in zip(scratch.inputs, integer_input_flags(scratch)):
+        first = next(node for node in scratch.nodes if any(u is t for u in node.inputs))
+        roles = tuple(getattr(first, "options", {}).get("roles") or ())
+        role = next((r for u, r in zip(first.inputs, roles) if u is t), None)
+        flags.append(integer or role == "attention_mask")
+    return flags
 
 
 def _input_spec(arch: Any, k: int = 0) -> Any:

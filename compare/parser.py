@@ -185,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the batch to check, an array (N, *input_shape) saved with numpy.save: integers are indices (an "
         "Embedding's), floats values; instead of a random batch; one file per input for a layer of several inputs",
     )
+    c.add_argument(
+        "--roles",
+        nargs="+",
+        metavar="ROLE",
+        help="an attention layer's inputs by role, one per --input-shape (or --inputs file), from query, value, key, "
+        "attention_mask: KERAS is then called as keras_layer(query, value, key=..., attention_mask=...) (default "
+        "against a MultiHeadAttention: query value [key])",
+    )
+    c.add_argument(
+        "--use-causal-mask",
+        action="store_true",
+        help="an attention call's use_causal_mask=True, handed to both layers",
+    )
+    c.add_argument(
+        "--return-attention-scores",
+        action="store_true",
+        help="an attention call's return_attention_scores=True (Keras's explicit path), handed to both layers; the "
+        "output is compared",
+    )
     c.add_argument("--batch", type=_positive, default=None, help="batch size (default 16; read from --inputs)")
     c.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     c.add_argument(

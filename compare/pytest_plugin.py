@@ -57,10 +57,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
-    """`parity(layer, keras_layer, input_shape=(7,), *, batch=16, dtype=None, seed=None, inputs=None) -> Report`:
+    """`parity(layer, keras_layer, input_shape=(7,), *, batch=16, dtype=None, seed=None, inputs=None, roles=None,
+    call_options=None) -> Report`:
     runs compare.check_layer (on `inputs` when given: then input_shape and batch are read from them) and fails the
     test with the table and diagnosis unless every quantity agrees. A layer of several inputs takes a shape per input
-    (input_shape=[(7,), (7,)]) or a batch per input (inputs=[x1, x2])."""
+    (input_shape=[(7,), (7,)]) or a batch per input (inputs=[x1, x2]); an attention layer also its inputs' roles and
+    call options (roles=("query", "value", "attention_mask"), call_options={"use_causal_mask": True}), as
+    check_layer does."""
     default_dtype = request.config.getoption("--parity-dtype")
     default_seed = _seed(request.config.getoption("--parity-seed"))
 
@@ -73,6 +76,8 @@ def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
         dtype: str | None = None,
         seed: int | None = None,
         inputs: Any = None,
+        roles: Any = None,
+        call_options: dict[str, bool] | None = None,
     ) -> Any:
         from compare.check import check_layer
         from compare.report import render
@@ -85,6 +90,8 @@ def parity(request: pytest.FixtureRequest) -> Callable[..., Any]:
             dtype=dtype or default_dtype,
             seed=default_seed if seed is None else seed,
             inputs=inputs,
+            roles=roles,
+            call_options=call_options,
         )
         if not report.passed:
             pytest.fail(f"{type(layer).__name__} differs from its Keras twin\n{render(report)}", pytrace=False)

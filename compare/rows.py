@@ -173,7 +173,7 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
                 lambda m, i=i, role=role: m.records[i].get("d" + role),
                 1,
             )
-        if node.options.get("return_attention_scores"):  # the scores Keras returns: P before dropout
+        if node.options.get("return_attention_scores") and "P" in _attention_keys(node, "forward"):  # P Keras returns
             add(
                 f"{node.name} attention scores",
                 None,
@@ -240,14 +240,20 @@ ATTENTION_BACKWARD = ("dC", "dP", "dS", "dV", "dK", "dQ")
 
 
 def _attention_keys(node: Any, phase: str) -> tuple[str, ...]:
+    """The per-head quantities of an attention call whose layer records them (from_scratch's; a user's layer
+    checked against Keras's may record none)."""
     if "roles" not in node.options:
         return ()
-    return ATTENTION_FORWARD if phase == "forward" else ATTENTION_BACKWARD
+    own = set(node.layer.record()) if hasattr(node.layer, "record") else set()
+    return tuple(k for k in (ATTENTION_FORWARD if phase == "forward" else ATTENTION_BACKWARD) if k in own)
 
 
 def _attention_roles(node: Any) -> tuple[str, ...]:
-    """The differentiable tensors an attention call was handed (the mask is not), in Keras's argument order."""
-    return tuple(r for r in node.options.get("roles", ()) if r != "attention_mask")
+    """The differentiable tensors an attention call was handed (the mask is not), in Keras's argument order, where
+    its layer records their gradients (dquery, ...)."""
+    own = set(node.layer.record()) if hasattr(node.layer, "record") else set()
+    roles = node.options.get("roles", ())
+    return tuple(r for r in roles if r != "attention_mask" and "d" + r in own)
 
 
 def _recorded(layer: Any) -> tuple[str, ...]:

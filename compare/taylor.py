@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from compare.harness import Row, integer_inputs
+from compare.harness import Row, fixed_input_flags
 from from_scratch.gradcheck import arithmetic_precision
 from from_scratch.losses import Loss
 from from_scratch.model import Sequential
@@ -65,7 +65,7 @@ def taylor_row(
     with f the scratch loss and g the scratch gradient, both from the model in float64 (the same layers, weights
     upcast exactly): 2 when g is right, 1 when not. In float64 so that a float32 gradient's own rounding (1e-7
     relative) does not flatten the slope at small h; the float32 arithmetic is judged by the other rows. Index inputs
-    (an Embedding's) are not moved.
+    (an Embedding's) and attention masks are not moved (harness.fixed_input_flags).
 
     Points whose remainder is rounding are dropped: below TAYLOR_NOISE_ULPS float64 ulps of |f| + h |<g, v>|,
     TAYLOR_NOISE_FACTOR times the noise of f measured by `arithmetic_precision`, or h times the rounding a gradient
@@ -78,9 +78,9 @@ def taylor_row(
     model64.watch = Watch.casting()  # a copy of the model, discarded after the row
     several = isinstance(x, (list, tuple))  # a model of several inputs: one array each, each moved along v
     x64 = [np.asarray(a, np.float64) for a in (x if several else [x])]
-    moves_input = not integer_inputs(model64)
+    moves = [not flag for flag in fixed_input_flags(model64)]  # per input: indices and masks stay where they are
     precision = arithmetic_precision(
-        model64, x64 if several else x64[0], y, loss, sample_weight, seed, move_input=moves_input
+        model64, x64 if several else x64[0], y, loss, sample_weight, seed, move_input=moves if several else moves[0]
     )
     if not precision.judgeable:
         name = f"Taylor remainder slope ({precision.label})"
@@ -91,7 +91,7 @@ def taylor_row(
     model64.set_weights(weights)  # the pass moved any moving statistics
     trainable = model64.trainable
     rng = np.random.default_rng(seed + 7)
-    v_x = [rng.standard_normal(a.shape) if moves_input else np.zeros(a.shape) for a in x64]
+    v_x = [rng.standard_normal(a.shape) if move else np.zeros(a.shape) for a, move in zip(x64, moves)]
     v_w = [rng.standard_normal(w.shape) if t else np.zeros(w.shape) for w, t in zip(weights, trainable)]
     norm = np.sqrt(sum((v**2).sum() for v in v_x) + sum((v**2).sum() for v in v_w))
     if norm == 0:  # indices as inputs and no trainable parameter: no direction to move along

@@ -532,7 +532,8 @@ class MultiHeadAttention(Layer):
         out = {k: getattr(self, k, None) for k in names}
         grads = {"dQ": "dQ_heads", "dK": "dK_heads", "dV": "dV_heads", "dS": "dS", "dP": "dP", "dC": "dC"}
         out.update({k: getattr(self, v, None) for k, v in grads.items()})
-        out.update({"d" + role: g for role, g in getattr(self, "role_grads", {}).items()})
+        grads_by_role = getattr(self, "role_grads", {})
+        out.update({"d" + role: grads_by_role.get(role) for role in ("query", "value", "key")})
         return out
 
 

@@ -344,8 +344,8 @@ def evaluate_loss(
 
 def astype(model: keras.Model, dtype: str) -> keras.Model:
     """The same model (Sequential or functional) in `dtype`: every layer rebuilt from its own config with that
-    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout (and an attention layer's) keeps its
-    mask. Used for the float64 truth that float32 comparisons are measured against."""
+    dtype, the weights copied (float32 to float64 is exact). A FixedMaskDropout, and a FixedMaskMultiHeadAttention's
+    probability dropout, keep their mask. Used for the float64 truth that float32 comparisons are measured against."""
 
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in model.inputs]
     copy = keras.models.clone_model(
@@ -360,7 +360,8 @@ def astype(model: keras.Model, dtype: str) -> keras.Model:
 def rebuilt(layer: keras.layers.Layer, dtype: str) -> keras.layers.Layer:
     """`layer` made anew in `dtype` from its own config (its weights are not copied). A Lambda keeps its function
     object: its config carries the function's code without the names it reads from its module or closure (a lambda
-    written in a script or a test), so a rebuilt one could not run. A FixedMaskDropout keeps its mask."""
+    written in a script or a test), so a rebuilt one could not run. A FixedMaskDropout (attention's too) keeps its
+    mask."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     if isinstance(layer, keras.layers.Lambda):

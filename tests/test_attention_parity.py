@@ -313,12 +313,13 @@ def test_a_mask_of_the_wrong_shape_in_forward_is_refused():
 )
 def test_keras_adds_a_one_unit_projection_bias_along_the_steps_when_heads_equal_steps(shape, heads, units):
     """Keras 3.15's EinsumDense adds a bias (N, 1) along the steps when N equals the sequence length (its TensorFlow
-    ops.add takes it for tf.nn.bias_add); bias_add_axis says so, and add_bias / bias_grad reproduce it bit for bit,
-    forward and gradient (and broadcast as usual everywhere else)."""
+    ops.add takes it for tf.nn.bias_add); bias_add_axis says so, and add_bias / bias_grad reproduce it, forward and
+    gradient (and broadcast as usual everywhere else), to the rounding of the product (NumPy's and TensorFlow's
+    einsum may sum in different orders)."""
     keras.config.set_floatx("float64")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape)
-    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, heads, units), bias_axes="de")
+    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, heads, units), bias_axes="de", dtype="float64")
     layer.build(shape)
     layer.bias.assign(rng.standard_normal((heads, units)))
     weight = rng.standard_normal((shape[0], shape[1], heads, units))
@@ -329,7 +330,7 @@ def test_keras_adds_a_one_unit_projection_bias_along_the_steps_when_heads_equal_
     product = np.einsum("abc,cde->abde", x, layer.kernel.numpy())
     misread = bias_add_axis(product.shape, (heads, units)) is not None
     assert misread == (units == 1 and heads > 1 and heads == shape[1])
-    np.testing.assert_array_equal(add_bias(product, layer.bias.numpy()), y.numpy())
+    np.testing.assert_allclose(add_bias(product, layer.bias.numpy()), y.numpy(), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(bias_grad(weight, (heads, units)), g, rtol=1e-14, atol=0)
     if misread:
         assert not np.allclose(product + layer.bias.numpy(), y.numpy())
