@@ -21,9 +21,9 @@ def run_train(args: argparse.Namespace) -> int:
     from compare.data import load_dataset
 
     check_plot_path(args.plot)  # before any work: a bad path must not cost a finished training run
-    from compare.data import REGRESSION_DATASETS, SHAPED_DATASETS
+    from compare.data import REGRESSION_DATASETS, SHAPED_DATASETS, SHAPED_HINTS
 
-    shaped = args.data in SHAPED_DATASETS  # the adding problem: T is read from --arch, so loaded after it
+    shaped = args.data in SHAPED_DATASETS  # adding, marker: T is read from --arch, so loaded after it
     from from_scratch.arch import Architecture
     from from_scratch.losses import get_loss
 
@@ -36,7 +36,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_training_memory(arch, SHAPED_SAMPLES[args.data], args.batch, args.epochs, f"train --data {args.data}")
     x, y = load_dataset(args.data, arch.input_shape)  # a layout that would rearrange a sample is refused
     if arch.input_dim != x.shape[1] or arch.output_dim != y.shape[1]:
-        hint = f"{arch.input_shape[0]}x2-lstm16-{y.shape[1]}" if shaped else f"{x.shape[1]}-32-{y.shape[1]}"
+        hint = SHAPED_HINTS[args.data](arch.input_shape[0], y.shape[1]) if shaped else f"{x.shape[1]}-32-{y.shape[1]}"
         hint += "" if shaped else _image_hint(x, y)
         raise BadInputError(
             f"--data {args.data} has {x.shape[1]} features and {y.shape[1]} outputs, but --arch {args.arch} expects "

@@ -135,6 +135,65 @@ def adding_for(input_shape: tuple[int, ...]) -> tuple[Array, Array]:
     return adding(input_shape[0])
 
 
+#: The marker task's default size: samples, steps per sequence and vocabulary (token 0 the marker, 1..9 the others).
+MARKER_SAMPLES = 2048
+MARKER_STEPS = 6
+MARKER_VOCABULARY = 10
+
+
+def marker(
+    n: int = MARKER_SAMPLES, timesteps: int = MARKER_STEPS, vocabulary: int = MARKER_VOCABULARY, seed: int = 0
+) -> tuple[Array, Array]:
+    """A task that needs attention: find the token that follows the marker. Each sample is `timesteps` token
+    indices: the marker (index 0) at a seeded step p in [0, T-2], and at the other T-1 steps distinct tokens drawn
+    from 1..V-1; the label is the token at step p+1, one of V-1 classes (class c is token c+1). -> X (n, T) indices
+    as floats, Y (n, V-1) one-hot.
+
+    Why it needs attention: the answer is defined by where a token stands relative to the marker, not by which
+    tokens occur. Every sample holds the marker and T-1 distinct tokens, the answer among them equally likely, so a
+    model that sees the bag of tokens is right 1/(T-1) of the time at best. A Transformer encoder without its
+    attention layers is additive over the steps: each step's vector depends on its own token and position only, and
+    the pooled vector and the logits are sums over the steps; "the token after the marker" is not such a sum (the
+    answer's step moves with the marker). Treating the tokens alike, such a model can only favour some steps over
+    others: it is right when the answer stands at its favourite step, or when the marker does and the answer
+    follows it, 2/(T-1) at best. With attention a step reads its predecessor and tells whether it follows the
+    marker (tests/test_attention_training.py measures both).
+    """
+    if vocabulary < timesteps or timesteps < 2:
+        raise BadInputError(
+            f"the marker task needs at least 2 steps and a vocabulary of at least the number of steps (the marker "
+            f"and T-1 distinct tokens), got {timesteps} steps and a vocabulary of {vocabulary}"
+        )
+    rng = np.random.default_rng(seed)
+    tokens = np.argsort(rng.random((n, vocabulary - 1)), axis=1)[:, : timesteps - 1] + 1  # T-1 distinct, in 1..V-1
+    at = rng.integers(0, timesteps - 1, size=n)  # the marker's step
+    steps = np.arange(timesteps)[None, :]
+    source = np.clip(np.where(steps < at[:, None], steps, steps - 1), 0, timesteps - 2)  # step -> token column
+    x = np.where(steps == at[:, None], 0, np.take_along_axis(tokens, source, axis=1))
+    labels = tokens[np.arange(n), at] - 1  # the token at step p+1 is tokens[p]
+    return x.astype(np.float64), one_hot(labels, vocabulary - 1)
+
+
+def marker_for(input_shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """The marker task fitted to an architecture's input shape, which must be (T,): T token indices, an Embedding's
+    input, 2 <= T <= MARKER_VOCABULARY."""
+    if len(input_shape) != 1 or not 2 <= input_shape[0] <= MARKER_VOCABULARY:
+        shape = "x".join(map(str, input_shape))
+        raise BadInputError(
+            f"--data marker is a sequence of T token indices (2 <= T <= {MARKER_VOCABULARY}) read by an Embedding, "
+            f"but the architecture's input is {shape}: give T, e.g. --arch {marker_arch(MARKER_STEPS)}"
+        )
+    return marker(timesteps=input_shape[0])
+
+
+def marker_arch(timesteps: int) -> str:
+    """A Transformer encoder for the marker task in the string form: Embedding, PositionEmbedding, one encoder block
+    (self-attention and the feed-forward Dense on every step, each with its residual Add and LayerNormalization),
+    GlobalAveragePooling1D, a softmax over the MARKER_VOCABULARY - 1 classes."""
+    block = "add(mha4x4-dropout0.1 | id)-ln-add(32:relu-16:linear | id)-ln"
+    return f"{timesteps}-embed{MARKER_VOCABULARY}x16-pos-{block}-gap1d-{MARKER_VOCABULARY - 1}"
+
+
 IDX_TYPES = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -213,13 +272,23 @@ DATASETS = {
     "xor": xor,
     "regression": linear_regression,
     "adding": adding,
+    "marker": marker,
 }
 
 #: The data sets whose samples take their shape from the architecture: name -> loader(input_shape) -> (X, Y).
-SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {"adding": adding_for}
+SHAPED_DATASETS: dict[str, Callable[[tuple[int, ...]], tuple[Array, Array]]] = {
+    "adding": adding_for,
+    "marker": marker_for,
+}
+
+#: An architecture that fits each of SHAPED_DATASETS, for a hint: (its steps T, its outputs) -> the string form.
+SHAPED_HINTS: dict[str, Callable[[int, int], str]] = {
+    "adding": lambda steps, outputs: f"{steps}x2-lstm16-{outputs}",
+    "marker": lambda steps, outputs: marker_arch(steps),
+}
 
 #: How many samples each of SHAPED_DATASETS holds: a run's memory is estimated from it before the set is built.
-SHAPED_SAMPLES: dict[str, int] = {"adding": ADDING_SAMPLES}
+SHAPED_SAMPLES: dict[str, int] = {"adding": ADDING_SAMPLES, "marker": MARKER_SAMPLES}
 
 #: The data sets with real-valued targets: `train` picks mean_squared_error for them (other sets: cross-entropy).
 REGRESSION_DATASETS = frozenset({"regression", "adding"})
@@ -229,7 +298,8 @@ def load_dataset(name: str, input_shape: tuple[int, ...] | None = None) -> tuple
     """A whole data set by name, or `idx:IMAGES_PATH,LABELS_PATH` for MNIST-format files: X (N, D), Y (N, K).
 
     With `input_shape` (the architecture's input, without the batch axis) the set is fitted to it: a set of
-    SHAPED_DATASETS is built for it (the adding problem: T steps from (T, 2)), and any other set is refused when
+    SHAPED_DATASETS is built for it (the adding problem: T steps from (T, 2); the marker task: T tokens from (T,)),
+    and any other set is refused when
     `input_shape` holds as many values as a sample but would rearrange them (check_layout: digits as 4x4x4)."""
     if input_shape is not None and name in SHAPED_DATASETS:
         return SHAPED_DATASETS[name](tuple(input_shape))

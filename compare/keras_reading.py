@@ -32,10 +32,12 @@ from compare.keras_application_specs import APPLICATION_SPECS
 from compare.keras_loading import _as_model
 from compare.keras_specs import SPECS, SUPPORTED, _layer_dtype, _refuse
 from from_scratch.arch import Architecture, LayerSpec
+from from_scratch.attention import ROLES
 from from_scratch.errors import BadInputError
 from from_scratch.graph import Model
 from from_scratch.graph_arch import MERGE_KINDS, Call, GraphArchitecture
 from from_scratch.model import DTYPES, Sequential
+from keras_impl.attention import FixedMaskMultiHeadAttention, call_attention
 from keras_impl.model import FixedMaskDropout, rebuilt, twin_layers
 from keras_impl.trace import graph_nodes
 
@@ -72,19 +74,100 @@ class _Walk:
     counts: dict[int, int] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
 
-    def call(self, layer: keras.layers.Layer, given: list[str]) -> str:
-        """Record one call of `layer` on the tensors `given`; return its output's name."""
+    def call(self, layer: keras.layers.Layer, given: list[str], options: tuple[tuple[str, Any], ...] = ()) -> str:
+        """Record one call of `layer` on the tensors `given` (with the call's own `options`: an attention call's
+        roles and flags); return its output's name."""
         key = id(layer)
         if key not in self.names:
             self.names[key], self.objects[key], self.specs[key] = self.flat[key], layer, _spec(layer)
         self.counts[key] = self.counts.get(key, 0) + 1
         name, k = self.names[key], self.counts[key]
-        self.calls.append(Call(name, tuple(given)))
+        self.calls.append(Call(name, tuple(given), options=options))
         return name if k == 1 else f"{name}#{k}"
 
 
 def _where_node(op: Any, name: str) -> str:
     return f"node {name!r} ({type(op).__name__})"
+
+
+#: keras.layers.MultiHeadAttention.call's parameters in their order (Keras 3.15): a positional argument is read as
+#: the parameter at its place.
+ATTENTION_PARAMETERS = (
+    "query",
+    "value",
+    "key",
+    "query_mask",
+    "value_mask",
+    "key_mask",
+    "attention_mask",
+    "return_attention_scores",
+    "training",
+    "use_causal_mask",
+)
+#: The name an attention call's second output (its scores, return_attention_scores=True) has while the graph is
+#: read: no Keras name starts with a NUL, so a layer called on it or a model output naming it is caught.
+SCORES = "\x00scores of "
+
+
+def _attention_call(node: Any, name: str) -> tuple[list[Any], tuple[tuple[str, Any], ...]]:
+    """(the tensors a MultiHeadAttention node is called on, in the order of their roles; the call's options for
+    the description: ("roles", (...)), and ("use_causal_mask", True) / ("return_attention_scores", True) when set),
+    from the node's arguments: query and value (positionally or by name), key=, attention_mask=, the two flags.
+    A query_mask=/value_mask=/key_mask= given or carried by a tensor (Keras's masking: an Embedding with
+    mask_zero=True, a Masking layer) is refused: the scratch layer takes its mask as attention_mask only."""
+    op, arguments = node.operation, node.arguments
+    where = f"{_where_node(op, name)}"
+    if len(arguments.args) > len(ATTENTION_PARAMETERS):
+        raise BadInputError(f"{where}: called with {len(arguments.args)} positional arguments")
+    given = dict(zip(ATTENTION_PARAMETERS, arguments.args))
+    given.update(arguments.kwargs)
+    unknown = sorted(set(given) - set(ATTENTION_PARAMETERS))
+    if unknown:
+        raise BadInputError(f"{where}: called with {unknown[0]}=, which MultiHeadAttention.call does not take")
+    for option in ("query_mask", "value_mask", "key_mask"):
+        if given.get(option) is not None:
+            raise BadInputError(
+                f"{where}: called with {option}= (a padding mask Keras combines into the attention mask); only "
+                "attention_mask= (give the mask as attention_mask of shape (T, S))"
+            )
+    roles, tensors = [], []
+    for role in ROLES:
+        t = given.get(role)
+        if t is None:
+            continue
+        if not isinstance(t, keras.KerasTensor):
+            raise BadInputError(f"{where}: its {role} is {type(t).__name__}, not a tensor of the model")
+        if role != "attention_mask" and getattr(t, "_keras_mask", None) is not None:
+            raise BadInputError(
+                f"{where}: its {role} carries a Keras mask (an Embedding with mask_zero=True or a Masking layer "
+                "before it), which Keras turns into a query/value mask of the attention; only attention_mask= "
+                "(give the padding mask as an input, attention_mask of shape (T, S))"
+            )
+        roles.append(role)
+        tensors.append(t)
+    if "query" not in roles or "value" not in roles:
+        raise BadInputError(f"{where}: called without a query and a value")
+    options: list[tuple[str, Any]] = [("roles", tuple(roles))]
+    for flag in ("use_causal_mask", "return_attention_scores"):
+        value = given.get(flag, False)
+        if not isinstance(value, (bool, np.bool_)):
+            raise BadInputError(f"{where}: called with {flag}={value!r:.40}; only True or False")
+        if value:
+            options.append((flag, True))
+    return tensors, tuple(options)
+
+
+def _scores_used(where: str, names: list[str]) -> None:
+    """Refuse the scores of an attention call (return_attention_scores=True) used as `where` (a layer's input or
+    a model output): the description's tensors are the calls' outputs; the scores may only be left unused."""
+    scores = next((n for n in names if n.startswith(SCORES)), None)
+    if scores is not None:
+        layer = scores[len(SCORES) :]
+        raise BadInputError(
+            f"layer {layer!r} (MultiHeadAttention): return_attention_scores=True with the scores used as {where}; "
+            "only the attention output is read (leave the scores unused, or call it with "
+            "return_attention_scores=False)"
+        )
 
 
 def _spec(layer: keras.layers.Layer) -> LayerSpec:
@@ -141,12 +224,21 @@ def _walk(model: keras.Model, inputs: list[str], prefix: str, walk: _Walk) -> li
                 f"{_where_node(op, name)} is an operation on Keras tensors (a keras.ops function or arithmetic such "
                 f"as a + b), not a layer; write it as a layer (keras.layers.Add()([a, b])); {SUPPORTED}"
             )
-        _check_arguments(node, name)
-        given = [names[id(t)] for t in node.input_tensors]
-        if isinstance(op, keras.Model):  # a nested model: its calls in its place
-            outs = _walk(op, given, f"{name}/", walk)
+        if type(op) is keras.layers.MultiHeadAttention:  # query, value, key=, attention_mask= and its flags
+            tensors, options = _attention_call(node, name)
+            given = [names[id(t)] for t in tensors]
+            _scores_used(f"the input of {_where_node(op, name)}", given)
+            out = walk.call(op, given, options)
+            scores = SCORES + walk.names[id(op)]  # named after the layer, whichever call made them
+            outs = [out, scores] if dict(options).get("return_attention_scores") else [out]
         else:
-            outs = [walk.call(op, given)]
+            _check_arguments(node, name)
+            given = [names[id(t)] for t in node.input_tensors]
+            _scores_used(f"the input of {_where_node(op, name)}", given)
+            if isinstance(op, keras.Model):  # a nested model: its calls in its place
+                outs = _walk(op, given, f"{name}/", walk)
+            else:
+                outs = [walk.call(op, given)]
         if len(outs) != len(node.outputs):
             raise BadInputError(f"{_where_node(op, name)} returns {len(node.outputs)} tensors; only one is supported")
         names.update({id(t): out for t, out in zip(node.outputs, outs)})
@@ -232,6 +324,7 @@ def read(model: keras.Model | str | os.PathLike) -> Reading:
     inputs = _inputs(model)
     walk = _Walk(flat_names(model, [name for name, _ in inputs]))
     outputs = _walk(model, [name for name, _ in inputs], "", walk)
+    _scores_used(f"an output of model {model.name!r}", outputs)
     if not walk.calls:
         raise BadInputError(f"model {model.name!r} has no layers")
     ordered = [layer for layer in keras_layers(model) if id(layer) in walk.names]  # Keras's weight order
@@ -297,9 +390,10 @@ def from_keras(model: keras.Model | str | os.PathLike, dtype: str | None = None)
     Supported: Dense (any activation of the scratch registry, at Keras's default arguments; use_bias=True;
     L1/L2/L1L2 kernel and bias regularizers), Dropout and BatchNormalization (axis -1, center and scale, any
     momentum and epsilon), LayerNormalization (the last axis), the image layers, SimpleRNN, LSTM, GRU, Embedding,
-    GlobalAveragePooling1D, keras_impl's PositionEmbedding and the merge layers (see SUPPORTED);
-    InputLayer is skipped. Anything else raises BadInputError naming the layer (node), the option and what is
-    supported.
+    GlobalAveragePooling1D, keras_impl's PositionEmbedding, the merge layers and MultiHeadAttention (each call read
+    with its query, value, key=, attention_mask=, use_causal_mask= and return_attention_scores=, the scores left
+    unused) (see SUPPORTED); InputLayer is skipped. Anything else raises BadInputError naming the layer (node), the
+    option and what is supported.
 
     dtype: the model's own (float32 or float64) unless given; float64 for a float32 model is exact, float32 for a
     float64 model is refused (the weights would be rounded). Each layer's weights are copied from the Keras layer of
@@ -333,7 +427,10 @@ def comparison_twin(model: keras.Model | str | os.PathLike, dtype: str | None = 
     (Consequently a training pass through the twin moves the model's BatchNormalization moving statistics;
     `compare_keras_model` puts them back.) A nested model's layer whose name another layer of the flattened graph
     also has is the one exception: Keras wants unique names in a model, so it is rebuilt from its own config under
-    its flat name (`inner_dense`), with its weights copied.
+    its flat name (`inner_dense`), with its weights copied; a MultiHeadAttention with dropout is another: it is
+    rebuilt from its config as keras_impl.attention.FixedMaskMultiHeadAttention (the same layer with its
+    probability dropout fed the shared mask), its weights copied. Each attention call is made as the model made it
+    (keras_impl.attention.call_attention: query, value, key=, attention_mask=, the flags).
 
     With a dtype wider than the model's (float64 for a float32 model) the model's layers cannot be used (they
     compute in float32): the twin is then keras_impl.build_model of the same description in that dtype, with
@@ -353,6 +450,9 @@ def comparison_twin(model: keras.Model | str | os.PathLike, dtype: str | None = 
     for name, layer in reading.layers.items():
         if type(layer) is keras.layers.Dropout:
             twins[name] = FixedMaskDropout(layer.rate, dtype=dtype, name=name)
+        elif type(layer) is keras.layers.MultiHeadAttention and layer.dropout > 0:  # its dropout fed the shared mask
+            twins[name] = FixedMaskMultiHeadAttention.from_config({**layer.get_config(), "name": name})
+            copies.append((layer, twins[name]))
         elif name == layer.name:
             twins[name] = layer
         else:  # a nested model's layer renamed in the flat graph (flat_names): a copy under that name
@@ -369,7 +469,11 @@ def comparison_twin(model: keras.Model | str | os.PathLike, dtype: str | None = 
         specs = dict(graph.layers)
         for call, out in zip(graph.calls, graph.output_names()):
             given = [tensors[t] for t in call.inputs]
-            tensors[out] = twins[call.layer](given if specs[call.layer].kind in MERGE_KINDS else given[0])
+            options = dict(call.options)
+            if "roles" in options:  # an attention call: query, value, key=, attention_mask= and its flags
+                tensors[out] = call_attention(twins[call.layer], given, options)
+            else:
+                tensors[out] = twins[call.layer](given if specs[call.layer].kind in MERGE_KINDS else given[0])
         ins = [tensors[name] for name, _ in graph.inputs]
         outs = [tensors[name] for name in graph.outputs]
         twin = keras.Model(

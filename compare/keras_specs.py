@@ -39,8 +39,11 @@ SUPPORTED = (
     "(tanh and sigmoid, GRU either reset_after) with use_bias=True, no dropout, regularizer, constraint, "
     "return_state, go_backwards, stateful or unroll, any return_sequences; Embedding (mask_zero=False, no "
     "regularizer or constraint); one dtype, float32 or float64, for every layer; the merge layers Add, Subtract, "
-    "Multiply, Average, Maximum, Minimum, Concatenate (any axis) and Dot (normalize=False); a Sequential or "
-    "functional model used as a layer (its layers are read in its place)"
+    "Multiply, Average, Maximum, Minimum, Concatenate (any axis) and Dot (normalize=False); MultiHeadAttention (any "
+    "num_heads, key_dim, value_dim, dropout, use_bias, output_shape; attention over the steps, no gate, sliding "
+    "window, flash attention, regularizer or constraint; called on query, value, key=, attention_mask=, "
+    "use_causal_mask=, return_attention_scores= with the scores unused); a Sequential or functional model used as a "
+    "layer (its layers are read in its place)"
 )
 
 
@@ -73,10 +76,13 @@ def _refuse(layer: keras.layers.Layer, problem: str) -> BadInputError:
 
 
 def _refuse_any(layer: keras.layers.Layer, options: tuple[str, ...]) -> None:
-    """Refuse the first of `options` (a regularizer, a constraint) the layer sets, naming it and its class."""
+    """Refuse the first of `options` (a regularizer, a constraint) the layer sets, naming it and its class (an
+    option a layer keeps only privately, MultiHeadAttention's `_kernel_regularizer`, is read there)."""
     for option in options:
-        if getattr(layer, option, None) is not None:
-            raise _refuse(layer, f"{option}={type(getattr(layer, option)).__name__}")
+        value = getattr(layer, option, None)
+        value = getattr(layer, f"_{option}", None) if value is None else value
+        if value is not None:
+            raise _refuse(layer, f"{option}={type(value).__name__}")
 
 
 def _layer_dtype(layer: keras.layers.Layer) -> str:
@@ -320,6 +326,35 @@ def _embedding_spec(layer: keras.layers.Embedding) -> LayerSpec:
     return LayerSpec("embedding", int(config["output_dim"]), "linear", {"input_dim": int(config["input_dim"])})
 
 
+def _multi_head_attention_spec(layer: keras.layers.MultiHeadAttention) -> LayerSpec:
+    """MultiHeadAttention's options from its config; what the scratch layer does not compute is refused. How each
+    call hands it its tensors (query, value, key=, attention_mask=) and flags is read from the call itself
+    (compare/keras_reading.py)."""
+    config = layer.get_config()
+    axes = config.get("attention_axes")
+    if axes is not None and tuple(axes) != (1,):  # Keras's default for (B, T, D) sequences is the axis 1 of T
+        raise _refuse(layer, f"attention_axes={axes!r}; only attention over the steps (None, Keras's default)")
+    for option, value in (("use_gate", False), ("sliding_window", None)):
+        if config.get(option, value) != value:
+            raise _refuse(layer, f"{option}={config[option]!r}; only {option}={value!r}")
+    if getattr(layer, "_flash_attention", None):
+        raise _refuse(layer, "flash_attention=True (keras.config.enable_flash_attention); only the default")
+    _refuse_any(
+        layer,
+        ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"),
+    )
+    out = config.get("output_shape")
+    options = {
+        "num_heads": int(config["num_heads"]),
+        "key_dim": int(config["key_dim"]),
+        "value_dim": int(config["value_dim"]) if config.get("value_dim") is not None else None,
+        "dropout": float(config["dropout"]),
+        "use_bias": bool(config["use_bias"]),
+        "output_shape": None if not out else tuple(int(d) for d in (out if isinstance(out, (list, tuple)) else [out])),
+    }
+    return LayerSpec("multi_head_attention", None, "linear", options)
+
+
 def _merge_spec(kind: str) -> Any:
     """Add, Subtract, Multiply, Average, Maximum, Minimum: no option beside the dtype."""
 
@@ -369,4 +404,5 @@ SPECS = {
     keras.layers.Minimum: _merge_spec("minimum"),
     keras.layers.Concatenate: _concatenate_spec,
     keras.layers.Dot: _dot_spec,
+    keras.layers.MultiHeadAttention: _multi_head_attention_spec,
 }

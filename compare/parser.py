@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data",
         default="digits",
-        help="digits, iris, spirals, xor, regression, adding (--arch Tx2-...-1) or idx:IMAGES,LABELS",
+        help="digits, iris, spirals, xor, regression, adding (--arch Tx2-...-1), marker (--arch T-embed10x...-9) or "
+        "idx:IMAGES,LABELS",
     )
     t.add_argument("--arch", default="64-32-10", help="input width then layer widths")
     t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, rmsprop, adagrad")

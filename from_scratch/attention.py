@@ -525,6 +525,82 @@ class MultiHeadAttention(Layer):
             out.append(by[role] if role in by else np.zeros(x.shape, self.dtype))
         return out
 
+    # ----- term magnitudes (compare/terms.py): the passes again on absolute values -----------------------------------
+    def _abs_project(self, m_x: Array, w: Array, b: Array) -> Array:
+        """M = M_X |W| + |b| per head: (B, T, D) -> (B, N, T, H)."""
+        d = w.shape[0]
+        y = (m_x.reshape(-1, d) @ np.abs(w.astype(np.float64)).reshape(d, -1)).reshape(*m_x.shape[:2], *w.shape[1:])
+        if self.use_bias:
+            y = add_bias(y, np.abs(b.astype(np.float64)))
+        return split_heads(y.reshape(m_x.shape[0], m_x.shape[1], -1), w.shape[1])
+
+    def forward_terms(self, x_terms: list[Array]) -> dict[str, Array]:
+        """M_Q = M_xq |Wq| + |bq| (and K, V); M_S = M_Q M_K^T scale; M_P = P (M_S + rowsum(P M_S)) (the softmax's
+        Jacobian on magnitudes; 0 where masked); M_C = M_P' M_V; M_Y = M_C |Wo| + |bo|. Float64, from the caches, with
+        P recomputed by this module's softmax from the cached scores: magnitudes in [0, 1] even when the layer's own
+        P is wrong (a P inflated by a bug must not inflate the measure it is judged by)."""
+        by = dict(zip(self.roles, x_terms))
+        f = np.float64
+        m_q = self._abs_project(by["query"], self.Wq, self.bq)
+        m_k = self._abs_project(by.get("key", by["value"]), self.Wk, self.bk)
+        m_v = self._abs_project(by["value"], self.Wv, self.bv)
+        scale = abs(float(self.scale))
+        m_s = (m_q @ m_k.transpose(0, 1, 3, 2)) * scale
+        p = self._p_terms = attention_softmax(self.S.astype(f), self.keep, self.fused)  # the module's own softmax
+        m_p = p * (m_s + (p * m_s).sum(axis=-1, keepdims=True))
+        if self.dropping:
+            m_p = m_p * float(self.keep_scale) * self.mask
+        m_c = m_p @ m_v
+        wo = np.abs(self.Wo.astype(f)).reshape(self.num_heads * self.value_dim, -1)
+        m_y = (merge_heads(m_c).reshape(-1, wo.shape[0]) @ wo).reshape(self.Y.shape)
+        if self.use_bias:
+            m_y = add_bias(m_y, np.abs(self.bo.astype(f)))
+        self._m = {"Q": m_q, "K": m_k, "V": m_v, "x": by}
+        return {"A": m_y, "Q": m_q, "K": m_k, "V": m_v, "S": m_s, "P": m_p, "C": m_c}
+
+    def _abs_project_back(self, m_x: Array, w: Array, m_dh: Array) -> tuple[Array, Array, Array]:
+        d = w.shape[0]
+        rows = merge_heads(m_dh).reshape(-1, w.shape[1] * w.shape[2])
+        dw = (m_x.reshape(-1, d).T @ rows).reshape(w.shape)
+        db = bias_grad(rows.reshape(*m_x.shape[:2], *w.shape[1:]), w.shape[1:])
+        dx = (rows @ np.abs(w.astype(np.float64)).reshape(d, -1).T).reshape(m_x.shape)
+        return dw, db, dx
+
+    def backward_terms(self, x_terms: list[Array], dA_terms: Array) -> tuple[list[Array], list[Array], dict]:
+        """The backward pass on magnitudes: |dC| = |dY| |Wo|^T, |dV| = P'^T |dC|, |dP| = |dC| |V|^T, |dS| = P (|dP| +
+        rowsum(P |dP|)), |dQ| = |dS| |K| scale, |dK| = |dS|^T |Q| scale; each parameter's M_W = M_X^T |dH|."""
+        f = np.float64
+        forward = self.forward_terms(x_terms)
+        by = self._m["x"]
+        b, t = dA_terms.shape[:2]
+        rows = dA_terms.reshape(b * t, -1)
+        wo = np.abs(self.Wo.astype(f)).reshape(self.num_heads * self.value_dim, -1)
+        m_dwo = (merge_heads(forward["C"]).reshape(b * t, -1).T @ rows).reshape(self.Wo.shape)
+        m_dbo = bias_grad(dA_terms, self.bo.shape)
+        m_dc = split_heads((rows @ wo.T).reshape(b, t, -1), self.num_heads)
+        p = self._p_terms
+        p_used = p * float(self.keep_scale) * self.mask if self.dropping else p
+        m_dv = p_used.transpose(0, 1, 3, 2) @ m_dc
+        m_dp = m_dc @ np.abs(self.V.astype(f)).transpose(0, 1, 3, 2)
+        if self.dropping:
+            m_dp = m_dp * float(self.keep_scale) * self.mask
+        m_ds = p * (m_dp + (p * m_dp).sum(axis=-1, keepdims=True))
+        scale = abs(float(self.scale))
+        m_dq = (m_ds @ np.abs(self.K.astype(f))) * scale
+        m_dk = (m_ds.transpose(0, 1, 3, 2) @ np.abs(self.Q.astype(f))) * scale
+        dwq, dbq, dxq = self._abs_project_back(by["query"], self.Wq, m_dq)
+        dwk, dbk, dxk = self._abs_project_back(by.get("key", by["value"]), self.Wk, m_dk)
+        dwv, dbv, dxv = self._abs_project_back(by["value"], self.Wv, m_dv)
+        if "key" not in by:
+            dxv = dxv + dxk
+        kernels, biases = [dwq, dwk, dwv, m_dwo], [dbq, dbk, dbv, m_dbo]
+        params = kernels if not self.use_bias else [a for pair in zip(kernels, biases) for a in pair]
+        grads = {"query": dxq, "value": dxv, "key": dxk}
+        dx = [grads[r] if r in grads else np.zeros(np.shape(m)) for r, m in zip(self.roles, x_terms)]
+        extra = {"dC": m_dc, "dP": m_dp, "dS": m_ds, "dV": m_dv, "dK": m_dk, "dQ": m_dq}
+        extra.update({"d" + r: grads[r] for r in self.roles if r in grads})
+        return params, dx, extra
+
     def record(self) -> dict[str, Array]:
         """Per head: Q, K, V, the scores S, the probabilities P, the contexts C, and their gradients; dL/d(each
         tensor the call was handed): dquery, dvalue (with the key's share when no key was given), dkey."""

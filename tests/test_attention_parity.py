@@ -319,7 +319,9 @@ def test_keras_adds_a_one_unit_projection_bias_along_the_steps_when_heads_equal_
     keras.config.set_floatx("float64")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape)
-    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, heads, units), bias_axes="de", dtype="float64")
+    layer = keras.layers.EinsumDense(
+        "abc,cde->abde", output_shape=(None, heads, units), bias_axes="de", dtype="float64"
+    )
     layer.build(shape)
     layer.bias.assign(rng.standard_normal((heads, units)))
     weight = rng.standard_normal((shape[0], shape[1], heads, units))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import keras_impl
 from compare.graphs import GRAPH_NETWORKS
 from compare.harness import build_pair, compare_models
-from compare.matrix import GRADIENT_ACTIVATIONS, LOSS_CASES, matrix, run_entry, targets
+from compare.matrix import GRADIENT_ACTIVATIONS, LOSS_CASES, batch_for, matrix, run_entry, targets
 from compare.report import matrix_record, render_matrix
 from compare.terms import rounding_at_kinks
 from from_scratch import Architecture, Sequential
@@ -48,6 +48,39 @@ def test_every_graph_network_is_in_the_matrix_by_name_in_both_dtypes():
     residual = next(e for e in entries if e.graph == "residual MLP")
     assert residual.label == "residual MLP: 5-6:tanh-add(6:tanh-add(6:tanh-6:tanh | id) | id)-4:softmax"
     assert "residual MLP: 5-6:tanh-add(" in render_matrix([matrix_record(residual, run_entry(residual))])
+
+
+def test_the_matrix_has_attention_networks_of_every_kind_of_call():
+    """`compare --all` holds attention: self-attention, cross-attention between sequences of different lengths (a
+    key of its own), the causal mask, an attention-mask input (drawn 0/1, some positions hidden) and dropout on the
+    probabilities, each in both dtypes (each entry passes in test_matrix_entry_agrees_with_keras)."""
+    seen = {}
+    for entry in (e for e in matrix() if e.graph):
+        arch = entry.description()
+        specs, shapes = dict(arch.layers), dict(arch.inputs)
+        for call in arch.calls:
+            if specs[call.layer].kind != "multi_head_attention":
+                continue
+            options = dict(call.options)
+            by = dict(zip(options["roles"], call.inputs))
+            kinds = {"self" if by["query"] == by["value"] else "cross"}
+            if "key" in by:
+                kinds.add("key")
+            if by["query"] in shapes and by["value"] in shapes and shapes[by["query"]][0] != shapes[by["value"]][0]:
+                kinds.add("two lengths")
+            if options.get("use_causal_mask"):
+                kinds.add("causal")
+            if "attention_mask" in by:
+                kinds.add("attention mask")
+                x, _ = batch_for(entry)
+                mask = x[[name for name, _ in arch.inputs].index(by["attention_mask"])]
+                assert set(np.unique(mask)) == {0.0, 1.0}, entry.id  # 0/1, some positions hidden
+            if specs[call.layer].options.get("dropout", 0.0) > 0:
+                kinds.add("dropout")
+            for kind in kinds:
+                seen.setdefault(kind, set()).add(entry.dtype)
+    wanted = ("self", "cross", "key", "two lengths", "causal", "attention mask", "dropout")
+    assert {kind: seen.get(kind) for kind in wanted} == {kind: {"float64", "float32"} for kind in wanted}
 
 
 @pytest.mark.parametrize("name", sorted(n for n, entry in ACTIVATIONS.items() if entry.kink_value is not None))

@@ -18,6 +18,7 @@ from compare.matrix import GRADIENT_ACTIVATIONS, IMAGE_ARCHS, SEQUENCE_ARCHS
 from from_scratch import Architecture, BadInputError, Sequential
 from from_scratch.arch import LayerSpec
 from from_scratch.attention import ATTENTION_LAYERS
+from from_scratch.graph_arch import MERGE_KINDS
 from from_scratch.layers import LAYERS
 from from_scratch.merge import MERGE_LAYERS
 from from_scratch.recurrent import SEQUENCE_LAYERS
@@ -157,7 +158,9 @@ def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     cases, and has LayerNormalization's), the encoder's GlobalAveragePooling1D and PositionEmbedding in
     tests/test_sequence_layers.py, attention in tests/test_attention_parity.py, and every non-MLP kind is in a
     network of the matrix; LayerNormalization, a Dense per time step and the encoder's layers are in its sequence
-    networks; every merge kind is in its graph networks."""
+    networks; every merge kind, and every other kind called on several tensors (MultiHeadAttention), is in its
+    graph networks."""
+    assert set(MERGE_LAYERS) <= set(MERGE_KINDS)
     known = set(CASES) | MLP_KINDS | set(SEQUENCE_LAYERS) | set(MERGE_LAYERS) | set(ENCODER_LAYERS)
     known |= set(ATTENTION_LAYERS)  # cases in tests/test_attention_parity.py
     assert known == set(LAYERS) == set(KERAS_LAYERS)
@@ -165,7 +168,7 @@ def test_every_layer_kind_has_cases_here_or_in_the_matrix():
     in_matrix = {spec.kind for arch in IMAGE_ARCHS for spec in Architecture.parse(arch).layers}
     in_sequences = {spec.kind for arch in SEQUENCE_ARCHS for spec in Architecture.parse(arch).layers}
     in_graphs = {spec.kind for net in GRAPH_NETWORKS.values() for _, spec in net.build("softmax").layers}
-    assert set(MERGE_LAYERS) <= in_graphs, f"merge kinds in no graph network: {set(MERGE_LAYERS) - in_graphs}"
+    assert set(MERGE_KINDS) <= in_graphs, f"kinds of several inputs in no graph network: {set(MERGE_KINDS) - in_graphs}"
     assert set(LAYERS) <= in_matrix | in_sequences | in_graphs | {"dense"} | MLP_KINDS
     assert set(CASES) <= in_matrix
     assert set(SEQUENCE_LAYERS) | set(ENCODER_LAYERS) | {"layer_normalization"} <= in_sequences

@@ -106,7 +106,7 @@ SHAPES = {
 #: The kinds that declare no term magnitudes: the harness measures their float64 errors plain norm-relative and
 #: their float32 errors against Keras's own float32 error, the protocol's layer-agnostic rule (docs/derivations.md,
 #: section 22). Every other registry layer must declare them.
-WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding", "layer_normalization", "multi_head_attention"}
+WITHOUT_TERMS = {"simple_rnn", "lstm", "gru", "embedding", "layer_normalization"}
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
