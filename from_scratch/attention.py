@@ -85,9 +85,9 @@ def attention_softmax(scores: Array, keep: Array | None, fused: bool) -> Array:
     if keep is not None:
         fill = scores.dtype.type(FUSED_FILL if fused else SOFTMAX_LAYER_FILL)
         scores = np.where(keep, scores, fill)
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    p = np.exp(shifted)
-    p /= p.sum(axis=-1, keepdims=True)  # in place on the array exp made: the same quotients, one array fewer
+    p = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(p, out=p)  # in place on the shifted scores, then the quotients too: the same values, no more arrays
+    p /= p.sum(axis=-1, keepdims=True)
     if keep is not None and not fused:
         p = np.where(keep, p, scores.dtype.type(0))
     return p
@@ -421,6 +421,15 @@ class MultiHeadAttention(Layer):
         return self.Y
 
     # ----- backward ----------------------------------------------------------------------------------------------
+    def _scratch(self, like: Array) -> Array:
+        """A work array shaped and typed as `like` that the layer keeps from one backward pass to the next (it never
+        leaves the layer): a fresh (B, N, T, S) array each step costs more than its arithmetic (4 MiB at the
+        benchmark's float64 shapes, page faults included)."""
+        buf = getattr(self, "_work", None)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self._work = np.empty_like(like)
+        return buf
+
     def _project_back(self, x: Array, w: Array, dh: Array, input_grad: bool = True) -> tuple[Array, Array, Any]:
         """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D)); dX is
         None without input_grad."""
@@ -449,7 +458,7 @@ class MultiHeadAttention(Layer):
         self.dP = dp_used * self.keep_scale * self.mask if self.dropping else dp_used
         self.dS = attention_softmax_backward(self.P, self.dP, self.keep)
         if self.fused:  # S = (Q K^T) * scale
-            ds = self.dS * self.scale
+            ds = np.multiply(self.dS, self.scale, out=self._scratch(self.dS))
             self.dQ_heads = ds @ self.K
             self.dK_heads = ds.transpose(0, 1, 3, 2) @ self.Q
         else:  # S = (Q * scale) K^T

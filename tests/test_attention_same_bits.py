@@ -1,7 +1,8 @@
 """The attention layer's faster arithmetic gives the same bits as the version it replaced.
 
-from_scratch/attention.py now makes fewer temporaries (the softmax divides in place, its backward subtracts and
-multiplies in place, the scaling of the scores and the bias adds act on the products just made) and skips the three
+from_scratch/attention.py now makes fewer temporaries (the softmax exponentiates and divides in place, its backward
+subtracts and multiplies in place, the scaling of the scores and the bias adds act on the products just made, the
+scaled dS of the backward pass goes into a work array the layer keeps between steps) and skips the three
 dX = dQ Wq^T, ... products when no input needs a gradient (`backward(dy, input_grad=False)`, as a training step asks).
 None of this changes an operation or its order, so every array must be equal bit for bit: the frozen copy below is
 the committed version before the change (its forward, backward and the two softmax helpers, verbatim), and each case
