@@ -304,3 +304,40 @@ def test_the_bit_comparison_catches_one_ulp_a_zero_sign_and_a_nan_payload() -> N
     x = np.random.default_rng(0).standard_normal((2, 4, 5))
     old.Wo[0, 0, 0] = np.nextafter(old.Wo[0, 0, 0], 1.0)
     assert differing_bits(new.forward([x, x]), old.forward([x, x])) is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_training_step_skips_the_inputs_gradient_with_and_without_the_protocol_watch(dtype: str) -> None:
+    """A graph whose attention layer reads the model's input: a training step (input_grad=False) asks the layer for no
+    dL/dx and gets None; the gradients equal, bit for bit, those of a pass that computes dL/dx, also under the
+    protocol's Watch (which checks what every layer returns)."""
+    from from_scratch import Add, Dense, Flatten, Input, LayerNormalization, Model
+    from from_scratch.watch import Watch, watched
+
+    x_in = Input((6, 8))
+    a = MultiHeadAttention(2, 4)(x_in, x_in)
+    model = Model(x_in, Dense(3, activation="softmax")(Flatten()(LayerNormalization()(Add()([x_in, a])))), dtype=dtype)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6, 8)).astype(dtype)
+    y = np.eye(3, dtype=dtype)[[0, 2, 1, 2]]
+    mha = next(layer for layer in model.layers if isinstance(layer, MultiHeadAttention))
+    returned = []
+    original = mha.backward
+
+    def spy(dy, input_grad=True):
+        out = original(dy, input_grad=input_grad)
+        returned.append(out)
+        return out
+
+    mha.backward = spy
+    try:
+        full = model.backward_pass(x, y, input_grad=True)
+        _, grads = model.loss_and_gradients(x, y)
+        with watched(model, Watch()) as watch:
+            _, watched_grads = model.loss_and_gradients(x, y)
+            watch.finish()
+    finally:
+        del mha.backward
+    assert isinstance(returned[0], list) and returned[1] is None and returned[2] is None
+    for k, (g, h, w) in enumerate(zip(full.grads, grads, watched_grads)):
+        assert differing_bits(g, h) is None and differing_bits(g, w) is None, f"gradient {k}"
