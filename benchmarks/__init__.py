@@ -8,7 +8,7 @@ Run by hand from the repository root (never from the test suite):
 
 (`.venv/bin/python benchmarks/bench.py ...`, the former command, still works: it runs the above.)
 
-Eight measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
+Nine measurements in one run, each the median of several timed calls after a warm-up (`time.perf_counter`), most of
 them reported as ratios:
 
 1. scratch gradient step (`Sequential.loss_and_gradients`) and train step (+ in-place SGD) against the Keras twin's
@@ -28,7 +28,10 @@ them reported as ratios:
    backward loop, weight-gradient products).
 8. graph vs chain: the train step of a residual MLP and of a residual CNN block built with from_scratch.graph
    against the Sequential of the same layers without the skip (target <= 1.1x), with the graph's extra nodes alone,
-   and against Keras's fastest configuration of the same functional model (section 6's child processes).
+   and against Keras's fastest configuration of the same functional model (section 6's child processes);
+9. the attention training step (self-attention, T 64, D 64, 4 heads, batch 32, float32/float64) against Keras's
+   fastest configuration of the same functional model (section 6's child processes), with where its time goes (the
+   attention layer's projections, scores, softmax and their backward).
 
 The machine may be shared: every measurement also records how many cores' worth of CPU *other* processes used
 meanwhile (from /proc/stat minus this process's own CPU time), retries a disturbed measurement after waiting for
@@ -47,6 +50,6 @@ Modules, in reading order:
 - `steps`: the timed work: batches, scratch and Keras steps, FLOP counts, bare matmuls;
 - `children`: child processes with their wall time and peak RSS;
 - `section_vs_keras`, `section_bound`, `section_end_to_end`, `section_scaling`, `section_threads`, `section_conv`,
-  `section_lstm`, `section_graph`: sections 1-8;
+  `section_lstm`, `section_graph`, `section_attention`: sections 1-9;
 - `report`: progress lines, table cells, and the sections as text tables and Markdown.
 """

@@ -1,5 +1,5 @@
 """Entry point, `python -m benchmarks` from the repository root: the options, which sections run in which order, the
-report. The child processes of sections 5, 6, 7 and 8 come back here with `--worker NAME`."""
+report. The child processes of sections 5 to 9 come back here with `--worker NAME`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import benchmarks
 from benchmarks import (
+    section_attention,
     section_bound,
     section_conv,
     section_end_to_end,
@@ -35,7 +36,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
         action="store_true",
         help="section 5: also the thread settings that did not help (env-var twins, OMP_NUM_THREADS)",
     )
-    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections to run, e.g. 2,4 (default: all)")
+    parser.add_argument(
+        "--sections", default="1,2,3,4,5,6,7,8,9", help="which sections to run, e.g. 2,4 (default: all)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument(
         "--patience",
@@ -47,8 +50,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     )
     args = parser.parse_args(argv)
     chosen = {part.strip() for part in args.sections.split(",")}
-    if not chosen <= {"1", "2", "3", "4", "5", "6", "7", "8"}:
-        parser.error(f"--sections: expected numbers 1-8 separated by commas, got {args.sections!r}")
+    if not chosen <= {"1", "2", "3", "4", "5", "6", "7", "8", "9"}:
+        parser.error(f"--sections: expected numbers 1-9 separated by commas, got {args.sections!r}")
     budget = QUICK if args.quick else FULL
     if args.patience is not None:
         budget = replace(budget, patience=args.patience, retries=max(budget.retries, 3 if args.patience else 0))
@@ -56,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the chosen sections and print the report; with --worker, one child's JSON line (sections 5 to 8)."""
+    """Run the chosen sections and print the report; with --worker, one child's JSON line (sections 5 to 9)."""
     args, chosen, budget = parse_args(argv)
     GUARD.patience = budget.patience
     if args.worker:
@@ -66,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker = section_lstm.worker
         elif args.worker.startswith(section_graph.WORKER_PREFIX):
             worker = section_graph.worker
+        elif args.worker.startswith(section_attention.WORKER_PREFIX):
+            worker = section_attention.worker
         else:
             worker = section_threads.worker
         print(json.dumps(worker(args.worker, budget)), flush=True)
@@ -88,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         done["7"] = section_lstm.run(budget, rounds, args.quick)
     if "8" in chosen:  # its Keras side runs in child processes too
         done["8"] = section_graph.run(budget, rounds, args.quick)
+    if "9" in chosen:  # its Keras side runs in child processes too
+        done["9"] = section_attention.run(budget, rounds, args.quick)
     if "5" in chosen and ("float32", 128) not in step_ms:
         step_ms["float32", 128] = section_threads.scratch_ms_before_tf(budget)
     if "3" in chosen:

@@ -285,8 +285,15 @@ def keras_conv_steps(arch: Any, dtype: str, weights: Sequence[np.ndarray], x: np
     return km, {mode: (lambda fn=fn: fn(xt, yt)) for mode, fn in fns.items()}
 
 
-def _update_diff(delta: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
-    """Largest norm-relative difference between two one-step weight updates (w1 - w0), layer by layer."""
+def _update_diff(delta: Sequence[np.ndarray], reference: Sequence[np.ndarray], whole: bool = False) -> float:
+    """Largest norm-relative difference between two one-step weight updates (w1 - w0), layer by layer; with `whole`,
+    the norm-relative difference of the whole update (every array in one vector), for a model with a parameter whose
+    exact gradient is 0 (an attention layer's key bias: a row's softmax does not change when a constant is added to
+    all its scores), where both sides' update of it is rounding alone."""
+    if whole:
+        a64 = np.concatenate([a.astype(np.float64).ravel() for a in delta])
+        b64 = np.concatenate([b.astype(np.float64).ravel() for b in reference])
+        return float(np.linalg.norm(a64 - b64) / max(np.linalg.norm(a64), np.linalg.norm(b64), 1e-300))
     worst = 0.0
     for a, b in zip(delta, reference):
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
@@ -296,12 +303,17 @@ def _update_diff(delta: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -
 
 
 def _child_row(
-    arch: str, dtype: str, budget: Budget, batch: int = CONV_BATCH, setup: Callable[..., Any] = conv_setup
+    arch: str,
+    dtype: str,
+    budget: Budget,
+    batch: int = CONV_BATCH,
+    setup: Callable[..., Any] = conv_setup,
+    whole_update: bool = False,
 ) -> dict[str, Any]:
     """One (arch, dtype) in a child: the Keras steps checked against the scratch step (one update from the same
     weights), then the scratch step and the Keras steps timed in alternating blocks. Also section 7's (LSTM) and
     section 8's (graphs: `setup` builds the scratch model from the name `arch`, the Keras twin is built from the
-    model's description)."""
+    model's description; section 9's attention network compares the whole update, `whole_update`)."""
     model, x, y = setup(arch, dtype, batch)
     initial = [w.copy() for w in model.get_weights()]
     reference, _, _ = setup(arch, dtype, batch)
@@ -317,7 +329,9 @@ def _child_row(
         except Exception as exc:  # noqa: BLE001 (a configuration TensorFlow refuses is a result, not a crash)
             row["failed"][mode] = " ".join(str(exc).split()).split(" [[")[0][:160]
             continue
-        row["diff"][mode] = _update_diff([w1 - w0 for w1, w0 in zip(km.get_weights(), initial)], ref_delta)
+        row["diff"][mode] = _update_diff(
+            [w1 - w0 for w1, w0 in zip(km.get_weights(), initial)], ref_delta, whole_update
+        )
         timed[mode] = step
     km.set_weights(initial)
     timings = measure_blocks([scratch_conv_step(model, x, y), *timed.values()], budget, _rounds(budget))
@@ -345,9 +359,10 @@ def settings_worker(
     batch: int,
     name_of: Callable[[str], str],
     setup: Callable[..., Any] = conv_setup,
+    whole_update: bool = False,
 ) -> dict[str, Any]:
-    """A child of sections 6, 7 and 8: the setting named `name` (after `prefix`), then `_child_row` for every arch
-    of `archs` and dtype at `batch` (the scratch model from `setup`)."""
+    """A child of sections 6 to 9: the setting named `name` (after `prefix`), then `_child_row` for every arch
+    of `archs` and dtype at `batch` (the scratch model from `setup`; `whole_update`: see `_update_diff`)."""
     setting = next(s for s in SETTINGS if prefix + s.name == name)
     import keras_impl  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS=0 unless the environment set it; enables determinism)
 
@@ -360,7 +375,7 @@ def settings_worker(
     for arch in archs:
         for dtype in DTYPES:
             progress(f"{label}: {setting.name}, {name_of(arch)} {dtype}")
-            rows.append(_child_row(arch, dtype, budget, batch, setup))
+            rows.append(_child_row(arch, dtype, budget, batch, setup, whole_update))
     return {
         "rows": rows,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)"),

@@ -120,9 +120,9 @@ def attention_softmax(scores: Array, keep: Array | None, fused: bool) -> Array:
     if keep is not None:
         fill = scores.dtype.type(FUSED_FILL if fused else SOFTMAX_LAYER_FILL)
         scores = np.where(keep, scores, fill)
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    p = e / e.sum(axis=-1, keepdims=True)
+    p = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(p, out=p)  # in place on the shifted scores, then the quotients too: the same values, no more arrays
+    p /= p.sum(axis=-1, keepdims=True)
     if keep is not None and not fused:
         p = np.where(keep, p, scores.dtype.type(0))
     return p
@@ -132,7 +132,9 @@ def attention_softmax_backward(p: Array, dp: Array, keep: Array | None) -> Array
     """dS = (dP - rowsum(dP * P)) * P, the row softmax's vector-Jacobian product (its Jacobian diag(p) - p p^T is
     never formed), 0 where `keep` is False (the mask's `where` passes no gradient). P, dP (B, N, T, S) -> dS.
     On the explicit path P is already 0 at masked positions, so dP there never reaches dS."""
-    ds = (dp - (dp * p).sum(axis=-1, keepdims=True)) * p
+    ds = dp * p
+    np.subtract(dp, ds.sum(axis=-1, keepdims=True), out=ds)  # in place on a temporary: the same values, no copies
+    ds *= p
     return ds if keep is None else np.where(keep, ds, p.dtype.type(0))
 
 
@@ -212,6 +214,7 @@ class MultiHeadAttention(Layer):
 
     kind = "multi_head_attention"
     several_inputs = True
+    input_grad_optional = True
 
     #: The module's pieces the passes call, each replaceable on its own in a subclass or an instance (the zoo's
     #: planted bugs in compare/zoo_attention.py replace exactly one).
@@ -457,7 +460,11 @@ class MultiHeadAttention(Layer):
         self.K = self._project(xk, self.Wk, self.bk)  # (B, N, S, H)
         self.V = self._project(xv, self.Wv, self.bv)  # (B, N, S, Hv)
         kt = self.K.transpose(0, 1, 3, 2)
-        self.S = (self.Q @ kt) * scale if self.fused else (self.Q * scale) @ kt  # (B, N, T, S)
+        if self.fused:  # S = (Q K^T) * scale, scaled in place
+            self.S = self.Q @ kt
+            self.S *= scale  # (B, N, T, S)
+        else:  # S = (Q * scale) K^T
+            self.S = (self.Q * scale) @ kt
         self.P = self.softmax(self.S, self.keep, self.fused)
         self.dropping = training and self.dropout > 0
         if self.dropping:
@@ -482,17 +489,29 @@ class MultiHeadAttention(Layer):
         return self.Y
 
     # ----- backward ----------------------------------------------------------------------------------------------
-    def _project_back(self, x: Array, w: Array, dh: Array) -> tuple[Array, Array, Array]:
-        """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D))."""
+    def _scratch(self, like: Array) -> Array:
+        """A work array shaped and typed as `like` that the layer keeps from one backward pass to the next (it never
+        leaves the layer): a fresh (B, N, T, S) array each step costs more than its arithmetic (4 MiB at the
+        benchmark's float64 shapes, page faults included)."""
+        buf = getattr(self, "_work", None)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self._work = np.empty_like(like)
+        return buf
+
+    def _project_back(self, x: Array, w: Array, dh: Array, input_grad: bool = True) -> tuple[Array, Array, Any]:
+        """Through Y = X W + b (heads split): dh (B, N, T, H) -> (dW (D, N, H), db (N, H), dX (B, T, D)); dX is
+        None without input_grad."""
         d = w.shape[0]
         rows = self.merge(dh).reshape(-1, w.shape[1] * w.shape[2])  # (B*T, N*H)
         dw = (x.reshape(-1, d).T @ rows).reshape(w.shape)
         db = bias_grad(rows.reshape(x.shape[0], x.shape[1], *w.shape[1:]), w.shape[1:]) if self.use_bias else None
-        dx = (rows @ w.reshape(d, -1).T).reshape(x.shape)
+        dx = (rows @ w.reshape(d, -1).T).reshape(x.shape) if input_grad else None
         return dw, db, dx
 
-    def backward(self, dy: Array) -> list[Array]:
-        """dL/d(each input) in the order the call was given them (zeros for the attention mask); fills grads."""
+    def backward(self, dy: Array, input_grad: bool = True) -> list[Array] | None:
+        """dL/d(each input) in the order the call was given them (zeros for the attention mask); fills grads. With
+        input_grad=False (no input needs a gradient: a training step on the model's inputs) the three dX = dQ Wq^T,
+        ... products are skipped and None is returned; the parameter gradients are the same bits."""
         if not hasattr(self, "P"):
             raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
         b, t = dy.shape[:2]
@@ -507,17 +526,20 @@ class MultiHeadAttention(Layer):
         self.dP = dp_used * self.keep_scale * self.mask if self.dropping else dp_used
         self.dS = self.softmax_backward(self.P, self.dP, self.keep)
         if self.fused:  # S = (Q K^T) * scale
-            ds = self.dS * self.scale
+            ds = np.multiply(self.dS, self.scale, out=self._scratch(self.dS))
             self.dQ_heads = ds @ self.K
             self.dK_heads = ds.transpose(0, 1, 3, 2) @ self.Q
         else:  # S = (Q * scale) K^T
             self.dQ_heads = (self.dS @ self.K) * self.scale
             self.dK_heads = self.dS.transpose(0, 1, 3, 2) @ (self.Q * self.scale)
-        self.dWq, self.dbq, dxq = self._project_back(self.xq, self.Wq, self.dQ_heads)
-        self.dWk, self.dbk, dxk = self._project_back(self.xk, self.Wk, self.dK_heads)
-        self.dWv, self.dbv, dxv = self._project_back(self.xv, self.Wv, self.dV_heads)
+        self.dWq, self.dbq, dxq = self._project_back(self.xq, self.Wq, self.dQ_heads, input_grad)
+        self.dWk, self.dbk, dxk = self._project_back(self.xk, self.Wk, self.dK_heads, input_grad)
+        self.dWv, self.dbv, dxv = self._project_back(self.xv, self.Wv, self.dV_heads, input_grad)
+        if not input_grad:
+            self.role_grads = {}
+            return None
         if not self.key_given:  # the value served as the key too: it receives both
-            dxv = dxv + dxk
+            dxv += dxk  # dxv is the product just made: the same sums, in place
         by = {"query": dxq, "value": dxv, "key": dxk}
         self.role_grads = {role: by[role] for role in self.roles if role in by}
         out = []

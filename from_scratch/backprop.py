@@ -212,6 +212,8 @@ class Backprop:
         for k, a in enumerate(handed[:-1]):
             watch.unchanged(layer, "backward", f"x[{k}]" if node.several else "x", a)
         watch.unchanged(layer, "backward", "y", handed[-1])
+        if dX is None:  # skipped: no input needed it (input_grad_optional), whether one input or several
+            return None
         if node.several:
             return [watch.result(layer, "backward", f"dL/dx[{k}]", g, self.dtype) for k, g in enumerate(dX)]
         return watch.result(layer, "backward", "dL/dX", dX, self.dtype)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 SCRIPT = FIGURES / "make_figures.py"
 DERIVATIONS = ROOT / "docs" / "derivations.md"
-EXPECTED = {"dense_layer.svg", "softmax_cross_entropy.svg", "batch_normalisation.svg"}
+EXPECTED = {"dense_layer.svg", "softmax_cross_entropy.svg", "batch_normalisation.svg", "attention_head.svg"}
 
 
 def regenerate(out_dir: Path) -> None:
@@ -104,6 +104,7 @@ SECTIONS = {
     "dense_layer.svg": "## 2. The dense layer",
     "softmax_cross_entropy.svg": "## 7. Fused softmax and cross-entropy",
     "batch_normalisation.svg": "## 13. Batch normalisation",
+    "attention_head.svg": "## 24. Attention in matrix form",
 }
 
 

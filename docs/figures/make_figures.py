@@ -1,4 +1,5 @@
-"""Draw the computational graphs of docs/derivations.md: the dense layer, softmax + cross-entropy, batch normalisation.
+"""Draw the computational graphs of docs/derivations.md: the dense layer, softmax + cross-entropy, batch normalisation,
+one attention head.
 
     .venv/bin/python docs/figures/make_figures.py            # rewrites the SVG files next to this script
     .venv/bin/python docs/figures/make_figures.py OUT_DIR    # writes them into OUT_DIR instead
@@ -262,10 +263,59 @@ def batch_normalisation() -> Graph:
     return g
 
 
+def attention_head() -> Graph:
+    """One head of one sample: Q, K, V projected, S = Q K^T / sqrt(d_k), P = masked softmax(S), C = P V: section 24."""
+    g = Graph(15.0, 7.4, (-0.9, 25.2), (-6.6, 5.6))
+    xq = g.var(0, 2.0, "$X_q$")
+    xv = g.var(0, -3.0, "$X_v$")
+    proj_q = g.op(5.0, 2.0, "$\\times W_q$\n$+\\,b_q$", radius=0.6)
+    proj_k = g.op(11.0, -1.5, "$\\times W_k$\n$+\\,b_k$", radius=0.6)
+    proj_v = g.op(5.0, -5.0, "$\\times W_v$\n$+\\,b_v$", radius=0.6)
+    scores = g.op(11.0, 2.0, "$\\frac{Q K^{\\top}}{\\sqrt{d_k}}$", radius=0.6)
+    softmax = g.op(16.2, 2.0, "masked\nsoftmax", radius=0.65)
+    keep = g.var(16.2, 4.7, "keep", width=1.2)
+    combine = g.op(20.2, -3.1, "$P\\,V$", radius=0.5)
+    loss = g.var(24.0, -3.1, "$\\cdots L$", width=1.5)
+    g.edge(xq, proj_q, "$X_q\\ \\ (T, D)$", "$dX_q = dQ\\, W_q^{\\top}$")
+    g.edge(xv, proj_k, "$X_v\\ \\ (T_k, D_v)$", "$dK\\, W_k^{\\top}$", shift=-1.5)
+    g.edge(xv, proj_v, "$X_v$", "$dV\\, W_v^{\\top}$", side=-1)
+    g.edge(proj_q, scores, "$Q\\ \\ (T, d_k)$", "$dQ = dS\\, K / \\sqrt{d_k}\\ \\ (T, d_k)$")
+    g.edge(proj_k, scores, "$K\\ \\ (T_k, d_k)$", "$dK = dS^{\\top} Q / \\sqrt{d_k}\\ \\ (T_k, d_k)$", side=-1)
+    g.edge(scores, softmax, "$S\\ \\ (T, T_k)$", "$dS$")
+    g.edge(keep, softmax, "keep $(T, T_k)$", "none: not learned")
+    g.edge(softmax, combine, "$P\\ \\ (T, T_k)$", "$dP = dC\\, V^{\\top}\\ \\ (T, T_k)$")
+    g.edge(proj_v, combine, "$V\\ \\ (T_k, d_v)$", "$dV = P^{\\top} dC\\ \\ (T_k, d_v)$", side=-1)
+    g.edge(combine, loss, "$C\\ \\ (T, d_v)$", "$dC\\ \\ (T, d_v)$")
+    g.note(
+        -0.6,
+        5.2,
+        "one head of one sample; the weights' gradients: $dW_q = X_q^{\\top} dQ$, $db_q = dQ^{\\top}\\mathbf{1}_T$, "
+        "and alike for $K$ and $V$",
+        ha="left",
+        va="center",
+        fontsize=FONT_SIZE,
+    )
+    g.note(
+        6.4,
+        -5.95,
+        "$dS = \\mathrm{keep} \\odot P \\odot (dP - (P \\odot dP)\\,\\mathbf{1}\\mathbf{1}^{\\top})\\ \\ (T, T_k)$\n"
+        "$X_v$ feeds two projections: $dX_v = dK\\, W_k^{\\top} + dV\\, W_v^{\\top}$",
+        BACKWARD,
+        ha="left",
+        va="center",
+        fontsize=FONT_SIZE,
+        linespacing=1.7,
+    )
+    g.note(16.8, -5.45, "black, arrow forward: the value and its shape", ha="left", va="center")
+    g.note(16.8, -5.9, "red, dashed, arrow back: $dV = \\partial L/\\partial V$", BACKWARD, ha="left", va="center")
+    return g
+
+
 FIGURES: dict[str, Callable[[], Graph]] = {
     "dense_layer.svg": dense_layer,
     "softmax_cross_entropy.svg": softmax_cross_entropy,
     "batch_normalisation.svg": batch_normalisation,
+    "attention_head.svg": attention_head,
 }
 
 
