@@ -97,7 +97,8 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
 
     for i, node in enumerate(model.nodes):
         recorded = _recorded(node.layer)
-        for key in _attention_keys(node, "forward"):  # per head: Q, K, V, the scores S, P and the contexts C
+        # per head for an attention call: Q, K, V, the scores S, P and the contexts C; then Z (a Dense's), A
+        for key in _attention_keys(node, "forward") + tuple(k for k in ("Z", "A") if k in recorded):
             add(
                 None,
                 "forward",
@@ -107,17 +108,6 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
                 lambda s, i=i, key=key: s.records[i][key],
                 lambda m, i=i, key=key: m.records[i].get(key),
             )
-        for key in ("Z", "A"):
-            if key in recorded:
-                add(
-                    None,
-                    "forward",
-                    i + 1,
-                    node.name,
-                    key,
-                    lambda s, i=i, key=key: s.records[i][key],
-                    lambda m, i=i, key=key: m.records[i].get(key),
-                )
     add("loss", "forward", 0, "", "loss", lambda s: np.array(s.loss), lambda m: None, 0)
     for o, t in enumerate(model.outputs):
         suffix = f" {t.node.name}" if outputs > 1 else ""
@@ -137,22 +127,10 @@ def quantities(model: Model, logits_at: int | None, records: list[dict[str, Arra
     for i in range(len(model.nodes) - 1, -1, -1):
         node = model.nodes[i]
         recorded = _recorded(node.layer)
-        for key in ("dA", "dZ"):
-            if key == "dA" and (
-                ("dA" not in records[i]) if records is not None else (logits_at is not None and i >= logits_at)
-            ):
-                continue  # the fused path starts at the logits' dL/dZ
-            if key in recorded:
-                add(
-                    None,
-                    "backward",
-                    i + 1,
-                    node.name,
-                    f"dL/d{key[1:]}",
-                    lambda s, i=i, key=key: s.records[i][key],
-                    lambda m, i=i, key=key: m.records[i].get(key),
-                )
-        for key in _attention_keys(node, "backward"):  # dC, dP, dS, dV, dK, dQ: the order backward makes them
+        dA_skipped = ("dA" not in records[i]) if records is not None else (logits_at is not None and i >= logits_at)
+        backward = [k for k in ("dA", "dZ") if k in recorded and not (k == "dA" and dA_skipped)]  # fused: from dZ
+        # then an attention call's dC, dP, dS, dV, dK, dQ: the order its backward makes them
+        for key in (*backward, *_attention_keys(node, "backward")):
             add(
                 None,
                 "backward",
