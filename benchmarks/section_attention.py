@@ -297,9 +297,9 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
             (
                 f"network: x ({STEPS}, {FEATURES}) -> MultiHeadAttention({HEADS}, key_dim {KEY_DIM})(x, x) (self-"
                 "attention, no mask, dropout 0: Keras's fused path) = a -> Add([x, a]) -> LayerNormalization -> "
-                f"Flatten -> Dense({CLASSES}, softmax), categorical cross-entropy, batch {BATCH} (Flatten, not "
-                "GlobalAveragePooling1D: the scratch side has no 1D pooling layer yet). The step is forward + "
-                f"backward + plain SGD (lr {LR}): scratch `Model.train_step` after compile('sgd', ...); Keras a "
+                f"Flatten -> Dense({CLASSES}, softmax), categorical cross-entropy, batch {BATCH}. The step is "
+                f"forward + backward + plain SGD (lr {LR}): scratch `Model.train_step` after compile('sgd', ...); "
+                "Keras a "
                 "GradientTape over CategoricalCrossentropy(dtype) + SGD.apply_gradients in one tf.function, with and "
                 "without jit_compile=True, on the keras_impl.build_model twin (keras.layers.MultiHeadAttention) with "
                 "the same weights"
