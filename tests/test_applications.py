@@ -50,6 +50,9 @@ LAYER_COUNTS = {
 }
 
 #: Without BACKPROP_PARITY_APPLICATIONS=1: MobileNetV2 in float64 only (the smallest, about 400,000 weights).
+#: Keras draws the initial weights from its global seed, seeded in `saved`: unseeded, they depended on the tests run
+#: before in the same process, and on one such draw the numerical witness of MobileNetV2 in float64 read 1.8e-5
+#: (tolerance 1e-6) at its ReLU6 kinks (32 of 263 coordinates at kinks, 13 undecidable); that witness case is open.
 EVERY = pytest.mark.skipif(not ALL, reason="BACKPROP_PARITY_APPLICATIONS=1 runs every application and dtype")
 DEFAULT = ("MobileNetV2", "float64")
 CASES = [
@@ -62,6 +65,7 @@ STEPS = [pytest.param(name, marks=() if name == DEFAULT[0] else EVERY) for name 
 
 def saved(tmp_path, name: str) -> str:
     keras.config.set_floatx("float32")
+    keras.utils.set_random_seed(0)  # the same weights whatever ran before in this process (see the note below)
     model = APPLICATIONS[name]()
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     counts = defaultdict(int)
