@@ -58,8 +58,9 @@ PER_HEAD = ("Q", "K", "V", "S", "P", "C")
 #: The axes of the scores and probabilities (B, N, T, S), by what they count.
 SCORE_AXES = ("batch", "heads", "query", "key")
 
-#: Row sums of probabilities are 1 to this (float64) or 1e-5 (float32) when a softmax normalised them.
+#: Row sums of probabilities are 1 to this (float64) or SUM_TOL_F32 (float32) when a softmax normalised them.
 SUM_TOL = 1e-9
+SUM_TOL_F32 = 1e-5
 
 
 def is_attention(step: Step, steps: list[Step]) -> bool:
@@ -226,7 +227,7 @@ def _scale(step: Step, steps: list[Step]) -> str:
 def _sums_to_one(p: Array, axis: int) -> bool:
     """Whether every slice of `p` along `axis` sums to 1 (or to 0: a slice masked whole on the explicit path),
     some to 1."""
-    tol = SUM_TOL if np.asarray(p).dtype == np.float64 else 1e-5
+    tol = SUM_TOL if np.asarray(p).dtype == np.float64 else SUM_TOL_F32
     sums = np.asarray(p, np.float64).sum(axis=axis)
     one, zero = np.abs(sums - 1) <= tol, np.abs(sums) <= tol
     return bool((one | zero).all() and one.any())

@@ -343,42 +343,40 @@ def integer_inputs(scratch: Model) -> bool:
 
 
 def integer_input_flags(scratch: Model) -> list[bool]:
-    """Per input of the model, whether it is not differentiated: indices (the first layer called on it declares
-    `integer_inputs`) or an attention mask (every call handed it takes it as its attention_mask). Such an input is
-    not moved by the witness, the precision probe or the float32 jitter, and has no dL/dX judged."""
+    """Per input of the model, whether it holds indices (the first layer called on it declares `integer_inputs`)."""
     flags = []
     for t in scratch.inputs:
-        users = [node for node in scratch.nodes if any(u is t for u in node.inputs)]
-        mask = all(_roles_of(node.options, [u is t for u in node.inputs]) == {"attention_mask"} for node in users)
-        flags.append(bool(getattr(users[0].layer, "integer_inputs", False)) or mask)
+        first = next(node for node in scratch.nodes if any(u is t for u in node.inputs))
+        flags.append(bool(getattr(first.layer, "integer_inputs", False)))
     return flags
 
 
-def _roles_of(options: dict, hits: list[bool]) -> set[str]:
-    """The roles a call gives the tensors at `hits` (none for a call without roles)."""
-    roles = options.get("roles")
-    return {r for r, hit in zip(roles, hits) if hit} if roles else {""}
+def _mask_only(uses: list[tuple[dict, list[bool]]]) -> bool:
+    """Whether every call handed a tensor takes it as its attention_mask: `uses` holds each call's options and
+    which of its inputs the tensor is."""
+    return all(
+        {r for r, hit in zip(options.get("roles") or (), hits) if hit} == {"attention_mask"} for options, hits in uses
+    )
 
 
 def mask_input(arch: Any, k: int) -> bool:
     """Whether input k of the description is an attention mask: every call handed it takes it as attention_mask."""
     graph = arch.graph()
     name = graph.inputs[k][0]
-    users = [c for c in graph.calls if name in c.inputs]
-    return all(_roles_of(dict(c.options), [t == name for t in c.inputs]) == {"attention_mask"} for c in users)
+    return _mask_only([(dict(c.options), [t == name for t in c.inputs]) for c in graph.calls if name in c.inputs])
 
 
 def fixed_input_flags(scratch: Model) -> list[bool]:
-    """Per input of the model, whether it is held fixed: indices (`integer_input_flags`) or an attention mask (the
-    first call on it names it "attention_mask" in its roles: 0/1, where the loss is piecewise constant). Such an
-    input is not moved by the numerical witness, the precision probe, the Taylor witness or the float32 jitter (one
-    ulp off 0 would keep a masked position), and no numerical derivative is taken with respect to it."""
+    """Per input of the model, whether it is held fixed: indices (`integer_input_flags`) or an attention mask (every
+    call handed it takes it as its attention_mask: 0/1, where the loss is piecewise constant). Such an input is not
+    moved by the numerical witness, the precision probe, the Taylor witness or the float32 jitter (one ulp off 0
+    would keep a masked position), no numerical derivative is taken with respect to it and no dL/dX is judged."""
     flags = []
     for t, integer in zip(scratch.inputs, integer_input_flags(scratch)):
-        first = next(node for node in scratch.nodes if any(u is t for u in node.inputs))
-        roles = tuple(getattr(first, "options", {}).get("roles") or ())
-        role = next((r for u, r in zip(first.inputs, roles) if u is t), None)
-        flags.append(integer or role == "attention_mask")
+        uses = [
+            (node.options, [u is t for u in node.inputs]) for node in scratch.nodes if any(u is t for u in node.inputs)
+        ]
+        flags.append(integer or _mask_only(uses))
     return flags
 
 

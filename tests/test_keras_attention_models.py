@@ -15,10 +15,11 @@ import re
 import keras
 import numpy as np
 import pytest
+from test_keras_model import save_each
 
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
 from compare import cli, keras_model, keras_reading
-from compare.harness import integer_input_flags
+from compare.harness import fixed_input_flags
 from compare.keras_model import compare_keras_model, describe, from_keras
 from compare.tolerances import F64_TOL, norm_rel_error
 from from_scratch.errors import BadInputError
@@ -179,16 +180,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """(key, dtype) -> (path, model): each model with random weights, compiled, saved as .keras."""
-    folder = tmp_path_factory.mktemp("attention")
-    out = {}
-    for key, make in MODELS.items():
-        for dtype in ("float64", "float32"):
-            model = make(dtype)
-            randomize(model, seed=len(key))
-            path = folder / f"{key}_{dtype}.keras"
-            model.save(path)
-            out[key, dtype] = (path, model)
-    return out
+    return save_each(tmp_path_factory.mktemp("attention"), MODELS, randomize)
 
 
 def batch_for(model, n=5, seed=3):
@@ -302,7 +294,7 @@ def test_a_mask_input_is_drawn_as_0_1_and_held_fixed(saved):
     for name in ("mask", "padding"):
         values = x[names.index(name)]
         assert set(np.unique(values)) == {0.0, 1.0}, name
-    assert integer_input_flags(from_keras(path)) == [True, True, True, True]
+    assert fixed_input_flags(from_keras(path)) == [True, True, True, True]
     report = compare_keras_model(path, batch=6, gradcheck_samples=3)
     rows = {row.name: row for row in report.rows}
     assert rows["grad input mask"].error == 0.0 and rows["grad input padding"].error == 0.0
