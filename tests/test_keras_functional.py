@@ -11,7 +11,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from test_keras_model import randomize
+from test_keras_model import randomize, save_each
 
 import keras_impl  # noqa: F401 (first: pins the TensorFlow settings before TensorFlow loads)
 from compare import cli, keras_model, keras_reading
@@ -150,16 +150,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """(key, dtype) -> (path, model): each model with random weights, compiled, saved as .keras."""
-    folder = tmp_path_factory.mktemp("functional")
-    out = {}
-    for key, make in MODELS.items():
-        for dtype in ("float64", "float32"):
-            model = make(dtype)
-            randomize(model, seed=len(key))
-            path = folder / f"{key}_{dtype}.keras"
-            model.save(path)
-            out[key, dtype] = (path, model)
-    return out
+    return save_each(tmp_path_factory.mktemp("functional"), MODELS, randomize)
 
 
 @pytest.mark.parametrize("dtype,wanted", [("float64", None), ("float32", None), ("float32", "float64")])

@@ -45,6 +45,20 @@ def compile_model(model, loss, dtype):
         keras.config.set_floatx(before)
 
 
+def save_each(folder, models, randomize):
+    """(key, dtype) -> (path, model): each of `models` (key -> dtype -> Keras model) built in both dtypes, given
+    random weights by `randomize(model, seed)`, saved as .keras in `folder`."""
+    out = {}
+    for key, make in models.items():
+        for dtype in ("float64", "float32"):
+            model = make(dtype)
+            randomize(model, seed=len(key))
+            path = folder / f"{key}_{dtype}.keras"
+            model.save(path)
+            out[key, dtype] = (path, model)
+    return out
+
+
 def randomize(model, seed=0):
     """Non-trivial weights in every slot (moving variances positive)."""
     rng = np.random.default_rng(seed)
