@@ -1,5 +1,5 @@
 """Entry point, `python -m benchmarks` from the repository root: the options, which sections run in which order, the
-report. The child processes of sections 5 to 9 come back here with `--worker NAME`."""
+report. The child processes of sections 5 to 9 and 11 come back here with `--worker NAME`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from dataclasses import replace
 import benchmarks
 from benchmarks import (
     section_attention,
+    section_blas_rule,
     section_bound,
+    section_busy,
     section_conv,
     section_end_to_end,
     section_graph,
@@ -26,6 +28,8 @@ from benchmarks.machine import closing_lines, gemm_probe, machine_lines
 from benchmarks.report import Section, print_report, render_machine
 from benchmarks.timing import FULL, GUARD, QUICK, Budget
 
+SECTIONS = tuple(str(k) for k in range(1, 12))
+
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str], Budget]:
     """The options, the chosen section numbers, and the timing budget they ask for."""
@@ -36,9 +40,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
         action="store_true",
         help="section 5: also the thread settings that did not help (env-var twins, OMP_NUM_THREADS)",
     )
-    parser.add_argument(
-        "--sections", default="1,2,3,4,5,6,7,8,9", help="which sections to run, e.g. 2,4 (default: all)"
-    )
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="which sections to run, e.g. 2,4 (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument(
         "--patience",
@@ -50,8 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     )
     args = parser.parse_args(argv)
     chosen = {part.strip() for part in args.sections.split(",")}
-    if not chosen <= {"1", "2", "3", "4", "5", "6", "7", "8", "9"}:
-        parser.error(f"--sections: expected numbers 1-9 separated by commas, got {args.sections!r}")
+    if not chosen <= set(SECTIONS):
+        parser.error(f"--sections: expected numbers 1-{len(SECTIONS)} separated by commas, got {args.sections!r}")
     budget = QUICK if args.quick else FULL
     if args.patience is not None:
         budget = replace(budget, patience=args.patience, retries=max(budget.retries, 3 if args.patience else 0))
@@ -71,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker = section_graph.worker
         elif args.worker.startswith(section_attention.WORKER_PREFIX):
             worker = section_attention.worker
+        elif args.worker.startswith(section_busy.WORKER_PREFIX):
+            worker = section_busy.worker
         else:
             worker = section_threads.worker
         print(json.dumps(worker(args.worker, budget)), flush=True)
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     done: dict[str, Section] = {}
     step_ms: dict[tuple[str, int], float] = {}
     # Everything that must not see TensorFlow runs first; this process imports it in section 1 (or 5).
+    if "10" in chosen:
+        done["10"] = section_blas_rule.run(budget, args.quick)
     if "2" in chosen:
         done["2"], step_ms = section_bound.run(budget, rounds)
     if "4" in chosen:
@@ -95,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         done["8"] = section_graph.run(budget, rounds, args.quick)
     if "9" in chosen:  # its Keras side runs in child processes too
         done["9"] = section_attention.run(budget, rounds, args.quick)
+    if "11" in chosen:  # its steps run in one child process
+        done["11"] = section_busy.run(budget, args.quick)
     if "5" in chosen and ("float32", 128) not in step_ms:
         step_ms["float32", 128] = section_threads.scratch_ms_before_tf(budget)
     if "3" in chosen:
@@ -104,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "5" in chosen:
         level = "quick" if args.quick else "all" if args.all_settings else "full"
         done["5"] = section_threads.run(budget, level, 1 if args.quick else 2, step_ms["float32", 128])
-    print_report(machine, closing_lines(started, args.quick), [done[number] for number in sorted(done)])
+    print_report(machine, closing_lines(started, args.quick), [done[number] for number in sorted(done, key=int)])
     return 0
 
 

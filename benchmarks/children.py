@@ -8,7 +8,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from benchmarks.config import BASE_ENV
@@ -93,3 +94,23 @@ def run_child_clean(cmd: Sequence[str], budget: Budget, env: dict[str, str] | No
     run, other = GUARD.clean(lambda: run_child(cmd, env), budget.retries)
     run.other = other
     return run
+
+
+#: The neighbour process sections 10 and 11 start: one core kept busy.
+SPINNER = "while True: pass"
+
+
+@contextmanager
+def neighbour(busy: bool = True, code: str = SPINNER) -> Iterator[None]:
+    """With `busy`, a neighbour process running `code` (a spinning loop) for the block, started here, given half a
+    second to get going, and killed at the end; without, nothing."""
+    if not busy:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", code], env=BASE_ENV)
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()

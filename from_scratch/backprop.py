@@ -18,6 +18,7 @@ import numpy as np
 from from_scratch.checks import check_grads, check_shape
 from from_scratch.errors import BadInputError, a_or_an
 from from_scratch.losses import OutputLosses
+from from_scratch.threads import LayerThreads
 
 Array = np.ndarray
 
@@ -99,27 +100,10 @@ class Backprop:
             self._fan_in(target, key, g)
         summed: dict[int, list[Array]] = {}
         done = set()
-        for i in range(len(self.nodes) - 1, -1, -1):
-            node = self.nodes[i]
-            dA, dZ = grads_at.get(id(node.output)), fused.get(i)
-            if dA is None and dZ is None:
-                continue
-            dX = self._node_backward(i, dA, dZ, records[i], input_grad or self._needs_input_grad[i], handed[i])
-            done.add(i)
-            layer = node.layer
-            records[i].update({key: v for key, v in layer.record().items() if v is not None})
-            if id(layer) in self.shared:
-                grads = [g.copy() for g in layer.grads]
-                check_grads(layer, grads)
-                records[i]["grads"] = grads
-                summed[id(layer)] = self._add_call(summed.get(id(layer)), grads)
-            else:
-                check_grads(layer)
-            if dX is None:
-                continue
-            records[i]["dX"] = dX
-            for t, g in zip(node.inputs, dX if node.several else [dX]):
-                self._fan_in(grads_at, id(t), g)
+        with LayerThreads() as threads:
+            for i in range(len(self.nodes) - 1, -1, -1):
+                if self._backward_node(i, threads, grads_at, fused, records, handed, summed, input_grad):
+                    done.add(i)
         for i, (node, record) in enumerate(zip(self.nodes, records)):
             if i not in done:
                 record.update({key: v for key, v in node.layer.record().items() if v is not None})
@@ -141,6 +125,42 @@ class Backprop:
             records,
             fused_at,
         )
+
+    def _backward_node(
+        self,
+        i: int,
+        threads: LayerThreads,
+        grads_at: dict[int, Array],
+        fused: dict[int, Array],
+        records: list[dict[str, Any]],
+        handed: list[list[Array]],
+        summed: dict[int, list[Array]],
+        input_grad: bool,
+    ) -> bool:
+        """Node i's backward call, if anything reached its output (else False), on the BLAS threads its size asks
+        for (from_scratch/threads.py): its gradients checked and kept, its dL/dX sent to its inputs."""
+        node = self.nodes[i]
+        dA, dZ = grads_at.get(id(node.output)), fused.get(i)
+        if dA is None and dZ is None:
+            return False
+        x = handed[i][:-1]
+        threads.use(node.layer, x if node.several else x[0])
+        dX = self._node_backward(i, dA, dZ, records[i], input_grad or self._needs_input_grad[i], handed[i])
+        layer = node.layer
+        records[i].update({key: v for key, v in layer.record().items() if v is not None})
+        if id(layer) in self.shared:
+            grads = [g.copy() for g in layer.grads]
+            check_grads(layer, grads)
+            records[i]["grads"] = grads
+            summed[id(layer)] = self._add_call(summed.get(id(layer)), grads)
+        else:
+            check_grads(layer)
+        if dX is None:
+            return True
+        records[i]["dX"] = dX
+        for t, g in zip(node.inputs, dX if node.several else [dX]):
+            self._fan_in(grads_at, id(t), g)
+        return True
 
     @staticmethod
     def _fan_in(grads_at: dict[int, Array], key: int, g: Array) -> None:

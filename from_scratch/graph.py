@@ -52,6 +52,7 @@ from from_scratch.nodes import (  # noqa: F401 (re-exported: Tensor, Node, Input
     _tensors,
     call_layer,
 )
+from from_scratch.threads import LayerThreads
 from from_scratch.watch import Watch
 
 Array = np.ndarray
@@ -313,8 +314,7 @@ class Model(Backprop, Feeding, Training):
         a layer is handed is checked unchanged after the call (a layer that wrote into it is reported, and its other
         consumers and the record of its producer keep what the producer returned), and each output's shape, kind and
         dtype are checked. The caches of a shared layer's calls are kept apart (`_snapshots`)."""
-        watch, n = self.watch, len(xs[0])
-        call = f"forward(training={training})"
+        watch = self.watch
         if watch is not None:
             watch.start()
             xs = [x.copy() for x in xs]
@@ -322,34 +322,53 @@ class Model(Backprop, Feeding, Training):
         records: list[dict[str, Array]] = []
         handed: list[list[Array]] = []
         self._snapshots: dict[int, dict[str, Any]] = {}
-        for i, (node, shape) in enumerate(zip(self.nodes, self.node_output_shapes)):
-            layer = node.layer
-            args = [values[id(t)] for t in node.inputs]
-            if watch is not None:
-                for a in args:
-                    watch.keep(a)
-            out = layer.forward(args if node.several else args[0], training=training, **node.options)
-            if watch is not None:
-                watch.calls += 1
-                for k, (t, a, p) in enumerate(zip(node.inputs, args, self._producer[i])):
-                    before = watch.unchanged(layer, call, f"x[{k}]" if node.several else "x", a)
-                    if before is not a:  # its other consumers, and its producer's record, get what was returned
-                        values[id(t)] = before
-                        if p is not None:
-                            records[p]["A"] = before
-            check_shape(layer, "forward() returned", out, (n, *shape))
-            if watch is not None:
-                out = watch.result(layer, call, "its output", out, self.dtype)
-            values[id(node.output)] = out
-            records.append({"A": out})
-            handed.append(args + [out])
-            if id(layer) in self.shared:
-                self._snapshots[i] = dict(vars(layer))
+        with LayerThreads() as threads:
+            for i in range(len(self.nodes)):
+                self._run_node(i, threads, values, records, handed, training)
         outputs = [values[id(t)] for t in self.outputs]
         if watch is not None:
             for o in outputs:
                 watch.keep(o)
         return outputs, records, handed
+
+    def _run_node(
+        self,
+        i: int,
+        threads: LayerThreads,
+        values: dict[int, Array],
+        records: list[dict[str, Array]],
+        handed: list[list[Array]],
+        training: bool,
+    ) -> None:
+        """Node i's forward call on the BLAS threads its size asks for (from_scratch/threads.py), with `_run`'s
+        checks; its output goes into `values`, `records` and `handed`."""
+        watch, node, shape = self.watch, self.nodes[i], self.node_output_shapes[i]
+        n = len(values[id(self.inputs[0])])
+        call = f"forward(training={training})"
+        layer = node.layer
+        args = [values[id(t)] for t in node.inputs]
+        if watch is not None:
+            for a in args:
+                watch.keep(a)
+        x = args if node.several else args[0]
+        threads.use(layer, x)
+        out = layer.forward(x, training=training, **node.options)
+        if watch is not None:
+            watch.calls += 1
+            for k, (t, a, p) in enumerate(zip(node.inputs, args, self._producer[i])):
+                before = watch.unchanged(layer, call, f"x[{k}]" if node.several else "x", a)
+                if before is not a:  # its other consumers, and its producer's record, get what was returned
+                    values[id(t)] = before
+                    if p is not None:
+                        records[p]["A"] = before
+        check_shape(layer, "forward() returned", out, (n, *shape))
+        if watch is not None:
+            out = watch.result(layer, call, "its output", out, self.dtype)
+        values[id(node.output)] = out
+        records.append({"A": out})
+        handed.append(args + [out])
+        if id(layer) in self.shared:
+            self._snapshots[i] = dict(vars(layer))
 
     def _restore(self, i: int) -> None:
         """Put back the caches node i's call left on its (shared) layer."""

@@ -114,6 +114,11 @@ class _Recurrent(Layer):
     def grads(self) -> list[Array]:
         return [self.dW, self.dU, self.db]
 
+    def product_size(self, x: Array) -> int:
+        """M*K*N of the products the time loops repeat, h @ U (N, u) @ (u, k u): N * U.size (from_scratch/threads.py
+        picks the BLAS threads by it; the one input product X @ W is T times larger but runs once)."""
+        return len(x) * self.U.size
+
     def output(self) -> Array:
         """H (N, T, u) with return_sequences, else its last step h_{T-1} (N, u)."""
         return self.H if self.return_sequences else self.H[:, -1]
