@@ -9,7 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The test suite on up to 4 processes (pytest-xdist); PYTEST_WORKERS= runs it in one.
+# The test suite on up to 4 processes (pytest-xdist); PYTEST_WORKERS= runs it in one. Each worker runs its BLAS and
+# TensorFlow on cores // workers threads (tests/conftest.py), so that workers times threads never exceed the cores.
 PYTEST_WORKERS ?= -n auto --maxprocesses=4
 
 .PHONY: compare test lint install notebooks lab figures clean
