@@ -98,47 +98,51 @@ class MaxPooling2D(_Pooling):
         p*pw + q of each window's first maximum in row-major order; None when a window holds NaN (the running
         maximum then decides, as before).
 
-        With L = Wo*pw*C, Xpad's covered rows are X4 (N, Ho, ph, L): the windows' row p of window row i, every
-        window side by side. The first maximum is taken in row-major order in two stages whose inner loops run
-        along L (NumPy walks 8 channels at a time otherwise):
-            within each row, over q:  M[k] = first-max(X4[k], X4[k + C], ..., X4[k + (pw - 1) C])
-            over the rows p:          A[k] = first-max(M[p = 0, k], M[p = 1, k], ...)
-        meaningful where k is a window's first column (k = j*pw*C + c), then read there. first-max(a, b) is
-        np.maximum(b, a), which returns a on a tie (so 0.0 and -0.0 keep the earlier, as the running maximum
-        does), and a later cell wins only where b > a; taking the first maximum of each row and then the first of
-        those is the first maximum of the window in row-major order (the rule is associative), so A has the running
-        maximum's bits and `first` points to the cell the running maximum's masks choose."""
+        Xpad is walked as one flat array x (C-contiguous, Wp*C values a row): cell (p, q) of the window starting at
+        k is x[k + p*Wp*C + q*C]. The first maximum is taken in row-major order in two stages, each a few whole-array
+        operations on shifted views (NumPy would walk C values at a time on the offsets' views):
+            within a row, over q:   M[k] = first-max(x[k], x[k + C], ..., x[k + (pw - 1) C])
+            over the rows, p:       A[k] = first-max(M[k], M[k + Wp C], ..., M[k + (ph - 1) Wp C])
+        computed at every k, meaningful where k is a window's start, and read there. first-max(a, b) is
+        np.maximum(b, a), which returns a on a tie (so 0.0 and -0.0 keep the earlier, as the running maximum does),
+        and a later cell wins only where b > a; the first maximum of the first maxima of the rows is the first
+        maximum of the window in row-major order (the rule is associative), so A has the running maximum's bits
+        and `first` points to the cell the running maximum's masks choose."""
         (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
         if ph * pw > 255:
             return None
-        n, c = len(xpad), xpad.shape[3]
-        row = wo * pw * c
-        span = row - (pw - 1) * c
-        x4 = xpad[:, : ho * ph, : wo * pw].reshape(n, ho, ph, row)
-        m, q_at = x4[..., :span], None
+        n, hp, wp, c = xpad.shape
+        x = np.ascontiguousarray(xpad).reshape(-1)
+        step = wp * c  # one row down
+        span_q = x.size - (pw - 1) * c
+        m, q_at = x[:span_q], None
         for q in range(1, pw):
-            later = x4[..., q * c : q * c + span]
+            later = x[q * c : q * c + span_q]
             wins = np.greater(later, m).view(np.uint8)
             q_at = wins if q_at is None else np.maximum(q_at, wins * np.uint8(q))
             m = np.maximum(later, m) if q == 1 else np.maximum(later, m, out=m)
-        a, p_at = m[:, :, 0], None
+        span_p = span_q - (ph - 1) * step
+        a, p_at = m[:span_p], None
         for p in range(1, ph):
-            later = m[:, :, p]
+            later = m[p * step : p * step + span_p]
             wins = np.greater(later, a).view(np.uint8)
             p_at = wins if p_at is None else np.maximum(p_at, wins * np.uint8(p))
             a = np.maximum(later, a) if p == 1 else np.maximum(later, a, out=a)
+        starts = (hp * step, ph * step, pw * c)  # window (n, i, j) starts at n*Hp*Wp*C + i*ph*Wp*C + j*pw*C
+        a = _window_starts(a, starts, (n, ho, wo, c))
         if np.isnan(a).any():
             return None
+        shape = (n, ho, wo, c)
+        row_at = np.zeros(shape, np.uint8) if p_at is None else _window_starts(p_at, starts, shape)
         if q_at is None:
-            q_chosen = np.zeros((n, ho, span), np.uint8)
-        else:
-            q_chosen = q_at[:, :, 0].copy()  # the column chosen within the row the window's maximum is in
-            for p in range(1, ph):
-                in_row = np.negative(np.equal(p_at, p).view(np.uint8))  # 255 where row p holds it, else 0
-                q_chosen ^= (q_chosen ^ q_at[:, :, p]) & in_row
-        first = q_chosen if p_at is None else p_at * np.uint8(pw) + q_chosen
-        self.first = _window_starts(first, n, ho, wo, pw, c)
-        return _window_starts(a, n, ho, wo, pw, c)
+            self.first = row_at
+            return a
+        q_chosen = _window_starts(q_at, starts, shape)  # the column chosen in each row, read at the windows
+        for p in range(1, ph):
+            in_row = np.negative(np.equal(row_at, p).view(np.uint8))  # 255 where row p holds the maximum, else 0
+            q_chosen ^= (q_chosen ^ _window_starts(q_at[p * step :], starts, shape)) & in_row
+        self.first = row_at * np.uint8(pw) + q_chosen
+        return a
 
     def first_maxima(self) -> list[Array]:
         """One mask (N, Ho, Wo, C) per offset (p, q), row-major: True where Xpad[cells(p, q)] is the first maximum
@@ -174,38 +178,30 @@ class MaxPooling2D(_Pooling):
 
     def _tiled_backward(self, dA: Array) -> Array:
         """Windows that tile Xpad: dXpad[n, i*ph + p, j*pw + q, c] = dA[n, i, j, c] + 0.0 where p*pw + q is the
-        window's first maximum (`first`), else 0.0; cells no window covers 0.0; the padding cropped.
+        window's first maximum (`first`), 0.0 in every other cell; the padding cropped.
 
-        The same bits as routing dA * hit through col2im: there a chosen cell receives dA + 0.0 (col2im's `+= 0.0`
-        turns -0.0 into 0.0; inf and NaN pass unchanged) and every other cell 0.0. Here the chosen cells keep the
-        bits of dA + 0.0 spread over the window (np.repeat), every other cell the bits of 0.0, by a bitwise AND with
-        a mask of all ones or all zeros: no multiplication, so inf * 0 cannot appear, and the inner loops run along
-        whole rows of windows."""
-        (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
+        The same bits as routing dA * hit through col2im, where the chosen cell receives dA + 0.0 (col2im's
+        `+= 0.0` turns -0.0 into 0.0; inf and NaN pass unchanged) and every other cell 0.0: here dA + 0.0 is put
+        at the chosen cells' flat indices into zeros, one value per window, no multiplication (so no inf * 0)."""
         n, c = len(dA), dA.shape[3]
-        row = wo * pw * c
         (top, bottom), (left, right) = self.windows.pads
         hp, wp = self.windows.in_hw[0] + top + bottom, self.windows.in_hw[1] + left + right
-        bits = np.dtype(f"u{dA.itemsize}")
-        first = np.repeat(self.first, pw, axis=2).reshape(n, ho, 1, row)
-        chosen = np.negative(np.equal(first, self._cell_ids(c)).view(np.uint8), dtype=bits)  # all ones or zeros
-        spread = np.repeat(dA + 0.0, pw, axis=2).reshape(n, ho, 1, row)
-        covered = (ho * ph, wo * pw) == (hp, wp)
-        dx = (np.empty if covered else np.zeros)((n, hp, wp, c), dA.dtype)
-        it = dA.itemsize
-        out = np.ndarray((n, ho, ph, row), bits, dx, 0, (hp * wp * c * it, ph * wp * c * it, wp * c * it, it))
-        np.bitwise_and(spread.view(bits), chosen, out=out)
+        start, offset = self._flat_indices(n, c, hp, wp)
+        dx = np.zeros((n, hp, wp, c), dA.dtype)
+        dx.reshape(-1)[(start + offset.take(self.first)).reshape(-1)] = (dA + 0.0).reshape(-1)
         return dx[:, top : top + self.windows.in_hw[0], left : left + self.windows.in_hw[1]]
 
-    def _cell_ids(self, c: int) -> Array:
-        """(ph, Wo*pw*C) uint8: p*pw + q at the position of cell (p, q) of every window in X4's layout."""
-        (ph, pw), wo = self.pool_size, self.windows.out_hw[1]
-        key = (c, wo)
-        if getattr(self, "_ids_key", None) != key:
-            ids = np.arange(ph, dtype=np.uint8)[:, None, None, None] * pw + np.arange(pw, dtype=np.uint8)[:, None]
-            self._ids = np.ascontiguousarray(np.broadcast_to(ids, (ph, wo, pw, c))).reshape(ph, -1)
-            self._ids_key = key
-        return self._ids
+    def _flat_indices(self, n: int, c: int, hp: int, wp: int) -> tuple[Array, Array]:
+        """(start (N, Ho, Wo, C): the flat index in Xpad of each window's cell (0, 0), offset (ph*pw,): what cell
+        p*pw + q adds to it, p*Wp*C + q*C), kept for the next batch of the same size."""
+        key = (n, c, hp, wp)
+        if getattr(self, "_indices_key", None) != key:
+            (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
+            rows, cols = np.arange(ho)[:, None, None] * ph * wp * c, np.arange(wo)[:, None] * pw * c
+            start = np.arange(n)[:, None, None, None] * hp * wp * c + (rows + cols + np.arange(c))
+            offset = (np.arange(ph)[:, None] * wp * c + np.arange(pw) * c).reshape(-1)
+            self._indices, self._indices_key = (start, offset), key
+        return self._indices
 
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """The maximum is exact: M_A = M_X at the chosen cell."""
@@ -219,14 +215,14 @@ class MaxPooling2D(_Pooling):
         return [], self.backward(dA_terms), {}
 
 
-def _window_starts(m: Array, n: int, ho: int, wo: int, pw: int, c: int) -> Array:
-    """m (N, Ho, S) (S >= (Wo - 1) pw C + C, its last axis in X4's layout) read at each window's first column:
-    (N, Ho, Wo, C), out[n, i, j, c] = m[n, i, j*pw*C + c]. The C channels of a window are adjacent, so each is
-    copied as one block of C values (a void element), not one value at a time."""
+def _window_starts(m: Array, strides: tuple[int, int, int], shape: tuple[int, int, int, int]) -> Array:
+    """m (flat, C-contiguous) read at each window's start: out[n, i, j, :] = the C values from m[n*s0 + i*s1 + j*s2]
+    (strides in values), shape (N, Ho, Wo, C). A window's C channels are adjacent, so each is copied as one block of
+    C values (a void element), not one value at a time."""
     m = np.ascontiguousarray(m)
-    block = np.dtype((np.void, c * m.itemsize))
-    starts = np.ndarray((n, ho, wo), block, m, 0, (m.strides[0], m.strides[1], pw * c * m.itemsize))
-    return starts.copy().view(m.dtype).reshape(n, ho, wo, c)
+    block = np.dtype((np.void, shape[3] * m.itemsize))
+    view = np.ndarray(shape[:3], block, m, 0, tuple(s * m.itemsize for s in strides))
+    return view.copy().view(m.dtype).reshape(shape)
 
 
 class AveragePooling2D(_Pooling):
