@@ -98,50 +98,33 @@ class MaxPooling2D(_Pooling):
         p*pw + q of each window's first maximum in row-major order; None when a window holds NaN (the running
         maximum then decides, as before).
 
-        Xpad is walked as one flat array x (C-contiguous, Wp*C values a row): cell (p, q) of the window starting at
-        k is x[k + p*Wp*C + q*C]. The first maximum is taken in row-major order in two stages, each a few whole-array
-        operations on shifted views (NumPy would walk C values at a time on the offsets' views):
-            within a row, over q:   M[k] = first-max(x[k], x[k + C], ..., x[k + (pw - 1) C])
-            over the rows, p:       A[k] = first-max(M[k], M[k + Wp C], ..., M[k + (ph - 1) Wp C])
-        computed at every k, meaningful where k is a window's start, and read there. first-max(a, b) is
-        np.maximum(b, a), which returns a on a tie (so 0.0 and -0.0 keep the earlier, as the running maximum does),
-        and a later cell wins only where b > a; the first maximum of the first maxima of the rows is the first
-        maximum of the window in row-major order (the rule is associative), so A has the running maximum's bits
-        and `first` points to the cell the running maximum's masks choose."""
-        (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
-        if ph * pw > 255:
+        The same running maximum over the offsets in row-major order, on contiguous copies of the offsets' cells
+        (`_window_starts`: each window's C channels copied as one block, where NumPy would walk the offsets' views
+        C values at a time):
+            A = cell(0, 0);   for each later offset k = p*pw + q:  first = k where cell(p, q) > A,
+                                                                  A = np.maximum(cell(p, q), A)
+        np.maximum returns A on a tie (0.0 and -0.0 keep the earlier), so A has the running maximum's bits, and a
+        later cell takes `first` only where it is strictly greater: the first maximum in row-major order, the cell
+        the running maximum's masks choose."""
+        if self.pool_size[0] * self.pool_size[1] > 255:
             return None
         n, hp, wp, c = xpad.shape
         x = np.ascontiguousarray(xpad).reshape(-1)
-        step = wp * c  # one row down
-        span_q = x.size - (pw - 1) * c
-        m, q_at = x[:span_q], None
-        for q in range(1, pw):
-            later = x[q * c : q * c + span_q]
-            wins = np.greater(later, m).view(np.uint8)
-            q_at = wins if q_at is None else np.maximum(q_at, wins * np.uint8(q))
-            m = np.maximum(later, m) if q == 1 else np.maximum(later, m, out=m)
-        span_p = span_q - (ph - 1) * step
-        a, p_at = m[:span_p], None
-        for p in range(1, ph):
-            later = m[p * step : p * step + span_p]
-            wins = np.greater(later, a).view(np.uint8)
-            p_at = wins if p_at is None else np.maximum(p_at, wins * np.uint8(p))
-            a = np.maximum(later, a) if p == 1 else np.maximum(later, a, out=a)
-        starts = (hp * step, ph * step, pw * c)  # window (n, i, j) starts at n*Hp*Wp*C + i*ph*Wp*C + j*pw*C
-        a = _window_starts(a, starts, (n, ho, wo, c))
+        (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
+        shape = (n, ho, wo, c)
+        starts = (hp * wp * c, ph * wp * c, pw * c)  # window (n, i, j) starts at n*Hp*Wp*C + i*ph*Wp*C + j*pw*C
+        a, first = None, np.zeros(shape, np.uint8)
+        for k, (p, q) in enumerate(self.windows.offsets):
+            cell = _window_starts(x[(p * wp + q) * c :], starts, shape)
+            if a is None:
+                a = cell
+                continue
+            later = np.greater(cell, a).view(np.uint8)
+            np.maximum(first, np.multiply(later, np.uint8(k), out=later), out=first)  # k rises: the last win is k
+            np.maximum(cell, a, out=a)
         if np.isnan(a).any():
             return None
-        shape = (n, ho, wo, c)
-        row_at = np.zeros(shape, np.uint8) if p_at is None else _window_starts(p_at, starts, shape)
-        if q_at is None:
-            self.first = row_at
-            return a
-        q_chosen = _window_starts(q_at, starts, shape)  # the column chosen in each row, read at the windows
-        for p in range(1, ph):
-            in_row = np.negative(np.equal(row_at, p).view(np.uint8))  # 255 where row p holds the maximum, else 0
-            q_chosen ^= (q_chosen ^ _window_starts(q_at[p * step :], starts, shape)) & in_row
-        self.first = row_at * np.uint8(pw) + q_chosen
+        self.first = first
         return a
 
     def first_maxima(self) -> list[Array]:
