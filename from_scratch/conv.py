@@ -289,6 +289,8 @@ class Conv2D(Layer):
     def im2col(self, x: Array) -> Array:
         """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
         kernel's (kh, kw, C) rows."""
+        if self.kernel_size != (1, 1):  # the windows overlap or skip cells: gathered (the same values a view holds)
+            return self.windows.gather(x).reshape(len(x) * self.windows.out_hw[0] * self.windows.out_hw[1], -1)
         patches = self.windows.patches(x)
         rows = (-1, int(np.prod(patches.shape[3:])))
         try:
