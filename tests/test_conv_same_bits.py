@@ -365,6 +365,29 @@ def test_max_pooling_gives_the_old_bits(dtype: str, index: int) -> None:
             same(new.backward(d.astype("float64")), old.backward(d.astype("float64")), f"{where}: float64 dA")
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_pooling_and_im2col_of_strided_inputs_give_the_old_bits(dtype: str) -> None:
+    """Inputs that are views (every other channel, a flipped width) and float16: copied or walked, the same bits."""
+    rng = np.random.default_rng(99)
+    with np.errstate(all="ignore"):
+        for trial, kind in enumerate(KINDS):
+            big = images(rng, (3, 6, 7, 6), dtype, kind)
+            for x in (big[..., ::2], big[:, :, ::-1, :3]):
+                for pool, padding in (((2, 2), "valid"), ((3, 2), "same")):
+                    new, old = MaxPooling2D(pool, padding=padding), MaxPooling2D(pool, padding=padding)
+                    for layer in (new, old):
+                        layer.build(x.shape[1:], np.dtype(dtype), rng)
+                    freeze(old)
+                    same(new.forward(x, training=True), old.forward(x, training=True), f"{kind}, {pool}: A")
+                    d = gradient(rng, new.A.shape, dtype, trial)
+                    same(new.backward(d), old.backward(d), f"{kind}, {pool}: dL/dX")
+                new, old = Conv2D(2, 3, padding="same"), Conv2D(2, 3, padding="same")
+                for layer in (new, old):
+                    layer.build(x.shape[1:], np.dtype(dtype), np.random.default_rng(0))
+                freeze(old)
+                same(new.im2col(x), old.im2col(x), f"{kind}: cols")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("index", range(len(POOLS)))
 def test_average_pooling_gives_the_old_bits(dtype: str, index: int) -> None:
@@ -533,3 +556,33 @@ def test_the_fast_paths_are_taken() -> None:
     windows = Windows((6, 6, 2), (3, 3), (1, 1), (1, 1), "valid")
     x = rng.standard_normal((2, 6, 6, 2))
     same(windows.gather(x), FrozenWindows((6, 6, 2), (3, 3), (1, 1), (1, 1), "valid").gather(x), "gather")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_pooling_layer_shared_by_two_calls_gives_the_old_bits(dtype: str) -> None:
+    """One MaxPooling2D called on two tensors of a graph: each call keeps its own first maxima (the model's snapshots
+    of the layer's caches), so both calls' records and the gradients are the frozen layer's, bit for bit."""
+    from from_scratch import Add, Dense, Flatten, Input, Model
+
+    def build() -> Model:
+        a, b = Input((8, 8, 2)), Input((8, 8, 2))
+        pool = MaxPooling2D(2)
+        h = Add()([pool(Conv2D(2, 3, padding="same", activation="relu")(a)), pool(b)])
+        return Model([a, b], Dense(3, activation="softmax")(Flatten()(h)), dtype=dtype, seed=2)
+
+    models = [build(), build()]
+    for layer in models[1].layers:
+        if isinstance(layer, (MaxPooling2D, Conv2D)):
+            freeze(layer)
+    rng = np.random.default_rng(3)
+    xs = [images(rng, (4, 8, 8, 2), dtype, "ties"), images(rng, (4, 8, 8, 2), dtype, "plain")]
+    y = np.eye(3, dtype=dtype)[[0, 1, 2, 1]]
+    results = [m.backward_pass(xs, y, input_grad=True) for m in models]
+    for k, (a, b) in enumerate(zip(results[0].grads, results[1].grads)):
+        same(a, b, f"gradient {k}")
+    for k, (a, b) in enumerate(zip(results[0].input_grad, results[1].input_grad)):
+        same(a, b, f"dL/dx[{k}]")
+    for i, (ra, rb) in enumerate(zip(results[0].records, results[1].records)):
+        for name in ra:
+            if name != "grads":
+                same(ra[name], rb[name], f"node {i}: record {name}")
