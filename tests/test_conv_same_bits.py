@@ -1,14 +1,15 @@
 """The convolution step's faster code gives the same bits as the code it replaced.
 
-from_scratch/pooling.py now takes the maximum of windows that tile the input (strides = pool_size) in two stages
-whose NumPy inner loops run along whole rows of windows, keeps the index of each window's first maximum, and routes
-dA with a bitwise AND instead of per-offset masks and col2im; from_scratch/conv.py's Windows.gather (im2col) copies
-each window row as one block. None of this changes a value or the order of an operation, so every array must be equal
-bit for bit: the frozen copy below is the committed version before the change (89496a2: the Windows class, the
-pooling layers' forward and backward, Conv2D's im2col, col2im, forward and backward, verbatim but for the names),
-and each case compares the bit patterns of the outputs, every record, every parameter gradient and dL/dX, on random
-configurations (valid and same padding, strides below, equal to and above the pool, odd sizes, dilation, 1x1
-kernels) with ties, signed zeros, infinities and NaNs in the inputs and in dA, in float32 and float64.
+from_scratch/pooling.py now runs MaxPooling2D's running maximum, for windows that tile the input (strides =
+pool_size), on contiguous copies of the offsets' cells instead of strided views, keeps the index of each window's
+first maximum, and puts dA + 0.0 at those cells' flat indices instead of masking per offset and calling col2im;
+from_scratch/conv.py's Windows.gather (im2col) copies each window row as one block. None of this changes a value or
+the order of an operation, so every array must be equal bit for bit: the frozen copy below is the committed version
+before the change (89496a2: the Windows class, the pooling layers' forward and backward, Conv2D's im2col, col2im,
+forward and backward, verbatim but for the names), and each case compares the bit patterns of the outputs, every
+record, every parameter gradient and dL/dX, on random configurations (valid and same padding, strides below, equal
+to and above the pool, odd sizes, dilation, 1x1 kernels, strided inputs, a shared layer) with ties, signed zeros,
+infinities and NaNs in the inputs and in dA, in float32 and float64 (float16 for the strided inputs).
 """
 
 from __future__ import annotations
