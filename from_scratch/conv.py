@@ -127,9 +127,22 @@ class Windows:
 
     def gather(self, x: Array, value: float = 0.0) -> Array:
         """patches(X) copied into a contiguous (N, Ho, Wo, kh, kw, C) array: P[:, :, :, p, q] = Xpad[cells(p, q)],
-        one strided slice copy per offset (p, q)."""
+        one strided slice copy per offset (p, q), or, without dilation along the width, one per kernel row p.
+
+        Without dilation along the width, a window's row p is kw*C adjacent values of Xpad (Xpad[n, i*s_h + p*d_h,
+        j*s_w : j*s_w + kw, :]) and lands as kw*C adjacent values of P[n, i, j, p]: copied as one block (a void
+        element of kw*C values), the copy walks the Wo windows of a row at a time instead of C values (1 for a
+        grey image). The values copied are the same."""
         xpad = self.pad(x, value)
         out = np.empty((len(x), *self.out_hw, *self.size, x.shape[3]), x.dtype)
+        if self.dilation[1] == 1 and xpad.flags.c_contiguous and out.size:
+            (kh, kw), (sh, sw), (_, hp, wp, c), it = self.size, self.strides, xpad.shape, x.itemsize
+            block = np.dtype((np.void, kw * c * it))
+            strides = (hp * wp * c * it, sh * wp * c * it, sw * c * it)
+            dest = out.reshape(*out.shape[:4], kw * c).view(block)[..., 0]  # (N, Ho, Wo, kh)
+            for p in range(kh):  # row p of every window: (N, Ho, Wo) blocks, from row p*d_h of the first window
+                dest[:, :, :, p] = np.ndarray(out.shape[:3], block, xpad, p * self.dilation[0] * wp * c * it, strides)
+            return out
         for p, q in self.offsets:
             out[:, :, :, p, q] = xpad[self.cells(p, q)]
         return out
@@ -276,6 +289,8 @@ class Conv2D(Layer):
     def im2col(self, x: Array) -> Array:
         """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
         kernel's (kh, kw, C) rows."""
+        if self.kernel_size != (1, 1):  # the windows overlap or skip cells: gathered (the same values a view holds)
+            return self.windows.gather(x).reshape(len(x) * self.windows.out_hw[0] * self.windows.out_hw[1], -1)
         patches = self.windows.patches(x)
         rows = (-1, int(np.prod(patches.shape[3:])))
         try:

@@ -69,9 +69,16 @@ class MaxPooling2D(_Pooling):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """A = the running maximum over the kh*kw offsets: A = max(Xpad[cells(0, 0)], Xpad[cells(0, 1)], ...).
-        X (N, H, W, C) -> A (N, Ho, Wo, C). The offsets' views are kept for the backward pass."""
-        xpad = self.windows.pad(x, -np.inf)
-        self.slices = [xpad[self.windows.cells(p, q)] for p, q in self.windows.offsets]  # each (N, Ho, Wo, C)
+        X (N, H, W, C) -> A (N, Ho, Wo, C). Windows that tile the input (strides = pool_size, the default) take
+        `_tiled_forward`, which gives the same bits with long inner loops; the others (and windows holding NaN) take
+        the running maximum over the offsets' views."""
+        self.xpad = self.windows.pad(x, -np.inf)
+        self.first = None
+        if self.strides == self.pool_size and np.issubdtype(x.dtype, np.floating) and x.size:
+            a = self._tiled_forward(self.xpad)
+            if a is not None:
+                self.A = a
+                return self.A
         a = self.slices[0].copy()
         for cell in self.slices[1:]:
             np.maximum(cell, a, out=a)  # NaN propagates; on a tie NumPy keeps a, the earlier cell (seen in 0.0 vs -0.0)
@@ -80,6 +87,45 @@ class MaxPooling2D(_Pooling):
                 np.copyto(a, cell, where=np.isnan(cell))
         self.A = a
         return self.A
+
+    @property
+    def slices(self) -> list[Array]:
+        """Xpad[cells(p, q)] per offset (p, q), row-major: each a view (N, Ho, Wo, C) of the padded input."""
+        return [self.xpad[self.windows.cells(p, q)] for p, q in self.windows.offsets]
+
+    def _tiled_forward(self, xpad: Array) -> Array | None:
+        """The maximum of windows that tile Xpad (strides = pool_size), and in `first` (N, Ho, Wo, C) the index
+        p*pw + q of each window's first maximum in row-major order; None when a window holds NaN (the running
+        maximum then decides, as before).
+
+        The same running maximum over the offsets in row-major order, on contiguous copies of the offsets' cells
+        (`_window_starts`: each window's C channels copied as one block, where NumPy would walk the offsets' views
+        C values at a time):
+            A = cell(0, 0);   for each later offset k = p*pw + q:  first = k where cell(p, q) > A,
+                                                                  A = np.maximum(cell(p, q), A)
+        np.maximum returns A on a tie (0.0 and -0.0 keep the earlier), so A has the running maximum's bits, and a
+        later cell takes `first` only where it is strictly greater: the first maximum in row-major order, the cell
+        the running maximum's masks choose."""
+        if self.pool_size[0] * self.pool_size[1] > 255:
+            return None
+        n, hp, wp, c = xpad.shape
+        x = np.ascontiguousarray(xpad).reshape(-1)
+        (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
+        shape = (n, ho, wo, c)
+        starts = (hp * wp * c, ph * wp * c, pw * c)  # window (n, i, j) starts at n*Hp*Wp*C + i*ph*Wp*C + j*pw*C
+        a, first = None, np.zeros(shape, np.uint8)
+        for k, (p, q) in enumerate(self.windows.offsets):
+            cell = _window_starts(x[(p * wp + q) * c :], starts, shape)
+            if a is None:
+                a = cell
+                continue
+            later = np.greater(cell, a).view(np.uint8)
+            np.maximum(first, np.multiply(later, np.uint8(k), out=later), out=first)  # k rises: the last win is k
+            np.maximum(cell, a, out=a)
+        if np.isnan(a).any():
+            return None
+        self.first = first
+        return a
 
     def first_maxima(self) -> list[Array]:
         """One mask (N, Ho, Wo, C) per offset (p, q), row-major: True where Xpad[cells(p, q)] is the first maximum
@@ -100,7 +146,9 @@ class MaxPooling2D(_Pooling):
 
     def backward(self, dA: Array) -> Array:
         """dX = col2im(dP), dP[:, :, :, p, q] = dA where (p, q) is the window's first maximum, else 0.
-        dA (N, Ho, Wo, C) -> dX (N, H, W, C)."""
+        dA (N, Ho, Wo, C) -> dX (N, H, W, C). After `_tiled_forward`, `_tiled_backward` (the same bits)."""
+        if self.first is not None and dA.dtype == self.A.dtype and dA.shape == self.A.shape:
+            return self._tiled_backward(dA)
         n, ho, wo, c = dA.shape
         routed = np.empty((n, ho, wo, *self.pool_size, c), dA.dtype)
         finite = np.isfinite(dA).all()
@@ -110,6 +158,33 @@ class MaxPooling2D(_Pooling):
             else:
                 routed[:, :, :, p, q] = np.where(hit, dA, 0)  # inf * 0 would be NaN
         return self.windows.scatter(routed)
+
+    def _tiled_backward(self, dA: Array) -> Array:
+        """Windows that tile Xpad: dXpad[n, i*ph + p, j*pw + q, c] = dA[n, i, j, c] + 0.0 where p*pw + q is the
+        window's first maximum (`first`), 0.0 in every other cell; the padding cropped.
+
+        The same bits as routing dA * hit through col2im, where the chosen cell receives dA + 0.0 (col2im's
+        `+= 0.0` turns -0.0 into 0.0; inf and NaN pass unchanged) and every other cell 0.0: here dA + 0.0 is put
+        at the chosen cells' flat indices into zeros, one value per window, no multiplication (so no inf * 0)."""
+        n, c = len(dA), dA.shape[3]
+        (top, bottom), (left, right) = self.windows.pads
+        hp, wp = self.windows.in_hw[0] + top + bottom, self.windows.in_hw[1] + left + right
+        start, offset = self._flat_indices(n, c, hp, wp)
+        dx = np.zeros((n, hp, wp, c), dA.dtype)
+        dx.reshape(-1)[(start + offset.take(self.first)).reshape(-1)] = (dA + 0.0).reshape(-1)
+        return dx[:, top : top + self.windows.in_hw[0], left : left + self.windows.in_hw[1]]
+
+    def _flat_indices(self, n: int, c: int, hp: int, wp: int) -> tuple[Array, Array]:
+        """(start (N, Ho, Wo, C): the flat index in Xpad of each window's cell (0, 0), offset (ph*pw,): what cell
+        p*pw + q adds to it, p*Wp*C + q*C), kept for the next batch of the same size."""
+        key = (n, c, hp, wp)
+        if getattr(self, "_indices_key", None) != key:
+            (ph, pw), (ho, wo) = self.pool_size, self.windows.out_hw
+            rows, cols = np.arange(ho)[:, None, None] * ph * wp * c, np.arange(wo)[:, None] * pw * c
+            start = np.arange(n)[:, None, None, None] * hp * wp * c + (rows + cols + np.arange(c))
+            offset = (np.arange(ph)[:, None] * wp * c + np.arange(pw) * c).reshape(-1)
+            self._indices, self._indices_key = (start, offset), key
+        return self._indices
 
     def forward_terms(self, x_terms: Array) -> dict[str, Array]:
         """The maximum is exact: M_A = M_X at the chosen cell."""
@@ -121,6 +196,16 @@ class MaxPooling2D(_Pooling):
 
     def backward_terms(self, x_terms: Array, dA_terms: Array) -> tuple[list[Array], Array, dict[str, Array]]:
         return [], self.backward(dA_terms), {}
+
+
+def _window_starts(m: Array, strides: tuple[int, int, int], shape: tuple[int, int, int, int]) -> Array:
+    """m (flat, C-contiguous) read at each window's start: out[n, i, j, :] = the C values from m[n*s0 + i*s1 + j*s2]
+    (strides in values), shape (N, Ho, Wo, C). A window's C channels are adjacent, so each is copied as one block of
+    C values (a void element), not one value at a time."""
+    m = np.ascontiguousarray(m)
+    block = np.dtype((np.void, shape[3] * m.itemsize))
+    view = np.ndarray(shape[:3], block, m, 0, tuple(s * m.itemsize for s in strides))
+    return view.copy().view(m.dtype).reshape(shape)
 
 
 class AveragePooling2D(_Pooling):
