@@ -61,6 +61,22 @@ def _sequence_shape(shape: Shape, layer: str) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
+def _sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
+    """out = s(z) with the quotients of activations.sigmoid, into arrays the caller keeps: e = exp(-|z|), then
+    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator e (1 - m) + m is exactly 1
+    or e (m = 1.0 where z >= 0, else 0.0; e is finite and >= +0 wherever z is not NaN), without np.where, whose
+    branch per element is slow on gates of random sign.  z, out, e, d, m (N, M), z's dtype; e, d, m overwritten."""
+    np.abs(z, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # in (0, 1]: never overflows
+    np.greater_equal(z, 0, out=m, casting="unsafe")  # 1.0 or 0.0
+    np.subtract(1, m, out=d)
+    np.multiply(e, d, out=d)
+    np.add(d, m, out=m)  # the numerator: 1 where z >= 0, else e
+    np.add(1, e, out=d)
+    return np.divide(m, d, out=out)
+
+
 class _Recurrent(Layer):
     """What the three recurrent layers share: Keras's arguments, the weights, the output and the backward loop.
 
@@ -260,42 +276,81 @@ class LSTM(SimpleRNN):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """The cell at every step (class docstring).  X (N, T, F) -> (N, T, u) or (N, u).
-        Caches the gates I, F, G, O, the cell states C and Cprev, Hprev and tanh(C), each (N, T, u)."""
+        Caches the gates I, F, G, O (views of one (N, T, 4u) array, Gates, in Keras's block order), the cell states
+        C and Cprev, Hprev and tanh(C), each (N, T, u).
+
+        Same operations, in the same order, as the plain form z = x_t W + h U + b, [s(z_i), s(z_f), tanh(z_c),
+        s(z_o)], c = f c + i g, h = o tanh(c), but into arrays made once per call: each step writes its slice of
+        the caches and reuses three work rows. The sigmoid runs on all 4u columns of z at once (`_sigmoid_into`;
+        the c block is then overwritten by its tanh): one call per operation instead of one per block."""
         self.check_built()
         n, t_len, _ = x.shape
         u = self.units
         self.X = x
         shape = (n, t_len, u)
-        self.I, self.F, self.G, self.O = (np.empty(shape, x.dtype) for _ in range(4))
+        self.Gates = np.empty((n, t_len, 4 * u), x.dtype)
+        self.I, self.F, self.G, self.O = (self.Gates[..., k * u : (k + 1) * u] for k in range(4))
         self.C, self.tanhC, self.H = (np.empty(shape, x.dtype) for _ in range(3))
         self.Hprev, self.Cprev = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
-        h, c = self.Hprev[:, 0], self.Cprev[:, 0]
         xw = x @ self.W  # (N, T, 4u)
+        z, e, d, m = (np.empty((n, 4 * u), x.dtype) for _ in range(4))
+        ig = np.empty((n, u), x.dtype)
+        h, c = self.Hprev[:, 0], self.Cprev[:, 0]
         for t in range(t_len):
-            self.Hprev[:, t], self.Cprev[:, t] = h, c
-            z = xw[:, t] + h @ self.U + self.b
-            i, f, g, o = (
-                sigmoid(z[:, :u]),
-                sigmoid(z[:, u : 2 * u]),
-                np.tanh(z[:, 2 * u : 3 * u]),
-                sigmoid(z[:, 3 * u :]),
-            )
-            c = f * c + i * g
-            self.tanhC[:, t] = np.tanh(c)
-            h = o * self.tanhC[:, t]
-            self.I[:, t], self.F[:, t], self.G[:, t], self.O[:, t], self.C[:, t], self.H[:, t] = i, f, g, o, c, h
+            np.matmul(h, self.U, out=z)
+            np.add(xw[:, t], z, out=z)
+            np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
+            gates = self.Gates[:, t]
+            _sigmoid_into(z, gates, e, d, m)
+            np.tanh(z[:, 2 * u : 3 * u], out=gates[:, 2 * u : 3 * u])
+            i, f, g, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u : 3 * u], gates[:, 3 * u :]
+            c_t, tanh_c, h = self.C[:, t], self.tanhC[:, t], self.H[:, t]
+            np.multiply(f, c, out=c_t)
+            np.multiply(i, g, out=ig)
+            np.add(c_t, ig, out=c_t)  # c = f c + i g
+            np.tanh(c_t, out=tanh_c)
+            np.multiply(o, tanh_c, out=h)
+            c = c_t
+        self.Hprev[:, 1:], self.Cprev[:, 1:] = self.H[:, :-1], self.C[:, :-1]
         return self.output()
 
-    def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
-        """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f)."""
+    def backward(self, dY: Array, input_grad: bool = True) -> Array | None:
+        """Backpropagation through time (class docstring). The gates' derivatives depend on the forward values only,
+        so they are made for every step at once first: dGates (N, T, 4u) = [i (1 - i) | f (1 - f) | 1 - g^2 |
+        o (1 - o)] and dTanhC (N, T, u) = 1 - tanh(c)^2; `step_back` reads its step's slice.
+        dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
+        if not hasattr(self, "H"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
         u = self.units
-        i, f, g, o, tanh_c = self.I[:, t], self.F[:, t], self.G[:, t], self.O[:, t], self.tanhC[:, t]
-        dc = carried[1] + dh * o * self.tanh_grad(tanh_c)
+        self.dGates = np.subtract(1, self.Gates)
+        np.multiply(self.Gates, self.dGates, out=self.dGates)  # s (1 - s), every block
+        d_g = self.dGates[..., 2 * u : 3 * u]
+        np.multiply(self.G, self.G, out=d_g)
+        np.subtract(1, d_g, out=d_g)  # 1 - g^2 in the c block
+        self.dTanhC = np.multiply(self.tanhC, self.tanhC)
+        np.subtract(1, self.dTanhC, out=self.dTanhC)
+        n = len(self.H)
+        self._back_rows = np.empty((n, u), self.H.dtype), np.empty((n, u), self.H.dtype)
+        return super().backward(dY, input_grad)
+
+    def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
+        """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f).
+        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...), the gates'
+        derivatives read from dGates and dTanhC (`backward`); dz_i and dz_c in one call (dc times [g, i]), then every
+        block times its derivative in one."""
+        u = self.units
+        gates, cprev, tanh_c = self.Gates[:, t], self.Cprev[:, t], self.tanhC[:, t]
+        o, f = gates[:, 3 * u :], gates[:, u : 2 * u]
+        dho, dc = self._back_rows
+        np.multiply(dh, o, out=dho)
+        np.multiply(dho, self.dTanhC[:, t], out=dho)
+        np.add(carried[1], dho, out=dc)  # dc = g_c + (dh o) tanh'(c_t)
         dz = self.dZ[:, t]
-        dz[:, :u] = dc * g * self.sigmoid_grad(i)
-        dz[:, u : 2 * u] = dc * self.Cprev[:, t] * self.sigmoid_grad(f)
-        dz[:, 2 * u : 3 * u] = dc * i * self.tanh_grad(g)
-        dz[:, 3 * u :] = dh * tanh_c * self.sigmoid_grad(o)
+        blocks, dz_blocks = gates.reshape(len(gates), 4, u), dz.reshape(len(dz), 4, u)
+        np.multiply(dc[:, None], blocks[:, 2::-2], out=dz_blocks[:, 0::2])  # [dc g | . | dc i | .]
+        np.multiply(dc, cprev, out=dz[:, u : 2 * u])
+        np.multiply(dh, tanh_c, out=dz[:, 3 * u :])
+        np.multiply(dz, self.dGates[:, t], out=dz)
         return dz @ self.U.T, dc * f
 
 
