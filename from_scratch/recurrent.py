@@ -276,82 +276,92 @@ class LSTM(SimpleRNN):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """The cell at every step (class docstring).  X (N, T, F) -> (N, T, u) or (N, u).
-        Caches the gates I, F, G, O (views of one (N, T, 4u) array, Gates, in Keras's block order), the cell states
-        C and Cprev, Hprev and tanh(C), each (N, T, u).
+        Caches the gates I, F, G, O (blocks of Gates (N, T, 4u), in Keras's order), the cell states C and Cprev,
+        tanh(C), H and Hprev, each (N, T, u).
 
-        Same operations, in the same order, as the plain form z = x_t W + h U + b, [s(z_i), s(z_f), tanh(z_c),
-        s(z_o)], c = f c + i g, h = o tanh(c), but into arrays made once per call: each step writes its slice of
-        the caches and reuses three work rows. The sigmoid runs on all 4u columns of z at once (`_sigmoid_into`;
-        the c block is then overwritten by its tanh): one call per operation instead of one per block."""
+        The same operations on the same operands, in the same order, as the plain loop (z = x_t W + h U + b,
+        [s(z_i), s(z_f), tanh(z_c), s(z_o)], c = f c + i g, h = o tanh(c)), but into arrays made once per call and
+        kept time-major, (T, N, .), so that each step's slice is one contiguous block: Gates, C, Cprev, tanh(C) and
+        Hprev are (N, T, .) views of them (H a copy). The sigmoid runs on all 4u columns of z at once
+        (`_sigmoid_into`), its c block then overwritten by the tanh."""
         self.check_built()
         n, t_len, _ = x.shape
         u = self.units
         self.X = x
-        shape = (n, t_len, u)
-        self.Gates = np.empty((n, t_len, 4 * u), x.dtype)
-        self.I, self.F, self.G, self.O = (self.Gates[..., k * u : (k + 1) * u] for k in range(4))
-        self.C, self.tanhC, self.H = (np.empty(shape, x.dtype) for _ in range(3))
-        self.Hprev, self.Cprev = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
+        gates = np.empty((t_len, n, 4 * u), x.dtype)  # step t's [i | f | g | o] in gates[t]
+        cs, hs = np.zeros((t_len + 1, n, u), x.dtype), np.zeros((t_len + 1, n, u), x.dtype)  # c_{t-1}, h_{t-1} in [t]
+        tanh_cs = np.empty((t_len, n, u), x.dtype)
         xw = x @ self.W  # (N, T, 4u)
         z, e, d, m = (np.empty((n, 4 * u), x.dtype) for _ in range(4))
         ig = np.empty((n, u), x.dtype)
-        h, c = self.Hprev[:, 0], self.Cprev[:, 0]
         for t in range(t_len):
-            np.matmul(h, self.U, out=z)
+            np.matmul(hs[t], self.U, out=z)
             np.add(xw[:, t], z, out=z)
             np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
-            gates = self.Gates[:, t]
-            _sigmoid_into(z, gates, e, d, m)
-            np.tanh(z[:, 2 * u : 3 * u], out=gates[:, 2 * u : 3 * u])
-            i, f, g, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u : 3 * u], gates[:, 3 * u :]
-            c_t, tanh_c, h = self.C[:, t], self.tanhC[:, t], self.H[:, t]
-            np.multiply(f, c, out=c_t)
+            g_t = gates[t]
+            _sigmoid_into(z, g_t, e, d, m)
+            np.tanh(z[:, 2 * u : 3 * u], out=g_t[:, 2 * u : 3 * u])
+            i, f, g, o = g_t[:, :u], g_t[:, u : 2 * u], g_t[:, 2 * u : 3 * u], g_t[:, 3 * u :]
+            c_t = cs[t + 1]
+            np.multiply(f, cs[t], out=c_t)
             np.multiply(i, g, out=ig)
             np.add(c_t, ig, out=c_t)  # c = f c + i g
-            np.tanh(c_t, out=tanh_c)
-            np.multiply(o, tanh_c, out=h)
-            c = c_t
-        self.Hprev[:, 1:], self.Cprev[:, 1:] = self.H[:, :-1], self.C[:, :-1]
+            np.tanh(c_t, out=tanh_cs[t])
+            np.multiply(o, tanh_cs[t], out=hs[t + 1])
+        self._time_major = gates, cs, tanh_cs
+        self.Gates = gates.transpose(1, 0, 2)
+        self.I, self.F, self.G, self.O = (self.Gates[..., k * u : (k + 1) * u] for k in range(4))
+        self.C, self.Cprev = cs[1:].transpose(1, 0, 2), cs[:-1].transpose(1, 0, 2)
+        self.tanhC, self.Hprev = tanh_cs.transpose(1, 0, 2), hs[:-1].transpose(1, 0, 2)
+        self.H = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
         return self.output()
 
     def backward(self, dY: Array, input_grad: bool = True) -> Array | None:
-        """Backpropagation through time (class docstring). The gates' derivatives depend on the forward values only,
-        so they are made for every step at once first: dGates (N, T, 4u) = [i (1 - i) | f (1 - f) | 1 - g^2 |
-        o (1 - o)] and dTanhC (N, T, u) = 1 - tanh(c)^2; `step_back` reads its step's slice.
+        """Backpropagation through time (class docstring, `_Recurrent.backward`). The gates' derivatives depend on
+        the forward values only, so they are made for every step at once first: dGates (N, T, 4u) = [i (1 - i) |
+        f (1 - f) | 1 - g^2 | o (1 - o)] and dTanhC (N, T, u) = 1 - tanh(c)^2 (time-major, as the forward's arrays);
+        `step_back` reads its step's slice. dZ is filled time-major too, then made (N, T, 4u) for `weight_grads`.
         dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
         if not hasattr(self, "H"):
             raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
         u = self.units
-        self.dGates = np.subtract(1, self.Gates)
-        np.multiply(self.Gates, self.dGates, out=self.dGates)  # s (1 - s), every block
-        d_g = self.dGates[..., 2 * u : 3 * u]
-        np.multiply(self.G, self.G, out=d_g)
+        gates, _, tanh_cs = self._time_major
+        d_gates = np.subtract(1, gates)
+        np.multiply(gates, d_gates, out=d_gates)  # s (1 - s), every block
+        d_g = d_gates[..., 2 * u : 3 * u]
+        np.multiply(gates[..., 2 * u : 3 * u], gates[..., 2 * u : 3 * u], out=d_g)
         np.subtract(1, d_g, out=d_g)  # 1 - g^2 in the c block
-        self.dTanhC = np.multiply(self.tanhC, self.tanhC)
-        np.subtract(1, self.dTanhC, out=self.dTanhC)
-        n = len(self.H)
-        self._back_rows = np.empty((n, u), self.H.dtype), np.empty((n, u), self.H.dtype)
-        return super().backward(dY, input_grad)
+        d_tanh_cs = np.multiply(tanh_cs, tanh_cs)
+        np.subtract(1, d_tanh_cs, out=d_tanh_cs)
+        self._time_major_grads = d_gates, d_tanh_cs, np.empty((len(gates[0]), u), gates.dtype)
+        self.dGates, self.dTanhC = d_gates.transpose(1, 0, 2), d_tanh_cs.transpose(1, 0, 2)
+        dH = self.upstream(dY)
+        self.dZ = np.empty(gates.shape, dH.dtype).transpose(1, 0, 2)
+        carried = tuple(np.zeros_like(dH[:, 0]) for _ in range(self.carries))  # nothing comes from beyond T-1
+        for t in range(self.timesteps - 1, -1, -1):
+            carried = self.step_back(t, dH[:, t] + carried[0], carried)
+        self.dZ = np.ascontiguousarray(self.dZ)
+        return self.weight_grads(input_grad)
 
     def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
         """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f).
-        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...), the gates'
-        derivatives read from dGates and dTanhC (`backward`); dz_i and dz_c in one call (dc times [g, i]), then every
-        block times its derivative in one."""
+        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...), the derivatives
+        read from `backward`'s dGates and dTanhC: dz_i and dz_c in one call (dc times [g, i]), then every block times
+        its derivative in one."""
         u = self.units
-        gates, cprev, tanh_c = self.Gates[:, t], self.Cprev[:, t], self.tanhC[:, t]
-        o, f = gates[:, 3 * u :], gates[:, u : 2 * u]
-        dho, dc = self._back_rows
+        gates, cs, tanh_cs = self._time_major
+        d_gates, d_tanh_cs, dho = self._time_major_grads
+        g_t, dz = gates[t], self.dZ[:, t]
+        o, f = g_t[:, 3 * u :], g_t[:, u : 2 * u]
         np.multiply(dh, o, out=dho)
-        np.multiply(dho, self.dTanhC[:, t], out=dho)
-        np.add(carried[1], dho, out=dc)  # dc = g_c + (dh o) tanh'(c_t)
-        dz = self.dZ[:, t]
-        blocks, dz_blocks = gates.reshape(len(gates), 4, u), dz.reshape(len(dz), 4, u)
+        np.multiply(dho, d_tanh_cs[t], out=dho)
+        dc = np.add(carried[1], dho)  # dc = g_c + (dh o) tanh'(c_t)
+        blocks, dz_blocks = g_t.reshape(len(g_t), 4, u), dz.reshape(len(dz), 4, u)
         np.multiply(dc[:, None], blocks[:, 2::-2], out=dz_blocks[:, 0::2])  # [dc g | . | dc i | .]
-        np.multiply(dc, cprev, out=dz[:, u : 2 * u])
-        np.multiply(dh, tanh_c, out=dz[:, 3 * u :])
-        np.multiply(dz, self.dGates[:, t], out=dz)
-        return dz @ self.U.T, dc * f
+        np.multiply(dc, cs[t], out=dz[:, u : 2 * u])
+        np.multiply(dh, tanh_cs[t], out=dz[:, 3 * u :])
+        np.multiply(dz, d_gates[t], out=dz)
+        return dz @ self.U.T, np.multiply(dc, f, out=dc)
 
 
 class GRU(SimpleRNN):
