@@ -65,7 +65,8 @@ def _sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
     """out = s(z) with the quotients of activations.sigmoid, into arrays the caller keeps: e = exp(-|z|), then
     1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator e (1 - m) + m is exactly 1
     or e (m = 1.0 where z >= 0, else 0.0; e is finite and >= +0 wherever z is not NaN), without np.where, whose
-    branch per element is slow on gates of random sign.  z, out, e, d, m (N, M), z's dtype; e, d, m overwritten."""
+    branch per element is slow on gates of random sign.  z, out, e, d, m of one shape (out may be a strided view),
+    z's dtype; e, d, m overwritten."""
     np.abs(z, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)  # in (0, 1]: never overflows
@@ -276,32 +277,32 @@ class LSTM(SimpleRNN):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """The cell at every step (class docstring).  X (N, T, F) -> (N, T, u) or (N, u).
-        Caches the gates I, F, G, O (blocks of Gates (N, T, 4u), in Keras's order), the cell states C and Cprev,
-        tanh(C), H and Hprev, each (N, T, u).
+        Caches the gates I, F, G, O, the cell states C and Cprev, tanh(C), H and Hprev, each (N, T, u).
 
         The same operations on the same operands, in the same order, as the plain loop (z = x_t W + h U + b,
         [s(z_i), s(z_f), tanh(z_c), s(z_o)], c = f c + i g, h = o tanh(c)), but into arrays made once per call and
-        kept time-major, (T, N, .), so that each step's slice is one contiguous block: Gates, C, Cprev, tanh(C) and
-        Hprev are (N, T, .) views of them (H a copy). The sigmoid runs on all 4u columns of z at once
-        (`_sigmoid_into`), its c block then overwritten by the tanh."""
+        laid out time-major with the gate blocks apart, gates (T, 4, N, u) and c, tanh(c), h (T, N, u), so that
+        every operation of a step reads and writes whole contiguous blocks; the caches are (N, T, u) views of them
+        (H a copy). The sigmoid runs on all 4u columns of z at once (`_sigmoid_into`), the c block then replaced by
+        its tanh."""
         self.check_built()
         n, t_len, _ = x.shape
         u = self.units
         self.X = x
-        gates = np.empty((t_len, n, 4 * u), x.dtype)  # step t's [i | f | g | o] in gates[t]
+        gates = np.empty((t_len, 4, n, u), x.dtype)  # step t's i, f, g, o in gates[t, 0 .. 3]
         cs, hs = np.zeros((t_len + 1, n, u), x.dtype), np.zeros((t_len + 1, n, u), x.dtype)  # c_{t-1}, h_{t-1} in [t]
         tanh_cs = np.empty((t_len, n, u), x.dtype)
         xw = x @ self.W  # (N, T, 4u)
         z, e, d, m = (np.empty((n, 4 * u), x.dtype) for _ in range(4))
         ig = np.empty((n, u), x.dtype)
+        blocks = [a.reshape(n, 4, u) for a in (z, e, d, m)]
         for t in range(t_len):
             np.matmul(hs[t], self.U, out=z)
             np.add(xw[:, t], z, out=z)
             np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
-            g_t = gates[t]
-            _sigmoid_into(z, g_t, e, d, m)
-            np.tanh(z[:, 2 * u : 3 * u], out=g_t[:, 2 * u : 3 * u])
-            i, f, g, o = g_t[:, :u], g_t[:, u : 2 * u], g_t[:, 2 * u : 3 * u], g_t[:, 3 * u :]
+            i, f, g, o = gates[t]
+            _sigmoid_into(*blocks[:1], gates[t].transpose(1, 0, 2), *blocks[1:])
+            np.tanh(blocks[0][:, 2], out=g)
             c_t = cs[t + 1]
             np.multiply(f, cs[t], out=c_t)
             np.multiply(i, g, out=ig)
@@ -309,8 +310,7 @@ class LSTM(SimpleRNN):
             np.tanh(c_t, out=tanh_cs[t])
             np.multiply(o, tanh_cs[t], out=hs[t + 1])
         self._time_major = gates, cs, tanh_cs
-        self.Gates = gates.transpose(1, 0, 2)
-        self.I, self.F, self.G, self.O = (self.Gates[..., k * u : (k + 1) * u] for k in range(4))
+        self.I, self.F, self.G, self.O = (gates[:, k].transpose(1, 0, 2) for k in range(4))
         self.C, self.Cprev = cs[1:].transpose(1, 0, 2), cs[:-1].transpose(1, 0, 2)
         self.tanhC, self.Hprev = tanh_cs.transpose(1, 0, 2), hs[:-1].transpose(1, 0, 2)
         self.H = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
@@ -318,27 +318,22 @@ class LSTM(SimpleRNN):
 
     def backward(self, dY: Array, input_grad: bool = True) -> Array | None:
         """Backpropagation through time (class docstring, `_Recurrent.backward`). The gates' derivatives depend on
-        the forward values only, so they are made for every step at once first: dGates (N, T, 4u) = [i (1 - i) |
-        f (1 - f) | 1 - g^2 | o (1 - o)] and dTanhC (N, T, u) = 1 - tanh(c)^2 (time-major, as the forward's arrays);
-        `step_back` reads its step's slice. dZ is filled time-major too, then made (N, T, 4u) for `weight_grads`.
+        the forward values only, so they are made for every step at once first, in the forward's layout: dGates
+        (T, 4, N, u) = [i (1 - i), f (1 - f), 1 - g^2, o (1 - o)] and dTanhC (T, N, u) = 1 - tanh(c)^2; `step_back`
+        reads its step's blocks. dZ is filled time-major, then made (N, T, 4u) for `weight_grads`.
         dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
         if not hasattr(self, "H"):
             raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
-        u = self.units
         gates, _, tanh_cs = self._time_major
-        d_gates = np.subtract(1, gates)
-        np.multiply(gates, d_gates, out=d_gates)  # s (1 - s), every block
-        d_g = d_gates[..., 2 * u : 3 * u]
-        np.multiply(gates[..., 2 * u : 3 * u], gates[..., 2 * u : 3 * u], out=d_g)
-        np.subtract(1, d_g, out=d_g)  # 1 - g^2 in the c block
-        d_tanh_cs = np.multiply(tanh_cs, tanh_cs)
-        np.subtract(1, d_tanh_cs, out=d_tanh_cs)
-        self._time_major_grads = d_gates, d_tanh_cs, np.empty((len(gates[0]), u), gates.dtype)
-        self.dGates, self.dTanhC = d_gates.transpose(1, 0, 2), d_tanh_cs.transpose(1, 0, 2)
+        d_gates = self.sigmoid_grad(gates)  # s (1 - s), every block (a subclass may redefine the two derivatives)
+        d_gates[:, 2] = self.tanh_grad(gates[:, 2])  # 1 - g^2 in the c block
+        d_tanh_cs = self.tanh_grad(tanh_cs)
+        self._time_major_grads = d_gates, d_tanh_cs, np.empty(gates.shape[1:], gates.dtype)
         dH = self.upstream(dY)
-        self.dZ = np.empty(gates.shape, dH.dtype).transpose(1, 0, 2)
+        n, t_len, u = dH.shape
+        self.dZ = np.empty((t_len, n, 4 * u), dH.dtype).transpose(1, 0, 2)
         carried = tuple(np.zeros_like(dH[:, 0]) for _ in range(self.carries))  # nothing comes from beyond T-1
-        for t in range(self.timesteps - 1, -1, -1):
+        for t in range(t_len - 1, -1, -1):
             carried = self.step_back(t, dH[:, t] + carried[0], carried)
         self.dZ = np.ascontiguousarray(self.dZ)
         return self.weight_grads(input_grad)
@@ -346,21 +341,20 @@ class LSTM(SimpleRNN):
     def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
         """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f).
         Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...), the derivatives
-        read from `backward`'s dGates and dTanhC: dz_i and dz_c in one call (dc times [g, i]), then every block times
-        its derivative in one."""
-        u = self.units
+        read from `backward`'s arrays, the blocks made apart (dz_i and dz_c in one call: dc times [g, i]; then all
+        four times their derivatives in one) and copied into dZ[:, t] (N, 4u) side by side."""
         gates, cs, tanh_cs = self._time_major
-        d_gates, d_tanh_cs, dho = self._time_major_grads
-        g_t, dz = gates[t], self.dZ[:, t]
-        o, f = g_t[:, 3 * u :], g_t[:, u : 2 * u]
-        np.multiply(dh, o, out=dho)
-        np.multiply(dho, d_tanh_cs[t], out=dho)
-        dc = np.add(carried[1], dho)  # dc = g_c + (dh o) tanh'(c_t)
-        blocks, dz_blocks = g_t.reshape(len(g_t), 4, u), dz.reshape(len(dz), 4, u)
-        np.multiply(dc[:, None], blocks[:, 2::-2], out=dz_blocks[:, 0::2])  # [dc g | . | dc i | .]
-        np.multiply(dc, cs[t], out=dz[:, u : 2 * u])
-        np.multiply(dh, tanh_cs[t], out=dz[:, 3 * u :])
-        np.multiply(dz, d_gates[t], out=dz)
+        d_gates, d_tanh_cs, dzb = self._time_major_grads
+        i, f, g, o = gates[t]
+        dc = np.multiply(dh, o)
+        np.multiply(dc, d_tanh_cs[t], out=dc)
+        np.add(carried[1], dc, out=dc)  # dc = g_c + (dh o) tanh'(c_t)
+        np.multiply(dc, gates[t, 2::-2], out=dzb[0::2])  # dc g, dc i
+        np.multiply(dc, cs[t], out=dzb[1])
+        np.multiply(dh, tanh_cs[t], out=dzb[3])
+        np.multiply(dzb, d_gates[t], out=dzb)
+        dz = self.dZ[:, t]
+        dz.reshape(len(dz), 4, -1)[...] = dzb.transpose(1, 0, 2)
         return dz @ self.U.T, np.multiply(dc, f, out=dc)
 
 
