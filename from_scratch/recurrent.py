@@ -63,17 +63,15 @@ def _sequence_shape(shape: Shape, layer: str) -> tuple[int, int]:
 
 def _sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
     """out = s(z) with the quotients of activations.sigmoid, into arrays the caller keeps: e = exp(-|z|), then
-    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator e (1 - m) + m is exactly 1
-    or e (m = 1.0 where z >= 0, else 0.0; e is finite and >= +0 wherever z is not NaN), without np.where, whose
-    branch per element is slow on gates of random sign.  z, out, e, d, m of one shape (out may be a strided view),
-    z's dtype; e, d, m overwritten."""
+    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator max(e, m) is exactly 1 or e
+    (m = 1.0 where z >= 0, else 0.0, and e in [0, 1] wherever z is not NaN; where z is NaN, so are e, max(e, m)
+    and the quotient), without np.where, whose branch per element is slow on gates of random sign.
+    z, out, e, d, m of one shape (out may be a strided view), z's dtype; e, d, m overwritten."""
     np.abs(z, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)  # in (0, 1]: never overflows
     np.greater_equal(z, 0, out=m, casting="unsafe")  # 1.0 or 0.0
-    np.subtract(1, m, out=d)
-    np.multiply(e, d, out=d)
-    np.add(d, m, out=m)  # the numerator: 1 where z >= 0, else e
+    np.maximum(e, m, out=m)  # the numerator: 1 where z >= 0, else e
     np.add(1, e, out=d)
     return np.divide(m, d, out=out)
 
@@ -320,7 +318,7 @@ class LSTM(SimpleRNN):
         """Backpropagation through time (class docstring, `_Recurrent.backward`). The gates' derivatives depend on
         the forward values only, so they are made for every step at once first, in the forward's layout: dGates
         (T, 4, N, u) = [i (1 - i), f (1 - f), 1 - g^2, o (1 - o)] and dTanhC (T, N, u) = 1 - tanh(c)^2; `step_back`
-        reads its step's blocks. dZ is filled time-major, then made (N, T, 4u) for `weight_grads`.
+        reads its step's blocks.
         dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
         if not hasattr(self, "H"):
             raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
@@ -331,11 +329,10 @@ class LSTM(SimpleRNN):
         self._time_major_grads = d_gates, d_tanh_cs, np.empty(gates.shape[1:], gates.dtype)
         dH = self.upstream(dY)
         n, t_len, u = dH.shape
-        self.dZ = np.empty((t_len, n, 4 * u), dH.dtype).transpose(1, 0, 2)
+        self.dZ = np.empty((n, t_len, 4 * u), dH.dtype)
         carried = tuple(np.zeros_like(dH[:, 0]) for _ in range(self.carries))  # nothing comes from beyond T-1
         for t in range(t_len - 1, -1, -1):
             carried = self.step_back(t, dH[:, t] + carried[0], carried)
-        self.dZ = np.ascontiguousarray(self.dZ)
         return self.weight_grads(input_grad)
 
     def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
