@@ -315,18 +315,13 @@ class LSTM(SimpleRNN):
         return self.output()
 
     def backward(self, dY: Array, input_grad: bool = True) -> Array | None:
-        """Backpropagation through time (class docstring, `_Recurrent.backward`). The gates' derivatives depend on
-        the forward values only, so they are made for every step at once first, in the forward's layout: dGates
-        (T, 4, N, u) = [i (1 - i), f (1 - f), 1 - g^2, o (1 - o)] and dTanhC (T, N, u) = 1 - tanh(c)^2; `step_back`
-        reads its step's blocks.
+        """Backpropagation through time (class docstring, `_Recurrent.backward`), with one work array (4, N, u) for
+        the gate blocks of dz that `step_back` makes apart.
         dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
         if not hasattr(self, "H"):
             raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
-        gates, _, tanh_cs = self._time_major
-        d_gates = self.sigmoid_grad(gates)  # s (1 - s), every block (a subclass may redefine the two derivatives)
-        d_gates[:, 2] = self.tanh_grad(gates[:, 2])  # 1 - g^2 in the c block
-        d_tanh_cs = self.tanh_grad(tanh_cs)
-        self._time_major_grads = d_gates, d_tanh_cs, np.empty(gates.shape[1:], gates.dtype)
+        gates = self._time_major[0]
+        self._dz_blocks = np.empty(gates.shape[1:], gates.dtype)
         dH = self.upstream(dY)
         n, t_len, u = dH.shape
         self.dZ = np.empty((n, t_len, 4 * u), dH.dtype)
@@ -337,21 +332,22 @@ class LSTM(SimpleRNN):
 
     def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
         """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f).
-        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...), the derivatives
-        read from `backward`'s arrays, the blocks made apart (dz_i and dz_c in one call: dc times [g, i]; then all
-        four times their derivatives in one) and copied into dZ[:, t] (N, 4u) side by side."""
+        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...): the blocks' first
+        factors made apart in the forward's layout (dz_i and dz_c in one call: dc times [g, i]), then all four times
+        their derivatives in one call that writes dZ[:, t] (N, 4u), the blocks side by side."""
         gates, cs, tanh_cs = self._time_major
-        d_gates, d_tanh_cs, dzb = self._time_major_grads
         i, f, g, o = gates[t]
+        derivative = self.sigmoid_grad(gates[t])  # s (1 - s) of every block, (4, N, u)
+        derivative[2] = self.tanh_grad(g)  # the c block's is 1 - g^2
         dc = np.multiply(dh, o)
-        np.multiply(dc, d_tanh_cs[t], out=dc)
+        np.multiply(dc, self.tanh_grad(tanh_cs[t]), out=dc)
         np.add(carried[1], dc, out=dc)  # dc = g_c + (dh o) tanh'(c_t)
+        dzb = self._dz_blocks
         np.multiply(dc, gates[t, 2::-2], out=dzb[0::2])  # dc g, dc i
         np.multiply(dc, cs[t], out=dzb[1])
         np.multiply(dh, tanh_cs[t], out=dzb[3])
-        np.multiply(dzb, d_gates[t], out=dzb)
         dz = self.dZ[:, t]
-        dz.reshape(len(dz), 4, -1)[...] = dzb.transpose(1, 0, 2)
+        np.multiply(dzb, derivative, out=dz.reshape(len(dz), 4, -1).transpose(1, 0, 2))
         return dz @ self.U.T, np.multiply(dc, f, out=dc)
 
 
