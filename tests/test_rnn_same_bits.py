@@ -1,15 +1,16 @@
-"""The LSTM's faster arithmetic gives the same bits as the version it replaced.
+"""The recurrent layers' faster arithmetic gives the same bits as the version it replaced.
 
-from_scratch/recurrent.py's LSTM now writes every step into arrays made once per call (the gates of all steps in one
-(N, T, 4u) array, z and the sigmoid's work rows reused, ufuncs with out=), takes the sigmoid of all 4u columns of z in
-one call per operation (the c block then overwritten by its tanh), fills Hprev and Cprev after the loop, makes the
-gates' derivatives for every step at once before the backward loop, and forms dz_i and dz_c in one call. None of this
-changes an operation, its operands' order or the layout the matrix products read, so every array must be equal bit for
-bit: the frozen copy below is the committed version before the change (89496a2: LSTM.forward, LSTM.step_back, the
-shared _Recurrent.backward and activations.sigmoid, verbatim but for the names), and each case compares the bit
+from_scratch/recurrent.py's LSTM now writes every step into arrays made once per call (time-major, the gate blocks
+apart: gates (T, 4, N, u)), with ufuncs into them (out=), takes the sigmoid of all 4u columns of z in one call per
+operation and without np.where (its numerator max(e, m) is 1 or e; the c block then overwritten by its tanh), makes
+each step's gate derivatives in the backward loop on whole blocks, and forms dz_i and dz_c in one call; the GRU's
+gates use the same where-free sigmoid. None of this changes an operation, its operands or their order, nor the layout
+the matrix products read, so every array must be equal bit for bit (NaNs: see NAN_SIGN_AND_PAYLOAD_COMPARED). The
+frozen copies below are the committed code before the change (89496a2: LSTM.forward, LSTM.step_back, the shared
+_Recurrent.backward, GRU.forward and activations.sigmoid, verbatim but for the names), and each case compares the bit
 patterns of the output, every cached array, every parameter gradient and dL/dX, with and without return_sequences and
 input_grad, on random shapes with ties, signed zeros, infinities and NaNs in the inputs, the upstream gradient and the
-weights. GRU and SimpleRNN did not change (their code is the frozen code itself).
+weights, for the LSTM and the GRU both ways (reset_after True and False). SimpleRNN did not change.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from from_scratch import Sequential
 from from_scratch.errors import BadInputError
-from from_scratch.recurrent import LSTM
+from from_scratch.recurrent import GRU, LSTM
 
 
 # ----- the committed version before the change (89496a2), verbatim but for the names -----------------------------
@@ -83,6 +84,40 @@ class FrozenLSTM(LSTM):
         return dz @ self.U.T, dc * f
 
 
+class FrozenGRU(GRU):
+    """GRU with the forward arithmetic of commit 89496a2 (its backward did not change)."""
+
+    def forward(self, x, training=False):
+        self.check_built()
+        n, t_len, _ = x.shape
+        u = self.units
+        self.X = x
+        shape = (n, t_len, u)
+        self.Zg, self.R, self.Nc, self.H, self.Mh = (np.empty(shape, x.dtype) for _ in range(5))
+        self.Hprev = np.zeros(shape, x.dtype)
+        b_in, b_rec = (self.b[0], self.b[1]) if self.reset_after else (self.b, None)
+        mx_all = x @ self.W + b_in  # (N, T, 3u)
+        h = self.Hprev[:, 0]
+        for t in range(t_len):
+            self.Hprev[:, t] = h
+            mx = mx_all[:, t]
+            if self.reset_after:
+                mh = h @ self.U + b_rec
+                z = frozen_sigmoid(mx[:, :u] + mh[:, :u])
+                r = frozen_sigmoid(mx[:, u : 2 * u] + mh[:, u : 2 * u])
+                self.Mh[:, t] = mh[:, 2 * u :]
+                cand = np.tanh(mx[:, 2 * u :] + r * mh[:, 2 * u :])
+            else:
+                mh = h @ self.U[:, : 2 * u]
+                z = frozen_sigmoid(mx[:, :u] + mh[:, :u])
+                r = frozen_sigmoid(mx[:, u : 2 * u] + mh[:, u:])
+                self.Mh[:, t] = r * h
+                cand = np.tanh(mx[:, 2 * u :] + self.Mh[:, t] @ self.U[:, 2 * u :])
+            h = z * h + (1 - z) * cand
+            self.Zg[:, t], self.R[:, t], self.Nc[:, t], self.H[:, t] = z, r, cand, h
+        return self.output()
+
+
 # ----- the comparison --------------------------------------------------------------------------------------------
 #: A NaN's sign and payload are not compared, only where the NaNs are: which operand's NaN an operation passes on is
 #: decided by the SIMD kernel NumPy picks for the loop's length and the processor (on this AVX-512 machine, float32
@@ -106,11 +141,13 @@ def differing_bits(a, b) -> str | None:
 
 
 #: What the forward pass caches (the backward pass and the diagnosis read them), then what the backward pass makes.
-RECORDS = ("I", "F", "G", "O", "C", "tanhC", "H", "Hprev", "Cprev")
+RECORDS = {LSTM: ("I", "F", "G", "O", "C", "tanhC", "H", "Hprev", "Cprev"), GRU: ("Zg", "R", "Nc", "H", "Mh", "Hprev")}
+BACKWARD_RECORDS = {LSTM: ("dZ",), GRU: ("dZ", "dMh")}
 
 
-def compare_layers(new: LSTM, old: LSTM, where: str, backward: bool) -> None:
-    for name in RECORDS + (("dZ",) if backward else ()):
+def compare_layers(new: LSTM | GRU, old: LSTM | GRU, where: str, backward: bool) -> None:
+    kind = type(new)
+    for name in RECORDS[kind] + (BACKWARD_RECORDS[kind] if backward else ()):
         a, b = getattr(new, name), getattr(old, name)
         assert differing_bits(a, b) is None, f"{where}: {name}: {differing_bits(a, b)}"
     if backward:
@@ -118,8 +155,13 @@ def compare_layers(new: LSTM, old: LSTM, where: str, backward: bool) -> None:
             assert differing_bits(ga, gb) is None, f"{where}: gradient of {name}: {differing_bits(ga, gb)}"
 
 
-def make_pair(units: int, return_sequences: bool, shape: tuple[int, int], dtype: str, seed: int):
-    new, old = LSTM(units, return_sequences), FrozenLSTM(units, return_sequences)
+def make_pair(units: int, return_sequences: bool, shape: tuple[int, int], dtype: str, seed: int, kind: str = "lstm"):
+    """The new layer and its frozen twin, built alike: kind "lstm", "gru" (reset_after) or "gru_reset_before"."""
+    if kind == "lstm":
+        new, old = LSTM(units, return_sequences), FrozenLSTM(units, return_sequences)
+    else:
+        reset_after = kind == "gru"
+        new, old = GRU(units, reset_after, return_sequences), FrozenGRU(units, reset_after, return_sequences)
     for layer in (new, old):
         layer.build(shape, np.dtype(dtype), np.random.default_rng(seed))
     return new, old
@@ -152,13 +194,14 @@ SHAPES = ((3, 5, 4, 6), (1, 1, 1, 1), (2, 7, 3, 1), (1, 4, 2, 5), (5, 1, 6, 3), 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("index", range(len(SHAPES)))
-def test_new_lstm_arithmetic_gives_the_old_bits(dtype: str, index: int) -> None:
+@pytest.mark.parametrize("layer", ["lstm", "gru", "gru_reset_before"])
+def test_new_recurrent_arithmetic_gives_the_old_bits(layer: str, dtype: str, index: int) -> None:
     n, t, f, u = SHAPES[index]
     rng = np.random.default_rng(200 + index)
     with np.errstate(all="ignore"):
         for kind, return_sequences in itertools.product(KINDS, (False, True)):
-            where = f"shape {SHAPES[index]}, {dtype}, inputs {kind}, return_sequences={return_sequences}"
-            new, old = make_pair(u, return_sequences, (t, f), dtype, seed=index)
+            where = f"{layer}, shape {SHAPES[index]}, {dtype}, inputs {kind}, return_sequences={return_sequences}"
+            new, old = make_pair(u, return_sequences, (t, f), dtype, seed=index, kind=layer)
             if kind in ("zeros", "nonfinite", "ties"):  # the same specials in the weights, on both sides
                 for name in ("W", "U", "b"):
                     w = plant(getattr(new, name).reshape(1, -1), rng, kind).reshape(getattr(new, name).shape)
@@ -180,18 +223,17 @@ def test_new_lstm_arithmetic_gives_the_old_bits(dtype: str, index: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("arch", ["8x16-lstm64-10", "6x5-lstm7:seq-lstm4-3"])
+@pytest.mark.parametrize("arch", ["8x16-lstm64-10", "6x5-lstm7:seq-lstm4-3", "7x4-gru6:seq-gru5-3"])
 def test_a_training_step_gives_the_old_bits(dtype: str, arch: str) -> None:
     """Sequential.train_step (the benchmarked step: forward, backward without dL/dX of the first layer, SGD) three
-    times on the new and the frozen LSTM: the same loss and weights after each step, bit for bit."""
+    times on the new and the frozen layers: the same loss and weights after each step, bit for bit."""
     rng = np.random.default_rng(9)
     models = []
     for frozen in (False, True):
         model = Sequential.from_architecture(arch, dtype=dtype, seed=0)
         if frozen:
             for layer in model.layers:
-                if type(layer) is LSTM:
-                    layer.__class__ = FrozenLSTM
+                layer.__class__ = {LSTM: FrozenLSTM, GRU: FrozenGRU}.get(type(layer), type(layer))
         model.compile("sgd", "categorical_crossentropy")
         models.append(model)
     t, f = models[0].input_shape
