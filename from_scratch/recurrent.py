@@ -300,14 +300,14 @@ class LSTM(SimpleRNN):
         xw = x @ self.W  # (N, T, 4u)
         z, e, d, m = (np.empty((n, 4 * u), x.dtype) for _ in range(4))
         ig = np.empty((n, u), x.dtype)
-        blocks = [a.reshape(n, 4, u) for a in (z, e, d, m)]
+        z3, e3, d3, m3 = (a.reshape(n, 4, u) for a in (z, e, d, m))  # views: the gate blocks side by side
         for t in range(t_len):
             np.matmul(hs[t], self.U, out=z)
             np.add(xw[:, t], z, out=z)
             np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
             i, f, g, o = gates[t]
-            _sigmoid_into(*blocks[:1], gates[t].transpose(1, 0, 2), *blocks[1:])
-            np.tanh(blocks[0][:, 2], out=g)
+            _sigmoid_into(z3, gates[t].transpose(1, 0, 2), e3, d3, m3)
+            np.tanh(z3[:, 2], out=g)
             c_t = cs[t + 1]
             np.multiply(f, cs[t], out=c_t)
             np.multiply(i, g, out=ig)
