@@ -134,8 +134,10 @@ def differing_bits(a, b) -> str | None:
         return f"{a.dtype}{a.shape} vs {b.dtype}{b.shape}"
     ua = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
     ub = np.ascontiguousarray(b).view(f"u{b.dtype.itemsize}")
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    differ = (ua != ub) & ~(nan_a & nan_b) | (nan_a != nan_b)
+    differ = ua != ub
+    if not NAN_SIGN_AND_PAYLOAD_COMPARED:
+        nan_a, nan_b = np.isnan(a), np.isnan(b)
+        differ = differ & ~(nan_a & nan_b) | (nan_a != nan_b)
     n = int(differ.sum())
     return None if n == 0 else f"{n} of {a.size} values differ in their bits"
 
