@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from from_scratch.activations import Activation, get_activation, sigmoid
+from from_scratch.activations import Activation, get_activation
 from from_scratch.arch import LayerSpec
 from from_scratch.errors import BadInputError, check_flag
 from from_scratch.layers import LAYERS, Layer, Shape, glorot_uniform
@@ -59,6 +59,28 @@ def _sequence_shape(shape: Shape, layer: str) -> tuple[int, int]:
     if len(shape) != 2:
         raise BadInputError(f"layer {layer!r} takes sequences of shape (timesteps, features), got {shape}")
     return shape[0], shape[1]
+
+
+def _sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
+    """out = s(z) with the quotients of activations.sigmoid, into arrays the caller keeps: e = exp(-|z|), then
+    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator max(e, m) is exactly 1 or e
+    (m = 1.0 where z >= 0, else 0.0, and e in [0, 1] wherever z is not NaN; where z is NaN, so are e, max(e, m)
+    and the quotient), without np.where, whose branch per element is slow on gates of random sign.
+    z, out, e, d, m of one shape (out may be a strided view), z's dtype; e, d, m overwritten."""
+    np.abs(z, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # in (0, 1]: never overflows
+    np.greater_equal(z, 0, out=m, casting="unsafe")  # 1.0 or 0.0
+    np.maximum(e, m, out=m)  # the numerator: 1 where z >= 0, else e
+    np.add(1, e, out=d)
+    return np.divide(m, d, out=out)
+
+
+def _where_free_sigmoid(z: Array) -> Array:
+    """s(z) (N, M) -> (N, M), a new array: the bits of activations.sigmoid (a NaN's sign aside) at about half its
+    cost (`_sigmoid_into`)."""
+    d, e, m = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    return _sigmoid_into(z, d, e, d, m)
 
 
 class _Recurrent(Layer):
@@ -265,43 +287,80 @@ class LSTM(SimpleRNN):
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """The cell at every step (class docstring).  X (N, T, F) -> (N, T, u) or (N, u).
-        Caches the gates I, F, G, O, the cell states C and Cprev, Hprev and tanh(C), each (N, T, u)."""
+        Caches the gates I, F, G, O, the cell states C and Cprev, tanh(C), H and Hprev, each (N, T, u).
+
+        The same operations on the same operands, in the same order, as the plain loop (z = x_t W + h U + b,
+        [s(z_i), s(z_f), tanh(z_c), s(z_o)], c = f c + i g, h = o tanh(c)), but into arrays made once per call and
+        laid out time-major with the gate blocks apart, gates (T, 4, N, u) and c, tanh(c), h (T, N, u), so that
+        every operation of a step reads and writes whole contiguous blocks; the caches are (N, T, u) views of them
+        (H a copy). The sigmoid runs on all 4u columns of z at once (`_sigmoid_into`), the c block then replaced by
+        its tanh."""
         self.check_built()
         n, t_len, _ = x.shape
         u = self.units
         self.X = x
-        shape = (n, t_len, u)
-        self.I, self.F, self.G, self.O = (np.empty(shape, x.dtype) for _ in range(4))
-        self.C, self.tanhC, self.H = (np.empty(shape, x.dtype) for _ in range(3))
-        self.Hprev, self.Cprev = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
-        h, c = self.Hprev[:, 0], self.Cprev[:, 0]
+        gates = np.empty((t_len, 4, n, u), x.dtype)  # step t's i, f, g, o in gates[t, 0 .. 3]
+        cs, hs = np.zeros((t_len + 1, n, u), x.dtype), np.zeros((t_len + 1, n, u), x.dtype)  # c_{t-1}, h_{t-1} in [t]
+        tanh_cs = np.empty((t_len, n, u), x.dtype)
         xw = x @ self.W  # (N, T, 4u)
+        z, e, d, m = (np.empty((n, 4 * u), x.dtype) for _ in range(4))
+        ig = np.empty((n, u), x.dtype)
+        z3, e3, d3, m3 = (a.reshape(n, 4, u) for a in (z, e, d, m))  # views: the gate blocks side by side
         for t in range(t_len):
-            self.Hprev[:, t], self.Cprev[:, t] = h, c
-            z = xw[:, t] + h @ self.U + self.b
-            i, f, g, o = (
-                sigmoid(z[:, :u]),
-                sigmoid(z[:, u : 2 * u]),
-                np.tanh(z[:, 2 * u : 3 * u]),
-                sigmoid(z[:, 3 * u :]),
-            )
-            c = f * c + i * g
-            self.tanhC[:, t] = np.tanh(c)
-            h = o * self.tanhC[:, t]
-            self.I[:, t], self.F[:, t], self.G[:, t], self.O[:, t], self.C[:, t], self.H[:, t] = i, f, g, o, c, h
+            np.matmul(hs[t], self.U, out=z)
+            np.add(xw[:, t], z, out=z)
+            np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
+            i, f, g, o = gates[t]
+            _sigmoid_into(z3, gates[t].transpose(1, 0, 2), e3, d3, m3)
+            np.tanh(z3[:, 2], out=g)
+            c_t = cs[t + 1]
+            np.multiply(f, cs[t], out=c_t)
+            np.multiply(i, g, out=ig)
+            np.add(c_t, ig, out=c_t)  # c = f c + i g
+            np.tanh(c_t, out=tanh_cs[t])
+            np.multiply(o, tanh_cs[t], out=hs[t + 1])
+        self._time_major = gates, cs, tanh_cs
+        self.I, self.F, self.G, self.O = (gates[:, k].transpose(1, 0, 2) for k in range(4))
+        self.C, self.Cprev = cs[1:].transpose(1, 0, 2), cs[:-1].transpose(1, 0, 2)
+        self.tanhC, self.Hprev = tanh_cs.transpose(1, 0, 2), hs[:-1].transpose(1, 0, 2)
+        self.H = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
         return self.output()
 
+    def backward(self, dY: Array, input_grad: bool = True) -> Array | None:
+        """Backpropagation through time (class docstring, `_Recurrent.backward`), with one work array (4, N, u) for
+        the gate blocks of dz that `step_back` makes apart.
+        dY (N, T, u) or (N, u) -> dX (N, T, F) (None when input_grad is False)."""
+        if not hasattr(self, "H"):
+            raise BadInputError(f"layer {self.name!r}: backward before any forward pass")
+        gates = self._time_major[0]
+        self._dz_blocks = np.empty(gates.shape[1:], gates.dtype)
+        dH = self.upstream(dY)
+        n, t_len, u = dH.shape
+        self.dZ = np.empty((n, t_len, 4 * u), dH.dtype)
+        carried = tuple(np.zeros_like(dH[:, 0]) for _ in range(self.carries))  # nothing comes from beyond T-1
+        for t in range(t_len - 1, -1, -1):
+            carried = self.step_back(t, dH[:, t] + carried[0], carried)
+        return self.weight_grads(input_grad)
+
     def step_back(self, t: int, dh: Array, carried: tuple[Array, ...]) -> tuple[Array, ...]:
-        """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f)."""
-        u = self.units
-        i, f, g, o, tanh_c = self.I[:, t], self.F[:, t], self.G[:, t], self.O[:, t], self.tanhC[:, t]
-        dc = carried[1] + dh * o * self.tanh_grad(tanh_c)
+        """dc = g_c + dh o tanh'(c_t), then the four gate blocks of dz_t; carried to t-1: (dz_t U.T, dc f).
+        Each product as in the class docstring and in its order (dz_i = (dc g) i (1 - i), ...): the blocks' first
+        factors made apart in the forward's layout (dz_i and dz_c in one call: dc times [g, i]), then all four times
+        their derivatives in one call that writes dZ[:, t] (N, 4u), the blocks side by side."""
+        gates, cs, tanh_cs = self._time_major
+        i, f, g, o = gates[t]
+        derivative = self.sigmoid_grad(gates[t])  # s (1 - s) of every block, (4, N, u)
+        derivative[2] = self.tanh_grad(g)  # the c block's is 1 - g^2
+        dc = np.multiply(dh, o)
+        np.multiply(dc, self.tanh_grad(tanh_cs[t]), out=dc)
+        np.add(carried[1], dc, out=dc)  # dc = g_c + (dh o) tanh'(c_t)
+        dzb = self._dz_blocks
+        np.multiply(dc, gates[t, 2::-2], out=dzb[0::2])  # dc g, dc i
+        np.multiply(dc, cs[t], out=dzb[1])
+        np.multiply(dh, tanh_cs[t], out=dzb[3])
         dz = self.dZ[:, t]
-        dz[:, :u] = dc * g * self.sigmoid_grad(i)
-        dz[:, u : 2 * u] = dc * self.Cprev[:, t] * self.sigmoid_grad(f)
-        dz[:, 2 * u : 3 * u] = dc * i * self.tanh_grad(g)
-        dz[:, 3 * u :] = dh * tanh_c * self.sigmoid_grad(o)
-        return dz @ self.U.T, dc * f
+        np.multiply(dzb, derivative, out=dz.reshape(len(dz), 4, -1).transpose(1, 0, 2))
+        return dz @ self.U.T, np.multiply(dc, f, out=dc)
 
 
 class GRU(SimpleRNN):
@@ -369,14 +428,14 @@ class GRU(SimpleRNN):
             mx = mx_all[:, t]
             if self.reset_after:
                 mh = h @ self.U + b_rec
-                z = sigmoid(mx[:, :u] + mh[:, :u])
-                r = sigmoid(mx[:, u : 2 * u] + mh[:, u : 2 * u])
+                z = _where_free_sigmoid(mx[:, :u] + mh[:, :u])
+                r = _where_free_sigmoid(mx[:, u : 2 * u] + mh[:, u : 2 * u])
                 self.Mh[:, t] = mh[:, 2 * u :]
                 cand = np.tanh(mx[:, 2 * u :] + r * mh[:, 2 * u :])
             else:
                 mh = h @ self.U[:, : 2 * u]
-                z = sigmoid(mx[:, :u] + mh[:, :u])
-                r = sigmoid(mx[:, u : 2 * u] + mh[:, u:])
+                z = _where_free_sigmoid(mx[:, :u] + mh[:, :u])
+                r = _where_free_sigmoid(mx[:, u : 2 * u] + mh[:, u:])
                 self.Mh[:, t] = r * h
                 cand = np.tanh(mx[:, 2 * u :] + self.Mh[:, t] @ self.U[:, 2 * u :])
             h = z * h + (1 - z) * cand
