@@ -48,10 +48,10 @@ Candidate = tuple[int, bool] | None
 CANDIDATES: tuple[Candidate, ...] = (
     None,
     (0, False),
-    (2**20, False),
-    (2**22, False),
     (2**24, False),
+    (0, True),
     (2**20, True),
+    (2**21, True),
     (2**22, True),
     (2**24, True),
 )
@@ -67,8 +67,8 @@ def _candidate_name(c: Candidate) -> str:
     if c is None:
         return "1 thread everywhere"
     size, cap = c
-    if size == 0 and not cap:
-        return "all threads everywhere (BLAS default)"
+    if size == 0:
+        return "all threads everywhere" + (", capped by free cores" if cap else " (BLAS default)")
     mark = " (the rule)" if c == (threads.SMALL_PRODUCT, threads.LOAD_CAP) else ""
     return f"1 below 2^{size.bit_length() - 1}{', capped by free cores' if cap else ''}{mark}"
 

@@ -5,8 +5,12 @@ second thread pays for itself only on a large product: on a small one the thread
 and waiting for each other than computing, and when another process holds a core, a thread of the product waits for
 that core, so a product of microseconds can take milliseconds. The model therefore picks the threads per layer call:
 
-    threads(layer, X) = 1               if M K N < SMALL_PRODUCT      (M K N of the layer's typical product)
-                        every thread    otherwise                     (what the BLAS had when the pass began)
+    threads(layer, X) = 1                           if M K N < SMALL_PRODUCT  (of the layer's typical product)
+                        min(every thread, free cores)  otherwise
+
+"every thread" is what the BLAS had when the pass began (its default, or a limit the user set); "free cores" are the
+cores other processes leave free, read from /proc/stat at most every LOAD_INTERVAL seconds. Next to a busy process
+a large product on every thread waits for the busy core as a small one does: the cap puts it on the free ones.
 
 A Dense layer's product X @ W is (N, D) @ (D, M): M K N = N D M = N * W.size. A convolution's cols @ K is
 (N Ho Wo, kh kw C) @ (kh kw C, F): about N H W * K.size. A recurrent layer runs T products h @ U per pass:
@@ -14,8 +18,11 @@ N * U.size. A layer may say it itself with `product_size(x) -> int`; otherwise t
 rows(X) * (the size of its largest parameter with two or more axes), rows(X) = X.size / (its last axis), and a
 layer without such a parameter (an activation, a pooling, a merge) leaves the threads as they are.
 
-SMALL_PRODUCT comes from measurements (`python -m benchmarks --sections 10`, benchmarks/README.md): the products of
-this project's steps timed on one thread and on two, on a quiet machine and next to a busy process.
+SMALL_PRODUCT and the cap come from measurements (`python -m benchmarks --sections 10`, benchmarks/README.md): the
+products of this project's steps timed on one thread and on two, and whole training steps under candidate rules, on
+a quiet machine and next to a busy process. Without the cap, steps next to a busy process took up to 3.1x their
+quiet time (LSTM T=32 u=256 float64: 287 ms against 103 ms, 2.8x); with it at most 1.8x, about what losing a core
+costs a step whose large products ran on two.
 
 The setting, for users who want their own: the environment variable BACKPROP_PARITY_BLAS_THREADS ("auto", the
 default, or a positive whole number: every layer on that many threads), or `set_blas_threads(n)` from Python
@@ -36,10 +43,11 @@ import numpy as np
 
 from from_scratch.errors import BadInputError
 
-#: Products with M*K*N below this run on one BLAS thread: the crossover measured in benchmarks section 10 (a product
-#: this size takes about 0.1 ms on one core; below it a second thread gains too little on a quiet machine to pay
-#: for what it loses next to a busy process).
-SMALL_PRODUCT = 2**24
+#: Products with M*K*N below this run on one BLAS thread. Measured (benchmarks section 10, 2-core machine, quiet):
+#: alone, a product of 3.1M (the conv's cols @ K) to 1G runs 1.4x-2.0x faster on two threads; at 1M (the LSTM's
+#: h @ U at u = 64, batch 64) 1.05x-1.4x, and the whole LSTM step with those products on one thread was the faster
+#: (2.07 ms against 2.40 ms, float32); at 0.9M and below 0.9x-1.15x. The threshold lies between.
+SMALL_PRODUCT = 2**21
 
 #: Whether a large product's threads are capped by the cores other processes leave free (benchmarks turn it off to
 #: show what the cap is worth).
