@@ -44,9 +44,9 @@ import numpy as np
 from from_scratch.errors import BadInputError
 
 #: Products with M*K*N below this run on one BLAS thread. Measured (benchmarks section 10, 2-core machine, quiet):
-#: alone, a product of 3.1M (the conv's cols @ K) to 1G runs 1.4x-2.0x faster on two threads; at 1M (the LSTM's
-#: h @ U at u = 64, batch 64) 1.05x-1.4x, and the whole LSTM step with those products on one thread was the faster
-#: (2.07 ms against 2.40 ms, float32); at 0.9M and below 0.9x-1.15x. The threshold lies between.
+#: alone, products of 3.1M (the conv's cols @ K) to 1G ran 1.2x-2.1x faster on two threads (most 1.6x-2.0x); at
+#: 1M (the LSTM's h @ U at u = 64, batch 64) 0.73x-1.39x, and the whole LSTM step with those products on one thread
+#: was the faster (2.07 ms against 2.40 ms, float32); at 0.9M and below 0.86x-1.14x. The threshold lies between.
 SMALL_PRODUCT = 2**21
 
 #: Whether a large product's threads are capped by the cores other processes leave free (benchmarks turn it off to
