@@ -16,6 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
+from same_bits import check_the_comparison, differing_bits
 
 from from_scratch.attention import (
     FUSED_FILL,
@@ -135,20 +136,6 @@ class FrozenAttention(MultiHeadAttention):
 
 
 # ----- the comparison --------------------------------------------------------------------------------------------
-def differing_bits(a, b) -> str | None:
-    """None when a and b have the same dtype, shape and bit pattern (so -0.0 differs from 0.0, and a NaN from a NaN
-    of another payload), else what differs."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return f"{a.dtype}{a.shape} vs {b.dtype}{b.shape}"
-    if a.dtype == bool:
-        return None if np.array_equal(a, b) else f"{int((a != b).sum())} booleans differ"
-    ua = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
-    ub = np.ascontiguousarray(b).view(f"u{b.dtype.itemsize}")
-    n = int((ua != ub).sum())
-    return None if n == 0 else f"{n} of {a.size} values differ in their bits"
-
-
 def compare_layers(new: MultiHeadAttention, old: MultiHeadAttention, where: str) -> None:
     for name, a in new.record().items():
         if name in ("dquery", "dvalue", "dkey"):  # recorded since; they are the dL/dx compared below
@@ -289,18 +276,11 @@ def test_the_softmax_helpers_give_the_old_bits(dtype: str) -> None:
 
 def test_the_bit_comparison_catches_one_ulp_a_zero_sign_and_a_nan_payload() -> None:
     """The check above fails on a wrong answer, down to the smallest one."""
+    check_the_comparison()
     a = np.array([1.0, 0.0, np.nan], "float32")
-    assert differing_bits(a, a.copy()) is None
-    one_ulp = a.copy()
-    one_ulp[0] = np.nextafter(one_ulp[0], np.float32(2))
-    assert differing_bits(a, one_ulp) == "1 of 3 values differ in their bits"
-    negative_zero = a.copy()
-    negative_zero[1] = -0.0
-    assert differing_bits(a, negative_zero) is not None
     payload = a.copy()
     payload.view("u4")[2] ^= 1  # another NaN
     assert np.isnan(payload[2]) and differing_bits(a, payload) is not None
-    assert differing_bits(a, a.astype("float64")) is not None
     # and the frozen layer really is another implementation: a planted change in it is caught
     new, old = make_pair(dict(num_heads=2, key_dim=3), "float64", [(4, 5), (4, 5)], ("query", "value"), seed=0)
     x = np.random.default_rng(0).standard_normal((2, 4, 5))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
+from same_bits import check_the_comparison, differing_bits
 
 from from_scratch import Sequential
 from from_scratch.arch import window_geometry
@@ -267,20 +268,6 @@ def freeze(layer: object) -> object:
 
 
 # ----- the comparison --------------------------------------------------------------------------------------------
-def differing_bits(a, b) -> str | None:
-    """None when a and b have the same dtype, shape and bit pattern (so -0.0 differs from 0.0, and a NaN from a NaN
-    of another payload), else what differs."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return f"{a.dtype}{a.shape} vs {b.dtype}{b.shape}"
-    if a.dtype == bool:
-        return None if np.array_equal(a, b) else f"{int((a != b).sum())} booleans differ"
-    ua = np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
-    ub = np.ascontiguousarray(b).view(f"u{b.dtype.itemsize}")
-    n = int((ua != ub).sum())
-    return None if n == 0 else f"{n} of {a.size} values differ in their bits"
-
-
 def same(a, b, where: str) -> None:
     assert differing_bits(a, b) is None, f"{where}: {differing_bits(a, b)}"
 
@@ -493,14 +480,8 @@ def test_training_steps_give_the_old_bits(arch: str, dtype: str) -> None:
 def test_the_bit_comparison_catches_one_ulp_a_zero_sign_a_nan_payload_and_a_flipped_tie_rule() -> None:
     """The checks above fail on a wrong answer, down to the smallest one: one ulp, the sign of a zero, a NaN's
     payload, and a frozen copy whose tie rule sends dA to the last maximum instead of the first."""
+    check_the_comparison()
     a = np.array([1.0, 0.0, np.nan], "float32")
-    assert differing_bits(a, a.copy()) is None
-    one_ulp = a.copy()
-    one_ulp[0] = np.nextafter(one_ulp[0], np.float32(2))
-    assert differing_bits(a, one_ulp) == "1 of 3 values differ in their bits"
-    negative_zero = a.copy()
-    negative_zero[1] = -0.0
-    assert differing_bits(a, negative_zero) is not None
     payload = a.copy()
     payload.view("u4")[2] ^= 1
     assert np.isnan(payload[2]) and differing_bits(a, payload) is not None
