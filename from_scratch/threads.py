@@ -223,4 +223,5 @@ def describe() -> str:
         return f"BLAS threads as the library chose ({control.why})"
     if control.fixed is not None:
         return f"BLAS threads fixed at {control.fixed} ({ENV} or set_blas_threads)"
-    return f"BLAS threads by size: 1 below M*K*N = {SMALL_PRODUCT:,}, else all {control.read()}"
+    cap = ", no more than the cores other processes leave free" if LOAD_CAP else ""
+    return f"BLAS threads by size: 1 below M*K*N = {SMALL_PRODUCT:,}, else all {control.read()}{cap}"
