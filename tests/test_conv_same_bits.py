@@ -14,6 +14,8 @@ infinities and NaNs in the inputs and in dA, in float32 and float64 (float16 for
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -267,6 +269,15 @@ def freeze(layer: object) -> object:
     return layer
 
 
+def built_pair(make, shape, dtype: str, seed: int = 0) -> tuple[object, object]:
+    """Two layers from `make()`, built alike for inputs of `shape` (the same weights from the same seed); the second
+    switched to the frozen arithmetic."""
+    new, old = make(), make()
+    for layer in (new, old):
+        layer.build(shape, np.dtype(dtype), np.random.default_rng(seed))
+    return new, freeze(old)
+
+
 # ----- the comparison --------------------------------------------------------------------------------------------
 def same(a, b, where: str) -> None:
     assert differing_bits(a, b) is None, f"{where}: {differing_bits(a, b)}"
@@ -337,10 +348,7 @@ def test_max_pooling_gives_the_old_bits(dtype: str, index: int) -> None:
     with np.errstate(all="ignore"):
         for trial, kind in enumerate(KINDS * 2):
             where = f"pool {pool}, strides {strides}, {padding}, {shape}, {dtype}, inputs {kind}, trial {trial}"
-            new, old = MaxPooling2D(pool, strides, padding), MaxPooling2D(pool, strides, padding)
-            for layer in (new, old):
-                layer.build(shape, np.dtype(dtype), rng)
-            freeze(old)
+            new, old = built_pair(partial(MaxPooling2D, pool, strides, padding), shape, dtype)
             x = images(rng, (3, *shape), dtype, kind)
             before = x.copy()
             same(new.forward(x, training=True), old.forward(x, training=True), f"{where}: A")
@@ -362,17 +370,11 @@ def test_pooling_and_im2col_of_strided_inputs_give_the_old_bits(dtype: str) -> N
             big = images(rng, (3, 6, 7, 6), dtype, kind)
             for x in (big[..., ::2], big[:, :, ::-1, :3]):
                 for pool, padding in (((2, 2), "valid"), ((3, 2), "same")):
-                    new, old = MaxPooling2D(pool, padding=padding), MaxPooling2D(pool, padding=padding)
-                    for layer in (new, old):
-                        layer.build(x.shape[1:], np.dtype(dtype), rng)
-                    freeze(old)
+                    new, old = built_pair(partial(MaxPooling2D, pool, padding=padding), x.shape[1:], dtype)
                     same(new.forward(x, training=True), old.forward(x, training=True), f"{kind}, {pool}: A")
                     d = gradient(rng, new.A.shape, dtype, trial)
                     same(new.backward(d), old.backward(d), f"{kind}, {pool}: dL/dX")
-                new, old = Conv2D(2, 3, padding="same"), Conv2D(2, 3, padding="same")
-                for layer in (new, old):
-                    layer.build(x.shape[1:], np.dtype(dtype), np.random.default_rng(0))
-                freeze(old)
+                new, old = built_pair(partial(Conv2D, 2, 3, padding="same"), x.shape[1:], dtype)
                 same(new.im2col(x), old.im2col(x), f"{kind}: cols")
 
 
@@ -384,10 +386,7 @@ def test_average_pooling_gives_the_old_bits(dtype: str, index: int) -> None:
     with np.errstate(all="ignore"):
         for trial, kind in enumerate(KINDS):
             where = f"pool {pool}, strides {strides}, {padding}, {shape}, {dtype}, inputs {kind}"
-            new, old = AveragePooling2D(pool, strides, padding), AveragePooling2D(pool, strides, padding)
-            for layer in (new, old):
-                layer.build(shape, np.dtype(dtype), rng)
-            freeze(old)
+            new, old = built_pair(partial(AveragePooling2D, pool, strides, padding), shape, dtype)
             x = images(rng, (3, *shape), dtype, kind)
             same(new.forward(x), old.forward(x), f"{where}: A")
             d = gradient(rng, new.A.shape, dtype, trial)
@@ -418,10 +417,7 @@ def test_conv2d_gives_the_old_bits(dtype: str, index: int) -> None:
     with np.errstate(all="ignore"):
         for trial, kind in enumerate(KINDS):
             where = f"conv {CONVS[index][:7]}, {shape}, {dtype}, inputs {kind}"
-            new, old = Conv2D(filters, kernel, **options), Conv2D(filters, kernel, **options)
-            for layer, seed in ((new, index), (old, index)):
-                layer.build(shape, np.dtype(dtype), np.random.default_rng(seed))
-            freeze(old)
+            new, old = built_pair(partial(Conv2D, filters, kernel, **options), shape, dtype, seed=index)
             if use_bias:
                 for layer in (new, old):
                     layer.b[...] = np.where(np.arange(filters) % 2, -0.0, 0.25)
