@@ -15,6 +15,7 @@ from benchmarks.config import DTYPES, LOSS, LR
 from benchmarks.report import Section, load_cell, load_note, progress
 from benchmarks.section_conv import (
     HEAD_KERAS,
+    HEAD_VS_KERAS,
     SETTINGS,
     TARGET_VS_KERAS,
     Best,
@@ -23,6 +24,7 @@ from benchmarks.section_conv import (
     collect_keras,
     scratch_conv_step,
     settings_worker,
+    vs_keras_cells,
 )
 from benchmarks.section_lstm import QUICK_SETTINGS
 from benchmarks.steps import make_batch
@@ -54,14 +56,7 @@ UPDATE_DIFF_LIMITS = (1e-4, 1e-10)
 
 HEAD = [
     "network",
-    "dtype",
-    "batch",
-    "scratch ms (same child)",
-    "Keras fastest ms",
-    "Keras fastest setting",
-    "scratch/Keras",
-    f"<= {TARGET_VS_KERAS}x?",
-    "scratch ms (TF not loaded)",
+    *HEAD_VS_KERAS,
     "GEMM MFLOP/step",
     "other load",
 ]
@@ -264,13 +259,7 @@ def _parts_row(dtype: str, r: dict[str, Timing]) -> list[Any]:
 
 
 def _main_row(dtype: str, best: Best | None, step: Timing) -> list[Any]:
-    keras_cells, other = ["n/a"] * 5, step.other
-    if best is not None:
-        keras_ms, setting, row = best
-        ratio = row["scratch_ms"] / keras_ms
-        verdict = "yes" if ratio <= TARGET_VS_KERAS else "no"
-        keras_cells = [f"{row['scratch_ms']:.3f}", f"{keras_ms:.3f}", setting, f"{ratio:.2f}x", verdict]
-        other = max(other, row["other"])
+    keras_cells, other = vs_keras_cells(best, step.other)
     return [NAME, dtype, BATCH, *keras_cells, f"{step.ms:.3f}", f"{gemm_flops(BATCH) / 1e6:.0f}", load_cell(other)]
 
 

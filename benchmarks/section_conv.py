@@ -58,8 +58,9 @@ SETTINGS = (
 )
 KERAS_MODES = ("tf.function", "tf.function jit_compile")
 
-HEAD = [
-    "input",
+#: The columns of the main table of sections 6, 7 and 9 after its first (the network): the scratch step against
+#: Keras's fastest configuration; each section adds its own columns after these.
+HEAD_VS_KERAS = [
     "dtype",
     "batch",
     "scratch ms (same child)",
@@ -68,6 +69,10 @@ HEAD = [
     "scratch/Keras",
     f"<= {TARGET_VS_KERAS}x?",
     "scratch ms (TF not loaded)",
+]
+HEAD = [
+    "input",
+    *HEAD_VS_KERAS,
     "GEMM bound ms",
     "bound/scratch",
     f">= {TARGET_OF_BOUND:.0%}?",
@@ -532,16 +537,22 @@ def collect_keras(
     return keras_rows, bests
 
 
-def _main_row(arch: str, dtype: str, best: tuple[float, str, dict[str, Any]] | None, r: dict[str, Any]) -> list[Any]:
+def vs_keras_cells(best: Best | None, other: float) -> tuple[list[str], float]:
+    """The cells of HEAD_VS_KERAS from the scratch step in the same child to the verdict ("n/a" without a Keras
+    result), and the larger of `other` and that child's other load (sections 6, 7 and 9)."""
+    if best is None:
+        return ["n/a"] * 5, other
+    keras_ms, setting, row = best
+    ratio = row["scratch_ms"] / keras_ms
+    verdict = "yes" if ratio <= TARGET_VS_KERAS else "no"
+    cells = [f"{row['scratch_ms']:.3f}", f"{keras_ms:.3f}", setting, f"{ratio:.2f}x", verdict]
+    return cells, max(other, row["other"])
+
+
+def _main_row(arch: str, dtype: str, best: Best | None, r: dict[str, Any]) -> list[Any]:
     step, bound = r["step"], r["bound"]
     of_bound = bound.median / step.median
-    keras_cells, other = ["n/a"] * 5, step.other
-    if best is not None:
-        keras_ms, name, row = best
-        ratio = row["scratch_ms"] / keras_ms
-        verdict = "yes" if ratio <= TARGET_VS_KERAS else "no"
-        keras_cells = [f"{row['scratch_ms']:.3f}", f"{keras_ms:.3f}", name, f"{ratio:.2f}x", verdict]
-        other = max(other, row["other"])
+    keras_cells, other = vs_keras_cells(best, step.other)
     return [
         _input_name(arch),
         dtype,

@@ -14,6 +14,7 @@ from benchmarks.config import DTYPES, LR
 from benchmarks.report import Section, load_cell, load_note, progress
 from benchmarks.section_conv import (
     HEAD_KERAS,
+    HEAD_VS_KERAS,
     SETTINGS,
     TARGET_VS_KERAS,
     Best,
@@ -23,6 +24,7 @@ from benchmarks.section_conv import (
     conv_setup,
     scratch_conv_step,
     settings_worker,
+    vs_keras_cells,
 )
 from benchmarks.timing import FULL, Budget, Timing, measure_blocks
 from from_scratch import LSTM
@@ -42,14 +44,7 @@ WORKER_PREFIX = "lstm: "
 
 HEAD = [
     "network",
-    "dtype",
-    "batch",
-    "scratch ms (same child)",
-    "Keras fastest ms",
-    "Keras fastest setting",
-    "scratch/Keras",
-    f"<= {TARGET_VS_KERAS}x?",
-    "scratch ms (TF not loaded)",
+    *HEAD_VS_KERAS,
     "other load",
 ]
 HEAD_PARTS = [
@@ -157,13 +152,7 @@ def _parts_row(arch: str, dtype: str, r: dict[str, Timing]) -> list[Any]:
 
 
 def _main_row(arch: str, dtype: str, best: Best | None, step: Timing) -> list[Any]:
-    keras_cells, other = ["n/a"] * 5, step.other
-    if best is not None:
-        keras_ms, name, row = best
-        ratio = row["scratch_ms"] / keras_ms
-        verdict = "yes" if ratio <= TARGET_VS_KERAS else "no"
-        keras_cells = [f"{row['scratch_ms']:.3f}", f"{keras_ms:.3f}", name, f"{ratio:.2f}x", verdict]
-        other = max(other, row["other"])
+    keras_cells, other = vs_keras_cells(best, step.other)
     return [_name(arch), dtype, LSTM_BATCH, *keras_cells, f"{step.ms:.3f}", load_cell(other)]
 
 
