@@ -184,12 +184,11 @@ def test_random_masks_keep_a_position_in_every_row_of_the_scores():
             assert (m == 0).any()  # a mask that masks something
 
 
-# ----- (b) a user's own layer --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("causal", [False, True])
-def test_a_users_einsum_attention_passes(dtype, causal):
-    report = check_layer(
-        EinsumAttention(2, 3),
+def check_all_roles(layer, dtype, causal):
+    """check_layer of `layer` against keras.layers.MultiHeadAttention(2, 3), called with query (6, 8), value and key
+    (5, 8) and a (6, 5) mask, causal or not."""
+    return check_layer(
+        layer,
         keras.layers.MultiHeadAttention(2, 3),
         [(6, 8), (5, 8), (5, 8), (6, 5)],
         roles=ALL_ROLES,
@@ -197,6 +196,13 @@ def test_a_users_einsum_attention_passes(dtype, causal):
         batch=4,
         dtype=dtype,
     )
+
+
+# ----- (b) a user's own layer --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_users_einsum_attention_passes(dtype, causal):
+    report = check_all_roles(EinsumAttention(2, 3), dtype, causal)
     assert report.passed, report.verdict()
     assert "grad einsum_attention/attention_output/kernel" in names(report)
     assert [n for n in names(report) if n.startswith("grad input")] == [f"grad input {r}" for r in ALL_ROLES[:3]]
@@ -238,15 +244,7 @@ def test_a_scale_near_but_not_one_over_sqrt_key_dim_fails_in_float64():
 
 # ----- (c) planted bugs, caught on the rows they break -------------------------------------------------------------
 def check_bug(bug, dtype, causal=True):
-    return check_layer(
-        BUGS[bug](2, 3),
-        keras.layers.MultiHeadAttention(2, 3),
-        [(6, 8), (5, 8), (5, 8), (6, 5)],
-        roles=ALL_ROLES,
-        call_options={"use_causal_mask": causal},
-        batch=4,
-        dtype=dtype,
-    )
+    return check_all_roles(BUGS[bug](2, 3), dtype, causal)
 
 
 def grad(bug, weight):
