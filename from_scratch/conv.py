@@ -288,7 +288,15 @@ class Conv2D(Layer):
 
     def im2col(self, x: Array) -> Array:
         """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
-        kernel's (kh, kw, C) rows."""
+        kernel's (kh, kw, C) rows.
+
+        For one channel (a grey image) cols is the transpose of a contiguous (kh*kw, N*Ho*Wo) array (`_cols_t`):
+        its row (p, q) is Xpad[cells(p, q)], copied a whole image row of windows at a time rather than kw values
+        per window, about 3x faster. The values are the same; `cols @ K` and `cols.T @ dZ` then hand the BLAS the
+        other layout of the same matrix, and tests/test_conv_same_bits.py checks that the products keep their
+        bits."""
+        if x.shape[3] == 1 and self.kernel_size != (1, 1):
+            return self._cols_t(x).T
         if self.kernel_size != (1, 1):  # the windows overlap or skip cells: gathered (the same values a view holds)
             return self.windows.gather(x).reshape(len(x) * self.windows.out_hw[0] * self.windows.out_hw[1], -1)
         patches = self.windows.patches(x)
@@ -299,6 +307,15 @@ class Conv2D(Layer):
             return self.windows.gather(x).reshape(rows)
         except TypeError:  # NumPy < 2.1 (no copy=): reshape copies when it must
             return patches.reshape(rows)
+
+    def _cols_t(self, x: Array) -> Array:
+        """X (N, H, W, 1) -> cols.T (kh*kw, N*Ho*Wo), C-contiguous: row (p, q) holds offset (p, q) of every window,
+        Xpad[cells(p, q)], in (n, i, j) order."""
+        xpad, w = self.windows.pad(x)[..., 0], self.windows
+        out = np.empty((*self.kernel_size, len(x), *w.out_hw), x.dtype)
+        for p, q in w.offsets:
+            out[p, q] = xpad[w.cells(p, q)]
+        return out.reshape(len(w.offsets), -1)
 
     def col2im(self, d_cols: Array, n: int) -> Array:
         """d_cols (N*Ho*Wo, kh*kw*C) -> dX (N, H, W, C): the transpose of im2col (overlaps added)."""

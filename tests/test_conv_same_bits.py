@@ -10,6 +10,14 @@ forward and backward, verbatim but for the names), and each case compares the bi
 record, every parameter gradient and dL/dX, on random configurations (valid and same padding, strides below, equal
 to and above the pool, odd sizes, dilation, 1x1 kernels, strided inputs, a shared layer) with ties, signed zeros,
 infinities and NaNs in the inputs and in dA, in float32 and float64 (float16 for the strided inputs).
+
+One change since is not bit for bit, and is compared apart: for one input channel (a grey image) Conv2D.im2col makes
+cols as the transpose of a contiguous (kh*kw, N*Ho*Wo) array, about 3x faster to fill, so the products cols @ K and
+cols.T @ dZ hand the BLAS the other layout of the same matrix. The BLAS may then add the same terms in another
+order (OpenBLAS's float32 kernels do: dK differs in the last bits). The frozen layer therefore makes its one-channel
+cols column-major too (`FrozenConv2D.layout_as_new`), so that every other operation is still compared bit for bit,
+and `test_one_channel_products_in_the_new_layout_stay_within_a_rounding_bound` compares the two layouts' products
+against the bound that any order of summation obeys. Parity with Keras is unchanged (tests/test_conv_parity.py).
 """
 
 from __future__ import annotations
@@ -214,7 +222,11 @@ class FrozenAveragePooling2D(AveragePooling2D):
 
 
 class FrozenConv2D(Conv2D):
-    """Conv2D's im2col, col2im, forward and backward of commit 89496a2."""
+    """Conv2D's im2col, col2im, forward and backward of commit 89496a2, and one change since: for one input channel
+    (`layout_as_new`), cols handed to the BLAS in column-major layout, as Conv2D.im2col now makes it (see the module
+    docstring)."""
+
+    layout_as_new = True
 
     def im2col(self, x: Array) -> Array:
         """X (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C): one row per window, in (p, q, c) order, matching the
@@ -239,6 +251,8 @@ class FrozenConv2D(Conv2D):
             raise BadInputError(f"layer {self.name!r} is not built: put it in a Sequential (or call build) first")
         self.X = x
         self.cols = self.im2col(x)
+        if self.layout_as_new and x.shape[3] == 1 and self.kernel_size != (1, 1):
+            self.cols = np.asfortranarray(self.cols)  # the same values; the products see the new layout
         z = self.cols @ self.K.reshape(-1, self.filters)  # (N*Ho*Wo, F)
         z = _add_bias(z.reshape(len(x), -1), self.b) if self.use_bias else z
         self.Z = z.reshape(len(x), *self.windows.out_hw, self.filters)
@@ -564,3 +578,56 @@ def test_a_pooling_layer_shared_by_two_calls_gives_the_old_bits(dtype: str) -> N
         for name in ra:
             if name != "grads":
                 same(ra[name], rb[name], f"node {i}: record {name}")
+
+
+def within_summation_bound(new: Array, old: Array, magnitude: Array, terms: int, where: str) -> None:
+    """new and old, two sums of the same `terms` products in any order, each within gamma_k |terms| of the exact
+    sum (Higham's bound, gamma_k = k u / (1 - k u), u the unit roundoff), so within 2 gamma_k of each other;
+    `magnitude` is the sum of the terms' magnitudes (|A| @ |B|, computed in float64)."""
+    u = np.finfo(new.dtype).eps / 2
+    gamma = terms * u / (1 - terms * u)
+    excess = np.abs(new.astype(np.float64) - old.astype(np.float64)) - 2 * gamma * magnitude
+    assert excess.max() <= 0, f"{where}: the layouts' products differ beyond 2 gamma_{terms} by {excess.max():.3g}"
+
+
+ONE_CHANNEL = [index for index, conv in enumerate(CONVS) if conv[-1][2] == 1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("index", ONE_CHANNEL)
+def test_one_channel_products_in_the_new_layout_stay_within_a_rounding_bound(dtype: str, index: int) -> None:
+    """The one change not bit for bit (module docstring): for one channel, cols @ K and cols.T @ dZ in the new
+    column-major cols against the old row-major cols, the values of cols themselves equal bit for bit."""
+    filters, kernel, strides, padding, dilation, activation, use_bias, shape = CONVS[index]
+    rng = np.random.default_rng(90 + index)
+    options = dict(strides=strides, padding=padding, dilation_rate=dilation, activation=activation, use_bias=use_bias)
+    for kind in ("plain", "ties", "zeros", "relu"):
+        where = f"conv {CONVS[index][:7]}, {shape}, {dtype}, inputs {kind}"
+        new, old = built_pair(partial(Conv2D, filters, kernel, **options), shape, dtype, seed=index)
+        old.layout_as_new = False
+        x = images(rng, (3, *shape), dtype, kind)
+        new.forward(x, training=True), old.forward(x, training=True)
+        assert new.cols.flags.f_contiguous and old.cols.flags.c_contiguous, "the two layouts are not compared"
+        same(new.cols, old.cols, f"{where}: cols")
+        k = new.K.reshape(-1, filters)
+        dz = rng.standard_normal((len(new.cols), filters)).astype(dtype)
+        cols64 = np.abs(new.cols.astype(np.float64))
+        within_summation_bound(new.cols @ k, old.cols @ k, cols64 @ np.abs(k.astype(np.float64)), k.shape[0], where)
+        within_summation_bound(
+            new.cols.T @ dz, old.cols.T @ dz, cols64.T @ np.abs(dz.astype(np.float64)), len(dz), f"{where}, dK"
+        )
+
+
+def test_the_rounding_bound_catches_a_dropped_term() -> None:
+    """A product with one window's offset dropped (one column of cols zeroed) is far outside the bound."""
+    new, old = built_pair(partial(Conv2D, 8, 3), (28, 28, 1), "float32")
+    old.layout_as_new = False
+    x = np.random.default_rng(4).standard_normal((2, 28, 28, 1)).astype("float32")
+    new.forward(x), old.forward(x)
+    k = new.K.reshape(-1, 8)
+    wrong = old.cols.copy()
+    wrong[:, 4] = 0
+    magnitude = np.abs(new.cols.astype(np.float64)) @ np.abs(k.astype(np.float64))
+    within_summation_bound(new.cols @ k, old.cols @ k, magnitude, 9, "the right product")
+    with pytest.raises(AssertionError, match="beyond 2 gamma_9"):
+        within_summation_bound(new.cols @ k, wrong @ k, magnitude, 9, "one term dropped")
