@@ -487,7 +487,8 @@ def run(budget: Budget, rounds: int, quick: bool) -> Section:
                 "timed in alternating blocks with the step (ms, share of the step); rest = step minus the parts "
                 "in it (ReLU and its gradient, bias add and sum, softmax and loss, SGD update, the model's shape "
                 "and gradient checks, Python); im2col = Conv2D.im2col (the windows gathered into the "
-                "contiguous cols matrix, one block copy per kernel row); pooling = MaxPooling2D.forward and "
+                "cols matrix: one block copy per kernel row, or for one channel one copy per offset into the "
+                "transposed layout, a whole image row of windows at a time); pooling = MaxPooling2D.forward and "
                 "backward (windows that tile the input: the running maximum on contiguous copies of the offsets' "
                 "cells, dA put at each window's first maximum)"
             ),
