@@ -292,9 +292,10 @@ class Conv2D(Layer):
 
         For one channel (a grey image) cols is the transpose of a contiguous (kh*kw, N*Ho*Wo) array (`_cols_t`):
         its row (p, q) is Xpad[cells(p, q)], copied a whole image row of windows at a time rather than kw values
-        per window, about 3x faster. The values are the same; `cols @ K` and `cols.T @ dZ` then hand the BLAS the
-        other layout of the same matrix, and tests/test_conv_same_bits.py checks that the products keep their
-        bits."""
+        per window, about 3x faster. The values are the same, but `cols @ K` and `cols.T @ dZ` then hand the BLAS
+        the other layout of the same matrix, and a BLAS may add the terms in another order (OpenBLAS's float32
+        kernels do for small products): tests/test_conv_same_bits.py holds the two layouts' products to the bound
+        that any order of summation obeys."""
         if x.shape[3] == 1 and self.kernel_size != (1, 1):
             return self._cols_t(x).T
         if self.kernel_size != (1, 1):  # the windows overlap or skip cells: gathered (the same values a view holds)
