@@ -419,6 +419,8 @@ CONVS = [
     (6, 1, 1, "valid", 1, "relu", True, (5, 5, 4)),  # 1x1: the windows are a view
     (4, 1, 2, "valid", 1, "elu", True, (7, 7, 3)),  # 1x1 with strides: gathered
     (16, 3, 1, "valid", 1, "relu", True, (10, 10, 16)),
+    (4, 3, 2, "same", 1, "relu", True, (9, 7, 1)),  # one channel (the transposed cols), padded and strided
+    (3, (2, 3), 1, "same", (2, 1), "tanh", False, (8, 9, 1)),  # one channel, dilated and padded, no bias
 ]
 
 
