@@ -50,9 +50,29 @@ def relu_grad(z: Array) -> Array:
 
 
 def sigmoid(z: Array) -> Array:
-    """A = 1 / (1 + exp(-Z)), computed without overflow for any sign of Z.  Z (N, M) -> A (N, M)."""
-    e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    """A = 1 / (1 + exp(-Z)), computed without overflow for any sign of Z.  Z (N, M) -> A (N, M).
+
+    With e = exp(-|Z|) in (0, 1]: A = 1 / (1 + e) where Z >= 0 and e / (1 + e) elsewhere (`sigmoid_into`)."""
+    z = np.asarray(z)
+    dtype = np.result_type(z.dtype, np.float16)  # exp's output type: z's own if it is floating
+    out, e, d, m = (np.empty(z.shape, dtype) for _ in range(4))
+    return sigmoid_into(z, out, e, d, m)
+
+
+def sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
+    """out = sigmoid(z), into arrays the caller keeps (the LSTM reuses them at every step): e = exp(-|z|), then
+    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator max(e, m) is exactly 1 or e
+    (m = 1.0 where z >= 0, else 0.0, and e in [0, 1] wherever z is not NaN; where z is NaN, so are e, max(e, m)
+    and the quotient), without np.where, whose branch per element is slow on values of random sign. The same
+    quotients as the np.where form, so the same bits, a NaN's sign and payload aside.
+    z, out, e, d, m of one shape (out may be a strided view); e, d, m overwritten."""
+    np.abs(z, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # in (0, 1]: never overflows
+    np.greater_equal(z, 0, out=m, casting="unsafe")  # 1.0 or 0.0
+    np.maximum(e, m, out=m)  # the numerator: 1 where z >= 0, else e
+    np.add(1, e, out=d)
+    return np.divide(m, d, out=out)
 
 
 def sigmoid_grad(z: Array) -> Array:

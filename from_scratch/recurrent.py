@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from from_scratch.activations import Activation, get_activation
+from from_scratch.activations import Activation, get_activation, sigmoid, sigmoid_into
 from from_scratch.arch import LayerSpec
 from from_scratch.errors import BadInputError, check_flag
 from from_scratch.layers import LAYERS, Layer, Shape, glorot_uniform
@@ -59,28 +59,6 @@ def _sequence_shape(shape: Shape, layer: str) -> tuple[int, int]:
     if len(shape) != 2:
         raise BadInputError(f"layer {layer!r} takes sequences of shape (timesteps, features), got {shape}")
     return shape[0], shape[1]
-
-
-def _sigmoid_into(z: Array, out: Array, e: Array, d: Array, m: Array) -> Array:
-    """out = s(z) with the quotients of activations.sigmoid, into arrays the caller keeps: e = exp(-|z|), then
-    1 / (1 + e) where z >= 0 and e / (1 + e) elsewhere, as one division whose numerator max(e, m) is exactly 1 or e
-    (m = 1.0 where z >= 0, else 0.0, and e in [0, 1] wherever z is not NaN; where z is NaN, so are e, max(e, m)
-    and the quotient), without np.where, whose branch per element is slow on gates of random sign.
-    z, out, e, d, m of one shape (out may be a strided view), z's dtype; e, d, m overwritten."""
-    np.abs(z, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # in (0, 1]: never overflows
-    np.greater_equal(z, 0, out=m, casting="unsafe")  # 1.0 or 0.0
-    np.maximum(e, m, out=m)  # the numerator: 1 where z >= 0, else e
-    np.add(1, e, out=d)
-    return np.divide(m, d, out=out)
-
-
-def _where_free_sigmoid(z: Array) -> Array:
-    """s(z) (N, M) -> (N, M), a new array: the bits of activations.sigmoid (a NaN's sign aside) at about half its
-    cost (`_sigmoid_into`)."""
-    d, e, m = np.empty_like(z), np.empty_like(z), np.empty_like(z)
-    return _sigmoid_into(z, d, e, d, m)
 
 
 class _Recurrent(Layer):
@@ -293,8 +271,8 @@ class LSTM(SimpleRNN):
         [s(z_i), s(z_f), tanh(z_c), s(z_o)], c = f c + i g, h = o tanh(c)), but into arrays made once per call and
         laid out time-major with the gate blocks apart, gates (T, 4, N, u) and c, tanh(c), h (T, N, u), so that
         every operation of a step reads and writes whole contiguous blocks; the caches are (N, T, u) views of them
-        (H a copy). The sigmoid runs on all 4u columns of z at once (`_sigmoid_into`), the c block then replaced by
-        its tanh."""
+        (H a copy). The sigmoid runs on all 4u columns of z at once (`activations.sigmoid_into`), the c block then
+        replaced by its tanh."""
         self.check_built()
         n, t_len, _ = x.shape
         u = self.units
@@ -311,7 +289,7 @@ class LSTM(SimpleRNN):
             np.add(xw[:, t], z, out=z)
             np.add(z, self.b, out=z)  # z = x_t W + h U + b, summed in that order
             i, f, g, o = gates[t]
-            _sigmoid_into(z3, gates[t].transpose(1, 0, 2), e3, d3, m3)
+            sigmoid_into(z3, gates[t].transpose(1, 0, 2), e3, d3, m3)
             np.tanh(z3[:, 2], out=g)
             c_t = cs[t + 1]
             np.multiply(f, cs[t], out=c_t)
@@ -428,14 +406,14 @@ class GRU(SimpleRNN):
             mx = mx_all[:, t]
             if self.reset_after:
                 mh = h @ self.U + b_rec
-                z = _where_free_sigmoid(mx[:, :u] + mh[:, :u])
-                r = _where_free_sigmoid(mx[:, u : 2 * u] + mh[:, u : 2 * u])
+                z = sigmoid(mx[:, :u] + mh[:, :u])
+                r = sigmoid(mx[:, u : 2 * u] + mh[:, u : 2 * u])
                 self.Mh[:, t] = mh[:, 2 * u :]
                 cand = np.tanh(mx[:, 2 * u :] + r * mh[:, 2 * u :])
             else:
                 mh = h @ self.U[:, : 2 * u]
-                z = _where_free_sigmoid(mx[:, :u] + mh[:, :u])
-                r = _where_free_sigmoid(mx[:, u : 2 * u] + mh[:, u:])
+                z = sigmoid(mx[:, :u] + mh[:, :u])
+                r = sigmoid(mx[:, u : 2 * u] + mh[:, u:])
                 self.Mh[:, t] = r * h
                 cand = np.tanh(mx[:, 2 * u :] + self.Mh[:, t] @ self.U[:, 2 * u :])
             h = z * h + (1 - z) * cand

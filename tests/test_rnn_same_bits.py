@@ -4,7 +4,8 @@ from_scratch/recurrent.py's LSTM now writes every step into arrays made once per
 apart: gates (T, 4, N, u)), with ufuncs into them (out=), takes the sigmoid of all 4u columns of z in one call per
 operation and without np.where (its numerator max(e, m) is 1 or e; the c block then overwritten by its tanh), makes
 each step's gate derivatives in the backward loop on whole blocks, and forms dz_i and dz_c in one call; the GRU's
-gates use the same where-free sigmoid. None of this changes an operation, its operands or their order, nor the layout
+gates use the same where-free sigmoid, which is now activations.sigmoid itself (every sigmoid of the project, a
+Dense layer's and a loss's too). None of this changes an operation, its operands or their order, nor the layout
 the matrix products read, so every array must be equal bit for bit (NaNs: see NAN_SIGN_AND_PAYLOAD_COMPARED). The
 frozen copies below are the committed code before the change (89496a2: LSTM.forward, LSTM.step_back, the shared
 _Recurrent.backward, GRU.forward and activations.sigmoid, verbatim but for the names), and each case compares the bit
@@ -22,6 +23,7 @@ import pytest
 import same_bits
 
 from from_scratch import Sequential
+from from_scratch.activations import sigmoid
 from from_scratch.errors import BadInputError
 from from_scratch.recurrent import GRU, LSTM
 
@@ -180,6 +182,22 @@ def plant(x: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray:
 
 
 KINDS = ("plain", "ties", "zeros", "nonfinite", "large")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_activations_sigmoid_gives_the_old_bits(dtype: str) -> None:
+    """activations.sigmoid (where-free, `sigmoid_into`) against the np.where form it replaced, on every kind of
+    input, contiguous and strided, and on a 0-d array and an integer array (exp's own output type)."""
+    rng = np.random.default_rng(3)
+    with np.errstate(all="ignore"):
+        for kind in KINDS:
+            z = plant(rng.standard_normal((9, 40)).astype(dtype) * 20, rng, kind)
+            for view in (z, z[:, ::3], z.T):
+                assert differing_bits(sigmoid(view), frozen_sigmoid(view)) is None, f"{dtype}, {kind}"
+    for z in (np.asarray(0.5, dtype), np.arange(-3, 4), np.arange(-3, 4, dtype=np.int8)):
+        assert differing_bits(sigmoid(z), frozen_sigmoid(z)) is None, z.dtype
+
+
 #: (batch N, timesteps T, features F, units u): one of each small edge (N, T, u of 1) and some larger ones.
 SHAPES = ((3, 5, 4, 6), (1, 1, 1, 1), (2, 7, 3, 1), (1, 4, 2, 5), (5, 1, 6, 3), (4, 9, 5, 16), (64, 8, 16, 64))
 
