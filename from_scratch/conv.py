@@ -136,12 +136,12 @@ class Windows:
         xpad = self.pad(x, value)
         out = np.empty((len(x), *self.out_hw, *self.size, x.shape[3]), x.dtype)
         if self.dilation[1] == 1 and xpad.flags.c_contiguous and out.size:
-            (kh, kw), (sh, sw), (_, hp, wp, c), it = self.size, self.strides, xpad.shape, x.itemsize
-            block = np.dtype((np.void, kw * c * it))
-            strides = (hp * wp * c * it, sh * wp * c * it, sw * c * it)
-            dest = out.reshape(*out.shape[:4], kw * c).view(block)[..., 0]  # (N, Ho, Wo, kh)
+            (kh, kw), (sh, sw), (_, hp, wp, c), (ho, wo) = self.size, self.strides, xpad.shape, self.out_hw
+            row = kw * c  # one window row: a block of adjacent values in Xpad and in P
+            dest = block_view(out, (len(x), ho, wo, kh), row, 0, (ho * wo * kh * row, wo * kh * row, kh * row, row))
             for p in range(kh):  # row p of every window: (N, Ho, Wo) blocks, from row p*d_h of the first window
-                dest[:, :, :, p] = np.ndarray(out.shape[:3], block, xpad, p * self.dilation[0] * wp * c * it, strides)
+                start = p * self.dilation[0] * wp * c
+                dest[:, :, :, p] = block_view(xpad, (len(x), ho, wo), row, start, (hp * wp * c, sh * wp * c, sw * c))
             return out
         for p, q in self.offsets:
             out[:, :, :, p, q] = xpad[self.cells(p, q)]
@@ -174,6 +174,14 @@ class Windows:
                 cells = dx[self.cells(p, q)]  # them: a cell's window (i, j) = (r - p, c - q) / s rises as p, q fall
                 cells += d_patches[:, :, :, p, q]
         return dx[:, top : top + self.in_hw[0], left : left + self.in_hw[1]]
+
+
+def block_view(m: Array, shape: tuple[int, ...], block: int, offset: int, strides: tuple[int, ...]) -> Array:
+    """A view of the C-contiguous array m whose elements are blocks of `block` adjacent values: element (n, i, ...)
+    starts at value offset + n*s0 + i*s1 + ... of m (offset and strides counted in values, not bytes). Copying into
+    or out of it moves each block whole (one void element) where NumPy would walk a strided view value by value."""
+    it = m.itemsize
+    return np.ndarray(shape, np.dtype((np.void, block * it)), m, offset * it, tuple(s * it for s in strides))
 
 
 def _image_shape(shape: Shape, layer: str) -> Shape:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from from_scratch.arch import LayerSpec
-from from_scratch.conv import Pair, Windows, _image_shape, _padding, _pair
+from from_scratch.conv import Pair, Windows, _image_shape, _padding, _pair, block_view
 from from_scratch.errors import BadInputError
 from from_scratch.layers import LAYERS, Layer, Shape
 
@@ -201,11 +201,9 @@ class MaxPooling2D(_Pooling):
 def _window_starts(m: Array, strides: tuple[int, int, int], shape: tuple[int, int, int, int]) -> Array:
     """m (flat, C-contiguous) read at each window's start: out[n, i, j, :] = the C values from m[n*s0 + i*s1 + j*s2]
     (strides in values), shape (N, Ho, Wo, C). A window's C channels are adjacent, so each is copied as one block of
-    C values (a void element), not one value at a time."""
+    C values (`block_view`), not one value at a time."""
     m = np.ascontiguousarray(m)
-    block = np.dtype((np.void, shape[3] * m.itemsize))
-    view = np.ndarray(shape[:3], block, m, 0, tuple(s * m.itemsize for s in strides))
-    return view.copy().view(m.dtype).reshape(shape)
+    return block_view(m, shape[:3], shape[3], 0, strides).copy().view(m.dtype).reshape(shape)
 
 
 class AveragePooling2D(_Pooling):
