@@ -15,6 +15,7 @@ import numpy as np
 from benchmarks.config import BASE_ENV, DTYPES
 from benchmarks.steps import GEMM_FLOPS, gemm_call
 from benchmarks.timing import GUARD, Budget, measure
+from from_scratch.threads import usable_cores
 
 
 def cpu_model() -> str:
@@ -31,11 +32,7 @@ def cpu_model() -> str:
 
 def core_count() -> str:
     """Logical CPUs, and how many this process may run on when that differs."""
-    total = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = total
+    total, usable = os.cpu_count(), usable_cores()
     return f"{total}" if usable == total else f"{total} ({usable} usable)"
 
 

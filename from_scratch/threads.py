@@ -108,13 +108,18 @@ def _busy_seconds() -> float | None:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, else every logical CPU)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class _Load:
     """The cores other processes leave free: cores - round(their CPU use in cores over the last interval), at least
     1. Their use is the machine's busy time minus this process's (every thread of it, the BLAS's included), read at
     most every LOAD_INTERVAL seconds; where the machine's busy time cannot be read, every core counts as free."""
 
     def __init__(self) -> None:
-        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.cores = usable_cores()
         self.free = self.cores
         self.other = 0.0
         self.last: tuple[float, float, float] | None = None

@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from from_scratch.threads import usable_cores
+
 
 def _share_the_cores() -> int | None:
     """Under pytest-xdist, each worker's share of the cores: cores // workers (at least 1), set as the thread count
@@ -15,8 +17,7 @@ def _share_the_cores() -> int | None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not workers:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    share = max(1, cores // int(workers))
+    share = max(1, usable_cores() // int(workers))
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, str(share))
     try:
