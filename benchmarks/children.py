@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.config import BASE_ENV
 from benchmarks.timing import GUARD, Budget
@@ -87,6 +89,25 @@ def run_child(
         text = "\n".join(line for line in lines if not line.startswith(_MARK))
     per_mib = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # macOS reports bytes
     return ChildRun(returncode, wall, maxrss * per_mib, text)
+
+
+def run_worker(
+    name: str, env: dict[str, str], quick: bool, patience: float, timeout: float
+) -> tuple[dict[str, Any] | None, str]:
+    """`python -m benchmarks --worker NAME --patience P [--quick]` in a fresh child process under `env`: the JSON
+    result its last such line printed, its idle waits and disturbed measurements added to GUARD's; or None and
+    "(exit N): <the output's end>" when it failed."""
+    cmd = benchmark_command("--worker", name, "--patience", f"{patience:.0f}")
+    if quick:
+        cmd.append("--quick")
+    child = run_child(cmd, env=env, timeout=timeout, cwd=PACKAGE_PARENT)
+    lines = [line for line in child.output.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        return None, f"(exit {child.returncode}): {child.output.strip()[-300:]}"
+    result = json.loads(lines[-1])
+    GUARD.waited += result["waited"]
+    GUARD.disturbed += result["disturbed"]
+    return result, ""
 
 
 def run_child_clean(cmd: Sequence[str], budget: Budget, env: dict[str, str] | None = None) -> ChildRun:

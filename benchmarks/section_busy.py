@@ -6,15 +6,14 @@ machine). Target: the scratch step's busy/quiet no worse than Keras's own busy/q
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
-from benchmarks.children import PACKAGE_PARENT, SPINNER, benchmark_command, neighbour, run_child
+from benchmarks.children import SPINNER, neighbour, run_worker
 from benchmarks.config import BASE_ENV, DTYPES
 from benchmarks.report import Section, load_cell, progress
 from benchmarks.section_conv import SETTINGS, conv_setup, keras_conv_steps, scratch_conv_step
-from benchmarks.timing import GUARD, Budget, Timing, measure_blocks
+from benchmarks.timing import GUARD, Budget, measure_blocks
 
 TITLE = "11. Next to a busy process: each training step quiet and busy, scratch and Keras, one child process"
 WORKER_PREFIX = "busy: "
@@ -46,10 +45,6 @@ HEAD = [
     "scratch/Keras quiet, busy",
     "other load (quiet)",
 ]
-
-
-def _cell(t: Timing) -> str:
-    return f"{t.ms:.3f} ({t.p90_ms:.3f})"
 
 
 def worker(name: str, budget: Budget) -> dict[str, Any]:
@@ -96,16 +91,10 @@ def worker(name: str, budget: Budget) -> dict[str, Any]:
 def run(budget: Budget, quick: bool) -> Section:
     progress("11: child process")
     name = WORKER_PREFIX + ("quick" if quick else "full")
-    cmd = benchmark_command("--worker", name, "--patience", f"{max(0.0, GUARD.patience - GUARD.waited):.0f}")
-    if quick:
-        cmd.append("--quick")
-    child = run_child(cmd, env={**BASE_ENV, **SETTING.env}, timeout=900, cwd=PACKAGE_PARENT)
-    lines = [line for line in child.output.splitlines() if line.startswith("{")]
-    if child.returncode != 0 or not lines:
-        return Section(TITLE, [], [f"the child failed (exit {child.returncode}): {child.output.strip()[-300:]}"])
-    result = json.loads(lines[-1])
-    GUARD.waited += result["waited"]
-    GUARD.disturbed += result["disturbed"]
+    patience = max(0.0, GUARD.patience - GUARD.waited)
+    result, failure = run_worker(name, {**BASE_ENV, **SETTING.env}, quick, patience, 900)
+    if result is None:
+        return Section(TITLE, [], [f"the child failed {failure}"])
     rows = []
     for r in result["rows"]:
         sq, sq90, sb, sb90 = r["scratch"]

@@ -6,7 +6,6 @@ TensorFlow not loaded)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.children import PACKAGE_PARENT, benchmark_command, run_child
+from benchmarks.children import run_worker
 from benchmarks.config import BASE_ENV, DTYPES, LOSS, LR
 from benchmarks.report import Section, load_cell, load_note, progress
 from benchmarks.steps import make_batch
@@ -411,17 +410,10 @@ def _children(
     for setting in settings:
         progress(f"{label}: Keras, {setting.name} (child process)")
         patience = max(0.0, min(max(20.0, GUARD.patience / 4), GUARD.patience - GUARD.waited))
-        cmd = benchmark_command("--worker", prefix + setting.name, "--patience", f"{patience:.0f}")
-        if quick:
-            cmd.append("--quick")
-        child = run_child(cmd, env={**BASE_ENV, **setting.env}, timeout=600, cwd=PACKAGE_PARENT)
-        lines = [line for line in child.output.splitlines() if line.startswith("{")]
-        if child.returncode != 0 or not lines:
-            notes.append(f"setting {setting.name!r} failed (exit {child.returncode}): {child.output.strip()[-300:]}")
+        result, failure = run_worker(prefix + setting.name, {**BASE_ENV, **setting.env}, quick, patience, 600)
+        if result is None:
+            notes.append(f"setting {setting.name!r} failed {failure}")
             continue
-        result = json.loads(lines[-1])
-        GUARD.waited += result["waited"]
-        GUARD.disturbed += result["disturbed"]
         expected = (setting.env["TF_ENABLE_ONEDNN_OPTS"], setting.determinism)
         if (result["onednn"], result["determinism"]) != expected:
             notes.append(f"WARNING {setting.name!r}: the child ran with {result['onednn']}, {result['determinism']}")

@@ -4,7 +4,6 @@ helps? Each setting is measured in a fresh child process (`python -m benchmarks 
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.children import PACKAGE_PARENT, benchmark_command, run_child
+from benchmarks.children import run_worker
 from benchmarks.config import ARCH, BASE_ENV
 from benchmarks.machine import blas_info, blas_threads, os_thread_count
 from benchmarks.report import Section, load_cell, load_note, progress
@@ -200,17 +199,10 @@ def _children(budget: Budget, level: str, rounds: int, here: dict[str, Any]) -> 
                 continue
             progress(f"5: {v.name} (round {r + 1}/{rounds})")
             patience = max(0.0, min(max(20.0, GUARD.patience / 4), GUARD.patience - GUARD.waited))
-            cmd = benchmark_command("--worker", v.name, "--patience", f"{patience:.0f}")
-            if level == "quick":
-                cmd.append("--quick")
-            child = run_child(cmd, env={**BASE_ENV, **v.env}, timeout=300, cwd=PACKAGE_PARENT)
-            lines = [line for line in child.output.splitlines() if line.startswith("{")]
-            if child.returncode != 0 or not lines:
-                notes.append(f"variant {v.name!r} failed (exit {child.returncode}): {child.output.strip()[-300:]}")
+            result, failure = run_worker(v.name, {**BASE_ENV, **v.env}, level == "quick", patience, 300)
+            if result is None:
+                notes.append(f"variant {v.name!r} failed {failure}")
                 continue
-            result = json.loads(lines[-1])
-            GUARD.waited += result["waited"]
-            GUARD.disturbed += result["disturbed"]
             results.setdefault(v.name, []).append(result)
     merged = {name: _median_dicts(runs) for name, runs in results.items()}
     rows = [_thread_row(name, r) for name, r in merged.items()]
