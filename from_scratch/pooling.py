@@ -79,11 +79,12 @@ class MaxPooling2D(_Pooling):
             if a is not None:
                 self.A = a
                 return self.A
-        a = self.slices[0].copy()
-        for cell in self.slices[1:]:
+        slices = self.slices
+        a = slices[0].copy()
+        for cell in slices[1:]:
             np.maximum(cell, a, out=a)  # NaN propagates; on a tie NumPy keeps a, the earlier cell (seen in 0.0 vs -0.0)
         if np.isnan(a).any():  # a window holding NaN: its value is its first NaN, as np.argmax picks
-            for cell in reversed(self.slices):
+            for cell in reversed(slices):
                 np.copyto(a, cell, where=np.isnan(cell))
         self.A = a
         return self.A
